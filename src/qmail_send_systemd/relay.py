@@ -1,0 +1,402 @@
+"""`setup --smarthost HOST[:PORT] --forward-root ADDRESS`: make qmail a laptop relay.
+
+Writes qmail's catch-all route in control/smtproutes and the three forwards in ~alias
+(.qmail-root, .qmail-postmaster, .qmail-mailer-daemon) that keep cron's mail and bounces from
+being discarded. Every input is checked before anything is written; every file is replaced
+atomically, with a backup of what it replaces, and an unchanged file is not touched at all.
+
+This is the one place where the helper writes under /var/qmail, and only because the
+administrator asked for it: maintainer scripts never call it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+QMAIL_HOME = "var/qmail"
+ALIAS_USER = "alias"
+QMAIL_GROUP = "qmail"
+ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
+# qmail-local refuses a .qmail file or a home directory that is group- or world-writable
+# (conf-patrn); 0644 lets qmail-local, running as the alias user, read a root-owned file too.
+FILE_MODE = 0o644
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
+# RFC 5322 dot-atom text: what a forward line (`&address`) can carry without quoting.
+_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
+
+
+class RelayError(Exception):
+    """An expected failure: one line for the administrator, a hint, and an exit code."""
+
+    def __init__(self, message: str, hint: str = "", code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.code = code
+
+
+def _usage(message: str, hint: str = "") -> RelayError:
+    return RelayError(message, hint, EXIT_USAGE)
+
+
+class Smarthost(NamedTuple):
+    host: str
+    port: int | None
+
+    def route(self) -> str:
+        """The catch-all smtproutes line (qmail-remote: `domain:relay[:port]`, empty domain)."""
+        return f":{self.host}" if self.port is None else f":{self.host}:{self.port}"
+
+
+def _is_hostname(name: str) -> bool:
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if not all(_LABEL.match(label) for label in labels):
+        return False
+    # An all-numeric name that is not a valid dotted quad (1.2.3, 300.1.1.1) is a typo, not a host.
+    return not all(label.isdigit() for label in labels)
+
+
+def parse_smarthost(text: str) -> Smarthost:
+    """HOST, HOST:PORT, IPv4, [IPv4] or [IPv4]:PORT, as qmail-remote's smtproutes accepts them."""
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
+        raise _usage(
+            f"malformed smarthost {text!r}", "give HOST or HOST:PORT, e.g. smtp.example.org:587"
+        )
+    host, port_text = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise _usage(f"malformed smarthost {text!r}: no closing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise _usage(f"malformed smarthost {text!r}", "write [ADDRESS]:PORT")
+            port_text = rest[1:]
+        if not _IPV4.match(host):
+            raise _usage(
+                f"smarthost {text!r} is not an IPv4 literal",
+                "qmail-remote has no IPv6 support; give a hostname or an IPv4 address",
+            )
+    elif text.count(":") > 1:
+        raise _usage(
+            f"smarthost {text!r} looks like an IPv6 address",
+            "qmail-remote has no IPv6 support; give a hostname or an IPv4 address",
+        )
+    elif ":" in text:
+        host, port_text = text.split(":", 1)
+    if not (_IPV4.match(host) or _is_hostname(host)):
+        raise _usage(
+            f"malformed smarthost host {host!r}",
+            "give a hostname (RFC 1123 letters, digits, '-' and '.') or an IPv4 address",
+        )
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65535:
+            raise _usage(f"malformed smarthost port {port_text!r}", "the port is 1..65535")
+        port = int(port_text)
+    return Smarthost(host.lower(), port)
+
+
+def check_address(text: str) -> str:
+    """A forward target local@domain that a `&address` line carries as-is."""
+    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in text):
+        raise _usage(
+            f"malformed address {text!r}: spaces, control or non-ASCII characters",
+            "give local@domain, e.g. me@example.org",
+        )
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain:
+        raise _usage(f"malformed address {text!r}", "give local@domain, e.g. me@example.org")
+    if not all(_ATOM.match(part) for part in local.split(".")):
+        raise _usage(
+            f"malformed address {text!r}: unsupported local part {local!r}",
+            "use letters, digits and !#$%&'*+/=?^_`{|}~- separated by single dots",
+        )
+    literal = domain[1:-1] if domain.startswith("[") and domain.endswith("]") else None
+    if not (_is_hostname(domain) or (literal is not None and _IPV4.match(literal))):
+        raise _usage(f"malformed address {text!r}: bad domain {domain!r}")
+    return text
+
+
+# --- the target tree ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Account:
+    uid: int
+    gid: int
+    home: str
+
+
+def _read_db(path: Path) -> list[list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def lookup_user(root: Path, name: str) -> Account | None:
+    """The account from <root>/etc/passwd (from NSS when root is /, like qmail-getpw)."""
+    if root == Path("/"):
+        import pwd
+
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        return Account(pw.pw_uid, pw.pw_gid, pw.pw_dir)
+    for fields in _read_db(root / "etc/passwd"):
+        if len(fields) >= 7 and fields[0] == name:
+            return Account(int(fields[2]), int(fields[3]), fields[5])
+    return None
+
+
+def lookup_group(root: Path, name: str) -> int | None:
+    if root == Path("/"):
+        import grp
+
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            return None
+    for fields in _read_db(root / "etc/group"):
+        if len(fields) >= 3 and fields[0] == name:
+            return int(fields[2])
+    return None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file that setup owns: where, what, and which owner and mode qmail needs."""
+
+    path: Path
+    content: bytes
+    uid: int
+    gid: int
+    mode: int = FILE_MODE
+
+
+@dataclass
+class Outcome:
+    target: Target
+    action: str  # "created", "replaced", "unchanged", "fixed owner/mode"
+    backup: Path | None = None
+
+
+def _merge_routes(old: bytes | None, route: str) -> bytes:
+    """Keep every per-domain route and replace only the catch-all (empty domain) line."""
+    kept = []
+    if old is not None:
+        for line in old.decode("utf-8", errors="surrogateescape").splitlines():
+            if line.strip() and not line.startswith(":"):
+                kept.append(line)
+    kept.append(route)
+    return ("\n".join(kept) + "\n").encode("utf-8", errors="surrogateescape")
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _locals(control: Path) -> set[str]:
+    names = set()
+    for name in ("me", "locals"):
+        data = _read(control / name) or b""
+        names.update(line.strip().lower() for line in data.decode(errors="replace").splitlines())
+    names.discard("")
+    return names
+
+
+def plan(root: Path, smarthost: Smarthost | None, forward: str | None) -> list[Target]:
+    """Check the tree and return the files to write; raise before anything is written."""
+    qmail = root / QMAIL_HOME
+    control = qmail / "control"
+    if not control.is_dir():
+        raise RelayError(
+            f"{control} does not exist: qmail is not installed under this root",
+            "install qmail first (Life with qmail, section 2)",
+        )
+    gid_qmail = lookup_group(root, QMAIL_GROUP)
+    if gid_qmail is None:
+        raise RelayError(f"group {QMAIL_GROUP!r} not found", "create qmail's groups (LWQ 2.4.3)")
+    targets = []
+    if smarthost is not None:
+        path = control / "smtproutes"
+        superuser = lookup_user(root, "root")
+        uid_root = superuser.uid if superuser is not None else 0
+        content = _merge_routes(_read(path), smarthost.route())
+        targets.append(Target(path, content, uid_root, gid_qmail))
+    if forward is not None:
+        local, _, domain = forward.rpartition("@")
+        if domain.lower() in _locals(control) and local.lower() in {
+            "root",
+            "postmaster",
+            "mailer-daemon",
+            ALIAS_USER,
+        }:
+            raise _usage(
+                f"forwarding root to {forward} would loop: {domain} is local to this qmail",
+                "give a remote mailbox, e.g. you@example.org",
+            )
+        alias = lookup_user(root, ALIAS_USER)
+        if alias is None:
+            raise RelayError(f"user {ALIAS_USER!r} not found", "create qmail's users (LWQ 2.4.3)")
+        home = root / alias.home.lstrip("/")
+        if not home.is_dir():
+            raise RelayError(f"{home} (~{ALIAS_USER}) does not exist", "reinstall qmail")
+        body = f"&{forward}\n".encode("ascii")
+        targets.extend(Target(home / name, body, alias.uid, gid_qmail) for name in ALIAS_FILES)
+    return targets
+
+
+# --- atomic writes ---------------------------------------------------------------------------
+
+
+def _backup_name(path: Path, now: float) -> Path:
+    # Dots in a .qmail file name never match an address (qmail-local turns an extension's dots
+    # into colons), so the backup of .qmail-root can never become a delivery instruction.
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    candidate = path.with_name(f"{path.name}.bak.{stamp}")
+    n = 1
+    while os.path.lexists(candidate):
+        candidate = path.with_name(f"{path.name}.bak.{stamp}.{n}")
+        n += 1
+    return candidate
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _meta_ok(path: Path, target: Target) -> bool:
+    st = path.lstat()
+    return (
+        stat.S_ISREG(st.st_mode)
+        and stat.S_IMODE(st.st_mode) == target.mode
+        and (st.st_uid, st.st_gid) == (target.uid, target.gid)
+    )
+
+
+def apply(
+    targets: list[Target], *, now: float | None = None, dry_run: bool = False
+) -> list[Outcome]:
+    """Write every changed target: all temp files first, then backup + rename each one."""
+    now = time.time() if now is None else now
+    outcomes: list[Outcome] = []
+    staged: list[tuple[Outcome, str]] = []
+    try:
+        for target in targets:
+            old = _read(target.path) if not target.path.is_symlink() else None
+            if old == target.content and _meta_ok(target.path, target):
+                outcomes.append(Outcome(target, "unchanged"))
+                continue
+            if old == target.content:
+                outcomes.append(Outcome(target, "fixed owner/mode"))
+                if not dry_run:
+                    os.chown(target.path, target.uid, target.gid)
+                    os.chmod(target.path, target.mode)
+                continue
+            exists = os.path.lexists(target.path)
+            outcome = Outcome(target, "replaced" if exists else "created")
+            outcomes.append(outcome)
+            if dry_run:
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-qmail-send-systemd-", dir=target.path.parent)
+            staged.append((outcome, tmp))
+            with os.fdopen(fd, "wb") as f:
+                f.write(target.content)
+                f.flush()
+                os.fchown(f.fileno(), target.uid, target.gid)
+                os.fchmod(f.fileno(), target.mode)
+                os.fsync(f.fileno())
+    except OSError as exc:
+        for _, tmp in staged:
+            os.unlink(tmp)
+        raise RelayError(
+            f"cannot write {exc.filename or 'a file'}: {exc.strerror}",
+            "run as root; nothing was changed",
+        ) from exc
+    for outcome, tmp in staged:
+        path = outcome.target.path
+        if outcome.action == "replaced":
+            outcome.backup = _backup_name(path, now)
+            try:
+                os.link(path, outcome.backup, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(path, outcome.backup, follow_symlinks=False)
+        os.replace(tmp, path)
+    for directory in {o.target.path.parent for o, _ in staged}:
+        _fsync_dir(directory)
+    return outcomes
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "setup",
+        help="make qmail relay through a smarthost and forward root's mail",
+        description=(
+            "Write /var/qmail/control/smtproutes (all remote mail through HOST) and "
+            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS). "
+            "Replaced files are kept as NAME.bak.TIMESTAMP."
+        ),
+    )
+    parser.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")
+    parser.add_argument("--forward-root", metavar="ADDRESS", help="where root's mail goes")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="say what would change, write nothing"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print) -> int:
+    try:
+        if args.smarthost is None and args.forward_root is None:
+            raise _usage("setup needs --smarthost HOST[:PORT] and/or --forward-root ADDRESS")
+        smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
+        forward = check_address(args.forward_root) if args.forward_root is not None else None
+        outcomes = apply(plan(root, smarthost, forward), dry_run=args.dry_run)
+    except RelayError as exc:
+        hint = f" (fix: {exc.hint})" if exc.hint else ""
+        print(f"qmail-send-systemd setup: {exc.message}{hint}", file=sys.stderr)
+        return exc.code
+    prefix = "would be " if args.dry_run else ""
+    for outcome in outcomes:
+        action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action
+        line = f"{outcome.target.path}: {action}"
+        if outcome.backup is not None:
+            line += f" (previous kept as {outcome.backup.name})"
+        out(line)
+    if any(o.action != "unchanged" for o in outcomes) and not args.dry_run:
+        # qmail-remote and qmail-local read these files at each delivery: no restart needed.
+        out("takes effect at the next delivery; `qmail-send-systemd flush` retries the queue now")
+    return EXIT_OK
