@@ -222,7 +222,7 @@ def _read(path: Path) -> bytes | None:
 
 
 def _locals(control: Path) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for name in ("me", "locals"):
         data = _read(control / name) or b""
         names.update(line.strip().lower() for line in data.decode(errors="replace").splitlines())
@@ -361,7 +361,7 @@ def apply(
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
+    parser: argparse.ArgumentParser = subparsers.add_parser(
         "setup",
         help="make qmail relay through a smarthost and forward root's mail",
         description=(
