@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qss_toolkit.errors import CommandFailed, ConfigurationError
-from qss_toolkit.run import Arg, run
+from qss_toolkit.run import Arg, require, run
 
 log = logging.getLogger("qss_toolkit")
 
@@ -248,6 +248,9 @@ class Signer:
     def rpm_macros(self) -> list[str]:
         """The rpmsign --define arguments that point rpm's gpg at this key, non-interactively."""
         return [
+            # Debian's rpm defaults %__gpg to /usr/bin/gpg2, which Debian's gnupg does not ship.
+            "--define",
+            f"__gpg {require('gpg')}",
             "--define",
             f"_gpg_path {self.home}",
             "--define",

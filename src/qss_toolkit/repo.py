@@ -1,0 +1,462 @@
+"""`repo`: publish the packages in dist/ as a signed apt repository and a signed dnf repository.
+
+apt side: apt-ftparchive (Debian's apt-utils) rather than reprepro or aptly, because it keeps no
+database or daemon state beside the tree -- the published tree *is* the state, so "keep the older
+versions" is simply "start from the previous tree's pool/" -- and its output depends only on the
+files it is given. dnf side: createrepo_c, RPMs signed with rpmsign, repomd.xml signed detached.
+
+The new tree is built beside the old one and swapped in with one rename (renameat2
+RENAME_EXCHANGE where the kernel has it), so a failure at any step leaves the published tree as
+it was, and a web server serving it never sees half a repository.
+
+Layout of OUT (dist/repo by default):
+
+    deb/dists/<suite>/{Release,InRelease,Release.gpg}
+    deb/dists/<suite>/main/binary-all/Packages{,.gz,.xz}
+    deb/pool/main/<letter>/<source>/<package>_<version>_<arch>.deb
+    rpm/Packages/<name>-<version>-<release>.<arch>.rpm      (signed)
+    rpm/repodata/repomd.xml{,.asc} ...
+    qmail-send-systemd-archive-keyring.gpg                  (binary public key, apt Signed-By)
+    RPM-GPG-KEY-qmail-send-systemd                          (armored public key, rpm/dnf)
+    qmail-send-systemd.sources, qmail-send-systemd.repo      (client configuration)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import filecmp
+import gzip
+import logging
+import lzma
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from qss_toolkit import DIST
+from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.run import run
+from qss_toolkit.signing import KeyConfig, Signer, signer
+
+log = logging.getLogger("qss_toolkit")
+
+NAME = "qmail-send-systemd"
+COMPONENT = "main"
+APT_ARCH = "all"  # every package we ship is Architecture: all / BuildArch: noarch
+DEFAULT_SUITE = "stable"
+PLACEHOLDER_BASE_URL = "https://packages.example.org/qmail-send-systemd"
+
+APT_KEYRING = f"{NAME}-archive-keyring.gpg"
+RPM_KEY = f"RPM-GPG-KEY-{NAME}"
+SOURCES_FILE = f"{NAME}.sources"
+REPO_FILE = f"{NAME}.repo"
+# Where the client configuration expects the keys (README says to copy them there).
+CLIENT_APT_KEYRING = f"/etc/apt/keyrings/{APT_KEYRING}"
+CLIENT_RPM_KEY = f"/etc/pki/rpm-gpg/{RPM_KEY}"
+
+
+@dataclass(frozen=True)
+class DebPackage:
+    path: Path
+    package: str
+    version: str
+    architecture: str
+    source: str
+
+    @property
+    def pool_path(self) -> Path:
+        """Debian's pool convention: pool/<component>/<letter or libX>/<source>/<canonical name>."""
+        letter = self.source[:4] if self.source.startswith("lib") else self.source[0]
+        bare_version = self.version.split(":", 1)[-1]  # the epoch never appears in a file name
+        name = f"{self.package}_{bare_version}_{self.architecture}.deb"
+        return Path("pool", COMPONENT, letter, self.source, name)
+
+
+@dataclass(frozen=True)
+class RpmPackage:
+    path: Path
+    nevra_file: str  # name-version-release.arch.rpm
+
+    @property
+    def pool_path(self) -> Path:
+        return Path("Packages", self.nevra_file)
+
+
+def read_deb(path: Path) -> DebPackage:
+    out = run(
+        ["dpkg-deb", "--field", path, "Package", "Version", "Architecture", "Source"], capture=True
+    ).stdout
+    fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    package = fields["Package"].strip()
+    # Source may carry "(version)" when it differs from the binary's version.
+    source = fields.get("Source", package).split()[0].strip() or package
+    return DebPackage(
+        path, package, fields["Version"].strip(), fields["Architecture"].strip(), source
+    )
+
+
+def read_rpm(path: Path) -> RpmPackage:
+    name = run(
+        [
+            "rpm",
+            "-qp",
+            "--nosignature",
+            "--nodigest",
+            "--qf",
+            "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm",
+            path,
+        ],
+        capture=True,
+    ).stdout.strip()
+    return RpmPackage(path, name)
+
+
+def find_packages(dist: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
+    """The .deb and binary .rpm files under `dist`, skipping published repositories in it."""
+    skip = [p.resolve() for p in exclude]
+    debs: list[Path] = []
+    rpms: list[Path] = []
+    for path in sorted(dist.rglob("*")):
+        resolved = path.resolve()
+        if any(resolved == s or s in resolved.parents for s in skip):
+            continue
+        if any(part.startswith(".") for part in path.relative_to(dist).parts):
+            continue
+        if path.name.endswith(".deb") and path.is_file():
+            debs.append(path)
+        elif path.name.endswith(".src.rpm"):
+            log.info("skipping source package %s (the dnf repository is binary)", path.name)
+        elif path.name.endswith(".rpm") and path.is_file():
+            rpms.append(path)
+    return debs, rpms
+
+
+def _place(src: Path, dest: Path, replaced: list[str]) -> None:
+    """Copy `src` to `dest`; a different file already there under the same name is replaced."""
+    if dest.exists():
+        if filecmp.cmp(src, dest, shallow=False):
+            return
+        replaced.append(dest.name)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+
+
+def stage_debs(root: Path, debs: Sequence[Path]) -> list[DebPackage]:
+    """Copy `debs` into root/pool under their canonical names; return what was staged."""
+    staged: list[DebPackage] = []
+    replaced: list[str] = []
+    for path in debs:
+        deb = read_deb(path)
+        if deb.architecture != APT_ARCH:
+            raise ConfigurationError(
+                f"{path.name} is Architecture: {deb.architecture}; this repository carries only "
+                f"Architecture: {APT_ARCH} packages",
+                hint="build the package as arch-independent, or extend repo.APT_ARCH",
+            )
+        _place(path, root / deb.pool_path, replaced)
+        staged.append(deb)
+    for name in replaced:
+        log.warning(
+            "replaced %s with a different file of the same version: clients that "
+            "cached the old one see a hash mismatch; publish a new version instead",
+            name,
+        )
+    return staged
+
+
+def stage_rpms(root: Path, rpms: Sequence[Path]) -> list[Path]:
+    """Copy `rpms` into root/Packages under their NEVRA names; return the staged paths."""
+    staged: list[Path] = []
+    replaced: list[str] = []
+    for path in rpms:
+        dest = root / read_rpm(path).pool_path
+        _place(path, dest, replaced)
+        staged.append(dest)
+    for name in replaced:
+        log.warning("replaced %s with a different file of the same version", name)
+    return staged
+
+
+def _compress(path: Path) -> None:
+    data = path.read_bytes()
+    # mtime=0 and no file name in the header: the .gz depends on the content alone.
+    with (
+        open(path.with_name(path.name + ".gz"), "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz,
+    ):
+        gz.write(data)
+    path.with_name(path.name + ".xz").write_bytes(lzma.compress(data, preset=6))
+
+
+def write_apt_indices(root: Path, signer: Signer, *, suite: str) -> Path:
+    """Write Packages(.gz/.xz), Release, InRelease and Release.gpg for the pool under `root`."""
+    dists = root / "dists" / suite
+    binary = dists / COMPONENT / f"binary-{APT_ARCH}"
+    binary.mkdir(parents=True, exist_ok=True)
+    packages = run(["apt-ftparchive", "packages", "pool"], cwd=root, capture=True).stdout
+    (binary / "Packages").write_text(packages, encoding="utf-8")
+    _compress(binary / "Packages")
+    release_options = {
+        "Origin": NAME,
+        "Label": NAME,
+        "Suite": suite,
+        "Codename": suite,
+        "Architectures": APT_ARCH,
+        "Components": COMPONENT,
+        "Description": f"{NAME}: qmail-send as a hardened systemd service",
+    }
+    opts: list[str] = []
+    for key, value in release_options.items():
+        opts += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
+    release = run(["apt-ftparchive", *opts, "release", "."], cwd=dists, capture=True).stdout
+    (dists / "Release").write_text(release, encoding="utf-8")
+    signer.clearsign(dists / "Release", dists / "InRelease")
+    signer.detach_sign(dists / "Release", dists / "Release.gpg", armor=True)
+    return dists
+
+
+def write_dnf_metadata(root: Path, signer: Signer) -> Path:
+    """Run createrepo_c on `root` and sign repodata/repomd.xml (repomd.xml.asc, armored)."""
+    root.mkdir(parents=True, exist_ok=True)
+    run(
+        ["createrepo_c", "--quiet", "--general-compress-type", "gz", "--no-database", root],
+        capture=True,
+    )
+    repomd = root / "repodata" / "repomd.xml"
+    signer.detach_sign(repomd, repomd.with_name("repomd.xml.asc"), armor=True)
+    return repomd
+
+
+def sources_text(base_url: str, suite: str) -> str:
+    """deb822 client configuration; Signed-By pins this one key to this one repository."""
+    return (
+        f"# {NAME}: copy to /etc/apt/sources.list.d/{SOURCES_FILE}, and {APT_KEYRING}\n"
+        f"# to {CLIENT_APT_KEYRING}\n"
+        "Types: deb\n"
+        f"URIs: {base_url.rstrip('/')}/deb\n"
+        f"Suites: {suite}\n"
+        f"Components: {COMPONENT}\n"
+        f"Signed-By: {CLIENT_APT_KEYRING}\n"
+    )
+
+
+def repo_text(base_url: str) -> str:
+    """dnf client configuration: both the packages and the metadata must carry our signature."""
+    return (
+        f"# {NAME}: copy to /etc/yum.repos.d/{REPO_FILE}, and {RPM_KEY} to {CLIENT_RPM_KEY}\n"
+        f"[{NAME}]\n"
+        f"name={NAME}\n"
+        f"baseurl={base_url.rstrip('/')}/rpm\n"
+        "enabled=1\n"
+        "gpgcheck=1\n"
+        "repo_gpgcheck=1\n"
+        f"gpgkey=file://{CLIENT_RPM_KEY}\n"
+    )
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    dist: Path
+    out: Path
+    suite: str = DEFAULT_SUITE
+    prune: bool = False
+    base_url: str = PLACEHOLDER_BASE_URL
+
+
+@dataclass(frozen=True)
+class Published:
+    out: Path
+    debs: tuple[str, ...]
+    rpms: tuple[str, ...]
+    fingerprint: str
+
+
+def build_tree(
+    tree: Path,
+    old: Path | None,
+    *,
+    debs: Sequence[Path],
+    rpms: Sequence[Path],
+    options: PublishOptions,
+    key: Signer,
+) -> Published:
+    """Write a complete repository into the empty directory `tree` (nothing outside it)."""
+    if old is not None and not options.prune:
+        # Older versions stay published, so that clients can downgrade.
+        for sub in ("deb/pool", "rpm/Packages"):
+            if (old / sub).is_dir():
+                shutil.copytree(old / sub, tree / sub)
+    deb_root = tree / "deb"
+    rpm_root = tree / "rpm"
+    deb_root.mkdir(parents=True, exist_ok=True)
+    stage_debs(deb_root, debs)
+    stage_rpms(rpm_root, rpms)
+    all_rpms = sorted((rpm_root / "Packages").glob("*.rpm")) if rpm_root.is_dir() else []
+    # Every RPM, the kept ones too, is (re)signed with the current key: after a key rotation a
+    # kept package signed by the old key would otherwise fail the client's gpgcheck.
+    key.sign_rpms(all_rpms)
+    write_apt_indices(deb_root, key, suite=options.suite)
+    write_dnf_metadata(rpm_root, key)
+    key.export_public(tree / APT_KEYRING, armor=False)
+    key.export_public(tree / RPM_KEY, armor=True)
+    (tree / SOURCES_FILE).write_text(
+        sources_text(options.base_url, options.suite), encoding="utf-8"
+    )
+    (tree / REPO_FILE).write_text(repo_text(options.base_url), encoding="utf-8")
+    deb_files = tuple(sorted(p.name for p in (deb_root / "pool").rglob("*.deb")))
+    return Published(options.out, deb_files, tuple(p.name for p in all_rpms), key.fingerprint)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries (renameat2 RENAME_EXCHANGE); False if unsupported."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(a))
+
+
+def swap_into_place(new: Path, out: Path) -> None:
+    """Make `new` the published tree at `out`; the old tree (if any) is removed afterwards."""
+    if not out.exists():
+        new.rename(out)
+        return
+    if _exchange(new, out):
+        shutil.rmtree(new)  # `new` now names the previous tree
+        return
+    # Fallback: two renames, with a moment where `out` is missing but never half-written.
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old)
+
+
+@contextmanager
+def _publish_lock(out: Path) -> Iterator[None]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(f".{out.name}.lock")
+    with open(lock_path, "w", encoding="ascii") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another publish into {out} is running", hint=f"wait for it (lock: {lock_path})"
+            ) from None
+        yield
+
+
+def publish(
+    options: PublishOptions,
+    key: Signer,
+    *,
+    debs: Sequence[Path] | None = None,
+    rpms: Sequence[Path] | None = None,
+) -> Published:
+    """Publish into options.out atomically. `debs`/`rpms` default to what options.dist holds."""
+    out = options.out.resolve()
+    if debs is None or rpms is None:
+        if not options.dist.is_dir():
+            raise ConfigurationError(
+                f"{options.dist} does not exist", hint="build the packages first: nox -s packages"
+            )
+        found_debs, found_rpms = find_packages(options.dist, exclude=[out])
+        debs = found_debs if debs is None else debs
+        rpms = found_rpms if rpms is None else rpms
+    if not debs and not rpms:
+        raise ConfigurationError(
+            f"no .deb or .rpm in {options.dist}", hint="build the packages first: nox -s packages"
+        )
+    with _publish_lock(out):
+        old = out if out.is_dir() else None
+        new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        try:
+            published = build_tree(new, old, debs=debs, rpms=rpms, options=options, key=key)
+            new.chmod(0o755)  # mkdtemp's 0700 would hide the tree from a web server
+            swap_into_place(new, out)
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+    log.info(
+        "published %d .deb and %d .rpm into %s (suite %s, key %s)",
+        len(published.debs),
+        len(published.rpms),
+        out,
+        options.suite,
+        key.fingerprint,
+    )
+    return published
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m qss_toolkit repo",
+        description="Build signed apt and dnf repositories from the packages in dist/. The key "
+        "comes from QSS_SIGNING_KEY_ID or QSS_SIGNING_KEY_FILE (+ QSS_SIGNING_KEY_PASSPHRASE).",
+    )
+    p.add_argument("--dist", type=Path, default=DIST, help="where the packages are (dist/)")
+    p.add_argument("--out", type=Path, default=None, help="the repository tree (dist/repo)")
+    p.add_argument("--suite", default=DEFAULT_SUITE, help="apt suite name (stable)")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="drop versions not in --dist (default: keep them, clients can downgrade)",
+    )
+    p.add_argument(
+        "--base-url",
+        default=PLACEHOLDER_BASE_URL,
+        help="URL the tree will be served at, for the client configuration files",
+    )
+    p.add_argument(
+        "--ephemeral-key",
+        action="store_true",
+        help="with no key in the environment, sign with a throwaway key (tests only)",
+    )
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if not args.suite or "/" in args.suite or args.suite.startswith("."):
+        raise ConfigurationError(
+            f"--suite {args.suite!r} is not a suite name", hint="--suite stable"
+        )
+    options = PublishOptions(
+        dist=args.dist,
+        out=args.out if args.out is not None else args.dist / "repo",
+        suite=args.suite,
+        prune=args.prune,
+        base_url=args.base_url,
+    )
+    config = KeyConfig.from_env(ephemeral=args.ephemeral_key)
+    with signer(config) as key:
+        published = publish(options, key)
+    if not published.debs and not published.rpms:
+        raise CheckFailed(f"{published.out} holds no package")
+    print(
+        f"{published.out}: {len(published.debs)} .deb, {len(published.rpms)} .rpm, "
+        f"signed by {published.fingerprint}"
+    )
+    return 0
