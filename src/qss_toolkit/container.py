@@ -1,0 +1,374 @@
+"""Run commands in a Debian root booted with systemd as PID 1 under systemd-nspawn, and clean up.
+
+`booted(target)` is the entry point: it checks out a private copy of the target's cached root,
+boots it, waits for systemd to settle, yields a `Container`, and always tears it down (also on
+failure or Ctrl-C) unless QSS_KEEP_CONTAINER=1. `offline(target)` gives the same interface on a
+root where systemd is NOT running (an image build or chroot install). Scenarios only see the
+`Container` protocol, so a Podman backend can implement it later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from qss_toolkit.errors import CheckFailed
+from qss_toolkit.rootfs import RootfsCache
+from qss_toolkit.run import clean_env, require, run
+from qss_toolkit.targets import Target
+
+log = logging.getLogger("qss_toolkit")
+
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+BOOT_TIMEOUT = 90.0
+KEEP_ENV = "QSS_KEEP_CONTAINER"
+
+
+class ContainerCommandFailed(CheckFailed):
+    """A command in a container exited with an unexpected code; carries command and output."""
+
+    def __init__(self, command: str, returncode: int, output: str) -> None:
+        tail = "\n".join(output.rstrip().splitlines()[-25:])
+        super().__init__(f"exit {returncode}: {command}" + (f"\n{tail}" if tail else ""))
+        self.command = command
+        self.returncode = returncode
+        self.output = output
+
+
+class ContainerError(CheckFailed):
+    """The container could not be booted or reached."""
+
+
+class Container(Protocol):
+    """What scenarios may do with a container, whatever engine runs it."""
+
+    name: str
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` (a string goes to `sh -c`) as root; stdout and stderr are captured."""
+        ...
+
+    def copy_into(self, src: Path, dest: str) -> None:
+        """Copy a host file or directory to the absolute path `dest` in the container."""
+        ...
+
+    def copy_out(self, src: str, dest: Path) -> None:
+        """Copy the container's `src` (file or directory) to the host path `dest`."""
+        ...
+
+    def journal(self, unit: str | None = None) -> str:
+        """The journal of this boot (of `unit` alone when given), as text."""
+        ...
+
+
+def command_line(cmd: str | Sequence[str]) -> list[str]:
+    """The argv that runs `cmd` in the container: a string is a shell command line."""
+    if isinstance(cmd, str):
+        return ["/bin/sh", "-c", cmd]
+    return list(cmd)
+
+
+def _container_env(env: Mapping[str, str] | None) -> list[str]:
+    base = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb"}
+    base.update(env or {})
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+class _RootDirectoryContainer:
+    """Shared part of the nspawn containers: the root is a directory on the host."""
+
+    name: str
+    root: Path
+
+    def _host_path(self, path: str) -> Path:
+        if not path.startswith("/"):
+            raise ContainerError(f"container path must be absolute: {path!r}")
+        return self.root / path.lstrip("/")
+
+    def copy_into(self, src: Path, dest: str) -> None:
+        target = self._host_path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "--no-preserve=ownership", "-T", src, target])
+
+    def copy_out(self, src: str, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "-T", self._host_path(src), dest])
+
+    def _finish(
+        self, line: str, result: subprocess.CompletedProcess[str], check: bool
+    ) -> subprocess.CompletedProcess[str]:
+        log.debug("[%s] $ %s -> %d", self.name, line, result.returncode)
+        if check and result.returncode != 0:
+            raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
+        return result
+
+
+class NspawnContainer(_RootDirectoryContainer):
+    """A root directory booted with `systemd-nspawn --boot`; commands enter it with nsenter."""
+
+    def __init__(self, root: Path, name: str, *, network_veth: bool = False) -> None:
+        self.root = root
+        self.name = name
+        self.network_veth = network_veth
+        self.console_log = root.parent / f"{root.name}.console.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.init_pid = 0
+        self.boot_seconds = 0.0
+        self.failed_units: list[str] = []
+
+    def nspawn_command(self) -> list[str]:
+        # --register=no --keep-unit: PID 1 of the host need not be systemd (no machined here).
+        argv = [
+            require("systemd-nspawn"),
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            "--console=pipe",
+            f"--machine={self.name}",
+            f"--directory={self.root}",
+        ]
+        if self.network_veth:
+            argv.append("--network-veth")
+        return argv
+
+    def start(self) -> None:
+        started = time.monotonic()
+        argv = self.nspawn_command()
+        log.debug("$ %s", shlex.join(argv))
+        with self.console_log.open("wb") as console:
+            # Popen, not run(): the container lives while we work; __exit__ reaps it.
+            self.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env=clean_env(),
+                start_new_session=True,
+            )
+        self.init_pid = self._wait_for_init(started)
+        state = self._wait_until_settled(started)
+        if state not in ("running", "degraded"):
+            raise ContainerError(
+                f"{self.name}: systemd did not finish booting (state {state!r})",
+                hint=f"see {self.console_log}",
+            )
+        if state == "degraded":
+            self.failed_units = self.run(
+                ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend"],
+                check=False,
+            ).stdout.split("\n")
+            self.failed_units = [u.split()[0] for u in self.failed_units if u.strip()]
+            log.info("%s: degraded boot, failed units: %s", self.name, " ".join(self.failed_units))
+        self.boot_seconds = time.monotonic() - started
+
+    def _wait_until_settled(self, started: float) -> str:
+        """`systemctl is-system-running --wait`, retried while systemd cannot be reached yet."""
+        while True:
+            result = self.run(
+                ["systemctl", "is-system-running", "--wait"], check=False, timeout=BOOT_TIMEOUT
+            )
+            state = result.stdout.strip()
+            if state or time.monotonic() - started > BOOT_TIMEOUT:
+                return state or result.stderr.strip()
+            time.sleep(0.1)
+
+    def _wait_for_init(self, started: float) -> int:
+        """The host PID of the container's systemd: nspawn's child whose command is systemd."""
+        assert self.process is not None
+        while time.monotonic() - started < BOOT_TIMEOUT:
+            if self.process.poll() is not None:
+                raise ContainerError(
+                    f"systemd-nspawn exited with {self.process.returncode} while booting "
+                    f"{self.name}",
+                    hint=f"see {self.console_log}",
+                )
+            pid = find_child(self.process.pid, "systemd")
+            if pid:
+                return pid
+            time.sleep(0.05)
+        raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = command_line(cmd)
+        line = cmd if isinstance(cmd, str) else shlex.join(argv)
+        enter = ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd"]
+        result = run(
+            [*enter, "--", "/usr/bin/env", "-i", *_container_env(env), *argv],
+            check=False,
+            capture=True,
+            input=input,
+            timeout=timeout,
+        )
+        return self._finish(line, result, check)
+
+    def journal(self, unit: str | None = None) -> str:
+        argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]
+        if unit:
+            argv += ["-u", unit]
+        return self.run(argv, check=False).stdout
+
+    def host_veth(self) -> str:
+        """The host-side interface of --network-veth (nspawn may shorten its name)."""
+        peer = self.run(["cat", "/sys/class/net/host0/iflink"]).stdout.strip()
+        for link in Path("/sys/class/net").iterdir():
+            with contextlib.suppress(OSError):
+                if (link / "ifindex").read_text().strip() == peer:
+                    return link.name
+        raise ContainerError(f"{self.name}: no host interface with ifindex {peer}")
+
+    def stop(self) -> None:
+        """Power off (SIGTERM to nspawn), then kill the whole PID namespace if it lingers."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            log.warning("%s: did not power off in 15s; killing it", self.name)
+            # Killing the container's init kills every process of its PID namespace.
+            for pid in (self.init_pid, proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+            proc.wait(timeout=15)
+
+
+class OfflineRoot(_RootDirectoryContainer):
+    """A root where systemd is not running: each command is `systemd-nspawn --pipe` without --boot.
+
+    This is what an image build or a chroot install sees: `systemctl is-system-running` says
+    "offline", and maintainer scripts must only enable by symlinks.
+    """
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = root
+        self.name = name
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = command_line(cmd)
+        line = cmd if isinstance(cmd, str) else shlex.join(argv)
+        nspawn = [
+            "systemd-nspawn",
+            "--register=no",
+            "--keep-unit",
+            "--quiet",
+            "--pipe",
+            f"--machine={self.name}",
+            f"--directory={self.root}",
+            "--",
+            "/usr/bin/env",
+            "-i",
+            *_container_env(env),
+        ]
+        result = run([*nspawn, *argv], check=False, capture=True, input=input, timeout=timeout)
+        return self._finish(line, result, check)
+
+    def journal(self, unit: str | None = None) -> str:
+        return ""  # no systemd, no journal: maintainer-script output is in the command results
+
+
+def find_child(parent: int, comm: str) -> int:
+    """PID of a direct child of `parent` whose command name is `comm`, or 0."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # /proc/PID/stat: "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == parent and name == comm:
+            return int(entry.name)
+    return 0
+
+
+def machine_name(target: Target) -> str:
+    """A short unique name: the veth on the host is `ve-NAME`, at most 15 characters."""
+    short = target.name.replace("rpm-on-debian-", "r").replace("debian-", "d")
+    return f"qss{short}-{uuid.uuid4().hex[:6]}"
+
+
+def keep_requested(keep: bool) -> bool:
+    return keep or os.environ.get(KEEP_ENV) == "1"
+
+
+@contextlib.contextmanager
+def booted(
+    target: Target,
+    *,
+    network_veth: bool = False,
+    keep: bool = False,
+    cache: RootfsCache | None = None,
+) -> Iterator[NspawnContainer]:
+    """Boot a private copy of `target`'s root with systemd as PID 1; always tear it down."""
+    require("systemd-nspawn")
+    require("nsenter")
+    cache = cache or RootfsCache()
+    keep = keep_requested(keep)
+    name = machine_name(target)
+    with cache.checkout(target, name, keep=keep) as root:
+        container = NspawnContainer(root, name, network_veth=network_veth)
+        try:
+            container.start()
+            log.info("%s: booted %s in %.1fs", target.name, name, container.boot_seconds)
+            yield container
+        finally:
+            if keep:
+                log.warning(
+                    "%s kept: root %s, nspawn PID %s (kill it, then rm -rf the root)",
+                    name,
+                    root,
+                    container.process.pid if container.process else "-",
+                )
+            else:
+                container.stop()
+
+
+@contextlib.contextmanager
+def offline(
+    target: Target, *, keep: bool = False, cache: RootfsCache | None = None
+) -> Iterator[OfflineRoot]:
+    """A private copy of `target`'s root in which systemd is not running."""
+    require("systemd-nspawn")
+    cache = cache or RootfsCache()
+    name = machine_name(target)
+    with cache.checkout(target, name, keep=keep_requested(keep)) as root:
+        yield OfflineRoot(root, name)

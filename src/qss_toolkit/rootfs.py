@@ -1,0 +1,170 @@
+"""Debian root trees for the smoke targets: built once with mmdebstrap, cached, copied per run.
+
+The cache key is the suite, the mirror, the package set, the target's customisation steps and
+FORMAT_VERSION (bump it when the way a root is built changes). A root is built in a temporary
+directory and renamed into place, so a half-built root is never used. A run never touches the
+cached tree: `checkout()` gives it a private copy (overlayfs, or `cp --reflink=auto -a`) that is
+deleted on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.run import run
+from qss_toolkit.targets import Target
+
+log = logging.getLogger("qss_toolkit")
+
+FORMAT_VERSION = 1
+COPY_METHODS = ("overlay", "copy")
+COPY_ENV = "QSS_ROOTFS_COPY"
+
+# Run inside every fresh root (systemd-nspawn --pipe, systemd not running). NetworkManager is
+# masked so that it never runs beside the host's interfaces; the veth scenario unmasks it.
+COMMON_CUSTOMIZE: tuple[str, ...] = (
+    "systemctl mask NetworkManager.service NetworkManager-wait-online.service",
+    "systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer",
+    'printf \'APT::Install-Recommends "false";\\nAPT::Get::Assume-Yes "true";\\n\''
+    " > /etc/apt/apt.conf.d/90qss",
+    "rm -f /var/lib/apt/lists/*_Packages /var/lib/apt/lists/*_Release /var/cache/apt/*.bin",
+)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("QSS_CACHE")
+    if env:
+        return Path(env) / "rootfs"
+    return Path.home() / ".cache" / "qmail-send-systemd" / "rootfs"
+
+
+def cache_key(target: Target) -> str:
+    """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
+    material = json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            "suite": target.suite,
+            "mirror": target.mirror,
+            "packages": sorted(target.packages),
+            "customize": [*COMMON_CUSTOMIZE, *target.customize],
+        },
+        sort_keys=True,
+    )
+    return f"{target.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
+    return [
+        "mmdebstrap",
+        "--quiet",
+        "--mode=root",
+        "--variant=apt",
+        "--include=" + ",".join(target.packages),
+        target.suite,
+        str(dest),
+        target.mirror,
+    ]
+
+
+def copy_method() -> str:
+    method = os.environ.get(COPY_ENV, "overlay")
+    if method not in COPY_METHODS:
+        raise ConfigurationError(
+            f"{COPY_ENV}={method!r} is not a copy method", hint=f"use one of {COPY_METHODS}"
+        )
+    return method
+
+
+class RootfsCache:
+    """Cached root trees under `directory`, one per cache key, plus per-run copies in runs/."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or default_cache_dir()
+        self.last_build_seconds: dict[str, float] = {}
+
+    def path(self, target: Target) -> Path:
+        return self.directory / cache_key(target)
+
+    def ensure(self, target: Target, *, rebuild: bool = False) -> Path:
+        """The cached root for `target`, built first if missing (one builder at a time per key)."""
+        final = self.path(target)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / f"{final.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if rebuild and final.exists():
+                self._remove(final)
+            if final.exists():
+                return final
+            started = time.monotonic()
+            log.info("%s: building root %s with mmdebstrap (cold cache)", target.name, final.name)
+            tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
+            self._remove(tmp)
+            try:
+                run(mmdebstrap_command(target, tmp), timeout=900)
+                for step in (*COMMON_CUSTOMIZE, *target.customize):
+                    run(
+                        [
+                            "systemd-nspawn",
+                            "--quiet",
+                            "--register=no",
+                            "--keep-unit",
+                            "--pipe",
+                            f"--directory={tmp}",
+                            "--",
+                            "/bin/sh",
+                            "-ec",
+                            step,
+                        ],
+                        capture=True,
+                        timeout=600,
+                    )
+                (tmp / "etc" / "qss-rootfs.json").write_text(
+                    json.dumps({"key": final.name, "target": target.name}) + "\n"
+                )
+                tmp.rename(final)
+            finally:
+                self._remove(tmp)
+            self.last_build_seconds[target.name] = time.monotonic() - started
+            log.info("%s: root built in %.1fs", target.name, self.last_build_seconds[target.name])
+            return final
+
+    @contextlib.contextmanager
+    def checkout(self, target: Target, name: str, *, keep: bool = False) -> Iterator[Path]:
+        """A private, writable copy of the cached root, removed on exit unless `keep`."""
+        lower = self.ensure(target)
+        work = self.directory / "runs" / name
+        work.mkdir(parents=True)
+        root = work / "root"
+        method = copy_method()
+        mounted = False
+        try:
+            if method == "overlay":
+                (work / "upper").mkdir()
+                (work / "work").mkdir()
+                root.mkdir()
+                options = f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'work'}"
+                run(["mount", "-t", "overlay", "overlay", "-o", options, root])
+                mounted = True
+            else:
+                run(["cp", "-a", "--reflink=auto", lower, root])
+            yield root
+        finally:
+            if not keep:
+                if mounted:
+                    run(["umount", "--lazy", root], check=False)
+                self._remove(work)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        if path.exists() or path.is_symlink():
+            shutil.rmtree(path, ignore_errors=False)

@@ -1,0 +1,270 @@
+"""The smoke scenarios' registry and the context they run in (testinfra-like helpers).
+
+A scenario is a function registered with `@scenario("name", families=..., boot=...)`. It gets a
+`ScenarioContext` and proves one lifecycle path by asserting observable state; it fails by
+raising `ScenarioFailed` (the helpers do it with the command, its exit code and output) or
+with `assert`. Scenarios of one target that share a `boot` kind run one after the other in one
+container, so each scenario first puts the container into the state it needs
+(`ctx.reset()`, `ctx.install_standin()`, ...) instead of relying on the one before.
+
+Other modules add scenarios by defining them in a module named `qss_toolkit.scenarios_*`:
+`load_scenarios()` imports every such module.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import shlex
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qss_toolkit.container import Container, ContainerCommandFailed
+from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.run import run
+from qss_toolkit.targets import Target
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STANDIN_DIR = PROJECT_ROOT / "tests" / "standin"
+
+MAIN = "qmail-send-systemd"
+NM_PACKAGE = "qmail-send-systemd-networkmanager"
+SENDMAIL_PACKAGE = "qmail-send-systemd-sendmail"
+UNIT = "qmail-send.service"
+QUEUE = "/var/qmail/queue"
+
+# Where a scenario's container keeps what it is given.
+DEB_DIR = "/srv/qss/debs"
+RPM_REPO = "/srv/qss/rpms"
+PREVIOUS_SUFFIX = "-previous"
+
+# boot kinds: "shared" = the target's one booted container; "offline" = a root where systemd
+# is not running; "veth" = a boot with its own network namespace (--network-veth).
+BOOT_KINDS = ("shared", "offline", "veth")
+
+
+class ScenarioFailed(CheckFailed):
+    """A scenario's assertion did not hold; the message says what was seen."""
+
+
+ScenarioFunction = Callable[["ScenarioContext"], None]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    function: ScenarioFunction
+    families: tuple[str, ...]
+    boot: str
+    description: str
+
+    def applies_to(self, target: Target) -> bool:
+        return target.family in self.families
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str, *, families: Sequence[str] = ("deb", "rpm"), boot: str = "shared"
+) -> Callable[[ScenarioFunction], ScenarioFunction]:
+    """Register the decorated function as the scenario `name` (names are unique)."""
+    if boot not in BOOT_KINDS:
+        raise ConfigurationError(f"scenario {name!r}: boot {boot!r} not in {BOOT_KINDS}")
+
+    def register(function: ScenarioFunction) -> ScenarioFunction:
+        if name in SCENARIOS and SCENARIOS[name].function is not function:
+            raise ConfigurationError(f"scenario {name!r} is registered twice")
+        doc = (function.__doc__ or "").strip().splitlines()
+        SCENARIOS[name] = Scenario(name, function, tuple(families), boot, doc[0] if doc else "")
+        return function
+
+    return register
+
+
+def load_scenarios() -> dict[str, Scenario]:
+    """Import every `qss_toolkit.scenarios_*` module (each registers its scenarios)."""
+    import qss_toolkit
+
+    for module in pkgutil.iter_modules(qss_toolkit.__path__):
+        if module.name.startswith("scenarios_"):
+            importlib.import_module(f"qss_toolkit.{module.name}")
+    return SCENARIOS
+
+
+def package_files(directory: Path, family: str) -> dict[str, Path]:
+    """Package name -> file for every .deb or .rpm in `directory` (read from the files)."""
+    found: dict[str, Path] = {}
+    pattern = "*.deb" if family == "deb" else "*.rpm"
+    for path in sorted(directory.glob(pattern)):
+        if path.name.endswith(".src.rpm"):
+            continue
+        if family == "deb":
+            cmd = ["dpkg-deb", "--field", str(path), "Package"]
+        else:
+            cmd = ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}", str(path)]
+        name = run(cmd, capture=True).stdout.strip()
+        found[name] = path
+    return found
+
+
+@dataclass
+class ScenarioContext:
+    """What a scenario works with: its target, its container, the packages, and checks."""
+
+    target: Target
+    container: Container
+    dist: Path  # the packages under test
+    previous_dist: Path | None = None  # the "previous build": same payload, lower version
+    artifacts: list[str] = field(default_factory=list)  # container paths worth keeping on failure
+
+    # -- running commands -------------------------------------------------------------
+
+    def run(
+        self, cmd: str | Sequence[str], *, timeout: float = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run without checking the exit code."""
+        return self.container.run(cmd, check=False, timeout=timeout, input=input)
+
+    def check_output(self, cmd: str | Sequence[str], *, timeout: float = 120) -> str:
+        """stdout of `cmd`; a non-zero exit fails the scenario with command, code and output."""
+        return self.run_expect([0], cmd, timeout=timeout).stdout
+
+    def run_expect(
+        self, codes: Iterable[int], cmd: str | Sequence[str], *, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = self.run(cmd, timeout=timeout)
+        allowed = list(codes)
+        if result.returncode not in allowed:
+            line = cmd if isinstance(cmd, str) else shlex.join(cmd)
+            raise ScenarioFailed(
+                str(ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr))
+                + f"\n(expected exit {' or '.join(map(str, allowed))})"
+            )
+        return result
+
+    def expect(self, condition: bool, message: str) -> None:
+        if not condition:
+            raise ScenarioFailed(message)
+
+    # -- packages ---------------------------------------------------------------------
+
+    def packages(self, *, previous: bool = False) -> dict[str, Path]:
+        directory = self.previous_dist if previous else self.dist
+        if directory is None:
+            raise ScenarioFailed("no previous build to upgrade from")
+        found = package_files(directory, self.target.family)
+        if MAIN not in found:
+            raise ScenarioFailed(f"no {self.target.family} package {MAIN} in {directory}")
+        return found
+
+    def install_packages(
+        self, names: Sequence[str] = (MAIN,), *, previous: bool = False, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Install (or upgrade to) our packages with the family's own front end (apt / dnf)."""
+        files = self.packages(previous=previous)
+        missing = [n for n in names if n not in files]
+        if missing:
+            raise ScenarioFailed(f"package {missing[0]} not built in {self.dist}")
+        if self.target.family == "deb":
+            where = DEB_DIR + (PREVIOUS_SUFFIX if previous else "")
+            for name in names:
+                self.container.copy_into(files[name], f"{where}/{files[name].name}")
+            paths = " ".join(shlex.quote(f"{where}/{files[n].name}") for n in names)
+            cmd = f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {paths}"
+        else:
+            repo = self._rpm_repo(files, previous=previous)
+            cmd = (
+                f"dnf -y -q --disablerepo='*' --repofrompath=qss,{repo} --enablerepo=qss"
+                f" --nogpgcheck --setopt=install_weak_deps=False install {' '.join(names)}"
+            )
+        if not check:
+            return self.run(cmd, timeout=300)
+        return self.run_expect([0], cmd, timeout=300)
+
+    def _rpm_repo(self, files: dict[str, Path], *, previous: bool) -> str:
+        repo = RPM_REPO + (PREVIOUS_SUFFIX if previous else "")
+        for path in files.values():
+            self.container.copy_into(path, f"{repo}/{path.name}")
+        self.check_output(["createrepo_c", "--quiet", repo])
+        return repo
+
+    def remove(self, names: Sequence[str] = (MAIN,)) -> subprocess.CompletedProcess[str]:
+        if self.target.family == "deb":
+            cmd = "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q " + " ".join(names)
+        else:
+            cmd = "dnf -y -q remove " + " ".join(names)
+        return self.run_expect([0], cmd, timeout=300)
+
+    def purge(self, names: Sequence[str] = (MAIN,)) -> subprocess.CompletedProcess[str]:
+        if self.target.family != "deb":
+            return self.remove(names)
+        cmd = "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q " + " ".join(names)
+        return self.run_expect([0], cmd, timeout=300)
+
+    def installed(self, name: str = MAIN) -> bool:
+        if self.target.family == "deb":
+            out = self.run(["dpkg-query", "-W", "-f=${db:Status-Status}", name]).stdout
+            return out.strip() == "installed"
+        return self.run(["rpm", "-q", name]).returncode == 0
+
+    def version(self, name: str = MAIN) -> str:
+        if self.target.family == "deb":
+            return self.check_output(["dpkg-query", "-W", "-f=${Version}", name]).strip()
+        return self.check_output(["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", name]).strip()
+
+    def reset(self) -> None:
+        """Purge every package of ours and clear admin state on the unit: a clean start."""
+        ours = [n for n in (SENDMAIL_PACKAGE, NM_PACKAGE, MAIN) if self.installed(n)]
+        if ours:
+            self.purge(ours)
+        self.run(f"systemctl unmask {UNIT}; systemctl reset-failed {UNIT}; true")
+
+    # -- qmail -------------------------------------------------------------------------
+
+    def install_standin(self) -> None:
+        """Put the qmail stand-in under /var/qmail (with qmail's users), as an admin would."""
+        if not (STANDIN_DIR / "install.py").exists():
+            raise ScenarioFailed(f"the qmail stand-in is missing: {STANDIN_DIR}/install.py")
+        self.container.copy_into(STANDIN_DIR, "/srv/qss/standin")
+        self.check_output(["python3", "/srv/qss/standin/install.py", "--root", "/", "--users"])
+
+    def remove_qmail(self) -> None:
+        self.check_output(["rm", "-rf", "/var/qmail"])
+
+    # -- systemd -----------------------------------------------------------------------
+
+    def is_active(self, unit: str = UNIT) -> str:
+        return self.run(["systemctl", "is-active", unit]).stdout.strip()
+
+    def is_enabled(self, unit: str = UNIT) -> str:
+        return self.run(["systemctl", "is-enabled", unit]).stdout.strip()
+
+    def assert_active(self, unit: str = UNIT, expected: str = "active") -> None:
+        state = self.is_active(unit)
+        if state != expected:
+            status = self.run(["systemctl", "status", "--no-pager", "-n", "15", unit]).stdout
+            raise ScenarioFailed(f"{unit} is {state!r}, expected {expected!r}\n{status}")
+
+    def assert_enabled(self, unit: str = UNIT, expected: str = "enabled") -> None:
+        state = self.is_enabled(unit)
+        if state != expected:
+            raise ScenarioFailed(f"systemctl is-enabled {unit}: {state!r}, expected {expected!r}")
+
+    def show(self, prop: str, unit: str = UNIT) -> str:
+        return self.check_output(["systemctl", "show", "-P", prop, unit]).strip()
+
+    def main_pid_comm(self, unit: str = UNIT) -> str:
+        pid = self.show("MainPID", unit)
+        if pid in ("", "0"):
+            return ""
+        return self.run(["cat", f"/proc/{pid}/comm"]).stdout.strip()
+
+    def queue_digest(self) -> str:
+        """Every queue file's path, owner, mode and content hash: proves byte-for-byte identity."""
+        return self.check_output(
+            f"cd {QUEUE} && find . -printf '%p %u:%g %m %y\\n' | sort"
+            " && find . -type f -print0 | sort -z | xargs -0r sha256sum"
+        )

@@ -1,0 +1,76 @@
+"""Smoke-test targets as data: which root to build, which package family to install, how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qss_toolkit.errors import ConfigurationError
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+
+# What every root needs so that systemd boots as PID 1 and the helper runs.
+BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
+
+# NetworkManager is in every Debian root but masked (see rootfs.py): it only runs in the boot
+# that has its own network namespace (--network-veth), never beside the host's interfaces.
+NM_PACKAGES: tuple[str, ...] = ("network-manager",)
+
+# The RPM toolchain that lets a Debian root install .rpm packages with dnf.
+RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the smoke matrix."""
+
+    name: str
+    suite: str  # Debian suite the root is built from
+    family: str  # "deb" or "rpm": which packages from dist/ it installs, and how
+    systemd: str  # the systemd version it proves (documentation, printed in the table)
+    python: str
+    extra_packages: tuple[str, ...] = ()
+    # Shell steps run once in the fresh root (systemd not running) before it is cached.
+    customize: tuple[str, ...] = ()
+    note: str = ""
+    mirror: str = DEBIAN_MIRROR
+    packages: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.note})" if self.note else self.name
+
+
+TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target("debian-11", "bullseye", "deb", systemd="247", python="3.9"),
+        Target("debian-12", "bookworm", "deb", systemd="252", python="3.11"),
+        Target("debian-13", "trixie", "deb", systemd="257", python="3.13"),
+        Target(
+            "rpm-on-debian-13",
+            "trixie",
+            "rpm",
+            systemd="257",
+            python="3.13",
+            extra_packages=RPM_PACKAGES,
+            note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
+        ),
+    )
+}
+
+
+def select_targets(names: list[str] | None) -> list[Target]:
+    """The targets named on the command line (all when none), or a usage error with a hint."""
+    if not names:
+        return list(TARGETS.values())
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown smoke target {unknown[0]!r}", hint=f"choose from {', '.join(TARGETS)}"
+        )
+    return [TARGETS[n] for n in dict.fromkeys(names)]
