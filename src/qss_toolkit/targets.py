@@ -45,6 +45,72 @@ class Target:
         return f"{self.name} ({self.note})" if self.note else self.name
 
 
+# Debian package -> the RPM capabilities it stands for in the "host provides" package.
+HOST_PROVIDES: tuple[tuple[str, str], ...] = (
+    ("python3", "python3"),
+    ("systemd", "systemd"),
+    ("systemd", "systemd-units"),
+    ("network-manager", "NetworkManager"),
+    ("bash", "bash"),
+    ("coreutils", "coreutils"),
+    ("passwd", "shadow-utils"),
+    ("util-linux", "util-linux"),
+    ("sed", "sed"),
+    ("grep", "grep"),
+    ("gzip", "gzip"),
+)
+HOST_PROVIDES_FILES: tuple[str, ...] = (
+    "/bin/sh",
+    "/usr/bin/sh",
+    "/bin/bash",
+    "/usr/bin/bash",
+    "/usr/bin/python3",
+    "/usr/bin/systemctl",
+    "/usr/sbin/useradd",
+    "/usr/sbin/groupadd",
+)
+
+
+def host_provides_script() -> str:
+    """Shell that builds and installs `qss-host-provides` in an RPM-on-Debian root.
+
+    Debian's dpkg database is invisible to rpm, so without this package dnf would refuse every
+    package that requires python3 or systemd. Versions are the Debian packages' upstream versions
+    (epoch and revision cut), read when the root is built.
+    """
+    lines = [
+        "set -eu",
+        "top=$(mktemp -d)",
+        'mkdir -p "$top/SPECS"',
+        r'v() { dpkg-query -W -f="\${Version}" "$1" | sed "s/^[0-9]*://; s/[-+~].*//"; }',
+        '{ echo "Name: qss-host-provides"',
+        '  echo "Version: 1"',
+        '  echo "Release: 1"',
+        '  echo "Summary: RPM-on-Debian: what the Debian base system provides to rpm and dnf"',
+        '  echo "License: GPL-2.0-or-later"',
+        '  echo "BuildArch: noarch"',
+    ]
+    for deb, capability in HOST_PROVIDES:
+        lines.append(
+            f'  dpkg-query -W {deb} >/dev/null 2>&1 && echo "Provides: {capability} = $(v {deb})"'
+        )
+    # python(abi) is what Fedora's python3 packages are required by: major.minor only.
+    lines.append('  echo "Provides: python(abi) = $(v python3 | cut -d. -f1,2)"')
+    lines += [f'  echo "Provides: {path}"' for path in HOST_PROVIDES_FILES]
+    lines += [
+        '  echo "%description"',
+        '  echo "Stands for the Debian packages of this smoke-test root (not a Fedora system)."',
+        '  echo "%files"',
+        '} > "$top/SPECS/host.spec"',
+        'rpmbuild --quiet --define "_topdir $top" -bb "$top/SPECS/host.spec"',
+        'rpm -i --nodeps "$top"/RPMS/noarch/qss-host-provides-1-1.noarch.rpm',
+        'rm -rf "$top"',
+        "mkdir -p /etc/dnf/vars /etc/yum.repos.d",
+        "echo 13 > /etc/dnf/vars/releasever",
+    ]
+    return "\n".join(lines)
+
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -58,6 +124,7 @@ TARGETS: dict[str, Target] = {
             systemd="257",
             python="3.13",
             extra_packages=RPM_PACKAGES,
+            customize=(host_provides_script(),),
             note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
         ),
     )

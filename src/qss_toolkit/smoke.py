@@ -1,0 +1,354 @@
+"""`python -m qss_toolkit smoke`: boot every target, install the packages, run the scenarios.
+
+Prints a target x scenario table (pass/fail and seconds), writes dist/smoke-junit.xml, and keeps
+the journal and logs of each failed scenario under dist/smoke-logs/<target>/<scenario>/.
+Exit 0 when every scenario passed, 1 when one failed, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qss_toolkit import DIST
+from qss_toolkit.container import Container, booted, offline
+from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
+from qss_toolkit.rootfs import RootfsCache
+from qss_toolkit.scenarios import (
+    Scenario,
+    ScenarioContext,
+    load_scenarios,
+    package_files,
+)
+from qss_toolkit.targets import TARGETS, Target, select_targets
+
+log = logging.getLogger("qss_toolkit")
+
+PREVIOUS_ENV = "QSS_PREVIOUS_DIST"
+BOOT_ORDER = ("shared", "offline", "veth")
+# What to keep from a container when a scenario fails (besides the whole boot's journal).
+FAILURE_FILES = ("/var/log/apt/term.log", "/var/log/dpkg.log", "/var/log/dnf.log")
+
+
+@dataclass
+class ScenarioResult:
+    target: str
+    scenario: str
+    status: str  # "pass", "fail" or "error" (the harness, not the scenario, broke)
+    seconds: float
+    message: str = ""
+    logs: str = ""
+
+
+@dataclass
+class TargetRun:
+    target: Target
+    results: list[ScenarioResult] = field(default_factory=list)
+    boot_seconds: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m qss_toolkit smoke")
+    parser.add_argument(
+        "--target", action="append", choices=list(TARGETS), help="repeat; default: every target"
+    )
+    parser.add_argument("--scenario", action="append", help="run only these scenarios (repeat)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--dist", type=Path, default=DIST, help="the packages under test")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help=f"packages of the previous build (default: ${PREVIOUS_ENV}, else built now)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep containers (debugging)")
+    return parser.parse_args(list(argv))
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise ConfigurationError(
+            "smoke tests boot containers with systemd-nspawn and must run as root",
+            hint="sudo nox -s smoke",
+        )
+
+
+def select_scenarios(names: list[str] | None) -> list[Scenario]:
+    registry = load_scenarios()
+    if not names:
+        return list(registry.values())
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ConfigurationError(
+            f"unknown scenario {unknown[0]!r}", hint=f"choose from {', '.join(registry)}"
+        )
+    return [registry[n] for n in names]
+
+
+def plan(target: Target, scenarios: Sequence[Scenario]) -> list[tuple[str, list[Scenario]]]:
+    """Boot groups of one target: one shared boot, then a fresh root per offline/veth scenario."""
+    mine = [s for s in scenarios if s.applies_to(target)]
+    groups: list[tuple[str, list[Scenario]]] = []
+    shared = [s for s in mine if s.boot == "shared"]
+    if shared:
+        groups.append(("shared", shared))
+    groups += [(s.boot, [s]) for s in mine if s.boot == "offline"]
+    groups += [(s.boot, [s]) for s in mine if s.boot == "veth"]
+    return groups
+
+
+def _container_for(
+    kind: str, target: Target, cache: RootfsCache, keep: bool
+) -> contextlib.AbstractContextManager[Container]:
+    if kind == "offline":
+        return offline(target, cache=cache, keep=keep)
+    return booted(target, network_veth=kind == "veth", cache=cache, keep=keep)
+
+
+def run_target(
+    target: Target,
+    scenarios: Sequence[Scenario],
+    *,
+    dist: Path,
+    previous: Path | None,
+    logs: Path,
+    cache: RootfsCache,
+    keep: bool = False,
+    report: Callable[[ScenarioResult], None] = lambda r: None,
+) -> TargetRun:
+    """Run `target`'s scenarios, each one timed and judged on its own."""
+    outcome = TargetRun(target)
+    started = time.monotonic()
+    for kind, group in plan(target, scenarios):
+        pending = list(group)
+        try:
+            with _container_for(kind, target, cache, keep) as container:
+                boot = getattr(container, "boot_seconds", None)
+                if isinstance(boot, float):
+                    outcome.boot_seconds.append(boot)
+                while pending:
+                    current = pending.pop(0)
+                    ctx = ScenarioContext(target, container, dist, previous)
+                    result = run_scenario(ctx, current, logs / target.name / current.name)
+                    outcome.results.append(result)
+                    report(result)
+        except (FatalError, OSError) as exc:
+            # The container itself failed: every scenario not yet run in it is an error.
+            for lost in pending:
+                result = ScenarioResult(target.name, lost.name, "error", 0.0, f"{kind} boot: {exc}")
+                outcome.results.append(result)
+                report(result)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> ScenarioResult:
+    started = time.monotonic()
+    status, message = "pass", ""
+    try:
+        scenario.function(ctx)
+    except CheckFailed as exc:
+        status, message = "fail", str(exc)
+    except AssertionError as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        status = "fail"
+        message = f"assertion failed at {Path(where.filename).name}:{where.lineno}: {exc}"
+    except FatalError as exc:
+        status, message = "error", str(exc)
+    seconds = time.monotonic() - started
+    result = ScenarioResult(ctx.target.name, scenario.name, status, seconds, message)
+    if status != "pass":
+        result.logs = str(save_failure_logs(ctx, result, logs))
+    return result
+
+
+def save_failure_logs(ctx: ScenarioContext, result: ScenarioResult, where: Path) -> Path:
+    """Keep what is needed to debug a failure: message, journal, package logs, stand-in logs."""
+    if where.exists():
+        shutil.rmtree(where)
+    where.mkdir(parents=True)
+    (where / "failure.txt").write_text(
+        f"target: {result.target}\nscenario: {result.scenario}\n\n{result.message}\n"
+    )
+    with contextlib.suppress(FatalError, OSError):
+        (where / "journal.txt").write_text(ctx.container.journal(None))
+    for path in (*FAILURE_FILES, *ctx.artifacts):
+        with contextlib.suppress(FatalError, OSError):
+            probe = ctx.container.run(["test", "-e", path], check=False)
+            if probe.returncode == 0:
+                ctx.container.copy_out(path, where / path.strip("/").replace("/", "_"))
+    return where
+
+
+def render_table(runs: Sequence[TargetRun]) -> str:
+    """Scenario rows x target columns; each cell is `pass 1.2s` / `FAIL 3.4s` / `-`."""
+    targets = [r.target.name for r in runs]
+    scenarios: list[str] = []
+    cells: dict[tuple[str, str], str] = {}
+    for run_ in runs:
+        for res in run_.results:
+            if res.scenario not in scenarios:
+                scenarios.append(res.scenario)
+            word = {"pass": "pass", "fail": "FAIL", "error": "ERROR"}[res.status]
+            cells[(res.scenario, run_.target.name)] = f"{word} {res.seconds:.1f}s"
+    footer = {
+        "(boot, median)": {
+            r.target.name: f"{sorted(r.boot_seconds)[len(r.boot_seconds) // 2]:.1f}s"
+            for r in runs
+            if r.boot_seconds
+        },
+        "(target total)": {r.target.name: f"{r.seconds:.1f}s" for r in runs},
+    }
+    header = ["scenario", *targets]
+    rows = [[s] + [cells.get((s, t), "-") for t in targets] for s in scenarios]
+    rows += [[k] + [v.get(t, "-") for t in targets] for k, v in footer.items()]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def junit_xml(runs: Sequence[TargetRun]) -> str:
+    suites = ET.Element("testsuites", name="smoke")
+    for run_ in runs:
+        failures = sum(r.status == "fail" for r in run_.results)
+        errors = sum(r.status == "error" for r in run_.results)
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=run_.target.name,
+            tests=str(len(run_.results)),
+            failures=str(failures),
+            errors=str(errors),
+            time=f"{run_.seconds:.3f}",
+        )
+        for res in run_.results:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"smoke.{run_.target.name}",
+                name=res.scenario,
+                time=f"{res.seconds:.3f}",
+            )
+            if res.status != "pass":
+                tag = "failure" if res.status == "fail" else "error"
+                first = res.message.splitlines()[0] if res.message else res.status
+                node = ET.SubElement(case, tag, message=first)
+                node.text = res.message + (f"\nlogs: {res.logs}" if res.logs else "")
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
+    """Each failure on one screen: target, scenario, then the command and its output."""
+    blocks = []
+    for run_ in runs:
+        for res in run_.results:
+            if res.status == "pass":
+                continue
+            body = res.message.splitlines()
+            if len(body) > max_lines:
+                body = [*body[: max_lines // 3], "[...]", *body[-(max_lines * 2 // 3) :]]
+            logs = f"\n  logs: {res.logs}" if res.logs else ""
+            text = "\n  ".join(body)
+            blocks.append(f"{res.status.upper()} {res.target} / {res.scenario}\n  {text}{logs}")
+    return "\n\n".join(blocks)
+
+
+@contextlib.contextmanager
+def previous_build(explicit: Path | None, dist: Path) -> Iterator[Path | None]:
+    """The previous build's packages: --previous, $QSS_PREVIOUS_DIST, or built now."""
+    given = explicit or (Path(os.environ[PREVIOUS_ENV]) if os.environ.get(PREVIOUS_ENV) else None)
+    if given:
+        yield given
+        return
+    with tempfile.TemporaryDirectory(prefix="qss-previous-") as tmp:
+        yield build_previous(Path(tmp), dist)
+
+
+def build_previous(dest: Path, dist: Path) -> Path | None:
+    """Build the same payload with a lower version (`VERSION~previous1`) into `dest`."""
+    try:
+        from qss_toolkit import build
+    except ImportError:
+        log.warning("no qss_toolkit.build yet: the upgrade scenario cannot build a previous build")
+        return None
+    builder = getattr(build, "build_with_version", None)
+    if builder is None:
+        log.warning("qss_toolkit.build has no build_with_version(): no previous build")
+        return None
+    from qss_toolkit.version import read_version
+
+    builder(f"{read_version()}~previous1", dest)
+    return dest
+
+
+def check_dist(dist: Path, targets: Sequence[Target]) -> None:
+    for family in sorted({t.family for t in targets}):
+        if not package_files(dist, family):
+            raise ConfigurationError(
+                f"no .{family} packages in {dist}", hint="build them first: nox -s packages"
+            )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    require_root()
+    targets = select_targets(args.target)
+    scenarios = select_scenarios(args.scenario)
+    dist: Path = args.dist.resolve()
+    check_dist(dist, targets)
+    logs = DIST / "smoke-logs"
+    if logs.exists():
+        shutil.rmtree(logs)
+    cache = RootfsCache()
+    for target in targets:
+        if target.note:
+            log.info("%s: %s", target.name, target.note)
+
+    def report(res: ScenarioResult) -> None:
+        log.info("%-17s %-28s %-5s %5.1fs", res.target, res.scenario, res.status, res.seconds)
+
+    started = time.monotonic()
+    with previous_build(args.previous, dist) as previous:
+        # Build missing roots one at a time first: mmdebstrap is the heavy part of a cold run.
+        for target in targets:
+            cache.ensure(target)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            runs = list(
+                pool.map(
+                    lambda t: run_target(
+                        t,
+                        scenarios,
+                        dist=dist,
+                        previous=previous,
+                        logs=logs,
+                        cache=cache,
+                        keep=args.keep,
+                        report=report,
+                    ),
+                    targets,
+                )
+            )
+    wall = time.monotonic() - started
+    DIST.mkdir(exist_ok=True)
+    (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
+    print(render_table(runs))
+    print(f"\nwall time {wall:.1f}s, jobs {args.jobs}; JUnit: {DIST / 'smoke-junit.xml'}")
+    failures = failure_report(runs)
+    if failures:
+        print("\n" + failures)
+        return 1
+    return 0
