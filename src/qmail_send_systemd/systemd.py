@@ -1,0 +1,99 @@
+"""The system-call boundary: every command the helper runs on the live system goes through `System`.
+
+systemctl, deb-systemd-helper, deb-systemd-invoke, policy-rc.d and qmail-tcpok are executed by
+`System.call()` alone, so that tests replace that one method and record the calls instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+UNIT = "qmail-send.service"
+POLICY_RC_D = Path("usr/sbin/policy-rc.d")
+# policy-rc.d's answer that forbids the action (invoke-rc.d(8)); 0 and 104 allow it.
+POLICY_FORBIDDEN = 101
+CALL_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class System:
+    """The running system as the maintainer scripts see it (paths read under `root`)."""
+
+    def __init__(self, root: Path = Path("/"), environ: Mapping[str, str] | None = None) -> None:
+        self.root = root
+        self.environ = dict(os.environ if environ is None else environ)
+        # The tree that enablement changes go to when it is not the live system: dpkg's
+        # DPKG_ROOT, or --root. deb-systemd-helper honours DPKG_ROOT; systemctl gets --root.
+        self.image_root = self.environ.get("DPKG_ROOT") or ("" if root == Path("/") else str(root))
+
+    def call(self, argv: Sequence[str]) -> Result:
+        """Run one command; never raises for a missing program or a non-zero exit."""
+        argv = list(argv)
+        env = dict(self.environ)
+        if self.image_root:
+            env["DPKG_ROOT"] = self.image_root
+            if argv[0] == "systemctl":
+                argv.insert(1, f"--root={self.image_root}")
+        try:
+            done = subprocess.run(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=CALL_TIMEOUT,
+                check=False,
+            )
+        except FileNotFoundError:
+            return Result(127, "", f"{argv[0]}: command not found")
+        except OSError as exc:
+            return Result(126, "", f"{argv[0]}: {exc.strerror}")
+        except subprocess.TimeoutExpired:
+            return Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s")
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def have(self, command: str) -> bool:
+        return shutil.which(command) is not None
+
+    def systemd_running(self) -> bool:
+        """What dh_installsystemd's snippets test: /run/systemd/system and an empty DPKG_ROOT."""
+        if self.environ.get("DPKG_ROOT"):
+            return False
+        return (self.root / "run/systemd/system").is_dir()
+
+    # -- the calls, by name ------------------------------------------------------------------
+
+    def systemctl(self, *args: str) -> Result:
+        return self.call(["systemctl", *args])
+
+    def is_active(self) -> bool:
+        return self.systemctl("is-active", "--quiet", UNIT).ok
+
+    def is_enabled(self) -> str:
+        """systemctl's word for the unit's state (enabled, disabled, masked, ...)."""
+        result = self.systemctl("is-enabled", UNIT)
+        words = result.stdout.split()
+        return words[0] if words else "unknown"
+
+    def policy_allows(self, action: str) -> bool:
+        """Ask /usr/sbin/policy-rc.d, as invoke-rc.d and deb-systemd-invoke do."""
+        helper = self.root / POLICY_RC_D
+        if not os.access(helper, os.X_OK):
+            return True
+        return self.call([str(helper), UNIT, action]).returncode != POLICY_FORBIDDEN
