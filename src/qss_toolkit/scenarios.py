@@ -34,6 +34,8 @@ NM_PACKAGE = "qmail-send-systemd-networkmanager"
 SENDMAIL_PACKAGE = "qmail-send-systemd-sendmail"
 UNIT = "qmail-send.service"
 QUEUE = "/var/qmail/queue"
+STANDIN_LOGS = "/var/qmail/standin"  # the stand-in's own record of signals and runs
+WANTS_LINK = "/etc/systemd/system/multi-user.target.wants/qmail-send.service"
 
 # Where a scenario's container keeps what it is given.
 DEB_DIR = "/srv/qss/debs"
@@ -118,7 +120,8 @@ class ScenarioContext:
     container: Container
     dist: Path  # the packages under test
     previous_dist: Path | None = None  # the "previous build": same payload, lower version
-    artifacts: list[str] = field(default_factory=list)  # container paths worth keeping on failure
+    # container paths worth keeping when the scenario fails
+    artifacts: list[str] = field(default_factory=lambda: [STANDIN_LOGS, "/var/qmail/queue"])
 
     # -- running commands -------------------------------------------------------------
 
@@ -234,6 +237,10 @@ class ScenarioContext:
     def remove_qmail(self) -> None:
         self.check_output(["rm", "-rf", "/var/qmail"])
 
+    def standin_log(self, name: str) -> str:
+        """The stand-in's log /var/qmail/standin/NAME ("" while it does not exist)."""
+        return self.run(["cat", f"{STANDIN_LOGS}/{name}"]).stdout
+
     # -- systemd -----------------------------------------------------------------------
 
     def is_active(self, unit: str = UNIT) -> str:
@@ -261,6 +268,44 @@ class ScenarioContext:
         if pid in ("", "0"):
             return ""
         return self.run(["cat", f"/proc/{pid}/comm"]).stdout.strip()
+
+    def journal_cursor(self) -> str:
+        out = self.check_output(["journalctl", "-n0", "--show-cursor", "--quiet"])
+        for line in out.splitlines():
+            if line.startswith("-- cursor: "):
+                return line[len("-- cursor: ") :].strip()
+        raise ScenarioFailed(f"journalctl printed no cursor: {out!r}")
+
+    def starts_since(self, cursor: str, unit: str = UNIT) -> int:
+        """How many times systemd started `unit` after `cursor` (its start jobs that finished)."""
+        out = self.check_output(
+            ["journalctl", "--quiet", f"--after-cursor={cursor}", "-o", "export", f"UNIT={unit}"]
+        )
+        entries = out.split("\n\n")
+        return sum("JOB_TYPE=start\n" in e and "JOB_RESULT=done" in e for e in entries)
+
+    def wait_for(
+        self, cmd: str, *, timeout: float = 20, message: str = "condition"
+    ) -> subprocess.CompletedProcess[str]:
+        """Poll the shell condition `cmd` in the container until it exits 0."""
+        loop = f"for i in $(seq {int(timeout * 10)}); do {cmd} && exit 0; sleep 0.1; done; exit 1"
+        result = self.run(loop, timeout=timeout + 30)
+        if result.returncode != 0:
+            raise ScenarioFailed(f"timed out after {timeout:.0f}s waiting for {message}: {cmd}")
+        return result
+
+    def file_list(self, root: str = "/", *, exclude: Sequence[str] = ()) -> list[str]:
+        """Every path on the root file system with type, mode, owner, size and link target,
+        plus the content hash of regular files: what a purge must restore."""
+        prune = " -o ".join(f"-path {shlex.quote(p)}" for p in exclude)
+        prune_expr = f"\\( {prune} \\) -prune -o" if prune else ""
+        out = self.check_output(
+            f"find {shlex.quote(root)} -xdev {prune_expr} -printf '%p %y %m %u:%g %l\\n'"
+            f" | sort; find {shlex.quote(root)} -xdev {prune_expr} -type f -print0"
+            " | sort -z | xargs -0r sha256sum",
+            timeout=300,
+        )
+        return out.splitlines()
 
     def queue_digest(self) -> str:
         """Every queue file's path, owner, mode and content hash: proves byte-for-byte identity."""

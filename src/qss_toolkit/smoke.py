@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import shutil
@@ -281,7 +282,7 @@ def previous_build(explicit: Path | None, dist: Path) -> Iterator[Path | None]:
 def build_previous(dest: Path, dist: Path) -> Path | None:
     """Build the same payload with a lower version (`VERSION~previous1`) into `dest`."""
     try:
-        from qss_toolkit import build
+        build = importlib.import_module("qss_toolkit.build")
     except ImportError:
         log.warning("no qss_toolkit.build yet: the upgrade scenario cannot build a previous build")
         return None

@@ -1,0 +1,311 @@
+"""The lifecycle scenarios of design.md's maintainer-script table, proved in booted containers.
+
+Each scenario starts from a clean state (`ctx.reset()`), so any one can run alone
+(`smoke --scenario NAME`) and a failure does not cascade into the next.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from qss_toolkit.container import NspawnContainer
+from qss_toolkit.run import run
+from qss_toolkit.scenarios import (
+    MAIN,
+    NM_PACKAGE,
+    QUEUE,
+    STANDIN_LOGS,
+    UNIT,
+    WANTS_LINK,
+    ScenarioContext,
+    ScenarioFailed,
+    scenario,
+)
+
+# A remote recipient: with no network, its deliveries are deferred and the message stays queued.
+REMOTE_RECIPIENT = "someone@example.org"
+# Paths a purge may change besides /var/qmail: package-manager state, logs, runtime data, our
+# own staging area, and systemd's runtime records.
+PURGE_IGNORED = (
+    "/var/qmail",
+    "/var/lib/dpkg",
+    "/var/lib/apt",
+    "/var/cache",
+    "/var/log",
+    "/var/lib/systemd",
+    "/var/tmp",
+    "/tmp",
+    "/run",
+    "/srv/qss",
+    "/etc/ld.so.cache",
+    "/root",
+)
+
+
+def _signals(ctx: ScenarioContext) -> list[str]:
+    """qmail-send's record of the signals it got, oldest first (stand-in log)."""
+    return [line for line in ctx.standin_log("signals").splitlines() if line.strip()]
+
+
+def _tcpok_runs(ctx: ScenarioContext) -> int:
+    return len([line for line in ctx.standin_log("tcpok").splitlines() if line.strip()])
+
+
+def _running_with_standin(ctx: ScenarioContext, *, previous: bool = False) -> None:
+    """Clean start, stand-in qmail, our package installed, qmail-send active."""
+    ctx.reset()
+    ctx.install_standin()
+    ctx.install_packages(previous=previous)
+    ctx.assert_active()
+    ctx.wait_for(
+        f'test "$(cat /proc/$(systemctl show -P MainPID {UNIT})/comm)" = qmail-send',
+        message="the main PID to be qmail-send",
+    )
+
+
+def _queue_remote_messages(ctx: ScenarioContext, count: int = 3) -> None:
+    """Queue `count` messages for a remote recipient and wait until qmail-send has taken them
+    from todo/ (their deliveries are deferred: no network), so the queue stays still."""
+    for i in range(count):
+        message = f"To: {REMOTE_RECIPIENT}\nSubject: queued {i}\n\nbody {i}\n"
+        ctx.container.run(["/var/qmail/bin/qmail-inject", REMOTE_RECIPIENT], input=message)
+    ctx.wait_for(
+        f'test -z "$(find {QUEUE}/todo {QUEUE}/intd -type f)"'
+        f' && test "$(find {QUEUE}/mess -type f | wc -l)" -ge {count}',
+        message="the queued messages to leave todo/",
+    )
+    # Let the first (deferred) delivery attempts finish before the queue is compared.
+    time.sleep(1)
+
+
+@scenario("install-no-qmail")
+def install_no_qmail(ctx: ScenarioContext) -> None:
+    """Install with no qmail: exit 0, a warning naming what is missing, enabled, not started."""
+    ctx.reset()
+    ctx.remove_qmail()
+    result = ctx.install_packages()
+    output = result.stdout + result.stderr
+    ctx.expect("/var/qmail" in output, f"no warning naming /var/qmail in:\n{output}")
+    ctx.assert_enabled()
+    ctx.assert_active(expected="inactive")
+
+
+@scenario("install-standin")
+def install_standin(ctx: ScenarioContext) -> None:
+    """Install with the stand-in qmail: enabled and active, main PID is qmail-send."""
+    _running_with_standin(ctx)
+    ctx.assert_enabled()
+    comm = ctx.main_pid_comm()
+    ctx.expect(comm == "qmail-send", f"main PID runs {comm!r}, expected qmail-send")
+
+
+@scenario("reload-and-flush")
+def reload_and_flush(ctx: ScenarioContext) -> None:
+    """`systemctl reload` and `qmail-send-systemd flush`: qmail-tcpok ran, qmail-send got ALRM."""
+    _running_with_standin(ctx)
+    pid = ctx.show("MainPID")
+    for step, cmd in (
+        ("reload", f"systemctl reload {UNIT}"),
+        ("flush", "qmail-send-systemd flush"),
+    ):
+        tcpok, alarms = _tcpok_runs(ctx), _signals(ctx).count("ALRM")
+        ctx.check_output(cmd)
+        ctx.wait_for(
+            f"test $(grep -cx ALRM {STANDIN_LOGS}/signals) -gt {alarms}",
+            message=f"qmail-send to get ALRM after {step}",
+        )
+        ctx.expect(_tcpok_runs(ctx) > tcpok, f"qmail-tcpok did not run on {step}")
+    ctx.expect(ctx.show("MainPID") == pid, "reload/flush changed the main PID (a restart?)")
+
+
+@scenario("stop-in-flight")
+def stop_in_flight(ctx: ScenarioContext) -> None:
+    """Stop during a delivery in flight: qmail-send alone gets TERM first and the delivery ends."""
+    _running_with_standin(ctx)
+    # A local delivery that takes a few seconds: qmail-local runs the program from ~alias.
+    ctx.check_output(
+        "printf '|sleep 3; echo done >> /var/tmp/slow-delivery\\n' > ~alias/.qmail-slow"
+        " && rm -f /var/tmp/slow-delivery"
+    )
+    ctx.container.run(
+        ["/var/qmail/bin/qmail-inject", "slow"], input="To: slow\nSubject: slow\n\nslow\n"
+    )
+    ctx.wait_for("pgrep -x sleep >/dev/null", message="the slow delivery to start")
+    ctx.check_output(f"systemctl stop {UNIT}", timeout=180)
+    ctx.assert_active(expected="inactive")
+    signals = _signals(ctx)
+    ctx.expect("TERM" in signals, f"qmail-send never got TERM: {signals}")
+    done = ctx.run(["cat", "/var/tmp/slow-delivery"]).stdout
+    ctx.expect("done" in done, "the delivery in flight was killed (KillMode=mixed lets it finish)")
+    # The stand-in's spawns record a TERM if one reached them; under KillMode=mixed none may.
+    spawns = ctx.run(f"cat {STANDIN_LOGS}/spawn-signals 2>/dev/null || true").stdout
+    ctx.expect("TERM" not in spawns, f"a spawn got TERM too:\n{spawns}")
+
+
+def _upgrade(ctx: ScenarioContext) -> tuple[int, str, str]:
+    """Upgrade previous -> current; return (starts of the unit, queue before, queue after)."""
+    before_version = ctx.version()
+    queue_before = ctx.queue_digest()
+    cursor = ctx.journal_cursor()
+    ctx.install_packages()
+    after_version = ctx.version()
+    ctx.expect(
+        after_version != before_version, f"still at {before_version}: the upgrade did not happen"
+    )
+    return ctx.starts_since(cursor), queue_before, ctx.queue_digest()
+
+
+@scenario("upgrade")
+def upgrade(ctx: ScenarioContext) -> None:
+    """Upgrade from the previous build with mail queued: restarted once, queue unchanged,
+    and the old package's removal scripts leave the new one enabled and running."""
+    _running_with_standin(ctx, previous=True)
+    _queue_remote_messages(ctx)
+    starts, queue_before, queue_after = _upgrade(ctx)
+    ctx.expect(starts == 1, f"qmail-send.service was started {starts} times by the upgrade")
+    ctx.expect(queue_before == queue_after, "the queue changed during the upgrade")
+    ctx.assert_enabled()
+    ctx.assert_active()
+
+
+@scenario("upgrade-keeps-disable")
+def upgrade_keeps_disable(ctx: ScenarioContext) -> None:
+    """An administrator's `systemctl disable` survives the upgrade (still running, restarted)."""
+    _running_with_standin(ctx, previous=True)
+    ctx.check_output(f"systemctl disable {UNIT}")
+    starts, _, _ = _upgrade(ctx)
+    ctx.assert_enabled(expected="disabled")
+    ctx.assert_active()
+    ctx.expect(starts == 1, f"a running, disabled unit was started {starts} times")
+
+
+@scenario("upgrade-keeps-mask")
+def upgrade_keeps_mask(ctx: ScenarioContext) -> None:
+    """An administrator's `systemctl mask` (after stopping) survives the upgrade; nothing starts."""
+    _running_with_standin(ctx, previous=True)
+    ctx.check_output(f"systemctl stop {UNIT} && systemctl mask {UNIT}")
+    starts, _, _ = _upgrade(ctx)
+    ctx.assert_enabled(expected="masked")
+    ctx.assert_active(expected="inactive")
+    ctx.expect(starts == 0, f"a masked unit was started {starts} times")
+
+
+@scenario("remove")
+def remove(ctx: ScenarioContext) -> None:
+    """Remove: stopped and disabled, the queue unchanged."""
+    _running_with_standin(ctx)
+    _queue_remote_messages(ctx)
+    queue_before = ctx.queue_digest()
+    ctx.remove()
+    ctx.assert_active(expected="inactive")
+    ctx.expect(not ctx.installed(), f"{MAIN} still installed after remove")
+    link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
+    ctx.expect(not link, f"{WANTS_LINK} still exists: not disabled")
+    ctx.expect(ctx.queue_digest() == queue_before, "the queue changed when the package was removed")
+
+
+@scenario("purge", families=("deb",))
+def purge(ctx: ScenarioContext) -> None:
+    """Purge: the file system equals its pre-install snapshot, apart from /var/qmail."""
+    ctx.reset()
+    ctx.install_standin()
+    before = ctx.file_list(exclude=PURGE_IGNORED)
+    ctx.install_packages()
+    ctx.assert_active()
+    ctx.purge()
+    after = ctx.file_list(exclude=PURGE_IGNORED)
+    if before != after:
+        gone = sorted(set(before) - set(after))
+        left = sorted(set(after) - set(before))
+        raise ScenarioFailed(
+            "the purge left the file system different from before the install:\n"
+            + "\n".join([*(f"+ {p}" for p in left[:20]), *(f"- {p}" for p in gone[:20])])
+        )
+
+
+@scenario("reinstall-after-remove")
+def reinstall_after_remove(ctx: ScenarioContext) -> None:
+    """Remove, then install again: enabled and running again."""
+    _running_with_standin(ctx)
+    ctx.remove()
+    ctx.install_packages()
+    ctx.assert_enabled()
+    ctx.assert_active()
+
+
+@scenario("install-twice")
+def install_twice(ctx: ScenarioContext) -> None:
+    """Install the same package twice in a row (a reinstall): exit 0, enabled and running."""
+    _running_with_standin(ctx)
+    name = ctx.packages()[MAIN].name
+    if ctx.target.family == "deb":
+        cmd = (
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall /srv/qss/debs/{name}"
+        )
+    else:
+        cmd = f"dnf -y -q reinstall /srv/qss/rpms/{shlex.quote(name)}"
+    ctx.check_output(cmd, timeout=300)
+    ctx.assert_enabled()
+    ctx.assert_active()
+
+
+@scenario("policy-rc-d-101", families=("deb",))
+def policy_rc_d(ctx: ScenarioContext) -> None:
+    """Debian's policy-rc.d exits 101: the package is installed and enabled, nothing started."""
+    ctx.reset()
+    ctx.install_standin()
+    ctx.check_output("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d")
+    ctx.check_output("chmod 755 /usr/sbin/policy-rc.d")
+    try:
+        ctx.install_packages()
+        ctx.assert_enabled()
+        ctx.assert_active(expected="inactive")
+    finally:
+        ctx.run("rm -f /usr/sbin/policy-rc.d")
+
+
+@scenario("offline-install", boot="offline")
+def offline_install(ctx: ScenarioContext) -> None:
+    """Install where systemd is not running (image build): enabled by symlink, nothing started."""
+    state = ctx.run(["systemctl", "is-system-running"]).stdout.strip()
+    ctx.expect(state == "offline", f"systemd state {state!r}: this root is not offline")
+    ctx.install_standin()
+    ctx.install_packages()
+    target = ctx.check_output(["readlink", WANTS_LINK]).strip()
+    ctx.expect(target.endswith("/qmail-send.service"), f"{WANTS_LINK} -> {target!r}")
+    ctx.expect(
+        not ctx.standin_log("signals") and not ctx.run(["pgrep", "-x", "qmail-send"]).stdout,
+        "qmail-send ran during an offline install",
+    )
+
+
+@scenario("networkmanager-hook", boot="veth")
+def networkmanager_hook(ctx: ScenarioContext) -> None:
+    """Real NetworkManager brings host0 up: its dispatcher runs our hook, qmail-send gets ALRM."""
+    container = ctx.container
+    if not isinstance(container, NspawnContainer):
+        raise ScenarioFailed("the NetworkManager scenario needs an nspawn container with a veth")
+    _running_with_standin(ctx)
+    ctx.install_packages([MAIN, NM_PACKAGE])
+    ctx.check_output("systemctl unmask NetworkManager.service && systemctl start NetworkManager")
+    # The host side of the veth pair must be up, or host0 never gets a carrier.
+    run(["ip", "link", "set", container.host_veth(), "up"])
+    alarms = _signals(ctx).count("ALRM")
+    ctx.check_output(
+        "nmcli connection add type ethernet con-name qss ifname host0"
+        " ipv4.method disabled ipv6.method link-local"
+    )
+    ctx.check_output("nmcli --wait 30 connection up qss", timeout=60)
+    ctx.wait_for(
+        f"test $(grep -cx ALRM {STANDIN_LOGS}/signals) -gt {alarms}",
+        timeout=30,
+        message="the dispatcher hook to flush qmail-send (ALRM)",
+    )
+    ctx.artifacts.append("/etc/NetworkManager")
+    # The hook's one line reaches the journal through NetworkManager-dispatcher.service.
+    ctx.wait_for(
+        "journalctl -b -o cat -u NetworkManager-dispatcher.service"
+        " | grep -q '90-qmail-send: up on interface \"host0\"'",
+        message="the hook's log line for host0 up",
+    )
