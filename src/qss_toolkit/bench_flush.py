@@ -1,0 +1,296 @@
+"""The flush bench: how long our side takes from a NetworkManager event to qmail-send's SIGALRM.
+
+In a booted container with the packages and the qmail stand-in, a driver runs the dispatcher
+hook exactly as NetworkManager-dispatcher does (argv `INTERFACE ACTION`, NM's environment)
+and times two things per event: the hook's own run time (NetworkManager runs dispatcher
+scripts one at a time, so this is what every other hook waits), and hook start -> SIGALRM
+delivered to qmail-send, which covers `systemctl --no-block reload`, the reload job,
+ExecReload's qmail-tcpok and `kill -ALRM $MAINPID`. The SIGALRM is seen by strace attached to
+the unit's main PID (signal-delivery stops only; no system call is traced), so the figure is
+the signal's arrival at the process itself, whatever the stand-in does with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qss_toolkit import DIST
+from qss_toolkit.container import Container, booted
+from qss_toolkit.errors import CheckFailed
+from qss_toolkit.scenarios import MAIN, NM_PACKAGE, UNIT, ScenarioContext
+from qss_toolkit.targets import TARGETS, Target
+
+log = logging.getLogger("qss_toolkit")
+
+DEFAULT_TARGET = "debian-12"
+DEFAULT_EVENTS = 120
+HOOK_TARGET_MS = 50.0
+ALRM_TARGET_MS = 250.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One dispatcher action, with the arguments and environment NetworkManager gives it."""
+
+    action: str
+    interface: str
+    env: tuple[tuple[str, str], ...]
+
+
+# NetworkManager-dispatcher(8): device actions name the interface; connectivity-change has an
+# empty interface argument. CONNECTIVITY_STATE is set for every action.
+EVENTS: tuple[Event, ...] = (
+    Event(
+        "up",
+        "host0",
+        (
+            ("DEVICE_IFACE", "host0"),
+            ("DEVICE_IP_IFACE", "host0"),
+            ("CONNECTION_ID", "Wired connection 1"),
+            ("CONNECTION_UUID", "6c3c1e6a-5d7e-4c4b-9c41-1f0e7b3c2a10"),
+            ("NM_DISPATCHER_ACTION", "up"),
+            ("CONNECTIVITY_STATE", "FULL"),
+        ),
+    ),
+    Event(
+        "connectivity-change",
+        "",
+        (("NM_DISPATCHER_ACTION", "connectivity-change"), ("CONNECTIVITY_STATE", "FULL")),
+    ),
+)
+
+HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
+
+# Runs in the container (python3 of the target, 3.9 at the oldest). argv: action interface
+# count warmup env-as-JSON hook [pid] (default: the unit's main PID). Prints one JSON list.
+DRIVER = r"""
+import json, os, select, subprocess, sys, time
+
+action, iface, count, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+env.update(json.loads(sys.argv[5]))
+HOOK = sys.argv[6]
+if len(sys.argv) > 7:
+    pid = int(sys.argv[7])
+else:
+    pid = int(subprocess.check_output(
+        ["systemctl", "show", "--value", "-p", "MainPID", "qmail-send.service"], text=True))
+if pid <= 0:
+    sys.exit("qmail-send.service has no main PID")
+tracer = subprocess.Popen(
+    ["strace", "-qq", "-ttt", "-e", "trace=none", "-e", "signal=SIGALRM", "-p", str(pid)],
+    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+def tracer_pid():
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 0
+
+deadline = time.monotonic() + 10
+while tracer_pid() != tracer.pid:
+    if time.monotonic() > deadline or tracer.poll() is not None:
+        sys.exit("strace could not attach to qmail-send (PID %d)" % pid)
+    time.sleep(0.01)
+
+buffered = b""
+def next_alrm(timeout):
+    global buffered
+    end = time.monotonic() + timeout
+    while b"\n" not in buffered:
+        left = end - time.monotonic()
+        if left <= 0 or not select.select([tracer.stderr], [], [], left)[0]:
+            return None
+        chunk = os.read(tracer.stderr.fileno(), 4096)
+        if not chunk:
+            return None
+        buffered += chunk
+    line, buffered = buffered.split(b"\n", 1)
+    if b"SIGALRM" not in line:
+        return next_alrm(max(0.0, end - time.monotonic()))
+    return float(line.split()[0])
+
+samples = []
+for i in range(warmup + count):
+    start = time.time()
+    code = subprocess.run([HOOK, iface, action], env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    end = time.time()
+    alrm = next_alrm(5.0)
+    if i >= warmup:
+        samples.append({"hook": end - start, "alrm": None if alrm is None else alrm - start,
+                        "code": code})
+    time.sleep(0.05)  # NetworkManager's events are seconds apart; let each reload finish
+tracer.terminate()
+print(json.dumps(samples))
+"""
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class FlushStats:
+    target: str
+    action: str
+    events: int
+    hook_ms: tuple[float, ...]
+    alrm_ms: tuple[float, ...]  # only the events whose SIGALRM arrived
+    lost: int  # events after which no SIGALRM arrived within 5 s
+    failed: int  # hook runs that exited non-zero
+
+    @classmethod
+    def from_samples(cls, target: str, action: str, samples: list[dict[str, object]]) -> FlushStats:
+        hook = tuple(float(str(s["hook"])) * 1000 for s in samples)
+        alrm = tuple(float(str(s["alrm"])) * 1000 for s in samples if s["alrm"] is not None)
+        return cls(
+            target=target,
+            action=action,
+            events=len(samples),
+            hook_ms=hook,
+            alrm_ms=alrm,
+            lost=len(samples) - len(alrm),
+            failed=sum(1 for s in samples if s["code"] != 0),
+        )
+
+    def ok(self) -> bool:
+        return (
+            not self.lost
+            and not self.failed
+            and bool(self.alrm_ms)
+            and percentile(self.hook_ms, 95) < HOOK_TARGET_MS
+            and percentile(self.alrm_ms, 95) < ALRM_TARGET_MS
+        )
+
+
+def _cell(values: Sequence[float]) -> tuple[str, str]:
+    if not values:
+        return "-", "-"
+    return f"{statistics.median(values):.1f} ms", f"{percentile(values, 95):.1f} ms"
+
+
+def render(stats: Sequence[FlushStats]) -> str:
+    """The flush table (Markdown), one row per measured path; the verdict is on p95."""
+    lines = [
+        "| target | event | measured | events | median | p95 | target | verdict |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for s in stats:
+        event = "connectivity-change (FULL)" if s.action == "connectivity-change" else s.action
+        for what, values, limit in (
+            ("hook run time", s.hook_ms, HOOK_TARGET_MS),
+            ("hook start -> SIGALRM at qmail-send", s.alrm_ms, ALRM_TARGET_MS),
+        ):
+            median, p95 = _cell(values)
+            verdict = "ok" if values and percentile(values, 95) < limit else "MISSED"
+            if what.startswith("hook start") and s.lost:
+                verdict = f"MISSED ({s.lost} without SIGALRM)"
+            if what == "hook run time" and s.failed:
+                verdict = f"MISSED ({s.failed} hook runs failed)"
+            lines.append(
+                f"| {s.target} | {event} | {what} | {s.events} | {median} | {p95} "
+                f"| < {limit:.0f} ms | {verdict} |"
+            )
+    return "\n".join(lines)
+
+
+def prepare(ctx: ScenarioContext) -> None:
+    """Packages, stand-in, a running qmail-send, and strace to watch its signals."""
+    ctx.install_standin()
+    ctx.install_packages([MAIN, NM_PACKAGE])
+    ctx.check_output(["systemctl", "start", UNIT])
+    ctx.assert_active()
+    if ctx.run(["sh", "-c", "command -v strace"]).returncode != 0:
+        ctx.check_output(
+            "DEBIAN_FRONTEND=noninteractive apt-get update -q"
+            " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace",
+            timeout=600,
+        )
+
+
+def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:
+    env = json.dumps(dict(event.env))
+    argv = ["python3", "-c", DRIVER, event.action, event.interface, str(events), "3", env, HOOK]
+    result = container.run(argv, check=False, timeout=60 + events * 6)
+    if result.returncode != 0:
+        raise CheckFailed(
+            f"flush bench driver failed on {target.name} ({event.action}): "
+            + (result.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+    samples = json.loads(result.stdout.strip().splitlines()[-1])
+    return FlushStats.from_samples(target.name, event.action, samples)
+
+
+def run_flush_bench(
+    targets: Sequence[Target], *, dist: Path = DIST, events: int = DEFAULT_EVENTS
+) -> list[FlushStats]:
+    """Boot each target, prepare it, and measure every event kind `events` times."""
+    results: list[FlushStats] = []
+    for target in targets:
+        with booted(target) as container:
+            ctx = ScenarioContext(target=target, container=container, dist=dist)
+            prepare(ctx)
+            for event in EVENTS:
+                log.info("flush bench: %s, %d x %s", target.name, events, event.action)
+                results.append(measure(container, target, event, events))
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--flush-target",
+        action="append",
+        choices=list(TARGETS),
+        help=f"target(s) for the flush bench (default: {DEFAULT_TARGET})",
+    )
+    parser.add_argument("--flush-events", type=int, default=DEFAULT_EVENTS)
+
+
+def section(args: argparse.Namespace) -> str:
+    """The bench's "flush latency" section: Markdown heading, table, and what it measures."""
+    names = args.flush_target or [DEFAULT_TARGET]
+    if args.flush_events < 100:
+        log.warning("flush bench: %d events per kind (the target is >= 100)", args.flush_events)
+    stats = run_flush_bench(
+        [TARGETS[n] for n in names], dist=getattr(args, "dist", DIST), events=args.flush_events
+    )
+    return "\n".join(
+        [
+            "## Flush on reconnect",
+            "",
+            "NetworkManager event -> dispatcher hook -> `systemctl --no-block reload` -> "
+            "ExecReload (qmail-tcpok, `kill -ALRM`) -> SIGALRM at qmail-send (seen by strace), "
+            "in a booted container with the qmail stand-in; the hook is run as "
+            "NetworkManager-dispatcher runs it.",
+            "",
+            render(stats),
+        ]
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qss_toolkit.bench_flush")
+    parser.add_argument("--dist", type=Path, default=DIST)
+    add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    print(section(args))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sys.exit(main(sys.argv[1:]))

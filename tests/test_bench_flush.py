@@ -1,0 +1,122 @@
+"""The flush bench's driver and table, without a container: a real process gets real SIGALRMs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit import bench_flush
+from qss_toolkit.bench_flush import FlushStats, percentile, render
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 100) == 3.0
+
+
+def _samples(hook: float, alrm: float | None, n: int = 100) -> list[dict[str, object]]:
+    return [{"hook": hook, "alrm": alrm, "code": 0} for _ in range(n)]
+
+
+def test_table_verdicts_follow_the_targets() -> None:
+    fast = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030))
+    slow = FlushStats.from_samples("debian-12", "connectivity-change", _samples(0.060, 0.300))
+    lost = FlushStats.from_samples("debian-12", "up", _samples(0.004, None, 3))
+    assert fast.ok() and not slow.ok() and not lost.ok()
+    table = render([fast, slow, lost]).splitlines()
+    assert "| debian-12 | up | hook run time | 100 | 4.0 ms | 4.0 ms | < 50 ms | ok |" in table
+    assert any("connectivity-change (FULL) | hook run time" in r and "MISSED" in r for r in table)
+    assert any("SIGALRM" in r and "300.0 ms" in r and "MISSED" in r for r in table)
+    assert any("MISSED (3 without SIGALRM)" in r for r in table)
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
+def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
+    # A process that, like qmail-send, sleeps and takes SIGALRM; a hook that signals it in the
+    # background and returns at once, as `systemctl --no-block reload` lets the real one do.
+    target = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal,time\nsignal.signal(signal.SIGALRM, lambda *a: None)"
+            "\nwhile True: time.sleep(1)",
+        ]
+    )
+    try:
+        hook = tmp_path / "hook"
+        hook.write_text(
+            "#!/bin/sh\n"
+            f'[ "$2" = connectivity-change ] && [ "$CONNECTIVITY_STATE" = FULL ] || exit 3\n'
+            f"(sleep 0.02; kill -ALRM {target.pid}) &\n"
+        )
+        hook.chmod(0o755)
+        env = json.dumps({"CONNECTIVITY_STATE": "FULL"})
+        argv = [sys.executable, "-c", bench_flush.DRIVER, "connectivity-change", "", "5", "1"]
+        result = subprocess.run(
+            [*argv, env, str(hook), str(target.pid)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if "could not attach" in result.stderr:
+            pytest.skip("ptrace is not permitted here")
+        assert result.returncode == 0, result.stderr
+        samples = json.loads(result.stdout)
+        stats = FlushStats.from_samples("host", "connectivity-change", samples)
+        assert stats.events == 5 and stats.lost == 0 and stats.failed == 0
+        # The signal left 20 ms after the hook started: arrival can be neither before that
+        # nor (on an idle machine) seconds later.
+        assert all(20.0 <= ms < 2000.0 for ms in stats.alrm_ms)
+        assert all(h < 1000.0 for h in stats.hook_ms)
+    finally:
+        target.send_signal(signal.SIGTERM)
+        target.wait(timeout=10)
+
+
+def test_driver_reports_lost_signals(tmp_path: Path) -> None:
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    target = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"])
+    try:
+        hook = tmp_path / "hook"
+        hook.write_text("#!/bin/sh\nexit 0\n")  # a hook that never flushes
+        hook.chmod(0o755)
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                bench_flush.DRIVER,
+                "up",
+                "eth0",
+                "1",
+                "0",
+                "{}",
+                str(hook),
+                str(target.pid),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if "could not attach" in result.stderr:
+            pytest.skip("ptrace is not permitted here")
+        samples = json.loads(result.stdout)
+        assert samples[0]["alrm"] is None
+        assert time.monotonic() - started >= 5.0  # it waited the full timeout
+    finally:
+        os.kill(target.pid, signal.SIGTERM)
+        target.wait(timeout=10)
