@@ -7,6 +7,7 @@ with a fix; a traceback appears only with --debug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Run qmail-send as a systemd service: checks and package steps."
     )
-    parser.add_argument("--root", default="/", metavar="DIR", help="look at DIR instead of /")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("DPKG_ROOT") or "/",
+        metavar="DIR",
+        help="look at DIR instead of / (default: $DPKG_ROOT or /)",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,0 +1,190 @@
+"""Shared fixtures: a fake LWQ qmail tree under tmp_path, and a system whose calls are recorded.
+
+The fake tree maps every qmail account to the test's own uid/gid, so that ownership checks
+pass without root; a test that wants a wrong owner writes a different uid into etc/passwd.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from qmail_send_systemd import verify
+from qmail_send_systemd.systemd import UNIT, Result, System
+
+UID = os.getuid()
+GID = os.getgid()
+
+
+def write_accounts(root: Path, *, qmailq_uid: int = UID, skip: Sequence[str] = ()) -> None:
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    users = ["root:x:0:0:root:/root:/bin/sh"]
+    for user in verify.USERS:
+        if user in skip:
+            continue
+        uid = qmailq_uid if user == "qmailq" else UID
+        home = "/var/qmail/alias" if user == "alias" else "/var/qmail"
+        users.append(f"{user}:x:{uid}:{GID}::{home}:/bin/true")
+    groups = ["root:x:0:"] + [f"{g}:x:{GID}:" for g in verify.GROUPS if g not in skip]
+    (root / "etc/passwd").write_text("\n".join(users) + "\n")
+    (root / "etc/group").write_text("\n".join(groups) + "\n")
+
+
+def make_qmail_tree(root: Path) -> Path:
+    """A complete LWQ-style installation under root: verify finds nothing."""
+    write_accounts(root)
+    home = root / "var/qmail"
+    bindir = home / "bin"
+    bindir.mkdir(parents=True)
+    for name in verify.PROGRAMS:
+        program = bindir / name
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(0o4711 if name == "qmail-queue" else 0o711)
+    (home / "queue").mkdir()
+    (home / "control").mkdir()
+    (home / "control/me").write_text("laptop.example.net\n")
+    (home / "control/me").chmod(0o644)
+    alias = home / "alias"
+    alias.mkdir()
+    for name in verify.ALIAS_FILES:
+        (alias / name).write_text("&admin@example.org\n")
+        (alias / name).chmod(0o644)
+    return root
+
+
+@pytest.fixture
+def qmail_tree(tmp_path: Path) -> Path:
+    return make_qmail_tree(tmp_path)
+
+
+@dataclass
+class FakeSystem(System):
+    """A system that records every call and answers like systemd and init-system-helpers.
+
+    The model is small on purpose: the unit's wants-symlink (`links`), an administrator's
+    mask, deb-systemd-helper's state file, whether the service runs, what the preset policy
+    says, what policy-rc.d answers, and which helper programs exist.
+    """
+
+    root: Path
+    environ: dict[str, str] = field(default_factory=dict)
+    links: bool = False
+    masked: bool = False
+    state_file: bool = False
+    active: bool = False
+    preset_enables: bool = True
+    policy_code: int = 0
+    have_dsh: bool = True
+    have_dsi: bool = True
+    failing: Sequence[str] = ()
+    calls: list[list[str]] = field(default_factory=list)
+    restarts: int = 0
+
+    def __post_init__(self) -> None:
+        self.image_root = ""
+
+    def have(self, command: str) -> bool:
+        return {"deb-systemd-helper": self.have_dsh, "deb-systemd-invoke": self.have_dsi}.get(
+            command, True
+        )
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def enabled_word(self) -> str:
+        return "masked" if self.masked else "enabled" if self.links else "disabled"
+
+    def _policy(self) -> bool:
+        helper = self.root / "usr/sbin/policy-rc.d"
+        return not (os.access(helper, os.X_OK) and self.policy_code == 101)
+
+    def _act(self, action: str) -> Result:
+        if action == "start":
+            if self.masked:
+                return Result(1, "", f"Failed to start {UNIT}: Unit {UNIT} is masked.")
+            self.active = True
+        elif action in ("restart", "try-restart") and self.active:
+            self.restarts += 1
+        elif action == "stop":
+            self.active = False
+        elif action == "reload" and not self.active:
+            return Result(1, "", f"{UNIT} is not active, cannot reload.")
+        return Result(0)
+
+    def _systemctl(self, args: list[str]) -> Result:
+        words = [a for a in args if a not in ("--no-reload", "--quiet", "--system")]
+        verb = words[0]
+        if verb == "is-active":
+            return Result(0 if self.active else 3, "active\n" if self.active else "inactive\n")
+        if verb == "is-enabled":
+            word = self.enabled_word()
+            return Result(0 if word == "enabled" else 1, word + "\n")
+        if verb == "preset":
+            if not self.masked:
+                self.links = self.preset_enables
+            return Result(0)
+        if verb == "enable":
+            self.links = True
+            return Result(0)
+        if verb == "disable":
+            self.links = False
+            if "--now" in words:
+                self.active = False
+            return Result(0)
+        if verb == "daemon-reload":
+            return Result(0)
+        return self._act(verb)
+
+    def _dsh(self, args: list[str]) -> Result:
+        verb = next(a for a in args if a != "--quiet")
+        if verb == "was-enabled":
+            return Result(0 if (not self.state_file or self.links) else 1)
+        if verb == "enable":
+            self.links = self.state_file = True
+        elif verb == "update-state":
+            self.state_file = True
+        return Result(0)  # unmask: an administrator's mask is not deb-systemd-helper's
+
+    def _dsi(self, action: str) -> Result:
+        # deb-systemd-invoke: policy-rc.d first, then no start of a disabled unit.
+        if not self._policy():
+            return Result(0, "", "policy-rc.d returned 101, not running")
+        if action == "start" and self.enabled_word() != "enabled":
+            return Result(0, "", f"{UNIT} is a disabled or a static unit, not starting it.")
+        return self._act(action)
+
+    def call(self, argv: Sequence[str]) -> Result:
+        argv = list(argv)
+        self.calls.append(argv)
+        if " ".join(argv) in self.failing or argv[0] in self.failing:
+            return Result(1, "", f"{argv[0]}: simulated failure")
+        program = Path(argv[0]).name
+        if program == "systemctl":
+            return self._systemctl(argv[1:])
+        if program == "deb-systemd-helper":
+            return self._dsh(argv[1:])
+        if program == "deb-systemd-invoke":
+            return self._dsi(argv[1])
+        if program == "policy-rc.d":
+            return Result(self.policy_code)
+        if program == "qmail-tcpok":
+            return Result(0)
+        raise AssertionError(f"unexpected command: {argv}")
+
+    def commands(self) -> list[str]:
+        """Each call as one string, with the tree's root stripped from program paths."""
+        return [" ".join(argv).replace(str(self.root), "") for argv in self.calls]
+
+
+def systemd_running(root: Path) -> None:
+    (root / "run/systemd/system").mkdir(parents=True, exist_ok=True)
+
+
+def policy_rc_d(root: Path) -> None:
+    helper = root / "usr/sbin/policy-rc.d"
+    helper.parent.mkdir(parents=True, exist_ok=True)
+    helper.write_text("#!/bin/sh\nexit 101\n")
+    helper.chmod(0o755)
