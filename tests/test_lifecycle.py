@@ -1,0 +1,369 @@
+"""configure / remove / flush: each row of design.md's maintainer-script table, calls recorded."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import FakeSystem, make_qmail_tree, policy_rc_d, systemd_running
+from qmail_send_systemd import lifecycle
+from qmail_send_systemd.errors import HelperError, UsageError
+from qmail_send_systemd.systemd import UNIT, System
+
+DSH = "deb-systemd-helper"
+FIRST_INSTALL_DEB = [
+    f"{DSH} unmask {UNIT}",
+    f"{DSH} --quiet was-enabled {UNIT}",
+    f"{DSH} enable {UNIT}",
+    "systemctl daemon-reload",
+    f"deb-systemd-invoke start {UNIT}",
+]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """qmail installed, systemd running."""
+    make_qmail_tree(tmp_path)
+    systemd_running(tmp_path)
+    return tmp_path
+
+
+# -- Debian -----------------------------------------------------------------------------------
+
+
+def test_deb_first_install_enables_and_starts(live: Path) -> None:
+    system = FakeSystem(live)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert system.commands() == FIRST_INSTALL_DEB
+    assert (system.enabled_word(), system.active) == ("enabled", True)
+
+
+def test_deb_first_install_is_idempotent(live: Path) -> None:
+    system = FakeSystem(live)
+    lifecycle.configure(system, "deb", upgrade=False)
+    lifecycle.configure(system, "deb", upgrade=False)
+    assert system.commands() == FIRST_INSTALL_DEB * 2
+    assert (system.enabled_word(), system.active, system.restarts) == ("enabled", True, 0)
+
+
+def test_deb_first_install_without_qmail_enables_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    systemd_running(tmp_path)
+    system = FakeSystem(tmp_path)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert system.commands() == FIRST_INSTALL_DEB[:-1]
+    assert (system.enabled_word(), system.active) == ("enabled", False)
+    err = capsys.readouterr()
+    assert "warning: " in err.err and "qmail's program directory is missing" in err.err
+    assert "enabled, not started" in err.out
+
+
+def test_deb_broken_qmail_enables_only(live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (live / "var/qmail/bin/qmail-queue").chmod(0o711)
+    system = FakeSystem(live)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert not system.active
+    assert "lacks its set-uid bit" in capsys.readouterr().err
+
+
+def test_deb_install_without_systemd_running(tmp_path: Path) -> None:
+    make_qmail_tree(tmp_path)  # no run/systemd/system: image build or chroot
+    system = FakeSystem(tmp_path)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert system.commands() == FIRST_INSTALL_DEB[:3]
+    assert (system.enabled_word(), system.active) == ("enabled", False)
+
+
+def test_deb_install_with_dpkg_root(live: Path) -> None:
+    system = FakeSystem(live, environ={"DPKG_ROOT": "/srv/image"})
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert system.commands() == FIRST_INSTALL_DEB[:3]
+    assert not system.active
+
+
+def test_deb_policy_rc_d_101_starts_nothing(live: Path) -> None:
+    policy_rc_d(live)
+    system = FakeSystem(live, policy_code=101)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert (system.enabled_word(), system.active) == ("enabled", False)
+
+
+def test_deb_policy_rc_d_101_without_deb_systemd_invoke(live: Path) -> None:
+    # Without init-system-helpers' invoke, the helper asks policy-rc.d itself.
+    policy_rc_d(live)
+    system = FakeSystem(live, policy_code=101, have_dsi=False)
+    lifecycle.configure(system, "deb", upgrade=False)
+    assert system.commands()[-1] == f"/usr/sbin/policy-rc.d {UNIT} start"
+    assert not system.active
+
+
+def test_deb_without_init_system_helpers(live: Path) -> None:
+    system = FakeSystem(live, have_dsh=False, have_dsi=False)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert system.commands() == [
+        f"systemctl --no-reload enable {UNIT}",
+        "systemctl daemon-reload",
+        f"systemctl is-enabled {UNIT}",
+        f"systemctl start {UNIT}",
+    ]
+    assert system.active
+
+
+def test_deb_upgrade_restarts_a_running_service(live: Path) -> None:
+    system = FakeSystem(live, links=True, state_file=True, active=True)
+    assert lifecycle.configure(system, "deb", upgrade=True) == 0
+    assert system.commands() == [
+        f"{DSH} unmask {UNIT}",
+        f"{DSH} --quiet was-enabled {UNIT}",
+        f"{DSH} enable {UNIT}",
+        "systemctl daemon-reload",
+        f"deb-systemd-invoke try-restart {UNIT}",
+    ]
+    assert (system.active, system.restarts) == (True, 1)
+
+
+def test_deb_upgrade_leaves_a_stopped_service_stopped(live: Path) -> None:
+    system = FakeSystem(live, links=True, state_file=True, active=False)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert (system.active, system.restarts) == (False, 0)
+
+
+def test_deb_upgrade_keeps_an_administrators_disable(live: Path) -> None:
+    system = FakeSystem(live, links=False, state_file=True, active=False)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert f"{DSH} update-state {UNIT}" in system.commands()
+    assert f"{DSH} enable {UNIT}" not in system.commands()
+    assert (system.enabled_word(), system.active) == ("disabled", False)
+
+
+def test_deb_upgrade_keeps_an_administrators_mask(live: Path) -> None:
+    system = FakeSystem(live, links=True, state_file=True, masked=True)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert (system.enabled_word(), system.active) == ("masked", False)
+
+
+def test_deb_masked_before_first_install_is_not_started(live: Path) -> None:
+    system = FakeSystem(live, masked=True)
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    assert (system.enabled_word(), system.active) == ("masked", False)
+
+
+def test_deb_upgrade_policy_rc_d_101_restarts_nothing(live: Path) -> None:
+    policy_rc_d(live)
+    system = FakeSystem(live, links=True, state_file=True, active=True, policy_code=101)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert system.restarts == 0
+
+
+def test_deb_upgrade_policy_without_deb_systemd_invoke(live: Path) -> None:
+    policy_rc_d(live)
+    system = FakeSystem(
+        live, links=True, state_file=True, active=True, policy_code=101, have_dsi=False
+    )
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert system.commands()[-1] == f"/usr/sbin/policy-rc.d {UNIT} try-restart"
+    assert system.restarts == 0
+
+
+def test_failed_calls_are_warnings_not_failures(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    system = FakeSystem(live, failing=("systemctl daemon-reload", f"{DSH} enable {UNIT}"))
+    assert lifecycle.configure(system, "deb", upgrade=False) == 0
+    err = capsys.readouterr().err
+    assert "`systemctl daemon-reload` failed (exit 1): systemctl: simulated failure" in err
+    assert f"`{DSH} enable {UNIT}` failed" in err
+
+
+# -- RPM --------------------------------------------------------------------------------------
+
+
+def test_rpm_first_install_presets_and_starts(live: Path) -> None:
+    system = FakeSystem(live)
+    assert lifecycle.configure(system, "rpm", upgrade=False) == 0
+    assert system.commands() == [
+        f"systemctl --no-reload preset {UNIT}",
+        "systemctl daemon-reload",
+        f"systemctl is-enabled {UNIT}",
+        f"systemctl start {UNIT}",
+    ]
+    assert (system.enabled_word(), system.active) == ("enabled", True)
+
+
+def test_rpm_first_install_with_preset_disabling_starts_nothing(live: Path) -> None:
+    system = FakeSystem(live, preset_enables=False)
+    lifecycle.configure(system, "rpm", upgrade=False)
+    assert (system.enabled_word(), system.active) == ("disabled", False)
+
+
+def test_rpm_first_install_without_systemd_running(tmp_path: Path) -> None:
+    make_qmail_tree(tmp_path)
+    system = FakeSystem(tmp_path)
+    lifecycle.configure(system, "rpm", upgrade=False)
+    assert system.commands() == [f"systemctl --no-reload preset {UNIT}"]
+    assert (system.enabled_word(), system.active) == ("enabled", False)
+
+
+def test_rpm_first_install_without_qmail(tmp_path: Path) -> None:
+    systemd_running(tmp_path)
+    system = FakeSystem(tmp_path)
+    assert lifecycle.configure(system, "rpm", upgrade=False) == 0
+    assert (system.enabled_word(), system.active) == ("enabled", False)
+
+
+def test_rpm_upgrade_only_reloads(live: Path) -> None:
+    # An administrator's disable survives: no preset on upgrade. The restart is the old
+    # package's %postun (remove --stage postun --count 1).
+    system = FakeSystem(live, links=False, active=True)
+    lifecycle.configure(system, "rpm", upgrade=True)
+    assert system.commands() == ["systemctl daemon-reload"]
+    assert (system.enabled_word(), system.restarts) == ("disabled", 0)
+
+
+# -- removal ----------------------------------------------------------------------------------
+
+
+def test_deb_prerm_remove_stops(live: Path) -> None:
+    system = FakeSystem(live, links=True, active=True)
+    assert lifecycle.remove_deb(system, "prerm", "remove") == 0
+    assert system.commands() == [f"deb-systemd-invoke stop {UNIT}"]
+    assert not system.active
+
+
+@pytest.mark.parametrize("action", ["upgrade", "deconfigure", "failed-upgrade"])
+def test_deb_prerm_other_actions_leave_it_running(live: Path, action: str) -> None:
+    system = FakeSystem(live, links=True, active=True)
+    lifecycle.remove_deb(system, "prerm", action)
+    assert system.calls == []
+
+
+def test_deb_prerm_without_systemd_running(tmp_path: Path) -> None:
+    system = FakeSystem(tmp_path, active=True)
+    lifecycle.remove_deb(system, "prerm", "remove")
+    assert system.calls == []
+
+
+def test_deb_unknown_stage_is_usage_error(live: Path) -> None:
+    with pytest.raises(UsageError):
+        lifecycle.remove_deb(FakeSystem(live), "postrm", "remove")
+
+
+def test_rpm_preun_erase_disables_and_stops(live: Path) -> None:
+    system = FakeSystem(live, links=True, active=True)
+    assert lifecycle.remove_rpm(system, "preun", 0) == 0
+    assert system.commands() == [f"systemctl --no-reload disable --now {UNIT}"]
+    assert (system.enabled_word(), system.active) == ("disabled", False)
+
+
+def test_rpm_preun_erase_without_systemd_running(tmp_path: Path) -> None:
+    system = FakeSystem(tmp_path, links=True)
+    lifecycle.remove_rpm(system, "preun", 0)
+    assert system.commands() == [f"systemctl --no-reload disable {UNIT}"]
+
+
+def test_rpm_old_packages_scripts_on_upgrade_keep_the_new_one(live: Path) -> None:
+    # RPM runs the new %post first, then the old %preun 1 and %postun 1.
+    system = FakeSystem(live, links=True, active=True)
+    lifecycle.remove_rpm(system, "preun", 1)
+    assert system.calls == []
+    lifecycle.remove_rpm(system, "postun", 1)
+    assert system.commands() == ["systemctl daemon-reload", f"systemctl try-restart {UNIT}"]
+    assert (system.enabled_word(), system.active, system.restarts) == ("enabled", True, 1)
+
+
+def test_rpm_postun_upgrade_leaves_a_stopped_service_stopped(live: Path) -> None:
+    system = FakeSystem(live, links=True, active=False)
+    lifecycle.remove_rpm(system, "postun", 1)
+    assert (system.active, system.restarts) == (False, 0)
+
+
+def test_rpm_bad_arguments_are_usage_errors(live: Path) -> None:
+    with pytest.raises(UsageError):
+        lifecycle.remove_rpm(FakeSystem(live), "prerm", 0)
+    with pytest.raises(UsageError):
+        lifecycle.remove_rpm(FakeSystem(live), "preun", -1)
+
+
+# -- flush ------------------------------------------------------------------------------------
+
+
+def test_flush_when_active(live: Path) -> None:
+    system = FakeSystem(live, active=True)
+    assert lifecycle.flush(system) == 0
+    assert system.commands() == [
+        f"systemctl is-active --quiet {UNIT}",
+        "/var/qmail/bin/qmail-tcpok",
+        f"systemctl reload {UNIT}",
+    ]
+
+
+def test_flush_when_inactive_says_so(live: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    system = FakeSystem(live, active=False)
+    assert lifecycle.flush(system) == 0
+    assert system.commands() == [f"systemctl is-active --quiet {UNIT}"]
+    assert "not active: nothing to flush" in capsys.readouterr().out
+
+
+def test_flush_reload_failure_is_an_error(live: Path) -> None:
+    system = FakeSystem(live, active=True, failing=(f"systemctl reload {UNIT}",))
+    with pytest.raises(HelperError, match=r"systemctl reload qmail-send\.service failed"):
+        lifecycle.flush(system)
+
+
+# -- family detection and the real boundary ---------------------------------------------------
+
+
+def test_family_detection(tmp_path: Path) -> None:
+    with pytest.raises(UsageError):
+        lifecycle.detect_family(tmp_path, {})
+    assert lifecycle.detect_family(tmp_path, {"DPKG_MAINTSCRIPT_NAME": "postinst"}) == "deb"
+    (tmp_path / "usr/lib/sysimage/rpm").mkdir(parents=True)
+    assert lifecycle.detect_family(tmp_path, {}) == "rpm"
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").write_text("")
+    assert lifecycle.detect_family(tmp_path, {}) == "deb"
+
+
+def test_configure_detects_the_family(live: Path) -> None:
+    (live / "usr/lib/sysimage/rpm").mkdir(parents=True)
+    system = FakeSystem(live)
+    lifecycle.configure(system, None, upgrade=False)
+    assert system.commands()[0] == f"systemctl --no-reload preset {UNIT}"
+
+
+def test_systemd_running_means_run_systemd_system_and_no_dpkg_root(tmp_path: Path) -> None:
+    assert not System(tmp_path, environ={}).systemd_running()
+    systemd_running(tmp_path)
+    assert System(tmp_path, environ={}).systemd_running()
+    assert not System(tmp_path, environ={"DPKG_ROOT": "/srv/image"}).systemd_running()
+
+
+def test_real_boundary_targets_the_image_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The one real call site: under --root (or DPKG_ROOT) systemctl gets --root and
+    # deb-systemd-helper sees DPKG_ROOT, so a test tree never touches the host's units.
+    seen: list[tuple[list[str], str | None]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        env = kwargs["env"]
+        assert isinstance(env, dict)
+        seen.append((argv, env.get("DPKG_ROOT")))
+        return subprocess.CompletedProcess(argv, 0, "enabled\n", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    system = System(tmp_path, environ={})
+    assert system.is_enabled() == "enabled"
+    system.call(["deb-systemd-helper", "enable", UNIT])
+    assert seen == [
+        (["systemctl", f"--root={tmp_path}", "is-enabled", UNIT], str(tmp_path)),
+        (["deb-systemd-helper", "enable", UNIT], str(tmp_path)),
+    ]
+
+
+def test_real_boundary_survives_a_missing_program(tmp_path: Path) -> None:
+    result = System(Path("/"), environ={"PATH": str(tmp_path)}).call(["systemctl", "status"])
+    assert result.returncode == 127
