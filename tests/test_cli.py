@@ -1,0 +1,188 @@
+"""The command line: exit codes 0/1/2, one-line errors without tracebacks, --json, the entry
+point script, and Python 3.9 (the oldest target: Debian 11)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_qmail_tree
+from qmail_send_systemd import cli, lifecycle
+
+PROJECT = Path(__file__).resolve().parents[1]
+SRC = PROJECT / "src"
+HELPER_SRC = SRC / "qmail_send_systemd"
+ENTRY_POINT = PROJECT / "packaging/qmail-send-systemd.sbin"
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(capsys, "--root", str(tmp_path), "verify")
+    assert code == 1
+    assert out.splitlines()[-1].startswith("verify: ")
+    make_qmail_tree(tmp_path)
+    code, out, _ = run_main(capsys, "--root", str(tmp_path), "verify")
+    assert (code, out) == (0, "verify: the qmail installation is complete\n")
+
+
+def test_verify_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_qmail_tree(tmp_path)
+    (tmp_path / "var/qmail/alias/.qmail-root").unlink()
+    code, out, _ = run_main(capsys, "--root", str(tmp_path), "verify", "--json")
+    document = json.loads(out)
+    assert code == 1
+    assert document["ok"] is False
+    assert [f["path"] for f in document["findings"]] == [
+        str(tmp_path / "var/qmail/alias/.qmail-root")
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["no-such-command"],
+        ["configure", "--family", "slackware"],
+        ["remove", "--family", "deb", "--stage", "prerm"],
+        ["remove", "--family", "rpm", "--stage", "preun"],
+        ["remove", "--family", "rpm", "--stage", "preun", "--count", "x"],
+    ],
+)
+def test_bad_usage_exits_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_usage_error_from_a_step_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_main(
+        capsys, "--root", str(tmp_path), "remove", "--family", "rpm", "--stage", "prerm",
+        "--count", "0",
+    )  # fmt: skip
+    assert code == 2
+    assert err == (
+        "qmail-send-systemd remove: rpm has no prerm step here (fix: use --stage preun or postun)\n"
+    )
+
+
+def test_failed_step_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "--root", str(tmp_path), "exec-qmail-start")
+    assert code == 1
+    assert len(err.splitlines()) == 1
+    assert err.startswith("qmail-send-systemd exec-qmail-start: cannot execute ")
+    assert "(fix: " in err and "Traceback" not in err
+
+
+def test_unexpected_error_in_a_package_step_never_fails_the_transaction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(lifecycle, "configure", broken)
+    code, _, err = run_main(capsys, "--root", str(tmp_path), "configure", "--family", "deb")
+    assert code == 0
+    assert err == (
+        "qmail-send-systemd configure: internal error: RuntimeError: a bug (rerun with --debug)\n"
+    )
+    with pytest.raises(RuntimeError):
+        cli.main(["--root", str(tmp_path), "--debug", "configure", "--family", "deb"])
+
+
+def test_configure_on_a_tree_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No run/systemd/system under the tree: enablement only (into the tree), exit 0.
+    make_qmail_tree(tmp_path)
+    code, out, _ = run_main(capsys, "--root", str(tmp_path), "configure", "--family", "rpm")
+    assert code == 0
+    assert "not started" in out
+
+
+def test_dpkg_root_is_the_default_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_qmail_tree(tmp_path)
+    monkeypatch.setenv("DPKG_ROOT", str(tmp_path))
+    assert run_main(capsys, "verify")[0] == 0
+
+
+def test_entry_point_script(tmp_path: Path) -> None:
+    # The helper is imported from a copy, which must stay free of __pycache__ (purge).
+    shutil.copytree(SRC / "qmail_send_systemd", tmp_path / "qmail_send_systemd")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(
+        [sys.executable, str(ENTRY_POINT), "--root", str(tmp_path), "verify"],
+        env={**env, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stdout.splitlines()[-1].startswith("verify: ")
+    assert not list(tmp_path.rglob("__pycache__"))
+    assert ENTRY_POINT.read_text().startswith("#!/usr/bin/python3\n")
+    assert os.access(ENTRY_POINT, os.X_OK)
+
+
+def python39() -> str | None:
+    """A working Python 3.9 (pyenv shims exist for versions that are not active: try each)."""
+    pyenv = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9")))
+    for candidate in [*pyenv, shutil.which("python3.9")]:
+        if not candidate:
+            continue
+        if subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def test_ruff_target_is_python39() -> None:
+    # Syntax newer than 3.9 (match, except*, PEP 604 unions at runtime ...) is flagged by ruff
+    # with target-version py39, which pyproject.toml sets.
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    done = subprocess.run(
+        [ruff, "check", "--target-version", "py39", "--select", "E9,F,UP", str(HELPER_SRC)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_runs_on_python39(tmp_path: Path) -> None:
+    interpreter = python39()
+    if interpreter is None:
+        pytest.skip("no python3.9 on this host (Debian 11's version)")
+    make_qmail_tree(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "PYTHONDONTWRITEBYTECODE": "1"}
+    modules = sorted(p.stem for p in (SRC / "qmail_send_systemd").glob("*.py"))
+    imports = "; ".join(f"import qmail_send_systemd.{m}" for m in modules if m != "__init__")
+    subprocess.run([interpreter, "-c", imports], env=env, check=True)
+    done = subprocess.run(
+        [interpreter, "-m", "qmail_send_systemd.cli", "--root", str(tmp_path), "verify", "--json"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    logged = subprocess.run(
+        [interpreter, "-m", "qmail_send_systemd.cli", "log-priority"],
+        env=env, input=b"warning: x\nalert: y\n", capture_output=True, check=True,
+    )  # fmt: skip
+    assert logged.stdout == b"<4>warning: x\n<1>alert: y\n"
