@@ -185,7 +185,8 @@ def stage_rpms(root: Path, rpms: Sequence[Path]) -> list[Path]:
     return staged
 
 
-def _compress(path: Path) -> None:
+def compress_index(path: Path) -> None:
+    """Write PATH.gz and PATH.xz beside the index PATH (apt fetches the smallest it knows)."""
     data = path.read_bytes()
     # mtime=0 and no file name in the header: the .gz depends on the content alone.
     with (
@@ -203,7 +204,7 @@ def write_apt_indices(root: Path, signer: Signer, *, suite: str) -> Path:
     binary.mkdir(parents=True, exist_ok=True)
     packages = run(["apt-ftparchive", "packages", "pool"], cwd=root, capture=True).stdout
     (binary / "Packages").write_text(packages, encoding="utf-8")
-    _compress(binary / "Packages")
+    compress_index(binary / "Packages")
     release_options = {
         "Origin": NAME,
         "Label": NAME,
