@@ -1,0 +1,306 @@
+"""`packages`: build every package of packaging/nfpm/ into dist/, with nfpm or the native tools.
+
+Everything that can be wrong (version, configurations, missing tools) is checked before any file
+is written. Packages are built in a temporary directory inside dist/ (same filesystem) and
+renamed into place, so dist/ never holds a half-written package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from qss_toolkit import DIST, PROJECT_ROOT, payload, version
+from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.run import require, run
+
+log = logging.getLogger("qss_toolkit")
+
+RPM_SCRIPTLETS = {"post": "systemd_post", "preun": "systemd_preun", "postun": "systemd_postun"}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every builder needs: the checked version, the payload, and the build time."""
+
+    version: str
+    epoch: int
+    packages: tuple[payload.Package, ...]
+    formats: tuple[str, ...]
+    root: Path = PROJECT_ROOT
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SOURCE_DATE_EPOCH": str(self.epoch),
+            payload.VERSION_VARIABLE: self.version,
+            "TZ": "UTC",
+        }
+
+    def expected(self, fmt: str) -> list[str]:
+        return [version.file_names(p.name, self.version)[fmt] for p in self.packages]
+
+
+def source_date_epoch(root: Path = PROJECT_ROOT) -> int:
+    """SOURCE_DATE_EPOCH if set, else the last commit's time (reproducible builds' convention)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value is not None:
+        if not value.isdigit():
+            raise ConfigurationError(
+                f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
+                hint="unset it, or set it to e.g. $(git log -1 --format=%ct)",
+            )
+        return int(value)
+    if (root / ".git").exists() and shutil.which("git"):
+        result = run(["git", "log", "-1", "--format=%ct"], cwd=root, capture=True, check=False)
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            return int(result.stdout.strip())
+    raise ConfigurationError(
+        "no SOURCE_DATE_EPOCH and no git history to take the build time from",
+        hint="export SOURCE_DATE_EPOCH=<seconds since 1970>",
+    )
+
+
+class Builder:
+    """One way of turning the staged payload into packages; `formats` it can make."""
+
+    name: ClassVar[str]
+    tools: ClassVar[dict[str, tuple[str, ...]]]  # format -> commands it needs
+
+    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+        raise NotImplementedError
+
+
+class NfpmBuilder(Builder):
+    """nfpm reads packaging/nfpm/<package>.yaml as it is, from the staging directory."""
+
+    name = "nfpm"
+    tools: ClassVar[dict[str, tuple[str, ...]]] = {"deb": ("nfpm",), "rpm": ("nfpm",)}
+
+    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+        for package in ctx.packages:
+            target = out / version.file_names(package.name, ctx.version)[fmt]
+            config = package.config.relative_to(ctx.root)
+            run(
+                ["nfpm", "package", "--config", config, "--packager", fmt, "--target", target],
+                cwd=staging,
+                env=ctx.env(),
+                capture=True,
+            )
+
+
+class NativeBuilder(Builder):
+    """dpkg-buildpackage with debian/, rpmbuild with rpm/qmail-send-systemd.spec."""
+
+    name = "native"
+    tools: ClassVar[dict[str, tuple[str, ...]]] = {
+        "deb": ("dpkg-buildpackage", "dh", "fakeroot"),
+        "rpm": ("rpmbuild",),
+    }
+
+    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+        if fmt == "deb":
+            self._build_deb(ctx, staging, out)
+        else:
+            self._build_rpm(ctx, staging, out)
+
+    def _build_deb(self, ctx: BuildContext, staging: Path, out: Path) -> None:
+        top = staging.parent / "deb-build"
+        source = top / "qmail-send-systemd"
+        shutil.copytree(ctx.root / "debian", source / "debian", symlinks=True)
+        debian = source / "debian"
+        (debian / "changelog").write_bytes((staging / "generated" / "changelog").read_bytes())
+        shutil.copyfile(staging / "packaging" / "copyright", debian / "copyright")
+        with (debian / "control").open("a", encoding="utf-8") as control:
+            for package in ctx.packages:
+                control.write("\n" + debian_stanza(package, ctx.version))
+        for package in ctx.packages:
+            for script, path in package.scripts["deb"].items():
+                # From the tree, not the staging dir: dh_installdeb fills in #DEBHELPER#.
+                target = debian / f"{package.name}.{script}"
+                shutil.copyfile(ctx.root / path, target)
+                target.chmod(0o755)
+            payload.install_tree(package, "deb", staging, source / "payload" / "deb" / package.name)
+        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=ctx.env(), capture=True)
+        for name in ctx.expected("deb"):
+            shutil.move(str(top / name), out / name)
+
+    def _build_rpm(self, ctx: BuildContext, staging: Path, out: Path) -> None:
+        sources = staging.parent / "rpm-sources"
+        sources.mkdir()
+        spec_text = (ctx.root / "rpm" / "qmail-send-systemd.spec").read_text(encoding="utf-8")
+        if "@VERSION@" not in spec_text:
+            raise ConfigurationError(
+                "rpm/qmail-send-systemd.spec has no 'Version: @VERSION@'",
+                hint="the toolkit fills in the version from qmail_send_systemd.__version__",
+            )
+        spec = sources / "qmail-send-systemd.spec"
+        spec.write_text(spec_text.replace("@VERSION@", ctx.version), encoding="utf-8")
+        main, *_ = ctx.packages
+        (sources / "preamble.inc").write_text(rpm_preamble(main, ctx.version), encoding="utf-8")
+        (sources / "packages.inc").write_text(
+            "".join(rpm_package_section(p, ctx.version, staging, p is main) for p in ctx.packages)
+            + rpm_changelog(staging),
+            encoding="utf-8",
+        )
+        (sources / "filelists").mkdir()
+        for package in ctx.packages:
+            (sources / "filelists" / f"{package.name}.files").write_text(
+                payload.rpm_file_list(package), encoding="utf-8"
+            )
+            payload.install_tree(package, "rpm", staging, sources / "payload" / "rpm")
+        topdir = staging.parent / "rpm-top"
+        defines = {
+            "_topdir": topdir,
+            "_sourcedir": sources,
+            "_builddir": topdir / "BUILD",
+            "_rpmdir": out,
+            "_build_name_fmt": "%%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
+            "_buildhost": "reproducible",
+            "use_source_date_epoch_as_buildtime": "1",
+            "clamp_mtime_to_source_date_epoch": "1",
+            "_binary_payload": "w19.zstdio",
+        }
+        args: list[str | os.PathLike[str]] = ["rpmbuild", "-bb", "--quiet"]
+        for key, value in defines.items():
+            args += ["--define", f"{key} {value}"]
+        run([*args, spec], cwd=sources, env=ctx.env(), capture=True)
+
+
+BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder())}
+
+
+def debian_description(package: payload.Package) -> str:
+    lines = [f"Description: {package.summary}"]
+    for line in package.description.splitlines():
+        lines.append(" ." if not line.strip() or line.strip() == "." else f" {line}")
+    return "\n".join(lines)
+
+
+def debian_stanza(package: payload.Package, ver: str) -> str:
+    """The debian/control stanza of `package`, from its nfpm configuration."""
+    raw = package.raw
+    fields = [
+        f"Package: {package.name}",
+        "Architecture: all",
+        f"Section: {raw.get('section', 'mail')}",
+        f"Priority: {raw.get('priority', 'optional')}",
+        "Depends: " + ", ".join(["${misc:Depends}", *package.relation("deb", "depends", ver)]),
+    ]
+    for kind in payload.RELATIONS[1:]:
+        entries = package.relation("deb", kind, ver)
+        if entries:
+            fields.append(f"{kind.capitalize()}: {', '.join(entries)}")
+    fields.append(debian_description(package))
+    return "\n".join(fields) + "\n"
+
+
+def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
+    lines = []
+    raw_group = (package.raw.get("rpm") or {}).get("group")
+    if raw_group:
+        lines.append(f"Group:          {raw_group}")
+    tags = {"depends": "Requires", "recommends": "Recommends", "suggests": "Suggests"}
+    tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
+    for kind, tag in tags.items():
+        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation("rpm", kind, ver)]
+    return lines
+
+
+def rpm_preamble(main: payload.Package, ver: str) -> str:
+    return "\n".join([f"Summary:        {main.summary}", *_rpm_relations(main, ver)]) + "\n"
+
+
+def _rpm_escape(text: str) -> str:
+    return text.replace("%", "%%")
+
+
+def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_main: bool) -> str:
+    """%package (sub-packages), %description, scriptlets and %files of `package`."""
+    n = "" if is_main else f" -n {package.name}"
+    out = []
+    if not is_main:
+        out += [f"%package{n}", f"Summary:        {package.summary}", *_rpm_relations(package, ver)]
+        out.append("")
+    description = "\n".join(
+        "" if ln.strip() == "." else ln for ln in package.description.split("\n")
+    )
+    out += [f"%description{n}", _rpm_escape(description), ""]
+    units = " ".join(package.units())
+    for script, path in package.scripts["rpm"].items():
+        out.append(f"%{script}{n}")
+        if units:
+            out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
+        out += [_rpm_escape((staging / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
+    out += [f"%files{n} -f {package.name}.files", "", ""]
+    return "\n".join(out)
+
+
+def rpm_changelog(staging: Path) -> str:
+    """packaging/changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
+    text = (staging / "generated" / "changelog").read_text(encoding="utf-8")
+    out = ["%changelog"]
+    for entry in payload.parse_changelog(text):
+        stamp = time.strftime("%a %b %d %Y", time.gmtime(entry.epoch))
+        out.append(f"* {stamp} {entry.maintainer} - {entry.version}")
+        out += [f"- {_rpm_escape(change)}" for change in entry.changes]
+        out.append("")
+    return "\n".join(out)
+
+
+def prepare(builder_name: str, formats: tuple[str, ...], root: Path = PROJECT_ROOT) -> BuildContext:
+    """Check everything that can be checked before a file is written."""
+    if builder_name not in BUILDERS:
+        raise ConfigurationError(
+            f"unknown builder {builder_name!r}", hint=f"use one of {', '.join(BUILDERS)}"
+        )
+    builder = BUILDERS[builder_name]
+    for fmt in formats:
+        for tool in builder.tools[fmt]:
+            require(tool)
+    ver = version.read_version()
+    packages = payload.load_packages(root)
+    payload.generated_sources(root, ver, 0)  # the generated inputs exist and are well-formed
+    return BuildContext(ver, source_date_epoch(root), packages, formats, root)
+
+
+def build(builder_name: str, formats: tuple[str, ...], dist: Path = DIST) -> list[Path]:
+    """Build every package in `formats` into `dist`; return the files written there."""
+    ctx = prepare(builder_name, formats)
+    builder = BUILDERS[builder_name]
+    dist.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=dist) as tmp:
+        work = Path(tmp)
+        staging = payload.stage(work / "stage", ctx.packages, ctx.version, ctx.epoch, ctx.root)
+        out = work / "out"
+        out.mkdir()
+        for fmt in formats:
+            started = time.monotonic()
+            builder.build(ctx, fmt, staging, out)
+            log.info("%s %s: built in %.1fs", builder.name, fmt, time.monotonic() - started)
+        names = [n for fmt in formats for n in ctx.expected(fmt)]
+        missing = [n for n in names if not (out / n).is_file()]
+        if missing:
+            raise CheckFailed(f"{builder.name} did not produce {', '.join(missing)}")
+        for name in names:
+            os.replace(out / name, dist / name)
+            written.append(dist / name)
+            log.info("wrote %s", (dist / name).relative_to(dist.parent))
+    return written
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m qss_toolkit packages", description=__doc__)
+    parser.add_argument("--builder", choices=sorted(BUILDERS), default="nfpm")
+    parser.add_argument("--format", dest="formats", action="append", choices=payload.FORMATS)
+    parser.add_argument("--dist", type=Path, default=DIST, help="output directory (dist/)")
+    args = parser.parse_args(argv)
+    build(args.builder, tuple(args.formats or payload.FORMATS), args.dist.resolve())
+    return 0

@@ -1,0 +1,431 @@
+"""The payload as data: every file, its destination, mode, package and formats (from nfpm configs).
+
+packaging/nfpm/<package>.yaml is the one place that says what each package carries; the nfpm
+route hands it to nfpm as it is, and the native routes (debian/rules, the RPM spec) install the
+same files from the same staging directory that this module lays out. Adding a package is adding
+one such file (and its stanza in debian/control and the spec, which a test checks).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import formatdate, parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qss_toolkit import PROJECT_ROOT
+from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.version import RELEASE
+
+NFPM_DIR = PROJECT_ROOT / "packaging" / "nfpm"
+FORMATS = ("deb", "rpm")
+# nfpm script keys -> the name of that script in each format.
+SCRIPT_NAMES: dict[str, dict[str, str]] = {
+    "deb": {"postinstall": "postinst", "preremove": "prerm", "postremove": "postrm"},
+    "rpm": {"postinstall": "post", "preremove": "preun", "postremove": "postun"},
+}
+VERSION_VARIABLE = "QSS_VERSION"
+GENERATED_PREFIX = "generated/"
+CHANGELOG = "generated/changelog.yml"
+# nfpm writes this from `changelog:`; dh_installchangelogs from debian/changelog.
+DEB_CHANGELOG = "/usr/share/doc/{name}/changelog.Debian.gz"
+_KNOWN_KEYS = {
+    "name", "arch", "platform", "version", "version_schema", "release", "changelog", "section",
+    "priority",
+    "maintainer", "vendor", "homepage", "license", "description", "depends", "overrides",
+    "rpm", "deb", "contents", "recommends", "suggests", "conflicts", "replaces", "provides",
+    "scripts",
+}  # fmt: skip
+_REQUIRED_KEYS = ("name", "version", "maintainer", "homepage", "license", "description")
+_CONTENT_TYPES = {None, "dir", "doc", "license", "symlink"}
+
+
+@dataclass(frozen=True)
+class PayloadFile:
+    """One entry of a package: `source` is relative to the staging dir (None for a directory)."""
+
+    package: str
+    destination: str
+    mode: int
+    formats: frozenset[str]
+    source: str | None = None  # for a symlink: its target
+    kind: str = "file"  # file | dir | doc | license | symlink (doc and license: RPM flags)
+
+    def in_format(self, fmt: str) -> bool:
+        return fmt in self.formats
+
+
+RELATIONS = ("depends", "recommends", "suggests", "provides", "conflicts", "replaces")
+
+
+@dataclass(frozen=True)
+class Package:
+    """One binary package, as its nfpm configuration describes it."""
+
+    name: str
+    config: Path
+    summary: str
+    description: str  # the extended text, without the summary line
+    relations: dict[str, dict[str, tuple[str, ...]]]  # format -> relation -> entries
+    scripts: dict[str, dict[str, str]]  # format -> {native script name: source path}
+    files: tuple[PayloadFile, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    def files_for(self, fmt: str) -> tuple[PayloadFile, ...]:
+        return tuple(f for f in self.files if f.in_format(fmt))
+
+    def relation(self, fmt: str, kind: str, version: str) -> tuple[str, ...]:
+        """`kind` (depends, provides, ...) for `fmt`, with the version filled in."""
+        marker = "${" + VERSION_VARIABLE + "}"
+        return tuple(d.replace(marker, version) for d in self.relations[fmt][kind])
+
+    def units(self) -> tuple[str, ...]:
+        """The systemd units this package ships (for the %systemd_* macros)."""
+        return tuple(
+            Path(f.destination).name
+            for f in self.files
+            if f.destination.startswith("/usr/lib/systemd/system/")
+            and f.destination.endswith((".service", ".socket", ".timer"))
+        )
+
+
+def _fail(config: Path, message: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{config.relative_to(PROJECT_ROOT)}: {message}",
+        hint="see the other packaging/nfpm/*.yaml files for the expected form",
+    )
+
+
+def _as_str_list(config: Path, value: object, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(config, f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _expand_source(root: Path, config: Path, src: str, dst: str) -> list[tuple[str, str]]:
+    """(source, destination) pairs; a glob source names a destination directory, as in nfpm."""
+    if not glob.has_magic(src):
+        return [(src, dst)]
+    if not dst.endswith("/"):
+        raise _fail(config, f"glob source {src} needs a destination ending in '/'")
+    matches = sorted(str(p.relative_to(root)) for p in root.glob(src) if p.is_file())
+    if not matches:
+        raise _fail(config, f"glob source {src} matches no file")
+    return [(m, dst + Path(m).name) for m in matches]
+
+
+def _load_contents(root: Path, config: Path, name: str, entries: object) -> tuple[PayloadFile, ...]:
+    if not isinstance(entries, list) or not entries:
+        raise _fail(config, "contents must be a non-empty list")
+    files: list[PayloadFile] = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("dst"), str):
+            raise _fail(config, f"content entry without dst: {entry!r}")
+        kind = entry.get("type")
+        if kind not in _CONTENT_TYPES:
+            raise _fail(config, f"content type {kind!r} is not supported here")
+        packager = entry.get("packager")
+        if packager is not None and packager not in FORMATS:
+            raise _fail(config, f"packager {packager!r} is not one of {', '.join(FORMATS)}")
+        formats = frozenset([packager] if packager else FORMATS)
+        if entry["dst"] == DEB_CHANGELOG.format(name=name):
+            raise _fail(config, f"{entry['dst']} is written by nfpm from `changelog:`; remove it")
+        if kind in ("doc", "license") and formats != {"rpm"}:
+            raise _fail(
+                config,
+                f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
+            )
+        info = entry.get("file_info") or {}
+        if kind == "symlink":
+            if not isinstance(entry.get("src"), str):
+                raise _fail(config, f"{entry['dst']}: a symlink needs src (its target)")
+            files.append(PayloadFile(name, entry["dst"], 0o777, formats, entry["src"], "symlink"))
+            continue
+        mode = info.get("mode")
+        if not isinstance(mode, int) or mode & ~0o7777:
+            raise _fail(config, f"{entry['dst']}: file_info.mode must be an octal mode like 0644")
+        for key in ("owner", "group"):
+            if info.get(key, "root") != "root":
+                raise _fail(config, f"{entry['dst']}: only root-owned files are supported")
+        if kind == "dir":
+            files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, "dir"))
+            continue
+        src = entry.get("src")
+        if not isinstance(src, str):
+            raise _fail(config, f"{entry['dst']}: src is missing")
+        for one_src, dst in _expand_source(root, config, src, entry["dst"]):
+            if not one_src.startswith(GENERATED_PREFIX) and not (root / one_src).is_file():
+                raise _fail(config, f"source {one_src} does not exist")
+            files.append(PayloadFile(name, dst, mode, formats, one_src, kind or "file"))
+    for fmt in FORMATS:
+        seen: set[str] = set()
+        for f in files:
+            if f.in_format(fmt):
+                if f.destination in seen:
+                    raise _fail(config, f"{f.destination} is installed twice in the {fmt}")
+                seen.add(f.destination)
+    return tuple(files)
+
+
+def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
+    """Parse and check one nfpm configuration; raise ConfigurationError on anything unexpected."""
+    try:
+        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise _fail(config, f"cannot be read: {exc}".splitlines()[0]) from exc
+    if not isinstance(raw, dict):
+        raise _fail(config, "is not a mapping")
+    if str(raw.get("release")) != RELEASE:
+        raise _fail(config, f'release must be "{RELEASE}" (Debian revision and RPM Release)')
+    if raw.get("changelog") != CHANGELOG:
+        raise _fail(config, f"changelog must be {CHANGELOG} (written from packaging/changelog)")
+    unknown = set(raw) - _KNOWN_KEYS
+    if unknown:
+        raise _fail(config, f"unknown keys: {', '.join(sorted(unknown))}")
+    for key in _REQUIRED_KEYS:
+        if not raw.get(key):
+            raise _fail(config, f"{key} is missing")
+    name = raw["name"]
+    if config.stem != name:
+        raise _fail(config, f"is named after {config.stem} but builds {name}")
+    if raw["version"] != "${" + VERSION_VARIABLE + "}":
+        raise _fail(config, "version must be ${QSS_VERSION} (the toolkit fills it in)")
+    description = str(raw["description"])
+    if "\n" not in description.strip():
+        raise _fail(config, "description needs a summary line and an extended text")
+    overrides = raw.get("overrides") or {}
+    relations: dict[str, dict[str, tuple[str, ...]]] = {}
+    scripts: dict[str, dict[str, str]] = {}
+    for fmt in FORMATS:
+        override = overrides.get(fmt) or {}
+        unknown = set(override) - {*RELATIONS, "scripts"}
+        if unknown:
+            raise _fail(config, f"unknown keys in overrides.{fmt}: {', '.join(sorted(unknown))}")
+        relations[fmt] = {
+            kind: _as_str_list(config, override.get(kind, raw.get(kind)), f"{fmt} {kind}")
+            for kind in RELATIONS
+        }
+        fmt_scripts = override.get("scripts", raw.get("scripts")) or {}
+        native: dict[str, str] = {}
+        for key, path in fmt_scripts.items():
+            if key not in SCRIPT_NAMES[fmt]:
+                raise _fail(config, f"{fmt} script {key} is not supported here")
+            if not (root / path).is_file():
+                raise _fail(config, f"{fmt} script {path} does not exist")
+            native[SCRIPT_NAMES[fmt][key]] = path
+        scripts[fmt] = native
+    files = _load_contents(root, config, name, raw.get("contents"))
+    return Package(
+        name=name,
+        config=config,
+        summary=str((raw.get("rpm") or {}).get("summary") or description.splitlines()[0]),
+        description=description.split("\n", 1)[1].strip("\n"),
+        relations=relations,
+        scripts=scripts,
+        files=files,
+        raw=raw,
+    )
+
+
+def load_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:
+    """Every package of packaging/nfpm/, the main package first."""
+    configs = sorted((root / "packaging" / "nfpm").glob("*.yaml"))
+    if not configs:
+        raise ConfigurationError("no packaging/nfpm/*.yaml", hint="run from a full checkout")
+    packages = sorted((load_package(c, root) for c in configs), key=lambda p: (len(p.name), p.name))
+    return tuple(packages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated sources (the only files that are not copied verbatim from the tree)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip -9n: maximum compression, no name, no timestamp (reproducible, lintian-clean)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=9, mtime=0) as gz:
+        gz.write(data)
+    return buffer.getvalue()
+
+
+def debian_changelog(root: Path, version: str, epoch: int) -> str:
+    """packaging/changelog with the version and the date (from SOURCE_DATE_EPOCH) filled in."""
+    template = (root / "packaging" / "changelog").read_text(encoding="utf-8")
+    if "@VERSION@" not in template or "@DATE@" not in template:
+        raise ConfigurationError(
+            "packaging/changelog has no @VERSION@ / @DATE@ placeholder in its top entry",
+            hint="begin it with 'qmail-send-systemd (@VERSION@-1) ...', end with ' -- ... @DATE@'",
+        )
+    date = formatdate(epoch, usegmt=False).replace("-0000", "+0000")
+    return template.replace("@VERSION@", version).replace("@DATE@", date)
+
+
+@dataclass(frozen=True)
+class ChangelogEntry:
+    version: str  # as written: upstream-revision
+    distribution: str
+    urgency: str
+    changes: tuple[str, ...]
+    maintainer: str
+    epoch: int
+
+
+_HEADER_RE = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9.+-]*) \((?P<version>[^)]+)\) "
+    r"(?P<dist>[^;]+); urgency=(?P<urgency>\w+)$"
+)
+_TRAILER_RE = re.compile(r"^ -- (?P<who>.+?)  (?P<date>.+)$")
+
+
+def parse_changelog(text: str) -> tuple[ChangelogEntry, ...]:
+    """The entries of a Debian changelog (the subset of the format packaging/changelog uses)."""
+    entries: list[ChangelogEntry] = []
+    version: str | None = None
+    dist = urgency = ""
+    changes: list[str] = []
+    for line in text.splitlines():
+        header = _HEADER_RE.match(line)
+        trailer = _TRAILER_RE.match(line)
+        if header:
+            version, changes = header["version"], []
+            dist, urgency = header["dist"], header["urgency"]
+        elif trailer and version is not None:
+            when = parsedate_to_datetime(trailer["date"])
+            entries.append(
+                ChangelogEntry(
+                    version, dist, urgency, tuple(changes), trailer["who"], int(when.timestamp())
+                )
+            )
+            version = None
+        elif line.startswith("  * ") and version is not None:
+            changes.append(line[4:].strip())
+        elif line.startswith("    ") and changes:
+            changes[-1] += " " + line.strip()
+        elif line.strip():
+            raise ConfigurationError(f"packaging/changelog: cannot parse {line!r}")
+    if not entries:
+        raise ConfigurationError("packaging/changelog has no complete entry")
+    return tuple(entries)
+
+
+def chglog_yaml(entries: tuple[ChangelogEntry, ...]) -> str:
+    """The changelog in the form nfpm reads (chglog), for the .rpm %changelog and the .deb's."""
+    data = [
+        {
+            # The full version (1.0.0-1): the .deb's changelog names it, and rpmlint wants the
+            # %changelog's version to be Version-Release.
+            "semver": e.version,
+            "date": datetime.fromtimestamp(e.epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "packager": e.maintainer,
+            "deb": {"urgency": e.urgency, "distributions": [e.distribution]},
+            "changes": [{"note": c} for c in e.changes],
+        }
+        for e in entries
+    ]
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000))
+
+
+def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
+    man = root / "packaging" / "man" / "qmail-send-systemd.8"
+    if not man.is_file():
+        raise ConfigurationError(f"{man.relative_to(root)} is missing", hint="add the man page")
+    changelog = debian_changelog(root, version, epoch)
+    entries = parse_changelog(changelog)
+    if entries[0].version != f"{version}-{RELEASE}":
+        raise ConfigurationError(
+            f"packaging/changelog's top entry is {entries[0].version}, not {version}-{RELEASE}",
+            hint="its first line must read 'qmail-send-systemd (@VERSION@-1) ...'",
+        )
+    return {
+        "generated/qmail-send-systemd.8.gz": gzip_bytes(man.read_bytes()),
+        "generated/changelog": changelog.encode("utf-8"),
+        CHANGELOG: chglog_yaml(entries).encode("utf-8"),
+    }
+
+
+def stage(
+    dest: Path, packages: tuple[Package, ...], version: str, epoch: int, root: Path = PROJECT_ROOT
+) -> Path:
+    """Copy every source the packages need into `dest` (same relative paths), plus generated ones.
+
+    Modes in the staging dir are the payload's modes, so native tools that copy trees keep them.
+    """
+    generated = generated_sources(root, version, epoch)
+    wanted: set[str] = set()
+    for package in packages:
+        wanted.update(f.source for f in package.files if f.source and f.kind != "symlink")
+        for scripts in package.scripts.values():
+            wanted.update(scripts.values())
+        wanted.add(str(package.config.relative_to(root)))
+    for rel in sorted(wanted):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if rel in generated:
+            target.write_bytes(generated[rel])
+        elif rel.startswith(GENERATED_PREFIX):
+            raise ConfigurationError(f"no generator for {rel}", hint=f"known: {sorted(generated)}")
+        else:
+            shutil.copyfile(root / rel, target)
+    for rel, data in generated.items():
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes(data)
+    for package in packages:
+        for f in package.files:
+            if f.source is not None and f.kind != "symlink":
+                os.chmod(dest / f.source, f.mode)
+        for fmt, scripts in package.scripts.items():
+            for path in scripts.values():
+                if fmt == "deb":
+                    _drop_debhelper_token(dest / path)
+                os.chmod(dest / path, 0o755)  # noqa: S103 - maintainer scripts are executables
+    return dest
+
+
+def _drop_debhelper_token(script: Path) -> None:
+    """What dh_installdeb does to #DEBHELPER# when there is no snippet: nfpm has none to add."""
+    lines = script.read_text(encoding="utf-8").splitlines(keepends=True)
+    script.write_text("".join(ln for ln in lines if ln.strip() != "#DEBHELPER#"), encoding="utf-8")
+
+
+def install_tree(package: Package, fmt: str, staging: Path, root: Path) -> None:
+    """Lay out `package`'s files for `fmt` under `root` (what debian/rules and %install call)."""
+    for f in package.files_for(fmt):
+        target = root / f.destination.lstrip("/")
+        if f.kind == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+            os.chmod(target, f.mode)
+            continue
+        if f.kind == "symlink":
+            assert f.source is not None
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            target.symlink_to(f.source)
+            continue
+        assert f.source is not None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staging / f.source, target)
+        os.chmod(target, stat.S_IMODE(f.mode))
+
+
+def rpm_file_list(package: Package) -> str:
+    """The %files list of `package` (rpmbuild's `%files -f`), with the payload's modes."""
+    lines = []
+    for f in package.files_for("rpm"):
+        attr = f"%attr({f.mode:04o},root,root)"
+        if f.kind == "symlink":
+            attr = "%attr(-,root,root)"
+        prefix = {"dir": "%dir ", "doc": "%doc ", "license": "%license "}.get(f.kind, "")
+        lines.append(f"{attr} {prefix}{f.destination}")
+    return "\n".join(lines) + "\n"
