@@ -1,0 +1,165 @@
+"""units/qmail-send.service: the directives design.md requires, `systemd-analyze verify` clean,
+and a `systemd-analyze security` exposure of at most 2.5."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parents[1] / "units/qmail-send.service"
+MAX_EXPOSURE = 2.5
+HOST_UNITS = Path("/usr/lib/systemd/system")
+
+
+def directives(text: str | None = None) -> list[tuple[str, str, str]]:
+    """(section, key, value) for every assignment, in order; keys may repeat."""
+    section = ""
+    found = []
+    for raw in (UNIT.read_text() if text is None else text).splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        found.append((section, key.strip(), value.strip()))
+    return found
+
+
+def values(section: str, key: str) -> list[str]:
+    return [v for s, k, v in directives() if (s, k) == (section, key)]
+
+
+def one(section: str, key: str) -> str:
+    found = values(section, key)
+    assert len(found) == 1, f"[{section}] {key}= appears {len(found)} times"
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("Unit", "ConditionFileIsExecutable", "/var/qmail/bin/qmail-start"),
+        ("Service", "Type", "simple"),
+        ("Service", "Restart", "always"),
+        ("Service", "ExecStart", "/usr/sbin/qmail-send-systemd exec-qmail-start"),
+        ("Service", "KillMode", "mixed"),
+        ("Service", "SyslogFacility", "mail"),
+        ("Service", "SyslogIdentifier", "qmail-send"),
+        ("Service", "SyslogLevelPrefix", "yes"),
+        ("Install", "WantedBy", "multi-user.target"),
+    ],
+)
+def test_required_directive(section: str, key: str, value: str) -> None:
+    assert one(section, key) == value
+
+
+def test_reload_is_tcpok_then_sigalrm_to_the_main_pid() -> None:
+    reload = [v.lstrip("+-!@:") for v in values("Service", "ExecReload")]
+    assert reload == ["/var/qmail/bin/qmail-tcpok", "/bin/kill -ALRM $MAINPID"]
+
+
+def test_stop_timeout_leaves_time_for_deliveries_in_flight() -> None:
+    match = re.fullmatch(r"(\d+)(min|s)?", one("Service", "TimeoutStopSec"))
+    assert match, "TimeoutStopSec= in s or min"
+    seconds = int(match[1]) * (60 if match[2] == "min" else 1)
+    assert seconds > 90  # systemd's default, which a delivery on a slow link can exceed
+
+
+def test_path_is_spelled_out() -> None:
+    (path,) = [v for v in values("Service", "Environment") if v.startswith("PATH=")]
+    assert path.startswith("PATH=/var/qmail/bin:")
+    assert "$" not in path  # Environment= does not expand variables
+
+
+def test_obsolete_and_buggy_settings_are_gone() -> None:
+    found = directives()
+    assert ("Unit", "After", "syslog.target") not in found
+    assert not [v for s, k, v in found if k == "After" and "syslog.target" in v]
+    assert not [v for s, k, v in found if k in ("StandardOutput", "StandardError")]
+    assert "~" not in one("Service", "ExecStart")
+
+
+def test_hardening_keeps_qmails_flows_working() -> None:
+    found = {(s, k): v for s, k, v in directives()}
+    # setuid qmail-queue (.qmail forwards): no NoNewPrivileges, and nothing that runs the
+    # service unprivileged (which would make seccomp options imply it).
+    assert found.get(("Service", "NoNewPrivileges"), "no") in ("no", "false", "0")
+    for key in ("User", "DynamicUser", "PrivateUsers", "PrivateNetwork"):
+        assert ("Service", key) not in found, key
+    # Deliveries into home directories.
+    assert found.get(("Service", "ProtectHome"), "no") in ("no", "false")
+    capabilities = found[("Service", "CapabilityBoundingSet")].split()
+    assert {"CAP_SETUID", "CAP_SETGID"} <= set(capabilities)
+    families = found[("Service", "RestrictAddressFamilies")].split()
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families)
+
+
+def analyze() -> str:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    return tool
+
+
+def fake_root(tmp_path: Path, unit_text: str) -> Path:
+    """A root with the host's own unit files, ours, and stand-ins for the programs it runs.
+
+    verify checks that each Exec*= program exists and is executable; the real ones are
+    installed by our package and by qmail, not on the build host.
+    """
+    if not (HOST_UNITS / "multi-user.target").exists():
+        pytest.skip(f"{HOST_UNITS} has no systemd units to verify against")
+    root = tmp_path / "root"
+    shutil.copytree(HOST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
+    (root / "usr/lib/systemd/system/qmail-send.service").write_text(unit_text)
+    for section, key, value in directives(unit_text):
+        if section == "Service" and key.startswith("Exec"):
+            program = root / value.lstrip("+-!@:").split()[0].lstrip("/")
+            program.parent.mkdir(parents=True, exist_ok=True)
+            program.write_text("#!/bin/sh\nexit 0\n")
+            program.chmod(0o755)
+    return root
+
+
+def verify_output(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
+    tool = analyze()
+    root = fake_root(tmp_path, unit_text)
+    return subprocess.run(
+        [tool, "verify", f"--root={root}", "qmail-send.service"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_systemd_analyze_verify_prints_nothing(tmp_path: Path) -> None:
+    done = verify_output(tmp_path, UNIT.read_text())
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_verify_harness_does_report_problems(tmp_path: Path) -> None:
+    # The same harness on the recipe's obsolete settings: proof that it is not silent.
+    text = UNIT.read_text().replace("[Service]\n", "[Service]\nStandardOutput=syslog\n", 1)
+    done = verify_output(tmp_path, text)
+    assert "syslog" in done.stdout + done.stderr
+
+
+def test_security_exposure(tmp_path: Path) -> None:
+    tool = analyze()
+    done = subprocess.run(
+        [tool, "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if "--offline" in done.stderr and "unrecognized" in done.stderr:
+        pytest.skip("systemd-analyze security --offline needs systemd >= 250")
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert match, done.stdout + done.stderr
+    assert float(match[1]) <= MAX_EXPOSURE
