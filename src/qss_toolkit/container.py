@@ -323,7 +323,7 @@ def find_child(parent: int, comm: str) -> int:
 def machine_name(target: Target) -> str:
     """A short unique name: the veth on the host is `ve-NAME`, at most 15 characters."""
     short = target.name.replace("rpm-on-debian-", "r").replace("debian-", "d")
-    return f"qss{short}-{uuid.uuid4().hex[:6]}"
+    return f"qss{short}-{uuid.uuid4().hex[:5]}"
 
 
 def keep_requested(keep: bool) -> bool:

@@ -1,0 +1,298 @@
+"""Fast tests of the smoke harness's own logic: no root, no containers."""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit import rootfs, smoke
+from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
+from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.scenarios import (
+    SCENARIOS,
+    Scenario,
+    ScenarioContext,
+    ScenarioFailed,
+    load_scenarios,
+    scenario,
+)
+from qss_toolkit.targets import TARGETS, host_provides_script, select_targets
+
+
+class RecordingContainer:
+    """A Container that answers from a table: command line -> (exit code, stdout)."""
+
+    name = "fake"
+
+    def __init__(self, answers: Mapping[str, tuple[int, str]]) -> None:
+        self.answers = answers
+        self.commands: list[str] = []
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        line = cmd if isinstance(cmd, str) else " ".join(cmd)
+        self.commands.append(line)
+        code, out = self.answers.get(line, (0, ""))
+        return subprocess.CompletedProcess([line], code, out, "stderr text")
+
+    def copy_into(self, src: Path, dest: str) -> None:
+        self.commands.append(f"copy {src} {dest}")
+
+    def copy_out(self, src: str, dest: Path) -> None:
+        dest.write_text(f"copied {src}")
+
+    def journal(self, unit: str | None = None) -> str:
+        return "journal lines"
+
+
+def test_targets_cover_the_matrix() -> None:
+    assert list(TARGETS) == ["debian-11", "debian-12", "debian-13", "rpm-on-debian-13"]
+    assert {t.suite for t in TARGETS.values()} == {"bullseye", "bookworm", "trixie"}
+    rpm = TARGETS["rpm-on-debian-13"]
+    assert rpm.family == "rpm"
+    assert "RPM-on-Debian" in rpm.label and "not Fedora" in rpm.label
+    assert {"rpm", "dnf", "createrepo-c"} <= set(rpm.packages)
+    for target in TARGETS.values():
+        assert {"systemd", "dbus", "python3"} <= set(target.packages)
+
+
+def test_select_targets_rejects_unknown_names_with_the_choices() -> None:
+    assert [t.name for t in select_targets(["debian-12", "debian-12"])] == ["debian-12"]
+    assert len(select_targets(None)) == len(TARGETS)
+    with pytest.raises(ConfigurationError, match="debian-99") as info:
+        select_targets(["debian-99"])
+    assert info.value.hint is not None and "debian-12" in info.value.hint
+    assert info.value.return_code == 2
+
+
+def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    d12 = TARGETS["debian-12"]
+    key = rootfs.cache_key(d12)
+    assert key.startswith("bookworm-")
+    assert rootfs.cache_key(d12) == key  # stable
+    assert rootfs.cache_key(replace(d12, extra_packages=("strace",))) != key
+    assert rootfs.cache_key(replace(d12, customize=("true",))) != key
+    assert rootfs.cache_key(TARGETS["debian-13"]) != rootfs.cache_key(TARGETS["rpm-on-debian-13"])
+    monkeypatch.setattr(rootfs, "FORMAT_VERSION", rootfs.FORMAT_VERSION + 1)
+    assert rootfs.cache_key(d12) != key
+
+
+def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("QSS_CACHE", str(tmp_path))
+    assert rootfs.default_cache_dir() == tmp_path / "rootfs"
+    monkeypatch.delenv("QSS_CACHE")
+    assert rootfs.default_cache_dir().parts[-2:] == ("qmail-send-systemd", "rootfs")
+
+
+def test_copy_method_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(rootfs.COPY_ENV, "copy")
+    assert rootfs.copy_method() == "copy"
+    monkeypatch.setenv(rootfs.COPY_ENV, "hardlink")
+    with pytest.raises(ConfigurationError, match="hardlink"):
+        rootfs.copy_method()
+
+
+def test_mmdebstrap_command_builds_a_systemd_root(tmp_path: Path) -> None:
+    argv = rootfs.mmdebstrap_command(TARGETS["debian-11"], tmp_path / "root")
+    assert argv[0] == "mmdebstrap" and "--variant=apt" in argv
+    include = next(a for a in argv if a.startswith("--include="))
+    assert set(include.removeprefix("--include=").split(",")) >= {"systemd", "dbus", "python3"}
+    assert argv[-3:] == ["bullseye", str(tmp_path / "root"), "http://deb.debian.org/debian"]
+
+
+def test_nspawn_command_line(tmp_path: Path) -> None:
+    plain = NspawnContainer(tmp_path / "root", "qssd12-abc").nspawn_command()
+    assert plain[1:5] == ["--boot", "--register=no", "--keep-unit", "--quiet"]
+    assert f"--directory={tmp_path / 'root'}" in plain and "--network-veth" not in plain
+    veth = NspawnContainer(tmp_path / "root", "x", network_veth=True).nspawn_command()
+    assert "--network-veth" in veth
+
+
+def test_machine_names_fit_a_veth_name() -> None:
+    names = {machine_name(t) for t in TARGETS.values()}
+    assert len(names) == len(TARGETS)
+    assert all(len("ve-" + n) <= 15 for n in names)
+
+
+def test_command_line_runs_strings_through_sh() -> None:
+    assert command_line("echo $HOME") == ["/bin/sh", "-c", "echo $HOME"]
+    assert command_line(["systemctl", "is-active", "x"]) == ["systemctl", "is-active", "x"]
+
+
+def test_find_child_parses_proc_stat() -> None:
+    with subprocess.Popen(["sleep", "5"]) as child:
+        try:
+            import os
+
+            assert find_child(os.getpid(), "sleep") == child.pid
+            assert find_child(os.getpid(), "no-such-command") == 0
+        finally:
+            child.kill()
+
+
+def test_host_provides_script_is_valid_shell_naming_the_capabilities() -> None:
+    script = host_provides_script()
+    assert "Name: qss-host-provides" in script
+    for capability in ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager"):
+        assert f"Provides: {capability}" in script
+    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+
+
+def test_scenario_registry_rejects_duplicates_and_bad_boot_kinds() -> None:
+    @scenario("test-only-registry", families=("deb",))
+    def first(ctx: ScenarioContext) -> None:
+        """First line is the description."""
+
+    try:
+        registered = SCENARIOS["test-only-registry"]
+        assert registered.families == ("deb",) and registered.boot == "shared"
+        assert registered.description == "First line is the description."
+        with pytest.raises(ConfigurationError, match="twice"):
+            scenario("test-only-registry")(lambda ctx: None)
+        with pytest.raises(ConfigurationError, match="boot"):
+            scenario("test-only-bad-boot", boot="vm")
+    finally:
+        del SCENARIOS["test-only-registry"]
+
+
+def test_load_scenarios_finds_the_lifecycle_table() -> None:
+    names = set(load_scenarios())
+    assert {
+        "install-no-qmail",
+        "install-standin",
+        "reload-and-flush",
+        "stop-in-flight",
+        "upgrade",
+        "remove",
+        "purge",
+        "offline-install",
+        "policy-rc-d-101",
+        "networkmanager-hook",
+    } <= names
+    assert not SCENARIOS["purge"].applies_to(TARGETS["rpm-on-debian-13"])
+    assert SCENARIOS["upgrade"].applies_to(TARGETS["rpm-on-debian-13"])
+
+
+def _noop(ctx: ScenarioContext) -> None:
+    """Does nothing."""
+
+
+def test_plan_shares_one_boot_and_isolates_offline_and_veth() -> None:
+    scenarios = [
+        Scenario("a", _noop, ("deb", "rpm"), "veth", ""),
+        Scenario("b", _noop, ("deb", "rpm"), "shared", ""),
+        Scenario("c", _noop, ("deb",), "shared", ""),
+        Scenario("d", _noop, ("deb", "rpm"), "offline", ""),
+    ]
+    deb = smoke.plan(TARGETS["debian-12"], scenarios)
+    assert [(kind, [s.name for s in group]) for kind, group in deb] == [
+        ("shared", ["b", "c"]),
+        ("offline", ["d"]),
+        ("veth", ["a"]),
+    ]
+    rpm = smoke.plan(TARGETS["rpm-on-debian-13"], scenarios)
+    assert [s.name for _, group in rpm for s in group] == ["b", "d", "a"]
+
+
+def test_check_output_failure_names_command_exit_code_and_output() -> None:
+    container = RecordingContainer({"systemctl start qmail-send": (1, "Job failed")})
+    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("/nonexistent"))
+    with pytest.raises(ScenarioFailed) as info:
+        ctx.check_output("systemctl start qmail-send")
+    text = str(info.value)
+    assert "exit 1: systemctl start qmail-send" in text
+    assert "Job failed" in text and "stderr text" in text and "expected exit 0" in text
+    assert ctx.run_expect([0, 1], "systemctl start qmail-send").returncode == 1
+
+
+def test_assert_active_reports_state_and_status() -> None:
+    container = RecordingContainer({"systemctl is-active qmail-send.service": (3, "inactive\n")})
+    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("/nonexistent"))
+    ctx.assert_active(expected="inactive")
+    with pytest.raises(ScenarioFailed, match="'inactive', expected 'active'"):
+        ctx.assert_active()
+
+
+def test_starts_since_counts_finished_start_jobs() -> None:
+    export = (
+        "MESSAGE=Stopping\nJOB_TYPE=stop\n\n"
+        "MESSAGE=Stopped\nJOB_TYPE=restart\nJOB_RESULT=done\n\n"
+        "MESSAGE=Started\nJOB_TYPE=start\nJOB_RESULT=done\n\n"
+        "MESSAGE=Failed\nJOB_TYPE=start\nJOB_RESULT=failed\n"
+    )
+    cmd = "journalctl --quiet --after-cursor=C -o export UNIT=qmail-send.service"
+    ctx = ScenarioContext(TARGETS["debian-12"], RecordingContainer({cmd: (0, export)}), Path("."))
+    assert ctx.starts_since("C") == 1
+
+
+def _result(
+    target: str, name: str, status: str, seconds: float, msg: str = ""
+) -> smoke.ScenarioResult:
+    return smoke.ScenarioResult(target, name, status, seconds, msg)
+
+
+def _runs() -> list[smoke.TargetRun]:
+    d12 = smoke.TargetRun(TARGETS["debian-12"], seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
+    d12.results = [
+        _result("debian-12", "install", "pass", 1.25),
+        _result("debian-12", "upgrade", "fail", 3.0, "exit 1: apt-get install x\nE: broken"),
+    ]
+    rpm = smoke.TargetRun(TARGETS["rpm-on-debian-13"], seconds=9.0)
+    rpm.results = [_result("rpm-on-debian-13", "install", "error", 0.0, "boot: no systemd")]
+    return [d12, rpm]
+
+
+def test_table_has_a_row_per_scenario_and_a_column_per_target() -> None:
+    lines = smoke.render_table(_runs()).splitlines()
+    assert lines[0].split() == ["scenario", "debian-12", "rpm-on-debian-13"]
+    assert lines[2].split() == ["install", "pass", "1.2s", "ERROR", "0.0s"]
+    assert lines[3].split() == ["upgrade", "FAIL", "3.0s", "-"]
+    assert lines[4].split() == ["(boot,", "median)", "0.6s", "-"]
+    assert lines[5].split() == ["(target", "total)", "12.5s", "9.0s"]
+
+
+def test_junit_counts_failures_and_errors_per_target() -> None:
+    root = ET.fromstring(smoke.junit_xml(_runs()))  # noqa: S314 - our own output
+    d12, rpm = root.findall("testsuite")
+    assert (d12.get("name"), d12.get("tests"), d12.get("failures")) == ("debian-12", "2", "1")
+    assert rpm.get("errors") == "1"
+    failure = d12.find("testcase[@name='upgrade']/failure")
+    assert failure is not None and failure.get("message") == "exit 1: apt-get install x"
+    assert failure.text is not None and "E: broken" in failure.text
+
+
+def test_failure_report_names_target_scenario_command_and_output() -> None:
+    report = smoke.failure_report(_runs())
+    assert "FAIL debian-12 / upgrade\n  exit 1: apt-get install x\n  E: broken" in report
+    assert "ERROR rpm-on-debian-13 / install" in report
+    long = [_result("debian-12", "x", "fail", 1.0, "\n".join(f"line {i}" for i in range(100)))]
+    run_ = smoke.TargetRun(TARGETS["debian-12"], results=long)
+    assert len(smoke.failure_report([run_]).splitlines()) <= 35
+
+
+def test_failure_logs_keep_message_journal_and_files(tmp_path: Path) -> None:
+    container = RecordingContainer({})
+    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("."))
+    result = _result("debian-12", "upgrade", "fail", 1.0, "exit 1: boom")
+    where = smoke.save_failure_logs(ctx, result, tmp_path / "debian-12" / "upgrade")
+    assert "scenario: upgrade" in (where / "failure.txt").read_text()
+    assert (where / "journal.txt").read_text() == "journal lines"
+    assert (where / "var_qmail_standin").read_text() == "copied /var/qmail/standin"
+
+
+def test_smoke_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(smoke.os, "geteuid", lambda: 1000)
+    with pytest.raises(ConfigurationError, match="must run as root"):
+        smoke.main(["--target", "debian-12"])
