@@ -254,7 +254,12 @@ def rpm_changelog(staging: Path) -> str:
     return "\n".join(out)
 
 
-def prepare(builder_name: str, formats: tuple[str, ...], root: Path = PROJECT_ROOT) -> BuildContext:
+def prepare(
+    builder_name: str,
+    formats: tuple[str, ...],
+    root: Path = PROJECT_ROOT,
+    version_override: str | None = None,
+) -> BuildContext:
     """Check everything that can be checked before a file is written."""
     if builder_name not in BUILDERS:
         raise ConfigurationError(
@@ -264,15 +269,21 @@ def prepare(builder_name: str, formats: tuple[str, ...], root: Path = PROJECT_RO
     for fmt in formats:
         for tool in builder.tools[fmt]:
             require(tool)
-    ver = version.read_version()
+    # The smoke tests' "previous build" is the same payload under another version.
+    ver = version.validate(version_override) if version_override else version.read_version()
     packages = payload.load_packages(root)
     payload.generated_sources(root, ver, 0)  # the generated inputs exist and are well-formed
     return BuildContext(ver, source_date_epoch(root), packages, formats, root)
 
 
-def build(builder_name: str, formats: tuple[str, ...], dist: Path = DIST) -> list[Path]:
+def build(
+    builder_name: str,
+    formats: tuple[str, ...],
+    dist: Path = DIST,
+    version_override: str | None = None,
+) -> list[Path]:
     """Build every package in `formats` into `dist`; return the files written there."""
-    ctx = prepare(builder_name, formats)
+    ctx = prepare(builder_name, formats, version_override=version_override)
     builder = BUILDERS[builder_name]
     dist.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
