@@ -165,7 +165,7 @@ class NativeBuilder(Builder):
             "_buildhost": "reproducible",
             "use_source_date_epoch_as_buildtime": "1",
             "clamp_mtime_to_source_date_epoch": "1",
-            "_binary_payload": "w19.zstdio",
+            "_binary_payload": "w9.gzdio",  # what nfpm uses, so both routes need the same rpm
         }
         args: list[str | os.PathLike[str]] = ["rpmbuild", "-bb", "--quiet"]
         for key, value in defines.items():
@@ -226,7 +226,8 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
-        out += [f"%package{n}", f"Summary:        {package.summary}", *_rpm_relations(package, ver)]
+        out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
+        out += _rpm_relations(package, ver)
         out.append("")
     description = "\n".join(
         "" if ln.strip() == "." else ln for ln in package.description.split("\n")

@@ -101,7 +101,7 @@ class Package:
 
 def _fail(config: Path, message: str) -> ConfigurationError:
     return ConfigurationError(
-        f"{config.relative_to(PROJECT_ROOT)}: {message}",
+        f"packaging/nfpm/{config.name}: {message}",
         hint="see the other packaging/nfpm/*.yaml files for the expected form",
     )
 

@@ -1,0 +1,334 @@
+"""The payload (packaging/nfpm/*.yaml) against the shared contract, and its error handling."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit import payload, version
+from qss_toolkit.errors import ConfigurationError
+
+PROJECT = Path(__file__).resolve().parents[1]
+MAIN = "qmail-send-systemd"
+NM = "qmail-send-systemd-networkmanager"
+
+
+@pytest.fixture(scope="module")
+def packages() -> dict[str, payload.Package]:
+    return {p.name: p for p in payload.load_packages()}
+
+
+def _architecture_paths() -> list[tuple[str, int, str, bool]]:
+    """(path, mode, package, rpm_only) from docs/ARCHITECTURE.md's "Installed paths" table."""
+    text = (PROJECT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text.split("## Installed paths", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not re.fullmatch(r"0[0-7]{3}", cells[1]):
+            continue
+        path = re.search(r"`([^`]+)`", cells[0])
+        assert path, line
+        rows.append((path.group(1), int(cells[1], 8), cells[2], "RPM only" in cells[0]))
+    return rows
+
+
+def test_the_main_package_comes_first_and_every_config_loads(packages: dict[str, payload.Package]):
+    loaded = payload.load_packages()
+    assert loaded[0].name == MAIN
+    assert {MAIN, NM} <= set(packages)
+
+
+def test_every_installed_path_of_the_architecture_is_in_the_payload(packages):
+    rows = _architecture_paths()
+    assert len(rows) >= 6
+    for path, mode, package, rpm_only in rows:
+        formats = {"rpm"} if rpm_only else {"deb", "rpm"}
+        for fmt in formats:
+            files = packages[package].files_for(fmt)
+            if path.endswith("/*.py"):
+                matches = [f for f in files if f.destination.startswith(path[: -len("*.py")])]
+                matches = [f for f in matches if f.destination.endswith(".py")]
+            else:
+                matches = [f for f in files if f.destination == path]
+            assert matches, f"{path} missing from the {fmt} of {package}"
+            assert {f.mode for f in matches} == {mode}, path
+        if rpm_only:
+            assert not [f for f in packages[package].files_for("deb") if f.destination == path]
+
+
+def test_every_helper_module_is_shipped(packages):
+    shipped = {Path(f.destination).name for f in packages[MAIN].files if f.kind == "file"}
+    modules = {p.name for p in (PROJECT / "src" / "qmail_send_systemd").glob("*.py")}
+    assert modules <= shipped
+
+
+def test_both_formats_carry_the_same_files_apart_from_documented_ones(packages):
+    per_format_dirs = ("/usr/share/doc/", "/usr/share/licenses/", "/usr/share/lintian/")
+    for package in packages.values():
+        deb = {f.destination: f.mode for f in package.files_for("deb")}
+        rpm = {f.destination: f.mode for f in package.files_for("rpm")}
+        only = set(deb) ^ set(rpm)
+        only = {p for p in only if not p.startswith(per_format_dirs)}
+        only -= {"/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset"}
+        if package.name.endswith("-sendmail"):
+            # RPM gives the links to `alternatives` (its %post), Debian ships them.
+            only -= {"/usr/sbin/sendmail", "/usr/lib/sendmail"}
+        assert not only, package.name
+        assert all(deb[p] == rpm[p] for p in set(deb) & set(rpm)), package.name
+
+
+def test_metadata_a_repository_accepts(packages):
+    for package in packages.values():
+        raw = package.raw
+        assert raw["license"] == "GPL-2.0-or-later"
+        assert raw["homepage"].startswith("https://")
+        assert raw["section"] == "mail" and raw["priority"] == "optional"
+        assert len(package.description.split()) >= 15, package.name
+        assert any(f.destination.endswith("/copyright") for f in package.files_for("deb"))
+        assert any(f.kind == "license" for f in package.files_for("rpm"))
+    main = packages[MAIN]
+    assert main.relation("deb", "depends", "1") == ("python3 (>= 3.9)", "systemd")
+    assert main.relation("rpm", "depends", "1") == ("python3 >= 3.9", "systemd")
+    nm = packages[NM]
+    assert nm.relation("deb", "depends", "2.0") == (
+        "qmail-send-systemd (= 2.0-1)",
+        "network-manager",
+    )
+    assert nm.relation("rpm", "depends", "2.0") == ("qmail-send-systemd = 2.0", "NetworkManager")
+    assert main.units() == ("qmail-send.service",)
+
+
+def test_maintainer_scripts_are_the_shared_ones(packages):
+    main = packages[MAIN]
+    assert main.scripts["deb"] == {
+        "postinst": "packaging/scripts/deb/postinst",
+        "prerm": "packaging/scripts/deb/prerm",
+        "postrm": "packaging/scripts/deb/postrm",
+    }
+    assert main.scripts["rpm"] == {
+        "post": "packaging/scripts/rpm/post",
+        "preun": "packaging/scripts/rpm/preun",
+        "postun": "packaging/scripts/rpm/postun",
+    }
+
+
+# -- errors: clear, one line, before anything is written ------------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of what load_packages reads, to break on purpose."""
+    for rel in ("packaging", "units", "src/qmail_send_systemd"):
+        if (PROJECT / rel).exists():
+            shutil.copytree(PROJECT / rel, tmp_path / rel)
+    return tmp_path
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("file_info: {mode: 0755}", "file_info: {mode: rwx}", "file_info.mode"),
+        ("src: units/qmail-send.service", "src: units/missing.service", "does not exist"),
+        ('release: "1"', 'release: "2"', "release must be"),
+        ("homepage:", "homepage_url:", "unknown keys"),
+        ("    packager: rpm\n", "    packager: apk\n", "packager 'apk'"),
+        ("version: ${QSS_VERSION}", "version: 1.0", "version must be"),
+    ],
+)
+def test_a_broken_configuration_is_a_one_line_error(tree: Path, old: str, new: str, message: str):
+    _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", old, new)
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as excinfo:
+        payload.load_packages(tree)
+    assert "\n" not in str(excinfo.value)
+    assert "qmail-send-systemd.yaml" in str(excinfo.value)
+
+
+def test_a_file_installed_twice_is_refused(tree: Path):
+    config = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
+    _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/copyright",
+          "dst: /usr/lib/NetworkManager/dispatcher.d/90-qmail-send\n    packager: rpm")  # fmt: skip
+    text = config.read_text(encoding="utf-8").replace("    packager: rpm\n    packager: rpm", "")
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="installed twice"):
+        payload.load_packages(tree)
+
+
+def test_a_doc_type_without_packager_rpm_is_refused(tree: Path):
+    doc = "    type: doc\n    file_info: {mode: 0644}\n"
+    _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", doc + "    packager: rpm\n", doc)
+    with pytest.raises(ConfigurationError, match="nfpm drops it"):
+        payload.load_packages(tree)
+
+
+# -- generated sources ----------------------------------------------------------------------
+
+
+def test_gzip_is_reproducible_and_maximal():
+    data = b"x" * 1000
+    packed = payload.gzip_bytes(data)
+    assert packed == payload.gzip_bytes(data)
+    assert packed[4:8] == b"\0\0\0\0"  # no timestamp
+    assert packed[3] & 0x08 == 0  # no file name
+    assert packed[8] == 2  # XFL: maximum compression
+    assert gzip.decompress(packed) == data
+
+
+def test_changelog_gets_version_and_date_and_parses():
+    text = payload.debian_changelog(PROJECT, "2.5", 86400 * 365)
+    assert text.startswith("qmail-send-systemd (2.5-1) unstable; urgency=medium\n")
+    assert "  Fri, 01 Jan 1971 00:00:00 +0000\n" in text
+    (entry,) = payload.parse_changelog(text)[:1]
+    assert entry.version == "2.5-1" and entry.epoch == 86400 * 365
+    assert entry.changes and all(len(c) < 80 for c in entry.changes)
+    chglog = payload.chglog_yaml(payload.parse_changelog(text))
+    assert "semver: 2.5-1" in chglog and "date: '1971-01-01T00:00:00Z'" in chglog
+
+
+def test_changelog_that_cannot_be_parsed_is_an_error():
+    with pytest.raises(ConfigurationError, match="cannot parse"):
+        payload.parse_changelog("qmail-send-systemd (1-1) unstable; urgency=low\n\nrandom text\n")
+
+
+def test_staging_lays_out_sources_with_payload_modes(tmp_path: Path, packages):
+    ver = version.read_version()
+    staged = payload.stage(tmp_path / "s", tuple(packages.values()), ver, 0)
+    assert (staged / "packaging/qmail-send-systemd.sbin").stat().st_mode & 0o777 == 0o755
+    assert (staged / "units/qmail-send.service").stat().st_mode & 0o777 == 0o644
+    assert (
+        gzip.decompress((staged / "generated/qmail-send-systemd.8.gz").read_bytes())
+        == (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
+    )
+    # nfpm has no debhelper snippets to put in: the token goes, the rest stays.
+    postinst = (staged / "packaging/scripts/deb/postinst").read_text(encoding="utf-8")
+    assert "#DEBHELPER#" not in postinst and "configure --family deb" in postinst
+    assert "#DEBHELPER#" in (PROJECT / "packaging/scripts/deb/postinst").read_text(encoding="utf-8")
+
+
+def test_rpm_file_list_has_modes_and_flags(packages):
+    listing = payload.rpm_file_list(packages[MAIN]).splitlines()
+    assert "%attr(0755,root,root) /usr/sbin/qmail-send-systemd" in listing
+    assert "%attr(0755,root,root) %dir /usr/share/qmail-send-systemd" in listing
+    assert "%attr(0644,root,root) %doc /usr/share/man/man8/qmail-send-systemd.8.gz" in listing
+    assert not [ln for ln in listing if "/usr/share/doc/" in ln]
+
+
+# -- the version's one source ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("good", ["1.0.0", "2", "1.0~rc1", "1.0+git20260101", "10.2.3a"])
+def test_versions_both_formats_accept(good: str):
+    assert version.validate(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "v1.0", "1.0-1", "1.0 beta", "1..0", "1.0.", "1:1.0", "1_0"])
+def test_versions_refused_before_any_build(bad: str):
+    with pytest.raises(ConfigurationError, match="version"):
+        version.validate(bad)
+
+
+def test_version_is_read_without_importing_the_helper():
+    assert version.read_version('"""doc"""\n__version__ = "3.1"\n') == "3.1"
+    with pytest.raises(ConfigurationError, match="no __version__"):
+        version.read_version("__version__ = compute()\n")
+    import qmail_send_systemd
+
+    assert version.read_version() == qmail_send_systemd.__version__
+    assert version.file_names("x", "1.2") == {
+        "deb": "x_1.2-1_all.deb",
+        "rpm": "x-1.2-1.noarch.rpm",
+    }
+
+
+# -- maintainer scripts: thin shell calling the helper --------------------------------------
+
+SCRIPTS = PROJECT / "packaging" / "scripts"
+
+
+def test_maintainer_scripts_are_shellcheck_clean():
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
+    scripts = sorted(p for p in SCRIPTS.rglob("*") if p.is_file())
+    subprocess.run(["shellcheck", "-s", "sh", *map(str, scripts)], check=True)
+
+
+@pytest.fixture
+def fake_root(tmp_path: Path) -> Path:
+    """A root with a helper and a systemctl that record their arguments."""
+    log = tmp_path / "calls.log"
+    for path in ("usr/sbin/qmail-send-systemd", "bin/systemctl"):
+        tool = tmp_path / path
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        tool.write_text(f'#!/bin/sh\necho "{Path(path).name} $*" >> {log}\n', encoding="utf-8")
+        tool.chmod(0o755)
+    return tmp_path
+
+
+def _run_script(script: Path, root: Path, *args: str, rpm: bool = False) -> list[str]:
+    text = script.read_text(encoding="utf-8")
+    if rpm:  # RPM scripts name the helper by its absolute path; point it into the fake root
+        text = text.replace("helper=/usr/sbin/", f"helper={root}/usr/sbin/")
+    copy = root / script.name
+    copy.write_text(text, encoding="utf-8")
+    env = {"PATH": f"{root}/bin:/usr/bin:/bin", "DPKG_ROOT": str(root)}
+    subprocess.run(["sh", "-e", str(copy), *args], check=True, env=env)
+    log = root / "calls.log"
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+HELPER = "qmail-send-systemd"
+PRERM = f"{HELPER} remove --family deb --stage prerm --action"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "calls"),
+    [
+        ("deb/postinst", ["configure", ""], [f"{HELPER} configure --family deb"]),
+        ("deb/postinst", ["configure", "0.9-1"], [f"{HELPER} configure --family deb --upgrade"]),
+        ("deb/postinst", ["triggered", "x"], []),
+        ("deb/prerm", ["remove"], [f"{PRERM} remove"]),
+        ("deb/prerm", ["upgrade", "1.1-1"], [f"{PRERM} upgrade"]),
+        # DPKG_ROOT: another root, so no daemon-reload of this system
+        ("deb/postrm", ["remove"], []),
+    ],
+)
+def test_deb_scripts_call_the_helper(
+    fake_root: Path, script: str, args: list[str], calls: list[str]
+):
+    assert _run_script(SCRIPTS / script, fake_root, *args) == calls
+
+
+@pytest.mark.parametrize(
+    ("script", "count", "calls"),
+    [
+        ("post", "1", ["qmail-send-systemd configure --family rpm"]),
+        ("post", "2", ["qmail-send-systemd configure --family rpm --upgrade"]),
+        ("preun", "0", ["qmail-send-systemd remove --family rpm --stage preun --count 0"]),
+        # the OLD package's %preun on upgrade, after the new %post: the helper decides (no-op)
+        ("preun", "1", ["qmail-send-systemd remove --family rpm --stage preun --count 1"]),
+        ("postun", "1", ["qmail-send-systemd remove --family rpm --stage postun --count 1"]),
+    ],
+)
+def test_rpm_scripts_pass_the_count_on(fake_root: Path, script: str, count: str, calls: list[str]):
+    assert _run_script(SCRIPTS / "rpm" / script, fake_root, count, rpm=True) == calls
+
+
+def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path):
+    """On erase the helper is gone: no call to it, only systemd's own reload (if booted)."""
+    calls = _run_script(SCRIPTS / "rpm" / "postun", fake_root, "0", rpm=True)
+    booted = Path("/run/systemd/system").is_dir()
+    assert calls == (["systemctl daemon-reload"] if booted else [])
+    text = (SCRIPTS / "deb" / "postrm").read_text(encoding="utf-8")
+    assert "qmail-send-systemd " not in text.replace("'qmail-send.service'", "")
+    assert '[ -x "/usr/bin/deb-systemd-helper" ]' in text
