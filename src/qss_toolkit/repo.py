@@ -202,6 +202,7 @@ def write_apt_indices(root: Path, signer: Signer, *, suite: str) -> Path:
     dists = root / "dists" / suite
     binary = dists / COMPONENT / f"binary-{APT_ARCH}"
     binary.mkdir(parents=True, exist_ok=True)
+    (root / "pool").mkdir(exist_ok=True)  # an rpm-only publish still gets a valid, empty index
     packages = run(["apt-ftparchive", "packages", "pool"], cwd=root, capture=True).stdout
     (binary / "Packages").write_text(packages, encoding="utf-8")
     compress_index(binary / "Packages")

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,6 @@ log = logging.getLogger("qss_toolkit")
 
 WWW = "/srv/qss/www"
 HTTP_UNIT = "qss-repo-http"
-HTTP_LOG = "/srv/qss/http.log"
 APT = "apt-get -q -o Dir::Etc::SourceList=/dev/null"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 DNF = f"dnf -y --disablerepo='*' --enablerepo={repo.NAME} --setopt=install_weak_deps=False"
@@ -89,6 +89,7 @@ def _signer(which: str) -> Iterator[signing.Signer]:
 class _Server:
     """`python3 -m http.server` on the container's loopback, on a port the kernel picked."""
 
+    unit: str
     port: int
 
     def url(self, case: str) -> str:
@@ -96,15 +97,19 @@ class _Server:
 
 
 def _serve(ctx: ScenarioContext) -> _Server:
+    # A unit name of its own per scenario: systemd 257 may keep a stopped transient unit
+    # loaded for a moment, and a second systemd-run with the same name would fail.
+    unit = f"{HTTP_UNIT}-{uuid.uuid4().hex[:8]}"
+    log_file = f"/srv/qss/{unit}.log"
+    ctx.check_output(f"rm -rf {WWW} && mkdir -p {WWW}")
     # Port 0: containers of parallel targets share the host's network namespace (no --private-
     # network), so a fixed port would collide; http.server prints the port it got.
-    ctx.run(f"systemctl stop {HTTP_UNIT}; systemctl reset-failed {HTTP_UNIT}; true")
-    ctx.check_output(f"rm -rf {WWW} {HTTP_LOG} && mkdir -p {WWW}")
     ctx.check_output(
         [
             "systemd-run",
-            f"--unit={HTTP_UNIT}",
-            f"--property=StandardOutput=file:{HTTP_LOG}",
+            f"--unit={unit}",
+            "--collect",
+            f"--property=StandardOutput=file:{log_file}",
             "python3",
             "-u",
             "-m",
@@ -116,15 +121,15 @@ def _serve(ctx: ScenarioContext) -> _Server:
             WWW,
         ]
     )
-    ctx.wait_for(f"grep -q 'port [0-9]' {HTTP_LOG}", message="http.server to listen")
-    match = re.search(r"port (\d+)", ctx.check_output(["cat", HTTP_LOG]))
+    ctx.wait_for(f"grep -q 'port [0-9]' {log_file}", message="http.server to listen")
+    match = re.search(r"port (\d+)", ctx.check_output(["cat", log_file]))
     if match is None:
-        raise ScenarioFailed(f"http.server printed no port in {HTTP_LOG}")
-    return _Server(int(match.group(1)))
+        raise ScenarioFailed(f"http.server printed no port in {log_file}")
+    return _Server(unit, int(match.group(1)))
 
 
-def _stop_serving(ctx: ScenarioContext) -> None:
-    ctx.run(f"systemctl stop {HTTP_UNIT}; systemctl reset-failed {HTTP_UNIT}; true")
+def _stop_serving(ctx: ScenarioContext, server: _Server) -> None:
+    ctx.run(f"systemctl stop {server.unit}; rm -f /srv/qss/{server.unit}.log; true")
 
 
 def _files(ctx: ScenarioContext, *, previous: bool = False) -> list[Path]:
@@ -172,7 +177,9 @@ def _record(ctx: ScenarioContext, case: str, output: str) -> str:
 def _apt_client(ctx: ScenarioContext, tree: Path) -> None:
     """A clean client with our key and our .sources file, as README says; no other lists."""
     ctx.check_output(
+        # No cached index or .deb from an earlier scenario may stand in for what is served.
         f"rm -rf /var/lib/apt/lists/* /etc/apt/sources.list.d/{repo.SOURCES_FILE}"
+        " /var/cache/apt/archives/*.deb"
         " && mkdir -p /etc/apt/keyrings /var/lib/apt/lists/partial"
     )
     ctx.container.copy_into(tree / repo.APT_KEYRING, repo.CLIENT_APT_KEYRING)
@@ -185,7 +192,8 @@ def _apt_client(ctx: ScenarioContext, tree: Path) -> None:
 def _apt_forget(ctx: ScenarioContext) -> None:
     ctx.run(
         f"rm -f /etc/apt/sources.list.d/{repo.SOURCES_FILE} {repo.CLIENT_APT_KEYRING};"
-        " rm -rf /var/lib/apt/lists/*; mkdir -p /var/lib/apt/lists/partial"
+        " rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb;"
+        " mkdir -p /var/lib/apt/lists/partial"
     )
 
 
@@ -215,7 +223,7 @@ def _apt_session(ctx: ScenarioContext) -> Iterator[tuple[_Server, Path]]:
             yield server, Path(tmp)
     finally:
         _apt_forget(ctx)
-        _stop_serving(ctx)
+        _stop_serving(ctx, server)
 
 
 @scenario("repo-apt-install-upgrade", families=("deb",))
@@ -334,7 +342,7 @@ def _dnf_session(ctx: ScenarioContext) -> Iterator[tuple[_Server, Path]]:
             yield server, Path(tmp)
     finally:
         _dnf_forget(ctx)
-        _stop_serving(ctx)
+        _stop_serving(ctx, server)
 
 
 @scenario("repo-dnf-install-upgrade", families=("rpm",))
