@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import io
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from qmail_send_systemd import relay
+from qmail_send_systemd import cli, relay
 
 UID = os.getuid()
 GID = os.getgid()
@@ -32,12 +33,11 @@ def tree(tmp_path: Path) -> Path:
 
 
 def setup(root: Path, *argv: str) -> tuple[int, list[str]]:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    relay.add_parser(sub)
-    args = parser.parse_args(["setup", *argv])
-    lines: list[str] = []
-    return relay.run(args, root, out=lines.append), lines
+    """Run the real command line; return its exit code and its stdout lines."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(["--root", str(root), "setup", *argv])
+    return code, out.getvalue().splitlines()
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int, float]]:

@@ -16,12 +16,14 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+from qmail_send_systemd.accounts import lookup_group, lookup_user
+from qmail_send_systemd.errors import EXIT_OK, HelperError, UsageError
 
 QMAIL_HOME = "var/qmail"
 ALIAS_USER = "alias"
@@ -31,10 +33,6 @@ ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
 # (conf-patrn); 0644 lets qmail-local, running as the alias user, read a root-owned file too.
 FILE_MODE = 0o644
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
@@ -42,18 +40,8 @@ _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
 _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 
 
-class RelayError(Exception):
-    """An expected failure: one line for the administrator, a hint, and an exit code."""
-
-    def __init__(self, message: str, hint: str = "", code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.code = code
-
-
-def _usage(message: str, hint: str = "") -> RelayError:
-    return RelayError(message, hint, EXIT_USAGE)
+def _usage(message: str, hint: str = "") -> UsageError:
+    return UsageError(message, hint)
 
 
 class Smarthost(NamedTuple):
@@ -141,51 +129,6 @@ def check_address(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Account:
-    uid: int
-    gid: int
-    home: str
-
-
-def _read_db(path: Path) -> list[list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
-
-
-def lookup_user(root: Path, name: str) -> Account | None:
-    """The account from <root>/etc/passwd (from NSS when root is /, like qmail-getpw)."""
-    if root == Path("/"):
-        import pwd
-
-        try:
-            pw = pwd.getpwnam(name)
-        except KeyError:
-            return None
-        return Account(pw.pw_uid, pw.pw_gid, pw.pw_dir)
-    for fields in _read_db(root / "etc/passwd"):
-        if len(fields) >= 7 and fields[0] == name:
-            return Account(int(fields[2]), int(fields[3]), fields[5])
-    return None
-
-
-def lookup_group(root: Path, name: str) -> int | None:
-    if root == Path("/"):
-        import grp
-
-        try:
-            return grp.getgrnam(name).gr_gid
-        except KeyError:
-            return None
-    for fields in _read_db(root / "etc/group"):
-        if len(fields) >= 3 and fields[0] == name:
-            return int(fields[2])
-    return None
-
-
-@dataclass(frozen=True)
 class Target:
     """One file that setup owns: where, what, and which owner and mode qmail needs."""
 
@@ -235,13 +178,13 @@ def plan(root: Path, smarthost: Smarthost | None, forward: str | None) -> list[T
     qmail = root / QMAIL_HOME
     control = qmail / "control"
     if not control.is_dir():
-        raise RelayError(
+        raise HelperError(
             f"{control} does not exist: qmail is not installed under this root",
             "install qmail first (Life with qmail, section 2)",
         )
     gid_qmail = lookup_group(root, QMAIL_GROUP)
     if gid_qmail is None:
-        raise RelayError(f"group {QMAIL_GROUP!r} not found", "create qmail's groups (LWQ 2.4.3)")
+        raise HelperError(f"group {QMAIL_GROUP!r} not found", "create qmail's groups (LWQ 2.4.3)")
     targets = []
     if smarthost is not None:
         path = control / "smtproutes"
@@ -263,10 +206,10 @@ def plan(root: Path, smarthost: Smarthost | None, forward: str | None) -> list[T
             )
         alias = lookup_user(root, ALIAS_USER)
         if alias is None:
-            raise RelayError(f"user {ALIAS_USER!r} not found", "create qmail's users (LWQ 2.4.3)")
+            raise HelperError(f"user {ALIAS_USER!r} not found", "create qmail's users (LWQ 2.4.3)")
         home = root / alias.home.lstrip("/")
         if not home.is_dir():
-            raise RelayError(f"{home} (~{ALIAS_USER}) does not exist", "reinstall qmail")
+            raise HelperError(f"{home} (~{ALIAS_USER}) does not exist", "reinstall qmail")
         body = f"&{forward}\n".encode("ascii")
         targets.extend(Target(home / name, body, alias.uid, gid_qmail) for name in ALIAS_FILES)
     return targets
@@ -339,7 +282,7 @@ def apply(
     except OSError as exc:
         for _, tmp in staged:
             os.unlink(tmp)
-        raise RelayError(
+        raise HelperError(
             f"cannot write {exc.filename or 'a file'}: {exc.strerror}",
             "run as root; nothing was changed",
         ) from exc
@@ -379,16 +322,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print) -> int:
-    try:
-        if args.smarthost is None and args.forward_root is None:
-            raise _usage("setup needs --smarthost HOST[:PORT] and/or --forward-root ADDRESS")
-        smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
-        forward = check_address(args.forward_root) if args.forward_root is not None else None
-        outcomes = apply(plan(root, smarthost, forward), dry_run=args.dry_run)
-    except RelayError as exc:
-        hint = f" (fix: {exc.hint})" if exc.hint else ""
-        print(f"qmail-send-systemd setup: {exc.message}{hint}", file=sys.stderr)
-        return exc.code
+    """`setup`: raises HelperError (exit 1) or UsageError (exit 2) before anything is written."""
+    if args.smarthost is None and args.forward_root is None:
+        raise _usage("setup needs --smarthost HOST[:PORT] and/or --forward-root ADDRESS")
+    smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
+    forward = check_address(args.forward_root) if args.forward_root is not None else None
+    outcomes = apply(plan(root, smarthost, forward), dry_run=args.dry_run)
     prefix = "would be " if args.dry_run else ""
     for outcome in outcomes:
         action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action
