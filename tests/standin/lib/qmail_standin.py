@@ -81,7 +81,7 @@ def parse_fields(data: bytes) -> list[tuple[str, str]]:
 def log_text(text: str) -> str:
     """A delivery report as qmail-send logs it: one line, spaces as _, newlines as /."""
     out = []
-    for ch in text.rstrip("\n"):
+    for ch in text:
         if ch == "\n":
             out.append("/")
         elif ch == " ":
@@ -168,7 +168,7 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
         try:
             status, text = deliver(request)
         except Exception as exc:  # a bug or a system error: qmail's spawns defer in that case
-            status, text = "deferral", f"Unable to run the delivery: {exc}. (#4.3.0)"
+            status, text = "deferral", f"Unable to run the delivery: {exc}. (#4.3.0)\n"
         report = encode_report(int(str(request["d"])), status, text)
         with lock:
             try:

@@ -1,0 +1,455 @@
+"""The qmail stand-in keeps qmail's process contract (qmail-start(8), qmail-send(8),
+qmail-tcpok(8), qmail-queue(8), qmail-inject(8)): run as the current user in tmp_path, with an
+SMTP sink in the test as the remote host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+STANDIN = Path(__file__).resolve().parent / "standin"
+ME = "standin.test"
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = 8.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SmtpSink:
+    """A minimal SMTP server; with `stall`, it holds its answer to the message's final dot
+    until `release` is set."""
+
+    def __init__(self, port: int = 0, stall: bool = False) -> None:
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen(5)
+        self.port = int(self.server.getsockname()[1])
+        self.stall = stall
+        self.release = threading.Event()
+        self.stalled = threading.Event()
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as reader:
+                self.session(conn, reader)
+
+    def session(self, conn: socket.socket, reader: object) -> None:
+        readline = reader.readline  # type: ignore[attr-defined]
+        conn.sendall(b"220 sink ESMTP\r\n")
+        sender, recipients = "", []
+        while True:
+            line = readline()
+            if not line:
+                return
+            command = line.decode().strip()
+            upper = command.upper()
+            if upper.startswith("MAIL FROM:"):
+                sender = command[10:].strip("<>")
+                conn.sendall(b"250 ok\r\n")
+            elif upper.startswith("RCPT TO:"):
+                recipients.append(command[8:].strip("<>"))
+                conn.sendall(b"250 ok\r\n")
+            elif upper == "DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                data = b""
+                while (chunk := readline()) not in (b".\r\n", b""):
+                    data += chunk
+                if self.stall:
+                    self.stalled.set()
+                    self.release.wait(20)
+                self.messages.append((sender, recipients, data))
+                conn.sendall(b"250 ok 4242 qp 17\r\n")
+            elif upper == "QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 sink\r\n")
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.close()
+
+
+class Qmail:
+    """A stand-in installed under tmp_path; `start()` runs qmail-start as the unit would."""
+
+    def __init__(self, root: Path) -> None:
+        subprocess.run(
+            [sys.executable, STANDIN / "install.py", "--root", root, "--me", ME],
+            check=True,
+            capture_output=True,
+        )
+        self.home = root / "var" / "qmail"
+        self.bin = self.home / "bin"
+        self.log_file = root / "qmail-send.log"
+        self.env = {"PATH": f"{self.bin}:/usr/bin:/bin", "LANG": "C.UTF-8", "USER": "tester"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def control(self, name: str, text: str) -> None:
+        (self.home / "control" / name).write_text(text)
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        with open(self.log_file, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["qmail-start", *args],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.DEVNULL,
+            )
+        self.wait_log("status: local 0/10 remote 0/20")
+        return self.proc
+
+    def log(self) -> list[str]:
+        return self.log_file.read_text().splitlines()
+
+    def wait_log(self, line: str, count: int = 1) -> None:
+        wait_for(repr(line), lambda: sum(x.startswith(line) for x in self.log()) >= count)
+
+    def run(self, *argv: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            list(argv), input=stdin, env=self.env, capture_output=True, timeout=30, check=False
+        )
+
+    def sendmail(self, message: str, *args: str) -> None:
+        proc = self.run("sendmail", *args, stdin=message.encode())
+        assert proc.returncode == 0, proc.stderr
+
+    def queue(self, sub: str) -> list[str]:
+        return sorted(os.listdir(self.home / "queue" / sub))
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def qmail(tmp_path: Path) -> Iterator[Qmail]:
+    qmail = Qmail(tmp_path)
+    yield qmail
+    qmail.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    yield server
+    server.close()
+
+
+MESSAGE = "To: friend@example.org\nCc: other@example.net\nBcc: hidden@example.com\nSubject: hi\n\n"
+MESSAGE += "line one\n.\nlast line\n"
+
+
+def children(pid: int) -> list[str]:
+    """Command lines of PID's children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def test_qmail_start_execs_into_qmail_send(qmail: Qmail) -> None:
+    proc = qmail.start("./Maildir/")
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+    assert any(arg.endswith(b"/qmail-send") for arg in cmdline), cmdline
+    helpers = children(proc.pid)
+    for helper in ("qmail-lspawn ./Maildir/", "qmail-rspawn", "qmail-clean"):
+        assert any(helper in c for c in helpers), helpers
+
+
+def test_sendmail_queues_the_message(qmail: Qmail) -> None:
+    qmail.sendmail(MESSAGE, "-i", "-t", "-f", "me@standin.test")
+    [number] = qmail.queue("todo")
+    assert qmail.queue("mess") == qmail.queue("intd") == [number]
+    assert qmail.queue("pid") == []
+    envelope = (qmail.home / "queue" / "todo" / number).read_bytes().split(b"\0")
+    assert envelope[0] == f"u{os.getuid()}".encode()
+    assert envelope[2:] == [
+        b"Fme@standin.test",
+        b"Tfriend@example.org",
+        b"Tother@example.net",
+        b"Thidden@example.com",
+        b"",
+        b"",
+    ]
+    mess = (qmail.home / "queue" / "mess" / number).read_text()
+    assert mess.startswith("Received: (qmail ")
+    assert "Bcc:" not in mess
+    assert "\nFrom: tester@standin.test\n" in mess
+    assert "\nMessage-ID: <" in mess
+    assert mess.endswith("\n\nline one\n.\nlast line\n")
+
+
+def test_sendmail_refuses_bs(qmail: Qmail) -> None:
+    proc = qmail.run("sendmail", "-bs", stdin=b"HELO x\r\n")
+    assert proc.returncode == 100
+    assert qmail.queue("todo") == []
+
+
+def test_qmail_queue_rejects_a_bad_envelope(qmail: Qmail) -> None:
+    read_env, write_env = os.pipe()
+    os.write(write_env, b"Tno-sender@example.org\0\0")
+    os.close(write_env)
+    proc = subprocess.run(
+        [qmail.bin / "qmail-queue"], input=b"Subject: x\n\n", stdout=read_env, check=False
+    )
+    os.close(read_env)
+    assert proc.returncode == 91
+    assert qmail.queue("todo") == qmail.queue("mess") == qmail.queue("intd") == []
+
+
+def test_remote_delivery_through_smtproutes(qmail: Qmail, sink: SmtpSink) -> None:
+    qmail.control("smtproutes", f":127.0.0.1:{sink.port}\n")
+    qmail.start()
+    qmail.sendmail(MESSAGE, "-i", "-t", "-f", "me@standin.test")
+    qmail.wait_log("end msg", count=1)
+    wait_for("three deliveries", lambda: len(sink.messages) == 3)
+    qmail.wait_log("status: local 0/10 remote 0/20", count=2)
+    assert sorted(r for _, rcpts, _ in sink.messages for r in rcpts) == [
+        "friend@example.org",
+        "hidden@example.com",
+        "other@example.net",
+    ]
+    sender, _, data = sink.messages[0]
+    assert sender == "me@standin.test"
+    assert data.endswith(b"\r\n\r\nline one\r\n..\r\nlast line\r\n")  # dot-stuffed, CRLF
+    log = qmail.log()
+    number = next(x.split()[2] for x in log if x.startswith("new msg "))
+    assert any(x.startswith(f"info msg {number}: bytes ") and "from <me@standin.test>" in x for x in log)
+    assert f"starting delivery 1: msg {number} to remote friend@example.org" in log
+    success = [x for x in log if ": success: 127.0.0.1_accepted_message./Remote_host_said:_250_ok" in x]
+    assert len(success) == 3
+    assert log.index(f"end msg {number}") > max(log.index(x) for x in success)
+    for sub in ("mess", "info", "remote", "local", "todo", "intd"):
+        assert qmail.queue(sub) == []
+
+
+def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
+    stalling = SmtpSink(stall=True)
+    try:
+        qmail.control("smtproutes", f":127.0.0.1:{stalling.port}\n")
+        proc = qmail.start()
+        helpers = [int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir()
+                   for c in (t / "children").read_text().split()]
+        qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
+        assert stalling.stalled.wait(8), "the delivery never reached the sink"
+        proc.send_signal(signal.SIGTERM)
+        qmail.wait_log("stand-in: received SIGTERM")
+        time.sleep(0.3)  # a qmail-send that ignored deliveries in flight would be gone by now
+        assert proc.poll() is None
+        assert "status: exiting" not in qmail.log()
+        stalling.release.set()
+        assert proc.wait(10) == 0
+        log = qmail.log()
+        [success] = [x for x in log if x.startswith("delivery 1: success: ")]
+        assert log.index("stand-in: received SIGTERM") < log.index(success) < log.index("status: exiting")
+        assert log[-1] == "status: exiting"
+        assert len(stalling.messages) == 1
+        # The spawns had no TERM handler to run: they leave when qmail-send's pipes close.
+        wait_for("helpers to exit", lambda: not any(Path(f"/proc/{p}/cmdline").exists() and
+                                                     Path(f"/proc/{p}/cmdline").read_bytes()
+                                                     for p in helpers))
+    finally:
+        stalling.close()
+
+
+def test_alrm_retries_deferred_mail_at_once(qmail: Qmail) -> None:
+    port = free_port()  # nobody listens yet: the connection is refused
+    qmail.control("smtproutes", f":127.0.0.1:{port}\n")
+    proc = qmail.start()
+    qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
+    qmail.wait_log("delivery 1: deferral: ")
+    assert (
+        "delivery 1: deferral: Sorry,_I_wasn't_able_to_establish_an_SMTP_connection._(#4.4.1)/"
+        in qmail.log()
+    )
+    time.sleep(0.3)
+    assert not any(x.startswith("starting delivery 2") for x in qmail.log())  # next try: ~400 s
+    sink = SmtpSink(port=port)
+    try:
+        proc.send_signal(signal.SIGALRM)
+        qmail.wait_log("delivery 2: success: ")
+        log = qmail.log()
+        assert log.index("stand-in: received SIGALRM") < log.index(
+            next(x for x in log if x.startswith("starting delivery 2: "))
+        )
+        assert len(sink.messages) == 1
+        records = (qmail.home / "standin" / "signals.log").read_text().splitlines()
+        assert [r.split()[1] for r in records] == ["SIGALRM"]
+    finally:
+        sink.close()
+
+
+def test_tcpok_clears_the_table_and_alrm_then_delivers(qmail: Qmail, sink: SmtpSink) -> None:
+    """What the unit's reload does: qmail-tcpok, then SIGALRM."""
+    qmail.control("smtproutes", f":127.0.0.1:{sink.port}\n")
+    tcpto = qmail.home / "queue" / "lock" / "tcpto"
+    tcpto.write_text(f"127.0.0.1 2 {time.time()}\n")  # timed out twice: qmail-remote skips it
+    proc = qmail.start()
+    qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
+    qmail.wait_log("delivery 1: deferral: Sorry,_I_wasn't_able_to_establish")
+    assert sink.messages == []
+    tcpok = qmail.run(str(qmail.bin / "qmail-tcpok"))
+    assert tcpok.returncode == 0, tcpok.stderr
+    assert tcpto.read_text() == ""
+    [record] = (qmail.home / "standin" / "tcpok.log").read_text().splitlines()
+    assert "qmail-tcpok" in record
+    proc.send_signal(signal.SIGALRM)
+    qmail.wait_log("delivery 2: success: ")
+    assert len(sink.messages) == 1
+
+
+def test_tcpok_fails_without_its_table(qmail: Qmail) -> None:
+    (qmail.home / "queue" / "lock" / "tcpto").unlink()
+    proc = qmail.run(str(qmail.bin / "qmail-tcpok"))
+    assert proc.returncode == 111
+    assert b"unable to clear queue/lock/tcpto" in proc.stderr
+
+
+def test_logger_receives_the_activity_record(qmail: Qmail, tmp_path: Path) -> None:
+    received = tmp_path / "logger.out"
+    logger = tmp_path / "logger"
+    logger.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        f"with open({str(received)!r}, 'a') as out:\n"
+        "    for line in sys.stdin:\n"
+        "        out.write(sys.argv[1] + line)\n"
+        "        out.flush()\n"
+    )
+    logger.chmod(0o755)
+    proc = subprocess.Popen(
+        ["qmail-start", "./Maildir/", str(logger), "LOGGED:"],
+        env=qmail.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    qmail.proc = proc
+    wait_for("the logger", lambda: received.exists() and "LOGGED:status:" in received.read_text())
+    qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
+    wait_for("new msg", lambda: "LOGGED:new msg " in received.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    wait_for("exit logged", lambda: "LOGGED:status: exiting\n" in received.read_text())
+    assert proc.stdout is not None
+    assert proc.stdout.read() == b""  # the record went to the logger, not to stdout
+
+
+def test_local_delivery_and_hup_rereads_locals(qmail: Qmail, tmp_path: Path) -> None:
+    home = tmp_path / "home" / "joe"
+    for sub in ("cur", "new", "tmp"):
+        (home / "Maildir" / sub).mkdir(parents=True)
+    (qmail.home / "users" / "assign").write_text(
+        f"=joe:joe:{os.getuid()}:{os.getgid()}:{home}:::\n.\n"
+    )
+    qmail.control("smtproutes", f":127.0.0.1:{free_port()}\n")
+    proc = qmail.start("./Maildir/")
+    qmail.sendmail("To: joe@mail.example\n\nsent before HUP\n", "-t")
+    qmail.wait_log("delivery 1: deferral: ")  # mail.example is not local yet: remote
+    qmail.control("locals", f"{ME}\nmail.example\n")
+    proc.send_signal(signal.SIGHUP)
+    qmail.wait_log("stand-in: received SIGHUP")
+    # As in qmail, a message's channels are fixed when it leaves todo/: only new mail is local.
+    qmail.sendmail("To: joe@mail.example\n\nsent after HUP\n", "-t")
+    qmail.wait_log("delivery 2: success: did_1+0+0/")
+    assert any(x.startswith("starting delivery 2: msg ") and x.endswith("to local joe@mail.example")
+               for x in qmail.log())
+    [delivered] = os.listdir(home / "Maildir" / "new")
+    text = (home / "Maildir" / "new" / delivered).read_text()
+    assert text.startswith("Return-Path: <tester@standin.test>\nDelivered-To: joe@mail.example\n")
+    assert text.endswith("\n\nsent after HUP\n")
+
+
+def test_permanent_failure_bounces_to_the_sender(qmail: Qmail, tmp_path: Path) -> None:
+    home = tmp_path / "home" / "joe"
+    for sub in ("cur", "new", "tmp"):
+        (home / "Maildir" / sub).mkdir(parents=True)
+    (qmail.home / "users" / "assign").write_text(
+        f"=joe:joe:{os.getuid()}:{os.getgid()}:{home}:::\n"
+        f"+joe-:joe:{os.getuid()}:{os.getgid()}:{home}:-::\n.\n"
+    )
+    qmail.start("./Maildir/")
+    qmail.sendmail("To: joe-nobox@standin.test\n\nlost\n", "-t", "-f", f"joe@{ME}")
+    qmail.wait_log("delivery 1: failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/")
+    qmail.wait_log("delivery 2: success: did_1+0+0/")
+    log = qmail.log()
+    assert any(x.startswith("bounce msg ") for x in log)
+    [bounce] = os.listdir(home / "Maildir" / "new")
+    text = (home / "Maildir" / "new" / bounce).read_text()
+    assert text.startswith("Return-Path: <>\n")
+    assert "<joe-nobox@standin.test>:\nSorry, no mailbox here by that name. (#5.1.1)" in text
+
+
+def test_second_qmail_send_refuses_to_start(qmail: Qmail) -> None:
+    qmail.start()
+    second = subprocess.run(
+        ["qmail-start"], env=qmail.env, capture_output=True, timeout=30, check=False
+    )
+    assert second.returncode == 111
+    assert second.stdout == b"alert: cannot start: qmail-send is already running\n"
+
+
+def test_missing_control_me_is_an_alert(qmail: Qmail) -> None:
+    (qmail.home / "control" / "me").unlink()
+    proc = subprocess.run(
+        ["qmail-start"], env=qmail.env, capture_output=True, timeout=30, check=False
+    )
+    assert proc.returncode == 111
+    assert proc.stdout == b"alert: cannot start: unable to read controls\n"
+
+
+@pytest.mark.parametrize("what", ["no-qmail-start", "no-alias-files", "qmail-queue-not-setuid"])
+def test_install_broken(tmp_path: Path, what: str) -> None:
+    subprocess.run(
+        [sys.executable, STANDIN / "install.py", "--root", tmp_path, "--me", ME, "--broken", what],
+        check=True,
+        capture_output=True,
+    )
+    home = tmp_path / "var" / "qmail"
+    if what == "no-qmail-start":
+        assert not (home / "bin" / "qmail-start").exists()
+    elif what == "no-alias-files":
+        assert not (home / "alias" / ".qmail-root").exists()
+    else:
+        assert (home / "bin" / "qmail-queue").stat().st_mode & 0o7777 == 0o755
+
+
+def test_install_layout(qmail: Qmail) -> None:
+    home = qmail.home
+    assert (home / "bin" / "qmail-queue").stat().st_mode & 0o4000
+    assert (home / "control" / "me").read_text() == f"{ME}\n"
+    assert (home / "control" / "defaultdelivery").read_text() == "./Maildir/\n"
+    for name in (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon"):
+        assert (home / "alias" / name).exists()
+    import stat
+
+    assert stat.S_ISFIFO((home / "queue" / "lock" / "trigger").stat().st_mode)
