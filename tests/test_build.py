@@ -1,0 +1,224 @@
+"""`packages` with nfpm: the files in dist/, their metadata, and failures that write nothing."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit import build, payload, version
+from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
+
+PROJECT = Path(__file__).resolve().parents[1]
+VERSION = version.read_version()
+EXPECTED = {
+    f"qmail-send-systemd_{VERSION}-1_all.deb",
+    f"qmail-send-systemd-networkmanager_{VERSION}-1_all.deb",
+    f"qmail-send-systemd-{VERSION}-1.noarch.rpm",
+    f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm",
+}
+
+
+def _need(*tools: str) -> None:
+    for tool in tools:
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed")
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    _need("nfpm", "dpkg-deb", "rpm")
+    out = tmp_path_factory.mktemp("dist")
+    build.build("nfpm", payload.FORMATS, out)
+    return out
+
+
+def test_dist_holds_every_package_and_nothing_half_written(dist: Path):
+    names = {p.name for p in dist.iterdir()}
+    assert names >= EXPECTED
+    assert not [n for n in names if n.startswith(".")], "a temporary build dir was left"
+
+
+def _deb_control(deb: Path) -> dict[str, str]:
+    from debian import debfile
+
+    return dict(debfile.DebFile(str(deb)).debcontrol())
+
+
+def _deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
+    from debian import debfile
+
+    data = debfile.DebFile(str(deb)).data.tgz()
+    return {m.name.lstrip("."): m for m in data.getmembers() if m.name not in (".", "./")}
+
+
+def test_deb_metadata(dist: Path):
+    control = _deb_control(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
+    assert control["Version"] == f"{VERSION}-1"
+    assert control["Architecture"] == "all"
+    assert control["Section"] == "mail" and control["Priority"] == "optional"
+    assert control["Depends"] == "python3 (>= 3.9), systemd"
+    assert control["Homepage"].startswith("https://")
+    summary, *extended = control["Description"].splitlines()
+    assert summary and len(extended) >= 5
+    nm = _deb_control(dist / f"qmail-send-systemd-networkmanager_{VERSION}-1_all.deb")
+    assert nm["Depends"] == f"qmail-send-systemd (= {VERSION}-1), network-manager"
+
+
+def test_deb_contents_modes_and_docs(dist: Path):
+    members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
+    assert members["/usr/sbin/qmail-send-systemd"].mode == 0o755
+    assert members["/usr/lib/systemd/system/qmail-send.service"].mode == 0o644
+    assert all(m.uid == 0 and m.gid == 0 for m in members.values())
+    assert "/usr/share/doc/qmail-send-systemd/copyright" in members
+    assert "/usr/share/man/man8/qmail-send-systemd.8.gz" in members
+    assert "/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" not in members
+    from debian import debfile
+
+    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
+    changelog = deb.changelog()
+    assert changelog is not None and str(changelog.version) == f"{VERSION}-1"
+    scripts = deb.control.scripts()
+    assert "configure --family deb" in scripts["postinst"].decode()
+    assert b"#DEBHELPER#" not in scripts["postinst"]
+    copyright_text = deb.data.get_content("./usr/share/doc/qmail-send-systemd/copyright")
+    assert copyright_text.startswith(b"Format: https://www.debian.org/doc/packaging-manuals/")
+
+
+def _rpm_query(rpm: Path, fmt: str) -> str:
+    return subprocess.run(
+        ["rpm", "-qp", "--queryformat", fmt, str(rpm)], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _rpm_requires(rpm: Path) -> list[str]:
+    """Declared requirements, without rpm's own rpmlib() feature markers."""
+    query = "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]"
+    return [r for r in _rpm_query(rpm, query).splitlines() if not r.startswith("rpmlib(")]
+
+
+def test_rpm_metadata_and_scriptlets(dist: Path):
+    rpm = dist / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"
+    fields = _rpm_query(rpm, "%{VERSION}|%{RELEASE}|%{LICENSE}|%{URL}|%{BUILDHOST}|%{ARCH}")
+    assert fields.split("|") == [
+        VERSION, "1", "GPL-2.0-or-later",
+        "https://github.com/qmail-send-systemd/qmail-send-systemd", "reproducible", "noarch",
+    ]  # fmt: skip
+    assert _rpm_requires(rpm) == ["python3 >= 3.9", "systemd  "]
+    files = _rpm_query(rpm, "[%{FILEMODES:octal} %{FILEUSERNAME} %{FILENAMES}\n]").splitlines()
+    assert "100755 root /usr/sbin/qmail-send-systemd" in files
+    assert "100644 root /usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" in files
+    scripts = _rpm_query(rpm, "%{POSTIN}\n--\n%{PREUN}\n--\n%{POSTUN}")
+    assert '"$helper" configure --family rpm' in scripts
+    assert "--stage preun --count" in scripts and "--stage postun --count" in scripts
+    assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
+    nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
+    assert _rpm_requires(nm) == [f"qmail-send-systemd = {VERSION}", "NetworkManager  "]
+
+
+def test_man_page_is_the_source_gzipped(dist: Path):
+    members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
+    assert members["/usr/share/man/man8/qmail-send-systemd.8.gz"].size > 0
+    from debian import debfile
+
+    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
+    packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
+    source = (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
+    assert gzip.decompress(packed) == source
+
+
+# -- failures: clear errors, nothing written ------------------------------------------------
+
+
+def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MissingToolError) as excinfo:
+        build.build("native", ("rpm",), tmp_path / "dist")
+    assert (
+        str(excinfo.value)
+        == "rpmbuild is not installed (fix: apt-get install rpm or dnf install rpm-build)"
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_a_bad_version_stops_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(version, "read_version", lambda: version.validate("1.0-beta"))
+    with pytest.raises(ConfigurationError, match="not valid for both Debian and RPM"):
+        build.build("nfpm", payload.FORMATS, tmp_path / "dist")
+    assert not (tmp_path / "dist").exists()
+
+
+def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ConfigurationError, match="SOURCE_DATE_EPOCH"):
+        build.source_date_epoch()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert build.source_date_epoch() == 1700000000
+
+
+def test_an_unknown_builder_is_a_usage_error():
+    with pytest.raises(ConfigurationError, match="unknown builder"):
+        build.prepare("fpm", payload.FORMATS)
+
+
+def test_a_failing_build_leaves_dist_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _need("nfpm")
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "older.deb").write_bytes(b"kept")
+    calls = []
+
+    def fail_on_rpm(self: object, ctx: build.BuildContext, fmt: str, staging: Path, out: Path):
+        calls.append(fmt)
+        if fmt == "rpm":
+            raise CommandFailed("exit 1: nfpm package ... (simulated)")
+        original(self, ctx, fmt, staging, out)  # type: ignore[arg-type]
+
+    original = build.NfpmBuilder.build
+    monkeypatch.setattr(build.NfpmBuilder, "build", fail_on_rpm)
+    with pytest.raises(CommandFailed):
+        build.build("nfpm", payload.FORMATS, dist)
+    assert calls == ["deb", "rpm"]
+    assert [p.name for p in dist.iterdir()] == ["older.deb"]
+
+
+def test_generated_native_metadata_matches_the_payload():
+    packages = payload.load_packages()
+    main, *_ = packages
+    stanza = build.debian_stanza(main, "9.9")
+    assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
+    assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
+    assert "\n .\n" in stanza  # paragraph separator of the extended description
+    assert build.rpm_preamble(main, "9.9").splitlines()[-2:] == [
+        "Requires:       python3 >= 3.9",
+        "Requires:       systemd",
+    ]
+
+
+def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks():
+    spec = (PROJECT / "rpm/qmail-send-systemd.spec").read_text(encoding="utf-8")
+    assert "Version:        @VERSION@" in spec
+    for macro in ("systemd_post", "systemd_preun", "systemd_postun"):
+        assert f"%if %{{undefined {macro}}}" in spec
+    rules = (PROJECT / "debian/rules").read_text(encoding="utf-8")
+    assert "dh_installsystemd --no-enable --no-start" in rules
+    control = (PROJECT / "debian/control").read_text(encoding="utf-8")
+    assert "Build-Depends: debhelper-compat (= 13)" in control
+    assert not (PROJECT / "debian/changelog").exists(), "generated at build time only"
+
+
+def test_rpm_changelog_from_the_debian_one(tmp_path: Path):
+    (tmp_path / "generated").mkdir()
+    text = payload.debian_changelog(PROJECT, "4.2", 0)
+    (tmp_path / "generated/changelog").write_text(text, encoding="utf-8")
+    lines = build.rpm_changelog(tmp_path).splitlines()
+    assert lines[0] == "%changelog"
+    assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
+    assert lines[1].endswith("> - 4.2-1")
+    assert lines[2].startswith("- ")
