@@ -491,3 +491,57 @@ def test_ephemeral_key_signs_a_throwaway_repository(
     dist = dist_with(tmp_path, fixtures["1.0.0"])
     assert repo.main(["--dist", str(dist), "--ephemeral-key"]) == 0
     assert (dist / "repo/deb/dists/stable/InRelease").is_file()
+
+
+def test_one_family_alone_still_gives_both_valid_indices(
+    tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], good: signing.Signer
+) -> None:
+    deb, rpm = fixtures["1.0.0"]
+    options = repo.PublishOptions(dist=tmp_path, out=tmp_path / "rpm-only")
+    repo.publish(options, good, debs=[], rpms=[rpm])
+    assert apt_versions(tmp_path / "rpm-only") == []
+    assert rpm_versions(tmp_path / "rpm-only") == ["1.0.0"]
+    options = repo.PublishOptions(dist=tmp_path, out=tmp_path / "deb-only")
+    repo.publish(options, good, debs=[deb], rpms=[])
+    assert apt_versions(tmp_path / "deb-only") == ["1.0.0-1"]
+    assert rpm_versions(tmp_path / "deb-only") == []
+
+
+@pytest.fixture(scope="session")
+def project_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's own packages: dist/'s when it has them, else built now with the toolkit."""
+    from qss_toolkit import DIST
+
+    if list(DIST.glob(f"{repo.NAME}_*.deb")) and list(DIST.glob(f"{repo.NAME}-[0-9]*.rpm")):
+        return DIST
+    from qss_toolkit import build
+
+    out = tmp_path_factory.mktemp("project-dist")
+    build.build("nfpm", ("deb", "rpm"), out)
+    return out
+
+
+def test_the_projects_packages_publish_and_verify(
+    tmp_path: Path,
+    project_packages: Path,
+    good: signing.Signer,
+    keys: dict[str, tuple[Path, str]],
+) -> None:
+    out = tmp_path / "repo"
+    published = repo.publish(repo.PublishOptions(dist=project_packages, out=out), good)
+    names = {
+        "qmail-send-systemd",
+        "qmail-send-systemd-networkmanager",
+        "qmail-send-systemd-sendmail",
+    }
+    text = (out / "deb/dists/stable/main/binary-all/Packages").read_text(encoding="utf-8")
+    assert {p["Package"] for p in Packages.iter_paragraphs(text, use_apt_pkg=False)} >= names
+    assert len(published.rpms) >= 3
+    keyring = out / repo.APT_KEYRING
+    _sh("gpgv", "--keyring", keyring, out / "deb/dists/stable/InRelease")
+    rpmdb = tmp_path / "rpmdb"
+    rpmdb.mkdir()
+    _sh("rpm", "--dbpath", rpmdb, "--import", out / repo.RPM_KEY)
+    for rpm in (out / "rpm/Packages").glob("*.rpm"):
+        checked = _sh("rpm", "--dbpath", rpmdb, "-Kv", rpm).stdout
+        assert f"key ID {keys['good'][1][-8:].lower()}: OK" in checked, checked

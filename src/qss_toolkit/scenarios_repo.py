@@ -7,7 +7,7 @@ and served by `python3 -m http.server`. The client uses the generated `.sources`
 and public key exactly as README tells an administrator to. apt only reads our source
 (`Dir::Etc::SourceList=/dev/null` hides the root's Debian mirror), so no scenario needs the
 internet. Each tamper case's client error line is logged and written to
-dist/repo-smoke/<target>.txt for the report.
+dist/repo-smoke/<target>/<case>.txt for the report.
 """
 
 from __future__ import annotations
@@ -165,9 +165,9 @@ def _record(ctx: ScenarioContext, case: str, output: str) -> str:
         )
     line = lines[0]
     log.info("%s: %s refused: %s", ctx.target.name, case, line)
-    ERRORS_DIR.mkdir(parents=True, exist_ok=True)
-    with (ERRORS_DIR / f"{ctx.target.name}.txt").open("a", encoding="utf-8") as fh:
-        fh.write(f"{case}: {line}\n")
+    where = ERRORS_DIR / ctx.target.name
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{case}.txt").write_text(line + "\n", encoding="utf-8")
     return line
 
 
