@@ -210,9 +210,13 @@ class ScenarioContext:
 
     def installed(self, name: str = MAIN) -> bool:
         if self.target.family == "deb":
-            out = self.run(["dpkg-query", "-W", "-f=${db:Status-Status}", name]).stdout
-            return out.strip() == "installed"
+            return self.deb_status(name) == "installed"
         return self.run(["rpm", "-q", name]).returncode == 0
+
+    def deb_status(self, name: str) -> str:
+        """dpkg's status of `name`: installed, config-files, ... or "not-installed"."""
+        out = self.run(["dpkg-query", "-W", "-f=${db:Status-Status}", name]).stdout.strip()
+        return out or "not-installed"
 
     def version(self, name: str = MAIN) -> str:
         if self.target.family == "deb":
@@ -221,7 +225,12 @@ class ScenarioContext:
 
     def reset(self) -> None:
         """Purge every package of ours and clear admin state on the unit: a clean start."""
-        ours = [n for n in (SENDMAIL_PACKAGE, NM_PACKAGE, MAIN) if self.installed(n)]
+        names = (SENDMAIL_PACKAGE, NM_PACKAGE, MAIN)
+        if self.target.family == "deb":
+            # A removed package keeps its conffiles and enablement state until it is purged.
+            ours = [n for n in names if self.deb_status(n) != "not-installed"]
+        else:
+            ours = [n for n in names if self.installed(n)]
         if ours:
             self.purge(ours)
         self.run(f"systemctl unmask {UNIT}; systemctl reset-failed {UNIT}; true")
@@ -295,14 +304,14 @@ class ScenarioContext:
             raise ScenarioFailed(f"timed out after {timeout:.0f}s waiting for {message}: {cmd}")
         return result
 
-    def file_list(self, root: str = "/", *, exclude: Sequence[str] = ()) -> list[str]:
-        """Every path on the root file system with type, mode, owner, size and link target,
-        plus the content hash of regular files: what a purge must restore."""
+    def file_list(self, *, exclude: Sequence[str] = (), hashed: str = "/etc") -> list[str]:
+        """Every path of the root file system with type, mode, owner and link target, plus the
+        content hash of each regular file under `hashed`: what a purge must restore."""
         prune = " -o ".join(f"-path {shlex.quote(p)}" for p in exclude)
         prune_expr = f"\\( {prune} \\) -prune -o" if prune else ""
         out = self.check_output(
-            f"find {shlex.quote(root)} -xdev {prune_expr} -printf '%p %y %m %u:%g %l\\n'"
-            f" | sort; find {shlex.quote(root)} -xdev {prune_expr} -type f -print0"
+            f"find / -xdev {prune_expr} -printf '%p %y %m %u:%g %l\\n' | sort;"
+            f" find {shlex.quote(hashed)} -xdev {prune_expr} -type f -print0"
             " | sort -z | xargs -0r sha256sum",
             timeout=300,
         )

@@ -25,6 +25,7 @@ from qss_toolkit.scenarios import (
 
 # A remote recipient: with no network, its deliveries are deferred and the message stays queued.
 REMOTE_RECIPIENT = "someone@example.org"
+SLOW_MARK = "/var/qmail/alias/slow-delivery-done"
 # Paths a purge may change besides /var/qmail: package-manager state, logs, runtime data, our
 # own staging area, and systemd's runtime records.
 PURGE_IGNORED = (
@@ -132,10 +133,10 @@ def reload_and_flush(ctx: ScenarioContext) -> None:
 def stop_in_flight(ctx: ScenarioContext) -> None:
     """Stop during a delivery in flight: qmail-send alone gets TERM first and the delivery ends."""
     _running_with_standin(ctx)
-    # A local delivery that takes a few seconds: qmail-local runs the program from ~alias.
+    # A local delivery that takes a few seconds: qmail-local runs the program as alias, in
+    # ~alias (the unit's PrivateTmp= would hide a file written to /tmp or /var/tmp).
     ctx.check_output(
-        "printf '|sleep 3; echo done >> /var/tmp/slow-delivery\\n' > ~alias/.qmail-slow"
-        " && rm -f /var/tmp/slow-delivery"
+        f"printf '|sleep 3; echo done >> {SLOW_MARK}\\n' > ~alias/.qmail-slow && rm -f {SLOW_MARK}"
     )
     ctx.container.run(
         ["/var/qmail/bin/qmail-inject", "slow"], input="To: slow\nSubject: slow\n\nslow\n"
@@ -145,7 +146,7 @@ def stop_in_flight(ctx: ScenarioContext) -> None:
     ctx.assert_active(expected="inactive")
     signals = _signals(ctx)
     ctx.expect("SIGTERM" in signals, f"qmail-send never got SIGTERM: {signals}")
-    done = ctx.run(["cat", "/var/tmp/slow-delivery"]).stdout
+    done = ctx.run(["cat", SLOW_MARK]).stdout
     ctx.expect("done" in done, "the delivery in flight was killed (KillMode=mixed lets it finish)")
     # qmail-send logs the delivery's end before it exits: it waited for the delivery in flight.
     log = ctx.check_output(["journalctl", "-b", "-o", "cat", "-u", UNIT])
@@ -212,8 +213,16 @@ def remove(ctx: ScenarioContext) -> None:
     ctx.remove()
     ctx.assert_active(expected="inactive")
     ctx.expect(not ctx.installed(), f"{MAIN} still installed after remove")
-    link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
-    ctx.expect(not link, f"{WANTS_LINK} still exists: not disabled")
+    ctx.expect(ctx.is_enabled() != "enabled", f"{UNIT} is still enabled after remove")
+    if ctx.target.family == "rpm":
+        # %systemd_preun disables on erase.
+        link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
+        ctx.expect(not link, f"{WANTS_LINK} still exists after erase: not disabled")
+    else:
+        # dh_installsystemd keeps the enablement symlink (dangling once the unit file is gone)
+        # until purge, so that a reinstall restores the administrator's choice.
+        dangling = ctx.run(["test", "-e", WANTS_LINK]).returncode != 0
+        ctx.expect(dangling, f"{WANTS_LINK} still leads to a unit file after remove")
     ctx.expect(ctx.queue_digest() == queue_before, "the queue changed when the package was removed")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import os
 import shutil
@@ -269,30 +268,25 @@ def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def previous_build(explicit: Path | None, dist: Path) -> Iterator[Path | None]:
+def previous_build(explicit: Path | None, formats: Sequence[str]) -> Iterator[Path]:
     """The previous build's packages: --previous, $QSS_PREVIOUS_DIST, or built now."""
     given = explicit or (Path(os.environ[PREVIOUS_ENV]) if os.environ.get(PREVIOUS_ENV) else None)
     if given:
         yield given
         return
     with tempfile.TemporaryDirectory(prefix="qss-previous-") as tmp:
-        yield build_previous(Path(tmp), dist)
+        yield build_previous(Path(tmp), formats)
 
 
-def build_previous(dest: Path, dist: Path) -> Path | None:
+def build_previous(dest: Path, formats: Sequence[str]) -> Path:
     """Build the same payload with a lower version (`VERSION~previous1`) into `dest`."""
-    try:
-        build = importlib.import_module("qss_toolkit.build")
-    except ImportError:
-        log.warning("no qss_toolkit.build yet: the upgrade scenario cannot build a previous build")
-        return None
-    builder = getattr(build, "build_with_version", None)
-    if builder is None:
-        log.warning("qss_toolkit.build has no build_with_version(): no previous build")
-        return None
-    from qss_toolkit.version import read_version
+    from qss_toolkit import build, version
 
-    builder(f"{read_version()}~previous1", dest)
+    previous = f"{version.read_version()}~previous1"
+    log.info(
+        "building the previous build %s (%s) for the upgrade scenarios", previous, "+".join(formats)
+    )
+    build.build("nfpm", tuple(formats), dest, version_override=previous)
     return dest
 
 
@@ -323,7 +317,8 @@ def main(argv: Sequence[str]) -> int:
         log.info("%-17s %-28s %-5s %5.1fs", res.target, res.scenario, res.status, res.seconds)
 
     started = time.monotonic()
-    with previous_build(args.previous, dist) as previous:
+    formats = sorted({t.family for t in targets})
+    with previous_build(args.previous, formats) as previous:
         # Build missing roots one at a time first: mmdebstrap is the heavy part of a cold run.
         for target in targets:
             cache.ensure(target)
