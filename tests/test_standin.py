@@ -245,9 +245,13 @@ def test_remote_delivery_through_smtproutes(qmail: Qmail, sink: SmtpSink) -> Non
     assert data.endswith(b"\r\n\r\nline one\r\n..\r\nlast line\r\n")  # dot-stuffed, CRLF
     log = qmail.log()
     number = next(x.split()[2] for x in log if x.startswith("new msg "))
-    assert any(x.startswith(f"info msg {number}: bytes ") and "from <me@standin.test>" in x for x in log)
+    assert any(
+        x.startswith(f"info msg {number}: bytes ") and "from <me@standin.test>" in x for x in log
+    )
     assert f"starting delivery 1: msg {number} to remote friend@example.org" in log
-    success = [x for x in log if ": success: 127.0.0.1_accepted_message./Remote_host_said:_250_ok" in x]
+    success = [
+        x for x in log if ": success: 127.0.0.1_accepted_message./Remote_host_said:_250_ok" in x
+    ]
     assert len(success) == 3
     assert log.index(f"end msg {number}") > max(log.index(x) for x in success)
     for sub in ("mess", "info", "remote", "local", "todo", "intd"):
@@ -259,8 +263,11 @@ def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
     try:
         qmail.control("smtproutes", f":127.0.0.1:{stalling.port}\n")
         proc = qmail.start()
-        helpers = [int(c) for t in Path(f"/proc/{proc.pid}/task").iterdir()
-                   for c in (t / "children").read_text().split()]
+        helpers = [
+            int(c)
+            for t in Path(f"/proc/{proc.pid}/task").iterdir()
+            for c in (t / "children").read_text().split()
+        ]
         qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
         assert stalling.stalled.wait(8), "the delivery never reached the sink"
         proc.send_signal(signal.SIGTERM)
@@ -272,13 +279,23 @@ def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
         assert proc.wait(10) == 0
         log = qmail.log()
         [success] = [x for x in log if x.startswith("delivery 1: success: ")]
-        assert log.index("stand-in: received SIGTERM") < log.index(success) < log.index("status: exiting")
+        assert (
+            log.index("stand-in: received SIGTERM")
+            < log.index(success)
+            < log.index("status: exiting")
+        )
         assert log[-1] == "status: exiting"
         assert len(stalling.messages) == 1
         # The spawns had no TERM handler to run: they leave when qmail-send's pipes close.
-        wait_for("helpers to exit", lambda: not any(Path(f"/proc/{p}/cmdline").exists() and
-                                                     Path(f"/proc/{p}/cmdline").read_bytes()
-                                                     for p in helpers))
+        wait_for(
+            "helpers to exit",
+            lambda: (
+                not any(
+                    Path(f"/proc/{p}/cmdline").exists() and Path(f"/proc/{p}/cmdline").read_bytes()
+                    for p in helpers
+                )
+            ),
+        )
     finally:
         stalling.close()
 
@@ -381,8 +398,10 @@ def test_local_delivery_and_hup_rereads_locals(qmail: Qmail, tmp_path: Path) -> 
     # As in qmail, a message's channels are fixed when it leaves todo/: only new mail is local.
     qmail.sendmail("To: joe@mail.example\n\nsent after HUP\n", "-t")
     qmail.wait_log("delivery 2: success: did_1+0+0/")
-    assert any(x.startswith("starting delivery 2: msg ") and x.endswith("to local joe@mail.example")
-               for x in qmail.log())
+    assert any(
+        x.startswith("starting delivery 2: msg ") and x.endswith("to local joe@mail.example")
+        for x in qmail.log()
+    )
     [delivered] = os.listdir(home / "Maildir" / "new")
     text = (home / "Maildir" / "new" / delivered).read_text()
     assert text.startswith("Return-Path: <tester@standin.test>\nDelivered-To: joe@mail.example\n")

@@ -158,9 +158,9 @@ def create_users(root: Path) -> None:
             )
 
 
-def write(path: Path, text: str, ids: Ids, owner: str, group: str, mode: int) -> None:
+def write(path: Path, text: str, ids: Ids, owner_group_mode: tuple[str, str, int]) -> None:
     path.write_text(text)
-    ids.apply(path, owner, group, mode)
+    ids.apply(path, *owner_group_mode)
 
 
 def install(root: Path, me: str, broken: list[str], ids: Ids) -> Path:
@@ -194,7 +194,7 @@ def install(root: Path, me: str, broken: list[str], ids: Ids) -> Path:
         ("defaultdelivery", "./Maildir/\n"),
     ):
         if not (control / name).exists():
-            write(control / name, text, ids, "root", "qmail", 0o644)
+            write(control / name, text, ids, ("root", "qmail", 0o644))
 
     users = home / "users"
     users.mkdir(exist_ok=True)
@@ -205,7 +205,7 @@ def install(root: Path, me: str, broken: list[str], ids: Ids) -> Path:
     ids.apply(alias, "alias", "qmail", 0o2755)
     for name in ALIAS_FILES:
         if not (alias / name).exists():
-            write(alias / name, "", ids, "root", "qmail", 0o644)
+            write(alias / name, "", ids, ("root", "qmail", 0o644))
     maildir = alias / "Maildir"
     for sub in ("", "cur", "new", "tmp"):
         (maildir / sub).mkdir(exist_ok=True)

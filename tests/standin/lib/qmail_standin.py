@@ -10,6 +10,7 @@ without the split subdirectories (conf-split): files are named by message number
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -170,11 +171,9 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
         except Exception as exc:  # a bug or a system error: qmail's spawns defer in that case
             status, text = "deferral", f"Unable to run the delivery: {exc}. (#4.3.0)\n"
         report = encode_report(int(str(request["d"])), status, text)
-        with lock:
-            try:
-                os.write(1, report)
-            except OSError:
-                pass  # qmail-send is gone; the message stays queued for the next run
+        # If qmail-send is gone the message stays queued for its next run.
+        with lock, contextlib.suppress(OSError):
+            os.write(1, report)
 
     ensure_fd(2)
     requests = os.fdopen(0, "rb", buffering=0)
