@@ -161,14 +161,16 @@ SETUP_FILES = {
 }
 
 
+LIST_BACKUPS = "ls -a /var/qmail/control /var/qmail/alias | grep -F .bak."
+
+
 @scenario("setup-relay-files")
 def setup_relay_files(ctx: ScenarioContext) -> None:
     """`setup` writes smtproutes and the alias forwards with the owners and modes qmail needs."""
     ctx.reset()
+    ctx.remove_qmail()  # a fresh LWQ state: empty alias files, no smtproutes
     ctx.install_standin()
     ctx.install_packages([MAIN])
-    paths = list(SETUP_FILES)
-    ctx.run(["rm", "-f", *paths])
     setup = ["qmail-send-systemd", "setup", "--smarthost", SMARTHOST, "--forward-root", FORWARD]
     ctx.check_output(setup)
     for path, (content, meta) in SETUP_FILES.items():
@@ -176,15 +178,21 @@ def setup_relay_files(ctx: ScenarioContext) -> None:
         ctx.expect(seen == content, f"{path} holds {seen!r}, expected {content!r}")
         got = ctx.check_output(["stat", "-c", "%U:%G %a", path]).strip()
         ctx.expect(got == meta, f"{path} is {got}, expected {meta}")
+    backups = ctx.check_output(f"{LIST_BACKUPS} | sort")
+    # LWQ's empty alias files were replaced, so each is kept; smtproutes did not exist.
+    ctx.expect(
+        len(backups.split()) == 3 and "smtproutes" not in backups,
+        f"expected a backup of each of the three alias files, found: {backups!r}",
+    )
     again = ctx.check_output(setup)
     ctx.expect(
         again.count("unchanged") == len(SETUP_FILES), f"second run was not a no-op:\n{again}"
     )
-    bad = ctx.run(
-        ["qmail-send-systemd", "setup", "--smarthost", "bad host", "--forward-root", FORWARD]
-    )
-    ctx.expect(bad.returncode == 2, f"a malformed host exited {bad.returncode}, expected 2")
-    backups = ctx.run("ls /var/qmail/control/*.bak.* /var/qmail/alias/.qmail-*.bak.* 2>/dev/null")
-    ctx.expect(not backups.stdout.strip(), f"a no-op or refused run left backups: {backups.stdout}")
+    bad = ["qmail-send-systemd", "setup", "--smarthost", "bad host", "--forward-root", FORWARD]
+    refused = ctx.run(bad)
+    ctx.expect(refused.returncode == 2, f"a malformed host exited {refused.returncode}, not 2")
+    after = ctx.check_output(f"{LIST_BACKUPS} | sort")
+    ctx.expect(after == backups, f"a no-op or refused run made backups: {after!r}")
+    ctx.check_output(["qmail-send-systemd", "verify"])  # the alias files satisfy verify
     # The service keeps running: qmail-remote and qmail-local read these at each delivery.
     ctx.assert_active()
