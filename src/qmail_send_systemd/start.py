@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,7 +24,7 @@ ENTRY_POINT = "/usr/sbin/qmail-send-systemd"
 PRIORITIES: tuple[tuple[bytes, bytes], ...] = ((b"alert:", b"<1>"), (b"warning:", b"<4>"))
 INFO = b"<6>"
 
-Exec = Callable[[str, Sequence[str]], object]
+Exec = Callable[[str, list[str]], object]
 
 
 def default_delivery(root: Path) -> str:
