@@ -101,8 +101,11 @@ class Qmail:
     """A stand-in installed under tmp_path; `start()` runs qmail-start as the unit would."""
 
     def __init__(self, root: Path) -> None:
+        # QSS_STANDIN_PYTHON runs the programs with another interpreter (e.g. a Python 3.9).
+        python = os.environ.get("QSS_STANDIN_PYTHON")
         subprocess.run(
-            [sys.executable, STANDIN / "install.py", "--root", root, "--me", ME],
+            [sys.executable, STANDIN / "install.py", "--root", root, "--me", ME]
+            + (["--python", python] if python else []),
             check=True,
             capture_output=True,
         )

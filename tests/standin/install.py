@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Install the qmail stand-in as an LWQ-style /var/qmail under a root directory.
 
-Usage: python3 install.py --root DIR [--me HOST] [--users] [--broken WHAT ...]
+Usage: python3 install.py --root DIR [--me HOST] [--python PATH] [--users] [--broken WHAT ...]
 
 Lays out DIR/var/qmail: bin/ (the stand-in programs), control/ (me, locals, rcpthosts,
 defaultdelivery ./Maildir/), alias/ with .qmail-root, .qmail-postmaster and
@@ -163,7 +163,7 @@ def write(path: Path, text: str, ids: Ids, owner_group_mode: tuple[str, str, int
     ids.apply(path, *owner_group_mode)
 
 
-def install(root: Path, me: str, broken: list[str], ids: Ids) -> Path:
+def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None = None) -> Path:
     home = root / "var" / "qmail"
     home.mkdir(parents=True, exist_ok=True)
     ids.apply(home, "root", "qmail", 0o755)
@@ -172,7 +172,12 @@ def install(root: Path, me: str, broken: list[str], ids: Ids) -> Path:
     bindir.mkdir(exist_ok=True)
     ids.apply(bindir, "root", "qmail", 0o755)
     for name in PROGRAMS:
-        shutil.copyfile(HERE / "bin" / name, bindir / name)
+        program = (HERE / "bin" / name).read_bytes()
+        if python is not None:  # keep the interpreter's flags, change the interpreter
+            first, rest = program.split(b"\n", 1)
+            flags = first.split()[1:]
+            program = b" ".join([b"#!" + python.encode(), *flags]) + b"\n" + rest
+        (bindir / name).write_bytes(program)
         ids.apply(bindir / name, *PROGRAM_MODES.get(name, DEFAULT_PROGRAM_MODE))
 
     standin = home / "standin"
@@ -251,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, type=Path, help="install into DIR/var/qmail")
     parser.add_argument("--me", default=socket.gethostname(), help="control/me (default: hostname)")
     parser.add_argument(
+        "--python",
+        help="interpreter for the programs' #! line (default /usr/bin/python3, as in Debian)",
+    )
+    parser.add_argument(
         "--users", action="store_true", help="create qmail's users and groups (root only)"
     )
     parser.add_argument(
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 " their files stay root's (fix: add --users)",
                 file=sys.stderr,
             )
-        home = install(root, args.me, args.broken, ids)
+        home = install(root, args.me, args.broken, ids, args.python)
     except (InstallError, OSError) as exc:
         print(f"install.py: error: {exc}", file=sys.stderr)
         return 1
