@@ -203,15 +203,17 @@ class Checker:
         if isinstance(st, OSError):
             yield self.finding(ERROR, path, _why(st), f"repair or remove {path}")
             return
-        if stat.S_ISDIR(st.st_mode):
-            return
+        if not stat.S_ISDIR(st.st_mode):
+            yield from self.check_readable(path, st, None, "qmail's users", f"repair {path}")
+
+    def check_readable(
+        self, path: Path, st: os.stat_result, reader: Account | None, who: str, fix: str
+    ) -> Iterator[Finding]:
         failure = _can_open(path)
         if failure is not None:
-            yield self.finding(
-                ERROR, path, f"cannot be read: {failure.strerror}", f"repair or remove {path}"
-            )
-        elif not _readable_by(st, None):
-            yield self.finding(ERROR, path, "is not readable by qmail's users", f"chmod 644 {path}")
+            yield self.finding(ERROR, path, f"cannot be read: {failure.strerror}", fix)
+        elif not _readable_by(st, reader):
+            yield self.finding(ERROR, path, f"is not readable by {who}", f"chmod 644 {path}")
 
     def check_defaultdelivery(self, path: Path) -> Iterator[Finding]:
         try:
@@ -242,13 +244,7 @@ class Checker:
             if isinstance(st, OSError):
                 yield self.finding(ERROR, path, f"{_why(st)}: that mail is discarded", fix)
                 continue
-            failure = _can_open(path)
-            if failure is not None:
-                yield self.finding(ERROR, path, f"cannot be read: {failure.strerror}", fix)
-            elif not _readable_by(st, alias):
-                yield self.finding(
-                    ERROR, path, "is not readable by the alias user", f"chmod 644 {path}"
-                )
+            yield from self.check_readable(path, st, alias, "the alias user", fix)
 
 
 def check(root: Path) -> list[Finding]:
@@ -259,9 +255,13 @@ def has_errors(findings: list[Finding]) -> bool:
     return any(f.severity == ERROR for f in findings)
 
 
-def render_text(findings: list[Finding]) -> str:
+def _counts(findings: list[Finding]) -> tuple[int, int]:
     errors = sum(f.severity == ERROR for f in findings)
-    warnings = len(findings) - errors
+    return errors, len(findings) - errors
+
+
+def render_text(findings: list[Finding]) -> str:
+    errors, warnings = _counts(findings)
     lines = [f.line() for f in findings]
     if findings:
         lines.append(f"verify: {errors} error(s), {warnings} warning(s)")
@@ -271,11 +271,11 @@ def render_text(findings: list[Finding]) -> str:
 
 
 def render_json(findings: list[Finding]) -> str:
-    errors = sum(f.severity == ERROR for f in findings)
+    errors, warnings = _counts(findings)
     document = {
         "ok": errors == 0,
         "errors": errors,
-        "warnings": len(findings) - errors,
+        "warnings": warnings,
         "findings": [asdict(f) for f in findings],
     }
     return json.dumps(document, indent=2)
