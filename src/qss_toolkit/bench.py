@@ -1,0 +1,305 @@
+"""`python -m qss_toolkit bench`: how long the smoke pipeline's parts take, as medians of runs.
+
+The bench is a list of sections (SECTIONS); each adds its options, measures, and returns a
+Markdown table plus the raw numbers. Everything is printed and written to dist/bench.json.
+Not run by CI: it builds roots from the archive and boots many containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qss_toolkit import DIST
+from qss_toolkit.container import booted
+from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.rootfs import COPY_ENV, COPY_METHODS, RootfsCache
+from qss_toolkit.run import require, run
+from qss_toolkit.scenarios import package_files
+from qss_toolkit.targets import TARGETS, Target, select_targets
+
+log = logging.getLogger("qss_toolkit")
+
+Numbers = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SectionResult:
+    markdown: str
+    data: Numbers
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the bench: `measure(args)` returns its table and raw numbers."""
+
+    name: str
+    title: str
+    measure: Callable[[argparse.Namespace], SectionResult]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _targets(args: argparse.Namespace) -> list[Target]:
+    return select_targets(args.target)
+
+
+def _summary(samples: Sequence[float]) -> Numbers:
+    return {"median_s": round(median(samples), 3), "runs": [round(s, 3) for s in samples]}
+
+
+# -- sections ----------------------------------------------------------------------------------
+
+
+def measure_cold_roots(args: argparse.Namespace) -> SectionResult:
+    """mmdebstrap from the archive into an empty cache, per target (parallel builds excluded)."""
+    data: Numbers = {}
+    rows = []
+    for target in _targets(args):
+        samples = []
+        for _ in range(args.cold_runs):
+            with tempfile.TemporaryDirectory(prefix="qss-bench-cold-", dir=_scratch()) as tmp:
+                cache = RootfsCache(Path(tmp))
+                samples.append(timed(functools.partial(cache.ensure, target)))
+        data[target.name] = _summary(samples)
+        rows.append([target.name, target.suite, f"{median(samples):.1f} s", str(len(samples))])
+    table = markdown_table(["target", "suite", "cold root build (median)", "runs"], rows)
+    return SectionResult(table, data)
+
+
+def measure_checkout(args: argparse.Namespace) -> SectionResult:
+    """A run's private copy of a cached root: overlayfs mount vs `cp --reflink=auto -a`."""
+    target = _targets(args)[0]
+    cache = RootfsCache()
+    cache.ensure(target)
+    data: Numbers = {}
+    rows = []
+    saved = os.environ.get(COPY_ENV)
+    try:
+        for method in COPY_METHODS:
+            os.environ[COPY_ENV] = method
+            samples = []
+            for i in range(args.runs):
+                started = time.monotonic()
+                with cache.checkout(target, f"bench-{method}-{i}-{os.getpid()}"):
+                    ready = time.monotonic() - started
+                samples.append(time.monotonic() - started)
+                log.debug("%s: ready after %.2fs", method, ready)
+            data[method] = _summary(samples)
+            rows.append([method, f"{median(samples):.2f} s", str(len(samples))])
+    finally:
+        if saved is None:
+            os.environ.pop(COPY_ENV, None)
+        else:
+            os.environ[COPY_ENV] = saved
+    table = markdown_table(
+        [f"copy method ({target.name})", "create + delete (median)", "runs"], rows
+    )
+    return SectionResult(table, data)
+
+
+def measure_boot(args: argparse.Namespace) -> SectionResult:
+    """Start of systemd-nspawn to `systemctl is-system-running --wait` = running (warm cache)."""
+    data: Numbers = {}
+    rows = []
+    for target in _targets(args):
+        RootfsCache().ensure(target)
+        boots, totals = [], []
+        for _ in range(args.runs):
+            started = time.monotonic()
+            with booted(target) as container:
+                boots.append(container.boot_seconds)
+            totals.append(time.monotonic() - started)
+        data[target.name] = {"boot": _summary(boots), "boot_and_teardown": _summary(totals)}
+        rows.append(
+            [target.name, f"{median(boots):.2f} s", f"{median(totals):.2f} s", str(args.runs)]
+        )
+    header = ["target", "boot to running (median)", "copy + boot + teardown", "runs"]
+    return SectionResult(markdown_table(header, rows), data)
+
+
+def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, float]:
+    """One warm smoke run: seconds per target and the wall time of the whole run."""
+    from qss_toolkit import smoke
+
+    scenarios = smoke.select_scenarios(None)
+    cache = RootfsCache()
+    logs = Path(tempfile.mkdtemp(prefix="qss-bench-logs-"))
+    formats = sorted({t.family for t in targets})
+    try:
+        with smoke.previous_build(None, formats) as previous:
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                runs = list(
+                    pool.map(
+                        lambda t: smoke.run_target(
+                            t, scenarios, dist=dist, previous=previous, logs=logs, cache=cache
+                        ),
+                        targets,
+                    )
+                )
+            wall = time.monotonic() - started
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+    failed = [
+        f"{r.target}/{r.scenario}" for run_ in runs for r in run_.results if r.status != "pass"
+    ]
+    if failed:
+        log.warning("bench: smoke failures (times still count): %s", " ".join(failed))
+    result = {run_.target.name: run_.seconds for run_ in runs}
+    result["(matrix wall)"] = wall
+    return result
+
+
+def measure_smoke(args: argparse.Namespace) -> SectionResult:
+    """Warm smoke time per target (each alone, one job) and the whole matrix's wall time."""
+    targets = _targets(args)
+    for target in targets:
+        RootfsCache().ensure(target)
+    per_target: dict[str, list[float]] = {t.name: [] for t in targets}
+    walls: list[float] = []
+    for _ in range(args.runs):
+        for target in targets:
+            per_target[target.name].append(_smoke_once([target], 1, args.dist)[target.name])
+        walls.append(_smoke_once(targets, args.jobs, args.dist)["(matrix wall)"])
+    data: Numbers = {name: _summary(s) for name, s in per_target.items()}
+    data["matrix_wall"] = {**_summary(walls), "jobs": args.jobs, "cpus": os.cpu_count()}
+    rows = [[name, f"{median(s):.1f} s", str(len(s))] for name, s in per_target.items()]
+    rows.append(
+        [f"whole matrix, {args.jobs} jobs (wall)", f"{median(walls):.1f} s", str(len(walls))]
+    )
+    return SectionResult(markdown_table(["warm smoke", "median", "runs"], rows), data)
+
+
+def measure_piuparts(args: argparse.Namespace) -> SectionResult:
+    """The peer: piuparts' install/purge test of the same .deb on Debian 12."""
+    require("piuparts")
+    target = TARGETS["debian-12"]
+    debs = package_files(args.dist, "deb")
+    main_deb = debs.get("qmail-send-systemd")
+    if main_deb is None:
+        raise ConfigurationError(
+            f"no qmail-send-systemd .deb in {args.dist}", hint="nox -s packages"
+        )
+    samples, status = [], "pass"
+    for _ in range(args.piuparts_runs):
+        with tempfile.TemporaryDirectory(prefix="qss-piuparts-", dir=_scratch()) as tmp:
+            started = time.monotonic()
+            result = run(
+                [
+                    "piuparts",
+                    "--distribution=" + target.suite,
+                    "--mirror=" + target.mirror,
+                    "--tmpdir=" + tmp,
+                    "--no-upgrade-test",
+                    "--skip-logrotatefiles-test",
+                    main_deb,
+                ],
+                check=False,
+                capture=True,
+                timeout=1800,
+            )
+            samples.append(time.monotonic() - started)
+            if result.returncode != 0:
+                status = "FAIL: " + (result.stdout + result.stderr).strip().splitlines()[-1]
+    data: Numbers = {"debian-12": {**_summary(samples), "result": status}}
+    rows = [["piuparts install/purge (debian-12)", f"{median(samples):.1f} s", status]]
+    return SectionResult(markdown_table(["peer", "median", "result"], rows), data)
+
+
+def _flush_section() -> Section:
+    from qss_toolkit import bench_flush
+
+    def measure(args: argparse.Namespace) -> SectionResult:
+        return SectionResult(bench_flush.section(args), {"markdown": "see the table"})
+
+    return Section("flush", "Flush on reconnect", measure, bench_flush.add_arguments)
+
+
+def _scratch() -> Path:
+    path = RootfsCache().directory / "bench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", action="append", choices=list(TARGETS))
+    parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
+    parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")
+    parser.add_argument("--piuparts-runs", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--dist", type=Path, default=DIST)
+
+
+SECTIONS: list[Section] = [
+    Section("cold", "Cold root builds (mmdebstrap from the archive)", measure_cold_roots),
+    Section("checkout", "A run's private root", measure_checkout),
+    Section("boot", "Container boot", measure_boot),
+    Section("smoke", "Warm smoke runs", measure_smoke),
+    Section("piuparts", "Peer: piuparts on Debian 12", measure_piuparts),
+]
+
+
+def sections() -> list[Section]:
+    return [*SECTIONS, _flush_section()]
+
+
+def main(argv: Sequence[str]) -> int:
+    all_sections = sections()
+    parser = argparse.ArgumentParser(prog="python -m qss_toolkit bench", description=__doc__)
+    _common_arguments(parser)
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=[s.name for s in all_sections],
+        help="run only these sections (repeat); default: all",
+    )
+    for section in all_sections:
+        section.add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    if os.geteuid() != 0:
+        raise ConfigurationError("the bench boots containers and must run as root", hint="sudo")
+    chosen = [s for s in all_sections if not args.section or s.name in args.section]
+    report: Numbers = {"cpus": os.cpu_count(), "sections": {}}
+    out = ["# qmail-send-systemd bench", ""]
+    for section in chosen:
+        log.info("bench: %s", section.title)
+        result = section.measure(args)
+        report["sections"][section.name] = result.data
+        block = result.markdown
+        if not block.startswith("## "):
+            block = f"## {section.title}\n\n{block}"
+        out += [block, ""]
+        print(block + "\n", flush=True)
+    DIST.mkdir(exist_ok=True)
+    (DIST / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (DIST / "bench.md").write_text("\n".join(out))
+    print(f"wrote {DIST / 'bench.json'} and {DIST / 'bench.md'}")
+    return 0
