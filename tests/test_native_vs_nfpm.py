@@ -69,7 +69,9 @@ RPM_DEPS = {
     f"%{{{kind.upper()[:-1]}FLAGS:depflags}} %{{{kind.upper()[:-1]}VERSION}}\n]"
     for kind in ("requires", "provides", "conflicts", "obsoletes")
 }
-RPM_FIELDS = "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{LICENSE}|%{URL}|%{SUMMARY}"
+RPM_FIELDS = (
+    "%{NAME}|%{VERSION}|%{RELEASE}|%{ARCH}|%{LICENSE}|%{URL}|%{SUMMARY}|%{PACKAGER}|%{VENDOR}"
+)
 
 
 def _rpm(rpm: Path, fmt: str) -> list[str]:

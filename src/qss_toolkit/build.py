@@ -214,7 +214,14 @@ def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
 
 
 def rpm_preamble(main: payload.Package, ver: str) -> str:
-    return "\n".join([f"Summary:        {main.summary}", *_rpm_relations(main, ver)]) + "\n"
+    """The main package's preamble tags that its nfpm configuration holds."""
+    lines = [f"Summary:        {main.summary}"]
+    packager = (main.raw.get("rpm") or {}).get("packager")
+    if packager:
+        lines.append(f"Packager:       {packager}")
+    if main.raw.get("vendor"):
+        lines.append(f"Vendor:         {main.raw['vendor']}")
+    return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
 
 
 def _rpm_escape(text: str) -> str:
