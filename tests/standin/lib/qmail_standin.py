@@ -15,10 +15,17 @@ import grp
 import json
 import os
 import pwd
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Callable
+
+# Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
+# after a start must not kill a Python interpreter that is still starting (in C the window is
+# a few microseconds; here it is the interpreter's start-up). Blocked signals stay pending
+# across execve, so qmail-send still sees them.
+QMAIL_SEND_SIGNALS = {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
 
 QUEUE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce", "pid", "lock")
 
@@ -109,9 +116,18 @@ def append_standin_log(home: Path, name: str, line: str) -> None:
 
 
 def qmail_ids() -> dict[str, int]:
-    """uid of each qmail user and gid of each qmail group; raises KeyError for a missing one."""
-    ids = {name: pwd.getpwnam(name).pw_uid for name in USERS}
-    ids.update({name: grp.getgrnam(name).gr_gid for name in GROUPS})
+    """uid of each qmail user and gid of each qmail group; KeyError(name) for a missing one."""
+    ids = {}
+    for name in USERS:
+        try:
+            ids[name] = pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise KeyError(f"user {name}") from None
+    for name in GROUPS:
+        try:
+            ids[name] = grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise KeyError(f"group {name}") from None
     return ids
 
 
