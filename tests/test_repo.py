@@ -545,3 +545,21 @@ def test_the_projects_packages_publish_and_verify(
     for rpm in (out / "rpm/Packages").glob("*.rpm"):
         checked = _sh("rpm", "--dbpath", rpmdb, "-Kv", rpm).stdout
         assert f"key ID {keys['good'][1][-8:].lower()}: OK" in checked, checked
+
+
+def test_republishing_keeps_the_base_url_unless_given(
+    tmp_path: Path,
+    fixtures: dict[str, tuple[Path, Path]],
+    keys: dict[str, tuple[Path, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(signing.ENV_KEY_FILE, str(keys["good"][0]))
+    monkeypatch.setenv(signing.ENV_PASSPHRASE, PASSPHRASE)
+    dist = dist_with(tmp_path, fixtures["1.0.0"])
+    assert repo.main(["--dist", str(dist), "--base-url", "http://pkgs.example.net/q/"]) == 0
+    assert repo.main(["--dist", str(dist)]) == 0
+    sources = Deb822((dist / "repo" / repo.SOURCES_FILE).read_text(encoding="utf-8"))
+    assert sources["URIs"] == "http://pkgs.example.net/q/deb"
+    assert "baseurl=http://pkgs.example.net/q/rpm\n" in (dist / "repo" / repo.REPO_FILE).read_text(
+        encoding="utf-8"
+    )

@@ -412,6 +412,18 @@ def publish(
     return published
 
 
+def previous_base_url(out: Path) -> str | None:
+    """The base URL the published tree's .sources names, so a re-publish need not repeat it."""
+    try:
+        text = (out / SOURCES_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("URIs:") and line.rstrip().endswith("/deb"):
+            return line.split(":", 1)[1].strip()[: -len("/deb")]
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m qss_toolkit repo",
@@ -428,8 +440,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base-url",
-        default=PLACEHOLDER_BASE_URL,
-        help="URL the tree will be served at, for the client configuration files",
+        default=None,
+        help="URL the tree is served at, for the client files (default: the published tree's)",
     )
     p.add_argument(
         "--ephemeral-key",
@@ -445,12 +457,13 @@ def main(argv: list[str]) -> int:
         raise ConfigurationError(
             f"--suite {args.suite!r} is not a suite name", hint="--suite stable"
         )
+    out: Path = args.out if args.out is not None else args.dist / "repo"
     options = PublishOptions(
         dist=args.dist,
-        out=args.out if args.out is not None else args.dist / "repo",
+        out=out,
         suite=args.suite,
         prune=args.prune,
-        base_url=args.base_url,
+        base_url=args.base_url or previous_base_url(out) or PLACEHOLDER_BASE_URL,
     )
     config = KeyConfig.from_env(ephemeral=args.ephemeral_key)
     with signer(config) as key:
