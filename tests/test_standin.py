@@ -476,3 +476,48 @@ def test_install_layout(qmail: Qmail) -> None:
     import stat
 
     assert stat.S_ISFIFO((home / "queue" / "lock" / "trigger").stat().st_mode)
+
+
+def test_restart_keeps_deferred_mail(qmail: Qmail) -> None:
+    """A stop and a start never lose a queued message: qmail-send reloads info/ at start."""
+    port = free_port()
+    qmail.control("smtproutes", f":127.0.0.1:{port}\n")
+    proc = qmail.start()
+    qmail.sendmail("To: friend@example.org\n\nsurvives a restart\n", "-t")
+    qmail.wait_log("delivery 1: deferral: ")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    [number] = qmail.queue("info")
+    assert qmail.queue("mess") == qmail.queue("remote") == [number]
+    sink = SmtpSink(port=port)
+    try:
+        proc = qmail.start()
+        proc.send_signal(signal.SIGALRM)
+        qmail.wait_log("end msg ")
+        [(_, _, data)] = sink.messages
+        assert data.endswith(b"survives a restart\r\n")
+        assert qmail.queue("info") == qmail.queue("mess") == []
+    finally:
+        sink.close()
+
+
+def test_root_forward_and_program_delivery(qmail: Qmail, sink: SmtpSink, tmp_path: Path) -> None:
+    """~alias/.qmail-root forwards to a remote address (through qmail-queue) and runs a program,
+    as dot-qmail(5) says; the catch-all users/assign line stands in for the alias user."""
+    alias = qmail.home / "alias"
+    ran = tmp_path / "program-ran"
+    (alias / ".qmail-root").write_text(f"&admin@example.org\n|cat > {ran}\n")
+    (qmail.home / "users" / "assign").write_text(
+        f"+:alias:{os.getuid()}:{os.getgid()}:{alias}:-::\n.\n"
+    )
+    qmail.control("smtproutes", f":127.0.0.1:{sink.port}\n")
+    qmail.start()
+    qmail.sendmail("To: root\n\ncron says hi\n", "-t")
+    qmail.wait_log("end msg ", count=2)
+    log = qmail.log()
+    assert any(x.endswith("to local root@standin.test") for x in log)
+    assert any(": success: did_0+1+1/" in x for x in log)
+    [(sender, recipients, data)] = sink.messages
+    assert (sender, recipients) == ("tester@standin.test", ["admin@example.org"])
+    assert b"Delivered-To: root@standin.test\r\n" in data
+    assert ran.read_text().startswith("Return-Path: <tester@standin.test>\n")
