@@ -48,11 +48,13 @@ def _sh(
     )
 
 
-def build_fixture(dest: Path, version: str, *, name: str = FIXTURE) -> tuple[Path, Path]:
+def build_fixture(
+    dest: Path, version: str, *, name: str = FIXTURE, note: str = ""
+) -> tuple[Path, Path]:
     """A tiny arch-independent .deb and noarch .rpm of `version`, built with nfpm."""
     work = dest / f".build-{name}-{version}"
     work.mkdir(parents=True)
-    (work / "hello.txt").write_text(f"{name} {version}\n", encoding="utf-8")
+    (work / "hello.txt").write_text(f"{name} {version} {note}\n", encoding="utf-8")
     (work / "nfpm.yaml").write_text(
         f"name: {name}\narch: all\nplatform: linux\nversion: {version}\nrelease: '1'\n"
         "maintainer: Test <test@invalid>\ndescription: repository test fixture\n"
@@ -563,3 +565,43 @@ def test_republishing_keeps_the_base_url_unless_given(
     assert "baseurl=http://pkgs.example.net/q/rpm\n" in (dist / "repo" / repo.REPO_FILE).read_text(
         encoding="utf-8"
     )
+
+
+def test_swap_without_renameat2_and_the_publish_lock(
+    tmp_path: Path,
+    fixtures: dict[str, tuple[Path, Path]],
+    good: signing.Signer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dist = dist_with(tmp_path, fixtures["1.0.0"])
+    publish(dist, good)
+    # Kernels or file systems without RENAME_EXCHANGE take the two-rename path.
+    monkeypatch.setattr(repo, "_exchange", lambda a, b: False)
+    publish(dist_with(tmp_path, fixtures["1.1.0"]), good)
+    assert apt_versions(dist / "repo") == ["1.0.0-1", "1.1.0-1"]
+    assert sorted(p.name for p in dist.iterdir() if p.name.startswith(".repo")) == [".repo.lock"]
+    import fcntl
+
+    with open(dist / ".repo.lock", "w", encoding="ascii") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ConfigurationError, match="another publish"):
+            publish(dist, good)
+
+
+def test_a_rebuilt_same_version_replaces_the_file_with_a_warning(
+    tmp_path: Path,
+    fixtures: dict[str, tuple[Path, Path]],
+    good: signing.Signer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dist = dist_with(tmp_path, fixtures["1.0.0"])
+    publish(dist, good)
+    rebuilt = build_fixture(tmp_path / "rebuilt", "1.0.0", note="rebuilt")
+    dist_with(tmp_path, rebuilt)
+    caplog.set_level(logging.WARNING, logger="qss_toolkit")
+    publish(dist, good)
+    pooled = dist / f"repo/deb/pool/main/q/{FIXTURE}/{FIXTURE}_1.0.0-1_all.deb"
+    assert pooled.read_bytes() == rebuilt[0].read_bytes()
+    assert f"replaced {FIXTURE}_1.0.0-1_all.deb" in caplog.text
+    assert "publish a new version instead" in caplog.text
+    assert apt_versions(dist / "repo") == ["1.0.0-1"]
