@@ -132,6 +132,7 @@ class NspawnContainer(_RootDirectoryContainer):
         self.init_pid = 0
         self.boot_seconds = 0.0
         self.failed_units: list[str] = []
+        self.cgroups: list[Path] = []
 
     def nspawn_command(self) -> list[str]:
         # --register=no --keep-unit: PID 1 of the host need not be systemd (no machined here).
@@ -151,7 +152,12 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def start(self) -> None:
         started = time.monotonic()
-        argv = self.nspawn_command()
+        self.cgroups = make_cgroups(f"qss-{self.name}")
+        # Enter the container's own cgroup(s) first, then exec nspawn: with --keep-unit nspawn
+        # uses its caller's cgroup, and two containers sharing one would fight over it.
+        enter = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
+        procs = [str(c / "cgroup.procs") for c in self.cgroups]
+        argv = ["/bin/sh", "-c", enter, "sh", *procs, "--", *self.nspawn_command()]
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open("wb") as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.
@@ -243,7 +249,14 @@ class NspawnContainer(_RootDirectoryContainer):
         raise ContainerError(f"{self.name}: no host interface with ifindex {peer}")
 
     def stop(self) -> None:
-        """Power off (SIGTERM to nspawn), then kill the whole PID namespace if it lingers."""
+        """Power off (SIGTERM to nspawn), kill the PID namespace if it lingers, drop cgroups."""
+        try:
+            self._stop_processes()
+        finally:
+            for cgroup in self.cgroups:
+                remove_cgroup(cgroup)
+
+    def _stop_processes(self) -> None:
         proc = self.process
         if proc is None or proc.poll() is not None:
             return
@@ -301,6 +314,46 @@ class OfflineRoot(_RootDirectoryContainer):
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
+
+
+def cgroup_hierarchies() -> list[tuple[Path, str]]:
+    """(mount point, our path in it) of each hierarchy that systemd in a container uses:
+    name=systemd and the unified one on hybrid hosts, the single one on cgroup2-only hosts."""
+    mine: dict[str, str] = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        mine[controllers] = path
+    base = Path("/sys/fs/cgroup")
+    if (base / "cgroup.controllers").exists():
+        return [(base, mine.get("", "/"))]
+    found = []
+    if (base / "systemd" / "cgroup.procs").exists() and "name=systemd" in mine:
+        found.append((base / "systemd", mine["name=systemd"]))
+    if (base / "unified" / "cgroup.procs").exists() and "" in mine:
+        found.append((base / "unified", mine[""]))
+    return found
+
+
+def make_cgroups(name: str) -> list[Path]:
+    """A fresh cgroup called `name` under ours in each hierarchy."""
+    made = []
+    for mount, path in cgroup_hierarchies():
+        cgroup = mount / path.lstrip("/") / name
+        cgroup.mkdir(exist_ok=True)
+        made.append(cgroup)
+    return made
+
+
+def remove_cgroup(cgroup: Path) -> None:
+    """rmdir a cgroup and the ones the container made in it, deepest first (best effort)."""
+    for _ in range(50):
+        for directory, _subdirs, _files in sorted(os.walk(cgroup, topdown=False), reverse=True):
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        if not cgroup.exists():
+            return
+        time.sleep(0.1)
+    log.warning("could not remove cgroup %s (processes left in it?)", cgroup)
 
 
 def find_child(parent: int, comm: str) -> int:

@@ -273,6 +273,17 @@ class ScenarioContext:
     def show(self, prop: str, unit: str = UNIT) -> str:
         return self.check_output(["systemctl", "show", "-P", prop, unit]).strip()
 
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until this run of qmail-send has logged its first `status:` line: only then
+        are its signal handlers in place (a SIGALRM before that would kill it)."""
+        self.assert_active()
+        invocation = self.show("InvocationID")
+        self.wait_for(
+            f"journalctl -o cat _SYSTEMD_INVOCATION_ID={invocation} | grep -q '^status: local'",
+            timeout=timeout,
+            message="qmail-send to log `status: local ...` (ready for signals)",
+        )
+
     def main_pid_comm(self, unit: str = UNIT) -> str:
         pid = self.show("MainPID", unit)
         if pid in ("", "0"):

@@ -66,11 +66,7 @@ def _running_with_standin(ctx: ScenarioContext, *, previous: bool = False) -> No
     ctx.reset()
     ctx.install_standin()
     ctx.install_packages(previous=previous)
-    ctx.assert_active()
-    ctx.wait_for(
-        f'test "$(cat /proc/$(systemctl show -P MainPID {UNIT})/comm)" = qmail-send',
-        message="the main PID to be qmail-send",
-    )
+    ctx.wait_ready()
 
 
 def _queue_remote_messages(ctx: ScenarioContext, count: int = 3) -> None:

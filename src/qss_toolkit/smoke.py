@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -127,18 +128,25 @@ def run_target(
     cache: RootfsCache,
     keep: bool = False,
     report: Callable[[ScenarioResult], None] = lambda r: None,
+    cancel: threading.Event | None = None,
 ) -> TargetRun:
-    """Run `target`'s scenarios, each one timed and judged on its own."""
+    """Run `target`'s scenarios, each one timed and judged on its own.
+
+    When `cancel` is set (Ctrl-C in the main thread) no further scenario starts; the
+    container of the current one is torn down as usual.
+    """
     outcome = TargetRun(target)
     started = time.monotonic()
     for kind, group in plan(target, scenarios):
+        if cancel is not None and cancel.is_set():
+            break
         pending = list(group)
         try:
             with _container_for(kind, target, cache, keep) as container:
                 boot = getattr(container, "boot_seconds", None)
                 if isinstance(boot, float):
                     outcome.boot_seconds.append(boot)
-                while pending:
+                while pending and not (cancel is not None and cancel.is_set()):
                     current = pending.pop(0)
                     ctx = ScenarioContext(target, container, dist, previous)
                     result = run_scenario(ctx, current, logs / target.name / current.name)
@@ -322,7 +330,9 @@ def main(argv: Sequence[str]) -> int:
         # Build missing roots one at a time first: mmdebstrap is the heavy part of a cold run.
         for target in targets:
             cache.ensure(target)
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        cancel = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
+        try:
             runs = list(
                 pool.map(
                     lambda t: run_target(
@@ -334,10 +344,17 @@ def main(argv: Sequence[str]) -> int:
                         cache=cache,
                         keep=args.keep,
                         report=report,
+                        cancel=cancel,
                     ),
                     targets,
                 )
             )
+        except KeyboardInterrupt:
+            log.warning("interrupted: finishing the current scenarios and tearing down")
+            cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     wall = time.monotonic() - started
     DIST.mkdir(exist_ok=True)
     (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
