@@ -11,6 +11,7 @@ import lzma
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -407,6 +408,7 @@ def test_no_key_is_a_one_line_configuration_error(
         ("wrong passphrase", "gpg cannot sign"),
         ("two keys", "2 secret keys match"),
         ("id not in keyring", "no secret key with that id"),
+        ("expired key", "cannot sign"),
     ],
 )
 def test_bad_key_configuration(
@@ -434,6 +436,10 @@ def test_bad_key_configuration(
         both = tmp_path / "both.asc"
         both.write_text(good_file.read_text() + keys["other"][0].read_text(), encoding="ascii")
         env[signing.ENV_KEY_FILE] = str(both)
+    elif case == "expired key":
+        expired, _ = signing.generate_throwaway_key(tmp_path / "expired.asc", expire="seconds=1")
+        time.sleep(2)
+        env = {signing.ENV_KEY_FILE: str(expired)}
     elif case == "id not in keyring":
         empty = tmp_path / "gnupg"
         empty.mkdir(mode=0o700)

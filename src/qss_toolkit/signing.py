@@ -146,8 +146,9 @@ def generate_throwaway_key(
     *,
     name: str = "qmail-send-systemd throwaway test key",
     passphrase: str | None = None,
+    expire: str = "1d",
 ) -> tuple[Path, str]:
-    """Generate an RSA signing key valid for one day; write it armored to `dest`.
+    """Generate an RSA signing key valid for `expire` (gpg's syntax); write it armored to `dest`.
 
     Returns (dest, fingerprint). For tests and smoke runs: never a key to publish with.
     """
@@ -164,7 +165,7 @@ def generate_throwaway_key(
             f"{name} <throwaway@invalid>",
             "rsa3072",
             "sign",
-            "1d",
+            expire,
             input=pw + "\n",
         )
         keys = _secret_keys(home)
