@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import rootfs, smoke
-from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
+from qss_toolkit.container import (
+    NspawnContainer,
+    cgroup_hierarchies,
+    command_line,
+    find_child,
+    machine_name,
+    remove_cgroup,
+)
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.scenarios import (
     SCENARIOS,
@@ -296,3 +303,17 @@ def test_smoke_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(smoke.os, "geteuid", lambda: 1000)
     with pytest.raises(ConfigurationError, match="must run as root"):
         smoke.main(["--target", "debian-12"])
+
+
+def test_remove_cgroup_removes_nested_directories_deepest_first(tmp_path: Path) -> None:
+    top = tmp_path / "qss-x"
+    (top / "payload" / "system.slice" / "qmail-send.service").mkdir(parents=True)
+    (top / "supervisor").mkdir()
+    remove_cgroup(top)
+    assert not top.exists()
+
+
+def test_cgroup_hierarchies_are_under_sys_fs_cgroup() -> None:
+    for mount, path in cgroup_hierarchies():
+        assert mount.is_relative_to(Path("/sys/fs/cgroup"))
+        assert path.startswith("/")
