@@ -1,4 +1,4 @@
-"""The toolkit's error hierarchy: each error is one line for the user plus a hint, and an exit code."""
+"""The toolkit's error hierarchy: each error is one line for the user, a hint, and an exit code."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def run(
     *,
     check: bool = True,
     capture: bool = False,
-    input: str | bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: str | bytes | None = None,  # mirrors subprocess.run
     timeout: float | None = 600,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
