@@ -336,7 +336,10 @@ def test_private_key_and_passphrase_never_reach_output_or_logs(  # noqa: PLR0917
 
 
 def test_publishing_keeps_older_versions(
-    tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], good: signing.Signer
+    tmp_path: Path,
+    fixtures: dict[str, tuple[Path, Path]],
+    good: signing.Signer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     publish(dist_with(tmp_path, fixtures["1.0.0"]), good)
     published = publish(dist_with(tmp_path, fixtures["1.1.0"]), good)
@@ -345,10 +348,13 @@ def test_publishing_keeps_older_versions(
     assert rpm_versions(out) == ["1.0.0", "1.1.0"]
     assert len(published.debs) == 2
     assert len(published.rpms) == 2
-    # Publishing the same packages again changes nothing that clients see.
-    before = apt_versions(out)
+    # Publishing the same packages again changes nothing that clients see, and warns of nothing
+    # (the published RPM is signed, the one in dist/ is not: still the same build).
+    before = apt_versions(out), rpm_versions(out)
+    caplog.set_level(logging.WARNING, logger="qss_toolkit")
     publish(dist_with(tmp_path, fixtures["1.1.0"]), good)
-    assert apt_versions(out) == before
+    assert (apt_versions(out), rpm_versions(out)) == before
+    assert "replaced" not in caplog.text
 
 
 def test_prune_drops_versions_not_in_dist(
@@ -609,5 +615,6 @@ def test_a_rebuilt_same_version_replaces_the_file_with_a_warning(
     pooled = dist / f"repo/deb/pool/main/q/{FIXTURE}/{FIXTURE}_1.0.0-1_all.deb"
     assert pooled.read_bytes() == rebuilt[0].read_bytes()
     assert f"replaced {FIXTURE}_1.0.0-1_all.deb" in caplog.text
+    assert f"replaced {FIXTURE}-1.0.0-1.noarch.rpm" in caplog.text
     assert "publish a new version instead" in caplog.text
     assert apt_versions(dist / "repo") == ["1.0.0-1"]

@@ -138,12 +138,34 @@ def find_packages(dist: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Pat
     return debs, rpms
 
 
+def _rpm_identity(path: Path) -> str:
+    """What an RPM's signature does not change: its main header's and its payload's digests."""
+    return run(
+        [
+            "rpm",
+            "-qp",
+            "--nosignature",
+            "--nodigest",
+            "--qf",
+            "%{SHA256HEADER} %{PAYLOADDIGEST}",
+            path,
+        ],
+        capture=True,
+    ).stdout.strip()
+
+
+def _same_build(src: Path, dest: Path) -> bool:
+    if filecmp.cmp(src, dest, shallow=False):
+        return True
+    # A published RPM carries our signature and the one in dist/ does not: same build anyway.
+    return dest.suffix == ".rpm" and _rpm_identity(src) == _rpm_identity(dest)
+
+
 def _place(src: Path, dest: Path, replaced: list[str]) -> None:
-    """Copy `src` to `dest`; a different file already there under the same name is replaced."""
+    """Copy `src` to `dest`; a different build already there under the same name is replaced."""
     if dest.exists():
-        if filecmp.cmp(src, dest, shallow=False):
-            return
-        replaced.append(dest.name)
+        if not _same_build(src, dest):
+            replaced.append(dest.name)
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dest)
@@ -181,7 +203,11 @@ def stage_rpms(root: Path, rpms: Sequence[Path]) -> list[Path]:
         _place(path, dest, replaced)
         staged.append(dest)
     for name in replaced:
-        log.warning("replaced %s with a different file of the same version", name)
+        log.warning(
+            "replaced %s with a different build of the same version: publish a new version "
+            "instead, clients that cached the old one keep it",
+            name,
+        )
     return staged
 
 
