@@ -59,6 +59,8 @@ TOOLS: dict[str, Tool] = {
         Tool("systemd-nspawn", apt="systemd-container", dnf="systemd-container"),
         Tool("nsenter", apt="util-linux", dnf="util-linux"),
         Tool("gpg", apt="gnupg", dnf="gnupg2"),
+        Tool("gpgconf", apt="gpgconf", dnf="gnupg2"),
+        Tool("gpg-connect-agent", apt="gpgconf", dnf="gnupg2"),
         Tool("apt-ftparchive", apt="apt-utils", dnf="apt"),
         Tool("piuparts", apt="piuparts", dnf=None),
         Tool("ruff", apt=None, pip="ruff"),
