@@ -22,7 +22,10 @@ ME = "standin.test"
 
 
 def install(argv: list[str]) -> None:
-    """tests/standin/install.py's main(), run in this process (one interpreter less per test)."""
+    """tests/standin/install.py's main(), run in this process (one interpreter less per test).
+    QSS_STANDIN_PYTHON runs the programs with another interpreter (e.g. a Python 3.9)."""
+    python = os.environ.get("QSS_STANDIN_PYTHON")
+    argv = argv + (["--python", python] if python else [])
     spec = importlib.util.spec_from_file_location("standin_install", STANDIN / "install.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -110,10 +113,9 @@ class SmtpSink:
 class Qmail:
     """A stand-in installed under tmp_path; `start()` runs qmail-start as the unit would."""
 
-    def __init__(self, root: Path) -> None:
-        # QSS_STANDIN_PYTHON runs the programs with another interpreter (e.g. a Python 3.9).
-        python = os.environ.get("QSS_STANDIN_PYTHON")
-        install(["--root", str(root), "--me", ME] + (["--python", python] if python else []))
+    def __init__(self, root: Path, installed: bool = False) -> None:
+        if not installed:
+            install(["--root", str(root), "--me", ME])
         self.home = root / "var" / "qmail"
         self.bin = self.home / "bin"
         self.log_file = root / "qmail-send.log"
@@ -521,3 +523,30 @@ def test_root_forward_and_program_delivery(qmail: Qmail, sink: SmtpSink, tmp_pat
     assert (sender, recipients) == ("tester@standin.test", ["admin@example.org"])
     assert b"Delivered-To: root@standin.test\r\n" in data
     assert ran.read_text().startswith("Return-Path: <tester@standin.test>\n")
+
+
+def test_without_alias_files_root_mail_is_discarded(tmp_path: Path) -> None:
+    """Why verify insists on ~alias/.qmail-root, -postmaster and -mailer-daemon: without them
+    cron's mail to root bounces to root, the bounce double-bounces to postmaster, and qmail-send
+    discards the triple bounce."""
+    install(["--root", str(tmp_path), "--me", ME, "--broken", "no-alias-files"])
+    qmail = Qmail(tmp_path, installed=True)
+    alias = qmail.home / "alias"
+    (qmail.home / "users" / "assign").write_text(
+        f"+:alias:{os.getuid()}:{os.getgid()}:{alias}:-::\n.\n"
+    )
+    try:
+        qmail.start()
+        qmail.sendmail("To: root\n\nfrom cron\n", "-t", "-f", f"root@{ME}")
+        qmail.wait_log("triple bounce: discarding bounce/")
+        log = qmail.log()
+        failures = [x for x in log if ": failure: Sorry,_no_mailbox_here_by_that_name." in x]
+        # root; the bounce (to root); the double bounce (to postmaster)
+        assert len(failures) == 3
+        assert any(x.endswith("to local postmaster@standin.test") for x in log)
+        assert len([x for x in log if x.startswith("bounce msg ")]) == 2
+        assert os.listdir(alias / "Maildir" / "new") == []
+        qmail.wait_log("end msg ", count=3)
+        assert qmail.queue("info") == qmail.queue("mess") == []
+    finally:
+        qmail.stop()
