@@ -19,7 +19,8 @@ VERSION = version.read_version()
 PACKAGES = [p.name for p in payload.load_packages()]
 DEB_RELATIONS = (
     *("Depends", "Pre-Depends", "Recommends", "Suggests", "Provides", "Conflicts", "Breaks"),
-    *("Replaces", "Section", "Priority", "Architecture", "Version"),
+    *("Replaces", "Section", "Priority", "Architecture", "Version", "Homepage", "Maintainer"),
+    "Description",
 )
 
 

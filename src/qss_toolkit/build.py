@@ -177,9 +177,9 @@ BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder
 
 
 def debian_description(package: payload.Package) -> str:
-    lines = [f"Description: {package.summary}"]
-    for line in package.description.splitlines():
-        lines.append(" ." if not line.strip() or line.strip() == "." else f" {line}")
+    """Synopsis, then the extended text with " ." for blank lines, as nfpm writes it."""
+    lines = [f"Description: {package.synopsis}"]
+    lines += [f" {line}" if line.strip() else " ." for line in package.description.splitlines()]
     return "\n".join(lines)
 
 
@@ -236,9 +236,8 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
         out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
         out += _rpm_relations(package, ver)
         out.append("")
-    description = "\n".join(
-        "" if ln.strip() == "." else ln for ln in package.description.split("\n")
-    )
+    # nfpm's %description is the whole text, synopsis included; so is ours.
+    description = "\n".join([package.synopsis, package.description])
     out += [f"%description{n}", _rpm_escape(description), ""]
     units = " ".join(package.units())
     for script, path in package.scripts["rpm"].items():

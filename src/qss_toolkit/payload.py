@@ -74,8 +74,9 @@ class Package:
 
     name: str
     config: Path
-    summary: str
-    description: str  # the extended text, without the summary line
+    summary: str  # RPM's Summary (rpm.summary, else the synopsis)
+    synopsis: str  # the description's first line: Debian's short description
+    description: str  # the extended text, without the synopsis
     relations: dict[str, dict[str, tuple[str, ...]]]  # format -> relation -> entries
     scripts: dict[str, dict[str, str]]  # format -> {native script name: source path}
     files: tuple[PayloadFile, ...]
@@ -231,6 +232,7 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
         name=name,
         config=config,
         summary=str((raw.get("rpm") or {}).get("summary") or description.splitlines()[0]),
+        synopsis=description.splitlines()[0],
         description=description.split("\n", 1)[1].strip("\n"),
         relations=relations,
         scripts=scripts,
