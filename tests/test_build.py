@@ -188,6 +188,22 @@ def test_a_failing_build_leaves_dist_as_it_was(tmp_path: Path, monkeypatch: pyte
     assert [p.name for p in dist.iterdir()] == ["older.deb"]
 
 
+def test_broken_native_sources_stop_before_anything_is_written(tmp_path: Path):
+    for rel in ("debian", "rpm"):
+        shutil.copytree(PROJECT / rel, tmp_path / rel)
+    native = build.BUILDERS["native"]
+    native.check(tmp_path, payload.FORMATS)
+    spec = tmp_path / "rpm/qmail-send-systemd.spec"
+    spec.write_text(spec.read_text().replace("@VERSION@", "1.0"), encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="@VERSION@"):
+        native.check(tmp_path, ("rpm",))
+    native.check(tmp_path, ("deb",))
+    with (tmp_path / "debian/control").open("a") as control:
+        control.write("\nPackage: stale\n")
+    with pytest.raises(ConfigurationError, match="Source stanza only"):
+        native.check(tmp_path, ("deb",))
+
+
 def test_generated_native_metadata_matches_the_payload():
     packages = payload.load_packages()
     main, *_ = packages

@@ -73,6 +73,9 @@ class Builder:
     name: ClassVar[str]
     tools: ClassVar[dict[str, tuple[str, ...]]]  # format -> commands it needs
 
+    def check(self, root: Path, formats: tuple[str, ...]) -> None:
+        """Raise ConfigurationError if this builder's own sources are broken."""
+
     def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
         raise NotImplementedError
 
@@ -103,6 +106,20 @@ class NativeBuilder(Builder):
         "deb": ("dpkg-buildpackage", "dh", "fakeroot"),
         "rpm": ("rpmbuild",),
     }
+
+    def check(self, root: Path, formats: tuple[str, ...]) -> None:
+        spec = root / "rpm" / "qmail-send-systemd.spec"
+        if "rpm" in formats and "\nVersion:        @VERSION@\n" not in spec.read_text("utf-8"):
+            raise ConfigurationError(
+                "rpm/qmail-send-systemd.spec has no 'Version:        @VERSION@' line",
+                hint="the toolkit fills in the version from qmail_send_systemd.__version__",
+            )
+        control = (root / "debian" / "control").read_text(encoding="utf-8")
+        if "deb" in formats and ("\nSource: " not in control or "\nPackage:" in control):
+            raise ConfigurationError(
+                "debian/control must hold the Source stanza only",
+                hint="the binary stanzas are generated from packaging/nfpm/*.yaml",
+            )
 
     def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
         if fmt == "deb":
@@ -135,11 +152,6 @@ class NativeBuilder(Builder):
         sources = staging.parent / "rpm-sources"
         sources.mkdir()
         spec_text = (ctx.root / "rpm" / "qmail-send-systemd.spec").read_text(encoding="utf-8")
-        if "@VERSION@" not in spec_text:
-            raise ConfigurationError(
-                "rpm/qmail-send-systemd.spec has no 'Version: @VERSION@'",
-                hint="the toolkit fills in the version from qmail_send_systemd.__version__",
-            )
         spec = sources / "qmail-send-systemd.spec"
         spec.write_text(spec_text.replace("@VERSION@", ctx.version), encoding="utf-8")
         main, *_ = ctx.packages
