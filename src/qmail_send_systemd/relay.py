@@ -180,11 +180,13 @@ def plan(root: Path, smarthost: Smarthost | None, forward: str | None) -> list[T
     if not control.is_dir():
         raise HelperError(
             f"{control} does not exist: qmail is not installed under this root",
-            "install qmail first (Life with qmail, section 2)",
+            "install qmail first, as Life with qmail describes",
         )
     gid_qmail = lookup_group(root, QMAIL_GROUP)
     if gid_qmail is None:
-        raise HelperError(f"group {QMAIL_GROUP!r} not found", "create qmail's groups (LWQ 2.4.3)")
+        raise HelperError(
+            f"group {QMAIL_GROUP!r} not found", "create qmail's groups as Life with qmail describes"
+        )
     targets = []
     if smarthost is not None:
         path = control / "smtproutes"
@@ -206,7 +208,10 @@ def plan(root: Path, smarthost: Smarthost | None, forward: str | None) -> list[T
             )
         alias = lookup_user(root, ALIAS_USER)
         if alias is None:
-            raise HelperError(f"user {ALIAS_USER!r} not found", "create qmail's users (LWQ 2.4.3)")
+            raise HelperError(
+                f"user {ALIAS_USER!r} not found",
+                "create qmail's users as Life with qmail describes",
+            )
         home = root / alias.home.lstrip("/")
         if not home.is_dir():
             raise HelperError(f"{home} (~{ALIAS_USER}) does not exist", "reinstall qmail")
