@@ -107,6 +107,7 @@ def test_metadata_a_repository_accepts(packages):
 def test_maintainer_scripts_are_the_shared_ones(packages):
     main = packages[MAIN]
     assert main.scripts["deb"] == {
+        "preinst": "packaging/scripts/deb/preinst",
         "postinst": "packaging/scripts/deb/postinst",
         "prerm": "packaging/scripts/deb/prerm",
         "postrm": "packaging/scripts/deb/postrm",
@@ -297,6 +298,7 @@ PRERM = f"{HELPER} remove --family deb --stage prerm --action"
         ("deb/postinst", ["configure", ""], [f"{HELPER} configure --family deb"]),
         ("deb/postinst", ["configure", "0.9-1"], [f"{HELPER} configure --family deb --upgrade"]),
         ("deb/postinst", ["triggered", "x"], []),
+        ("deb/preinst", ["upgrade", "0.9-1"], []),
         ("deb/prerm", ["remove"], [f"{PRERM} remove"]),
         ("deb/prerm", ["upgrade", "1.1-1"], [f"{PRERM} upgrade"]),
         # DPKG_ROOT: another root, so no daemon-reload of this system
@@ -322,6 +324,25 @@ def test_deb_scripts_call_the_helper(
 )
 def test_rpm_scripts_pass_the_count_on(fake_root: Path, script: str, count: str, calls: list[str]):
     assert _run_script(SCRIPTS / "rpm" / script, fake_root, count, rpm=True) == calls
+
+
+def test_install_after_remove_is_a_first_install_again(fake_root: Path):
+    """dpkg passes the kept version to postinst after a remove; preinst tells it apart."""
+    marker = fake_root / "var/lib/qmail-send-systemd/reinstall"
+    assert _run_script(SCRIPTS / "deb/preinst", fake_root, "install", "0.9-1") == []
+    assert marker.exists()
+    calls = _run_script(SCRIPTS / "deb/postinst", fake_root, "configure", "0.9-1")
+    assert calls == [f"{HELPER} configure --family deb"]
+    assert not marker.parent.exists(), "no state of ours is left behind"
+    # a first install proper leaves no marker either
+    assert _run_script(SCRIPTS / "deb/preinst", fake_root, "install") == calls
+    assert not marker.parent.exists()
+
+
+def test_purge_removes_a_marker_left_by_an_aborted_install(fake_root: Path):
+    _run_script(SCRIPTS / "deb/preinst", fake_root, "install", "0.9-1")
+    _run_script(SCRIPTS / "deb/postrm", fake_root, "abort-install", "0.9-1")
+    assert not (fake_root / "var/lib/qmail-send-systemd").exists()
 
 
 def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path):

@@ -23,6 +23,7 @@ from qss_toolkit.run import require, run
 
 log = logging.getLogger("qss_toolkit")
 
+# The %systemd_* macro that runs, for the package's units, at the top of each scriptlet.
 RPM_SCRIPTLETS = {"post": "systemd_post", "preun": "systemd_preun", "postun": "systemd_postun"}
 
 
@@ -254,7 +255,7 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
     units = " ".join(package.units())
     for script, path in package.scripts["rpm"].items():
         out.append(f"%{script}{n}")
-        if units:
+        if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
         out += [_rpm_escape((staging / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
     out += [f"%files{n} -f {package.name}.files", "", ""]

@@ -31,8 +31,18 @@ NFPM_DIR = PROJECT_ROOT / "packaging" / "nfpm"
 FORMATS = ("deb", "rpm")
 # nfpm script keys -> the name of that script in each format.
 SCRIPT_NAMES: dict[str, dict[str, str]] = {
-    "deb": {"postinstall": "postinst", "preremove": "prerm", "postremove": "postrm"},
-    "rpm": {"postinstall": "post", "preremove": "preun", "postremove": "postun"},
+    "deb": {
+        "preinstall": "preinst",
+        "postinstall": "postinst",
+        "preremove": "prerm",
+        "postremove": "postrm",
+    },
+    "rpm": {
+        "preinstall": "pre",
+        "postinstall": "post",
+        "preremove": "preun",
+        "postremove": "postun",
+    },
 }
 VERSION_VARIABLE = "QSS_VERSION"
 GENERATED_PREFIX = "generated/"
