@@ -120,3 +120,11 @@ def test_driver_reports_lost_signals(tmp_path: Path) -> None:
     finally:
         os.kill(target.pid, signal.SIGTERM)
         target.wait(timeout=10)
+
+
+def test_numbers_hold_the_table_figures() -> None:
+    up = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030, 100))
+    data = bench_flush.numbers([up])["debian-12"]["up"]
+    assert data["events"] == 100 and data["lost"] == 0 and data["ok"] is True
+    assert data["hook_ms"]["median"] == 4.0 and data["alrm_ms"]["p95"] == 30.0
+    assert len(data["alrm_ms"]["samples"]) == 100

@@ -238,7 +238,7 @@ def _flush_section() -> Section:
     from qss_toolkit import bench_flush
 
     def measure(args: argparse.Namespace) -> SectionResult:
-        return SectionResult(bench_flush.section(args), {"markdown": "see the table"})
+        return SectionResult(*bench_flush.measure_section(args))
 
     return Section("flush", "Flush on reconnect", measure, bench_flush.add_arguments)
 

@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qss_toolkit import DIST
 from qss_toolkit.container import Container, booted
@@ -258,15 +259,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-events", type=int, default=DEFAULT_EVENTS)
 
 
-def section(args: argparse.Namespace) -> str:
-    """The bench's "flush latency" section: Markdown heading, table, and what it measures."""
+def numbers(stats: Sequence[FlushStats]) -> dict[str, Any]:
+    """The raw figures behind the table (milliseconds), for dist/bench.json."""
+    data: dict[str, Any] = {}
+    for s in stats:
+        row: dict[str, Any] = {"events": s.events, "lost": s.lost, "failed": s.failed}
+        for key, values in (("hook_ms", s.hook_ms), ("alrm_ms", s.alrm_ms)):
+            if values:
+                row[key] = {
+                    "median": round(statistics.median(values), 2),
+                    "p95": round(percentile(values, 95), 2),
+                    "samples": [round(v, 2) for v in values],
+                }
+        row["ok"] = s.ok()
+        data.setdefault(s.target, {})[s.action] = row
+    return data
+
+
+def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The bench's "flush" section: Markdown (heading, what is measured, table) and numbers."""
     names = args.flush_target or [DEFAULT_TARGET]
     if args.flush_events < 100:
         log.warning("flush bench: %d events per kind (the target is >= 100)", args.flush_events)
     stats = run_flush_bench(
         [TARGETS[n] for n in names], dist=getattr(args, "dist", DIST), events=args.flush_events
     )
-    return "\n".join(
+    markdown = "\n".join(
         [
             "## Flush on reconnect",
             "",
@@ -278,6 +296,11 @@ def section(args: argparse.Namespace) -> str:
             render(stats),
         ]
     )
+    return markdown, numbers(stats)
+
+
+def section(args: argparse.Namespace) -> str:
+    return measure_section(args)[0]
 
 
 def main(argv: Sequence[str]) -> int:
