@@ -618,3 +618,22 @@ def test_a_rebuilt_same_version_replaces_the_file_with_a_warning(
     assert f"replaced {FIXTURE}-1.0.0-1.noarch.rpm" in caplog.text
     assert "publish a new version instead" in caplog.text
     assert apt_versions(dist / "repo") == ["1.0.0-1"]
+
+
+def test_apt_indices_depend_only_on_the_packages(
+    tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], good: signing.Signer
+) -> None:
+    dist = dist_with(tmp_path, fixtures["1.0.0"], fixtures["1.1.0"])
+    trees = []
+    for name in ("a", "b"):
+        repo.publish(repo.PublishOptions(dist=dist, out=tmp_path / name), good)
+        trees.append(tmp_path / name / "deb/dists/stable")
+    for index in ("Packages", "Packages.gz", "Packages.xz"):
+        rel = f"main/binary-all/{index}"
+        assert (trees[0] / rel).read_bytes() == (trees[1] / rel).read_bytes(), index
+
+    def without_date(release: Path) -> list[str]:
+        lines = release.read_text(encoding="utf-8").splitlines()
+        return [line for line in lines if not line.startswith("Date:")]
+
+    assert without_date(trees[0] / "Release") == without_date(trees[1] / "Release")

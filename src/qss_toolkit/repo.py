@@ -2,8 +2,9 @@
 
 apt side: apt-ftparchive (Debian's apt-utils) rather than reprepro or aptly, because it keeps no
 database or daemon state beside the tree -- the published tree *is* the state, so "keep the older
-versions" is simply "start from the previous tree's pool/" -- and its output depends only on the
-files it is given. dnf side: createrepo_c, RPMs signed with rpmsign, repomd.xml signed detached.
+versions" is simply "start from the previous tree's pool/" -- it ships in Debian itself, and its
+indices depend only on the files it is given (Packages byte for byte, Release but for its Date).
+dnf side: createrepo_c, RPMs signed with rpmsign, repomd.xml signed detached.
 
 The new tree is built beside the old one and swapped in with one rename (renameat2
 RENAME_EXCHANGE where the kernel has it), so a failure at any step leaves the published tree as
