@@ -112,9 +112,10 @@ class _RootDirectoryContainer:
         run(["cp", "-a", "-T", self._host_path(src), dest])
 
     def _finish(
-        self, line: str, result: subprocess.CompletedProcess[str], check: bool
+        self, line: str, result: subprocess.CompletedProcess[str], check: bool, started: float
     ) -> subprocess.CompletedProcess[str]:
-        log.debug("[%s] $ %s -> %d", self.name, line, result.returncode)
+        seconds = time.monotonic() - started
+        log.debug("[%s] %.2fs $ %s -> %d", self.name, seconds, line, result.returncode)
         if check and result.returncode != 0:
             raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
         return result
@@ -192,7 +193,8 @@ class NspawnContainer(_RootDirectoryContainer):
                 ["systemctl", "is-system-running", "--wait"], check=False, timeout=BOOT_TIMEOUT
             )
             state = result.stdout.strip()
-            if state or time.monotonic() - started > BOOT_TIMEOUT:
+            # "offline": PID 1 has not yet made /run/systemd/system, so --wait did not wait.
+            if state not in ("", "offline") or time.monotonic() - started > BOOT_TIMEOUT:
                 return state or result.stderr.strip()
             time.sleep(0.1)
 
@@ -221,6 +223,7 @@ class NspawnContainer(_RootDirectoryContainer):
         timeout: float = 120,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
         argv = command_line(cmd)
         line = cmd if isinstance(cmd, str) else shlex.join(argv)
         enter = ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd"]
@@ -231,7 +234,7 @@ class NspawnContainer(_RootDirectoryContainer):
             input=input,
             timeout=timeout,
         )
-        return self._finish(line, result, check)
+        return self._finish(line, result, check, started)
 
     def journal(self, unit: str | None = None) -> str:
         argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]
@@ -294,6 +297,7 @@ class OfflineRoot(_RootDirectoryContainer):
         timeout: float = 120,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
         argv = command_line(cmd)
         line = cmd if isinstance(cmd, str) else shlex.join(argv)
         nspawn = [
@@ -310,7 +314,7 @@ class OfflineRoot(_RootDirectoryContainer):
             *_container_env(env),
         ]
         result = run([*nspawn, *argv], check=False, capture=True, input=input, timeout=timeout)
-        return self._finish(line, result, check)
+        return self._finish(line, result, check, started)
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results

@@ -13,6 +13,7 @@ Other modules add scenarios by defining them in a module named `qss_toolkit.scen
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 import shlex
@@ -97,20 +98,36 @@ def load_scenarios() -> dict[str, Scenario]:
     return SCENARIOS
 
 
-def package_files(directory: Path, family: str) -> dict[str, Path]:
-    """Package name -> file for every .deb or .rpm in `directory` (read from the files)."""
-    found: dict[str, Path] = {}
+@functools.lru_cache(maxsize=256)
+def _package_identity(path: str, mtime_ns: int, family: str) -> tuple[str, str]:
+    """(name, name-version-release) read from a package file; cached per file and mtime."""
+    if family == "deb":
+        out = run(
+            ["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", path], capture=True
+        )
+        name, version = out.stdout.strip().split("\t")
+        return name, f"{name}={version}"
+    qf = "%{NAME}\\t%{NAME}-%{VERSION}-%{RELEASE}"
+    out = run(["rpm", "-qp", "--nosignature", "--qf", qf, path], capture=True)
+    name, nevra = out.stdout.strip().split("\t")
+    return name, nevra
+
+
+def package_identities(directory: Path, family: str) -> dict[str, tuple[Path, str]]:
+    """Package name -> (file, versioned name) for every .deb or .rpm in `directory`."""
+    found: dict[str, tuple[Path, str]] = {}
     pattern = "*.deb" if family == "deb" else "*.rpm"
     for path in sorted(directory.glob(pattern)):
         if path.name.endswith(".src.rpm"):
             continue
-        if family == "deb":
-            cmd = ["dpkg-deb", "--field", str(path), "Package"]
-        else:
-            cmd = ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}", str(path)]
-        name = run(cmd, capture=True).stdout.strip()
-        found[name] = path
+        name, versioned = _package_identity(str(path), path.stat().st_mtime_ns, family)
+        found[name] = (path, versioned)
     return found
+
+
+def package_files(directory: Path, family: str) -> dict[str, Path]:
+    """Package name -> file for every .deb or .rpm in `directory` (read from the files)."""
+    return {name: path for name, (path, _) in package_identities(directory, family).items()}
 
 
 @dataclass
@@ -180,9 +197,14 @@ class ScenarioContext:
             cmd = f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {paths}"
         else:
             repo = self._rpm_repo(files, previous=previous)
+            # name-version-release: `dnf install NAME` would not upgrade an installed package.
+            directory = self.previous_dist if previous else self.dist
+            assert directory is not None
+            ids = package_identities(directory, "rpm")
+            nevras = " ".join(ids[n][1] for n in names)
             cmd = (
                 f"dnf -y --disablerepo='*' --repofrompath=qss,{repo} --enablerepo=qss"
-                f" --nogpgcheck --setopt=install_weak_deps=False install {' '.join(names)}"
+                f" --nogpgcheck --setopt=install_weak_deps=False install {nevras}"
             )
         if not check:
             return self.run(cmd, timeout=300)
@@ -224,16 +246,27 @@ class ScenarioContext:
         return self.check_output(["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", name]).strip()
 
     def reset(self) -> None:
-        """Purge every package of ours and clear admin state on the unit: a clean start."""
-        names = (SENDMAIL_PACKAGE, NM_PACKAGE, MAIN)
+        """Purge every package of ours and clear admin state on the unit: a clean start.
+
+        One shell command with dpkg/rpm directly (not apt/dnf): it runs before every scenario.
+        A removed .deb keeps its conffiles and enablement state until purged, so any state
+        but not-installed is purged.
+        """
+        names = " ".join((SENDMAIL_PACKAGE, NM_PACKAGE, MAIN))
         if self.target.family == "deb":
-            # A removed package keeps its conffiles and enablement state until it is purged.
-            ours = [n for n in names if self.deb_status(n) != "not-installed"]
+            find = (
+                f"for p in {names}; do"
+                " s=$(dpkg-query -W -f='${db:Status-Status}' $p 2>/dev/null) || continue;"
+                ' [ -n "$s" ] && [ "$s" != not-installed ] && set -- "$@" $p; done;'
+                ' [ $# -eq 0 ] || dpkg --purge "$@"'
+            )
         else:
-            ours = [n for n in names if self.installed(n)]
-        if ours:
-            self.purge(ours)
-        self.run(f"systemctl unmask {UNIT}; systemctl reset-failed {UNIT}; true")
+            find = (
+                f'for p in {names}; do rpm -q $p >/dev/null && set -- "$@" $p; done;'
+                ' [ $# -eq 0 ] || rpm -e "$@"'
+            )
+        clear = f"systemctl unmask {UNIT}; systemctl reset-failed {UNIT}; true"
+        self.check_output(f"set --; {find} && {{ {clear}; }}", timeout=300)
 
     # -- qmail -------------------------------------------------------------------------
 
@@ -242,7 +275,10 @@ class ScenarioContext:
         if not (STANDIN_DIR / "install.py").exists():
             raise ScenarioFailed(f"the qmail stand-in is missing: {STANDIN_DIR}/install.py")
         self.container.copy_into(STANDIN_DIR, "/srv/qss/standin")
-        self.check_output(["python3", "/srv/qss/standin/install.py", "--root", "/", "--users"])
+        # A fresh tree each time: no queue, control file or log left by an earlier scenario.
+        self.check_output(
+            "rm -rf /var/qmail && python3 /srv/qss/standin/install.py --root / --users"
+        )
 
     def remove_qmail(self) -> None:
         self.check_output(["rm", "-rf", "/var/qmail"])
