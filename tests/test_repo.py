@@ -387,7 +387,12 @@ def test_a_failed_publish_leaves_the_old_repository_intact(
 def test_no_key_is_a_one_line_configuration_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for var in (signing.ENV_KEY_ID, signing.ENV_KEY_FILE, signing.ENV_PASSPHRASE):
+    for var in (
+        signing.ENV_KEY_ID,
+        signing.ENV_KEY_FILE,
+        signing.ENV_PASSPHRASE,
+        signing.ENV_EPHEMERAL,
+    ):
         monkeypatch.delenv(var, raising=False)
     result = subprocess.run(
         ["python3", "-m", "qss_toolkit", "repo", "--dist", str(tmp_path)],
@@ -500,11 +505,25 @@ def test_key_rotation_resigns_kept_rpms(
 def test_ephemeral_key_signs_a_throwaway_repository(
     tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for var in (signing.ENV_KEY_ID, signing.ENV_KEY_FILE, signing.ENV_PASSPHRASE):
+    for var in (
+        signing.ENV_KEY_ID,
+        signing.ENV_KEY_FILE,
+        signing.ENV_PASSPHRASE,
+        signing.ENV_EPHEMERAL,
+    ):
         monkeypatch.delenv(var, raising=False)
     dist = dist_with(tmp_path, fixtures["1.0.0"])
     assert repo.main(["--dist", str(dist), "--ephemeral-key"]) == 0
     assert (dist / "repo/deb/dists/stable/InRelease").is_file()
+    # The variable ./run-tests sets does the same.
+    monkeypatch.setenv(signing.ENV_EPHEMERAL, "1")
+    assert repo.main(["--dist", str(dist), "--out", str(tmp_path / "env")]) == 0
+    _sh(
+        "gpgv",
+        "--keyring",
+        tmp_path / "env" / repo.APT_KEYRING,
+        tmp_path / "env/deb/dists/stable/InRelease",
+    )
 
 
 def test_one_family_alone_still_gives_both_valid_indices(

@@ -24,6 +24,7 @@ log = logging.getLogger("qss_toolkit")
 
 ENV_KEY_ID = "QSS_SIGNING_KEY_ID"
 ENV_KEY_FILE = "QSS_SIGNING_KEY_FILE"
+ENV_EPHEMERAL = "QSS_SIGNING_KEY_EPHEMERAL"  # "1": what --ephemeral-key does (./run-tests sets it)
 ENV_PASSPHRASE = "QSS_SIGNING_KEY_PASSPHRASE"  # noqa: S105 - a variable name
 
 # Digest for every signature we make: apt >= 2.7 (sqv) and rpm >= 4.18 refuse SHA-1.
@@ -48,6 +49,7 @@ class KeyConfig:
         key_file_s = env.get(ENV_KEY_FILE, "").strip()
         passphrase = env.get(ENV_PASSPHRASE) or None
         key_file = Path(key_file_s).expanduser() if key_file_s else None
+        ephemeral = ephemeral or env.get(ENV_EPHEMERAL) == "1"
         if key_id is None and key_file is None and not ephemeral:
             raise ConfigurationError(
                 f"no signing key configured: set {ENV_KEY_ID} (a key in your gpg keyring) or "
@@ -343,6 +345,7 @@ def _load(home: Path, config: KeyConfig) -> SecretKey:
     elif config.key_id is not None:
         _import_from_user_keyring(home, config)
     else:
+        log.warning("no signing key configured: signing with a throwaway key (tests only)")
         key_file, _ = generate_throwaway_key(home / "throwaway.asc")
         _gpg(home, "--import", key_file)
         key_file.unlink()
