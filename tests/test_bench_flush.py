@@ -124,7 +124,17 @@ def test_driver_reports_lost_signals(tmp_path: Path) -> None:
 
 def test_numbers_hold_the_table_figures() -> None:
     up = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030, 100))
-    data = bench_flush.numbers([up])["debian-12"]["up"]
+    run = bench_flush.FlushRun((up,), (), (("debian-12", "0.5 0.4 0.3", "0.6 0.4 0.3"),))
+    data = bench_flush.numbers(run)["debian-12"]["up"]
     assert data["events"] == 100 and data["lost"] == 0 and data["ok"] is True
     assert data["hook_ms"]["median"] == 4.0 and data["alrm_ms"]["p95"] == 30.0
     assert len(data["alrm_ms"]["samples"]) == 100
+
+
+def test_context_rows_follow_the_verdict_rows() -> None:
+    up = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030, 100))
+    tcpok = bench_flush.ContextTiming("debian-12", "stand-in qmail-tcpok", (40.0, 42.0, 80.0))
+    table = render([up], [tcpok]).splitlines()
+    assert (
+        table[-1] == "| debian-12 | - | context: stand-in qmail-tcpok | 3 | 42.0 ms | 80.0 ms | | |"
+    )

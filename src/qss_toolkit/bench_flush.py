@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -135,6 +136,42 @@ print(json.dumps(samples))
 """
 
 
+# Parts of the path timed alone, so the table can be read: what one systemctl call costs on this
+# machine (the hook makes two), and what the stand-in's qmail-tcpok costs in ExecReload (it is
+# a Python script; qmail's own is a small C program).
+CONTEXT_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("one `systemctl is-active` call", ("systemctl", "is-active", "--quiet", UNIT)),
+    ("stand-in qmail-tcpok (Python; qmail's is C)", ("/var/qmail/bin/qmail-tcpok",)),
+)
+CONTEXT_RUNS = 30
+TIMER = r"""
+import json, subprocess, sys, time
+runs = []
+for _ in range(int(sys.argv[1])):
+    start = time.monotonic()
+    subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    runs.append(time.monotonic() - start)
+print(json.dumps(runs))
+"""
+
+
+@dataclass(frozen=True)
+class ContextTiming:
+    target: str
+    what: str
+    ms: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FlushRun:
+    """Everything one bench run measured: the events, the context timings, the machine's load."""
+
+    stats: tuple[FlushStats, ...]
+    context: tuple[ContextTiming, ...]
+    load: tuple[tuple[str, str, str], ...]  # (target, load average before, after)
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
     ordered = sorted(values)
@@ -182,7 +219,7 @@ def _cell(values: Sequence[float]) -> tuple[str, str]:
     return f"{statistics.median(values):.1f} ms", f"{percentile(values, 95):.1f} ms"
 
 
-def render(stats: Sequence[FlushStats]) -> str:
+def render(stats: Sequence[FlushStats], context: Sequence[ContextTiming] = ()) -> str:
     """The flush table (Markdown), one row per measured path; the verdict is on p95."""
     lines = [
         "| target | event | measured | events | median | p95 | target | verdict |",
@@ -204,6 +241,9 @@ def render(stats: Sequence[FlushStats]) -> str:
                 f"| {s.target} | {event} | {what} | {s.events} | {median} | {p95} "
                 f"| < {limit:.0f} ms | {verdict} |"
             )
+    for c in context:
+        median, p95 = _cell(c.ms)
+        lines.append(f"| {c.target} | - | context: {c.what} | {len(c.ms)} | {median} | {p95} | | |")
     return "\n".join(lines)
 
 
@@ -234,19 +274,40 @@ def measure(container: Container, target: Target, event: Event, events: int) -> 
     return FlushStats.from_samples(target.name, event.action, samples)
 
 
+def time_commands(container: Container, target: Target) -> list[ContextTiming]:
+    timings = []
+    for what, argv in CONTEXT_COMMANDS:
+        result = container.run(
+            ["python3", "-c", TIMER, str(CONTEXT_RUNS), *argv], check=False, timeout=120
+        )
+        if result.returncode == 0:
+            ms = tuple(v * 1000 for v in json.loads(result.stdout.strip().splitlines()[-1]))
+            timings.append(ContextTiming(target.name, what, ms))
+    return timings
+
+
+def _loadavg(container: Container) -> str:
+    return " ".join(container.run(["cat", "/proc/loadavg"]).stdout.split()[:3])
+
+
 def run_flush_bench(
     targets: Sequence[Target], *, dist: Path = DIST, events: int = DEFAULT_EVENTS
-) -> list[FlushStats]:
+) -> FlushRun:
     """Boot each target, prepare it, and measure every event kind `events` times."""
-    results: list[FlushStats] = []
+    stats: list[FlushStats] = []
+    context: list[ContextTiming] = []
+    load: list[tuple[str, str, str]] = []
     for target in targets:
         with booted(target) as container:
             ctx = ScenarioContext(target=target, container=container, dist=dist)
             prepare(ctx)
+            before = _loadavg(container)
             for event in EVENTS:
                 log.info("flush bench: %s, %d x %s", target.name, events, event.action)
-                results.append(measure(container, target, event, events))
-    return results
+                stats.append(measure(container, target, event, events))
+            context += time_commands(container, target)
+            load.append((target.name, before, _loadavg(container)))
+    return FlushRun(tuple(stats), tuple(context), tuple(load))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,10 +320,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flush-events", type=int, default=DEFAULT_EVENTS)
 
 
-def numbers(stats: Sequence[FlushStats]) -> dict[str, Any]:
+def numbers(run: FlushRun) -> dict[str, Any]:
     """The raw figures behind the table (milliseconds), for dist/bench.json."""
     data: dict[str, Any] = {}
-    for s in stats:
+    for c in run.context:
+        data.setdefault(c.target, {})[f"context: {c.what}"] = {
+            "median": round(statistics.median(c.ms), 2),
+            "p95": round(percentile(c.ms, 95), 2),
+        }
+    for target, before, after in run.load:
+        data.setdefault(target, {})["loadavg"] = {"before": before, "after": after}
+    for s in run.stats:
         row: dict[str, Any] = {"events": s.events, "lost": s.lost, "failed": s.failed}
         for key, values in (("hook_ms", s.hook_ms), ("alrm_ms", s.alrm_ms)):
             if values:
@@ -281,9 +349,10 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     names = args.flush_target or [DEFAULT_TARGET]
     if args.flush_events < 100:
         log.warning("flush bench: %d events per kind (the target is >= 100)", args.flush_events)
-    stats = run_flush_bench(
+    run = run_flush_bench(
         [TARGETS[n] for n in names], dist=getattr(args, "dist", DIST), events=args.flush_events
     )
+    loads = "; ".join(f"{t}: {a} before, {b} after" for t, a, b in run.load)
     markdown = "\n".join(
         [
             "## Flush on reconnect",
@@ -291,12 +360,14 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "NetworkManager event -> dispatcher hook -> `systemctl --no-block reload` -> "
             "ExecReload (qmail-tcpok, `kill -ALRM`) -> SIGALRM at qmail-send (seen by strace), "
             "in a booted container with the qmail stand-in; the hook is run as "
-            "NetworkManager-dispatcher runs it.",
+            "NetworkManager-dispatcher runs it. Verdicts are on p95. The context rows time "
+            "parts of the path alone. Load average (1/5/15 min) on "
+            f"{os.cpu_count()} CPUs: {loads}.",
             "",
-            render(stats),
+            render(run.stats, run.context),
         ]
     )
-    return markdown, numbers(stats)
+    return markdown, numbers(run)
 
 
 def section(args: argparse.Namespace) -> str:
