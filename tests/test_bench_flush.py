@@ -77,9 +77,9 @@ def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
         stats = FlushStats.from_samples("host", "connectivity-change", samples)
         assert stats.events == 5 and stats.lost == 0 and stats.failed == 0
         # The signal left 20 ms after the hook started: arrival can be neither before that
-        # nor (on an idle machine) seconds later.
-        assert all(20.0 <= ms < 2000.0 for ms in stats.alrm_ms)
-        assert all(h < 1000.0 for h in stats.hook_ms)
+        # nor later than the driver waits for it.
+        assert all(20.0 <= ms < 5000.0 for ms in stats.alrm_ms)
+        assert all(h < 5000.0 for h in stats.hook_ms)
     finally:
         target.send_signal(signal.SIGTERM)
         target.wait(timeout=10)
