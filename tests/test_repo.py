@@ -656,3 +656,16 @@ def test_apt_indices_depend_only_on_the_packages(
         return [line for line in lines if not line.startswith("Date:")]
 
     assert without_date(trees[0] / "Release") == without_date(trees[1] / "Release")
+
+
+def test_only_packages_directly_in_dist_are_published(
+    tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], good: signing.Signer
+) -> None:
+    dist = dist_with(tmp_path, fixtures["1.0.0"])
+    stray = dist / "smoke-logs" / "debian-12"
+    stray.mkdir(parents=True)
+    shutil.copy2(fixtures["1.1.0"][0], stray)
+    shutil.copy2(fixtures["1.1.0"][1], stray)
+    published = publish(dist, good)
+    assert apt_versions(dist / "repo") == ["1.0.0-1"]
+    assert published.rpms == (f"{FIXTURE}-1.0.0-1.noarch.rpm",)

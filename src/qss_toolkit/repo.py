@@ -119,22 +119,22 @@ def read_rpm(path: Path) -> RpmPackage:
     return RpmPackage(path, name)
 
 
-def find_packages(dist: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
-    """The .deb and binary .rpm files under `dist`, skipping published repositories in it."""
-    skip = [p.resolve() for p in exclude]
+def find_packages(dist: Path) -> tuple[list[Path], list[Path]]:
+    """The .deb and binary .rpm files directly in `dist` (where `packages` writes them).
+
+    Not recursive: dist/ also holds the published repository, smoke logs and build scratch
+    directories, none of which is a package to publish.
+    """
     debs: list[Path] = []
     rpms: list[Path] = []
-    for path in sorted(dist.rglob("*")):
-        resolved = path.resolve()
-        if any(resolved == s or s in resolved.parents for s in skip):
+    for path in sorted(dist.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
             continue
-        if any(part.startswith(".") for part in path.relative_to(dist).parts):
-            continue
-        if path.name.endswith(".deb") and path.is_file():
+        if path.name.endswith(".deb"):
             debs.append(path)
         elif path.name.endswith(".src.rpm"):
             log.info("skipping source package %s (the dnf repository is binary)", path.name)
-        elif path.name.endswith(".rpm") and path.is_file():
+        elif path.name.endswith(".rpm"):
             rpms.append(path)
     return debs, rpms
 
@@ -411,7 +411,7 @@ def publish(
             raise ConfigurationError(
                 f"{options.dist} does not exist", hint="build the packages first: nox -s packages"
             )
-        found_debs, found_rpms = find_packages(options.dist, exclude=[out])
+        found_debs, found_rpms = find_packages(options.dist)
         debs = found_debs if debs is None else debs
         rpms = found_rpms if rpms is None else rpms
     if not debs and not rpms:
