@@ -317,3 +317,23 @@ def test_cgroup_hierarchies_are_under_sys_fs_cgroup() -> None:
     for mount, path in cgroup_hierarchies():
         assert mount.is_relative_to(Path("/sys/fs/cgroup"))
         assert path.startswith("/")
+
+
+def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import time
+
+    cache = rootfs.RootfsCache(tmp_path)
+    runs = tmp_path / "runs"
+    for name in ("stale", "held", "kept", "young"):
+        (runs / name / "root").mkdir(parents=True)
+    (runs / "kept" / rootfs.KEPT_MARKER).write_text("kept")
+    old = time.time() - 2 * rootfs.STALE_AFTER
+    for name in ("stale", "held", "kept"):
+        os.utime(runs / name, (old, old))
+    with (runs / "held.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        removed = cache.prune_stale_runs()
+    assert removed == [runs / "stale"]
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["held", "kept", "young"]

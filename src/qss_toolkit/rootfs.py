@@ -29,6 +29,9 @@ log = logging.getLogger("qss_toolkit")
 FORMAT_VERSION = 1
 COPY_METHODS = ("overlay", "copy")
 COPY_ENV = "QSS_ROOTFS_COPY"
+KEPT_MARKER = "KEPT"
+# A copy is stale when no run holds its lock and it is this old (older toolkits took no lock).
+STALE_AFTER = 3600.0
 
 # Run inside every fresh root (systemd-nspawn --pipe, systemd not running). NetworkManager is
 # masked so that it never runs beside the host's interfaces; the veth scenario unmasks it.
@@ -140,29 +143,67 @@ class RootfsCache:
 
     @contextlib.contextmanager
     def checkout(self, target: Target, name: str, *, keep: bool = False) -> Iterator[Path]:
-        """A private, writable copy of the cached root, removed on exit unless `keep`."""
+        """A private, writable copy of the cached root, removed on exit unless `keep`.
+
+        The run holds runs/NAME.lock while it lives, so that `prune_stale_runs()` can tell a
+        copy left by a killed run from one in use.
+        """
         lower = self.ensure(target)
-        work = self.directory / "runs" / name
-        work.mkdir(parents=True)
+        runs = self.directory / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        lock_path = runs / f"{name}.lock"
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            work = runs / name
+            work.mkdir()
+            root = work / "root"
+            try:
+                self._populate(lower, work, root)
+                yield root
+            finally:
+                if keep:
+                    (work / KEPT_MARKER).write_text("kept for debugging (QSS_KEEP_CONTAINER)\n")
+                else:
+                    self._discard(work)
+                    lock_path.unlink(missing_ok=True)
+
+    def _populate(self, lower: Path, work: Path, root: Path) -> None:
+        if copy_method() == "overlay":
+            (work / "upper").mkdir()
+            (work / "work").mkdir()
+            root.mkdir()
+            options = f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'work'}"
+            run(["mount", "-t", "overlay", "overlay", "-o", options, root])
+        else:
+            run(["cp", "-a", "--reflink=auto", lower, root])
+
+    def _discard(self, work: Path) -> None:
         root = work / "root"
-        method = copy_method()
-        mounted = False
-        try:
-            if method == "overlay":
-                (work / "upper").mkdir()
-                (work / "work").mkdir()
-                root.mkdir()
-                options = f"lowerdir={lower},upperdir={work / 'upper'},workdir={work / 'work'}"
-                run(["mount", "-t", "overlay", "overlay", "-o", options, root])
-                mounted = True
-            else:
-                run(["cp", "-a", "--reflink=auto", lower, root])
-            yield root
-        finally:
-            if not keep:
-                if mounted:
-                    run(["umount", "--lazy", root], check=False)
-                self._remove(work)
+        if os.path.ismount(root):
+            run(["umount", "--lazy", root], check=False)
+        self._remove(work)
+
+    def prune_stale_runs(self) -> list[Path]:
+        """Remove the copies that killed runs left behind (not held, not kept, an hour old)."""
+        runs = self.directory / "runs"
+        removed: list[Path] = []
+        if not runs.is_dir():
+            return removed
+        for work in sorted(p for p in runs.iterdir() if p.is_dir()):
+            if (work / KEPT_MARKER).exists() or time.time() - work.stat().st_mtime < STALE_AFTER:
+                continue
+            lock_path = runs / f"{work.name}.lock"
+            with lock_path.open("a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live run holds it
+                self._discard(work)
+                lock_path.unlink(missing_ok=True)
+                removed.append(work)
+        if removed:
+            log.info("removed %d stale root copies from killed runs", len(removed))
+        return removed
 
     @staticmethod
     def _remove(path: Path) -> None:

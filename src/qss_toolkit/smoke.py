@@ -317,6 +317,7 @@ def main(argv: Sequence[str]) -> int:
     if logs.exists():
         shutil.rmtree(logs)
     cache = RootfsCache()
+    cache.prune_stale_runs()
     for target in targets:
         if target.note:
             log.info("%s: %s", target.name, target.note)

@@ -1,0 +1,61 @@
+"""The container harness itself, against a real booted root (root, mmdebstrap, systemd-nspawn)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit.container import ContainerCommandFailed, booted, offline
+from qss_toolkit.targets import TARGETS
+
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(os.geteuid() != 0, reason="boots systemd-nspawn containers: needs root"),
+]
+
+TARGET = TARGETS["debian-12"]
+
+
+def test_boot_run_copy_journal_and_teardown(tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("from the host\n")
+    with booted(TARGET) as container:
+        root = container.root
+        assert container.run(["systemctl", "is-system-running"], check=False).stdout.strip() in (
+            "running",
+            "degraded",
+        )
+        assert container.run("readlink /proc/1/exe").stdout.strip().endswith("/systemd")
+        env = container.run("echo $LANG:$QSS_X", env={"QSS_X": "y"}).stdout.strip()
+        assert env == "C.UTF-8:y"
+        with pytest.raises(ContainerCommandFailed, match="exit 3: exit 3"):
+            container.run("exit 3")
+        container.copy_into(source, "/srv/test/in.txt")
+        assert container.run(["cat", "/srv/test/in.txt"]).stdout == "from the host\n"
+        container.run("echo back > /srv/test/out.txt")
+        container.copy_out("/srv/test/out.txt", tmp_path / "out.txt")
+        assert (tmp_path / "out.txt").read_text() == "back\n"
+        assert "systemd-journald" in container.journal(None)
+        cgroups = list(container.cgroups)
+        pid = container.process.pid if container.process else 0
+    assert not root.exists(), "the run's copy of the root was not removed"
+    assert not any(c.exists() for c in cgroups), "the container's cgroups were not removed"
+    assert not Path(f"/proc/{pid}").exists(), "systemd-nspawn is still running"
+
+
+def test_two_containers_do_not_share_state() -> None:
+    with booted(TARGET) as first, booted(TARGET) as second:
+        first.run("touch /etc/only-in-first")
+        assert second.run(["test", "-e", "/etc/only-in-first"], check=False).returncode == 1
+        first.run("systemctl stop systemd-logind")
+        assert second.run(["systemctl", "is-active", "systemd-logind"]).stdout.strip() == "active"
+
+
+def test_offline_root_has_no_running_systemd() -> None:
+    with offline(TARGET) as root:
+        state = root.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+        assert state == "offline"
+        root.run("touch /etc/offline-mark")
+        assert (root.root / "etc" / "offline-mark").exists()
