@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST
-from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.run import run
 from qss_toolkit.signing import KeyConfig, Signer, signer
 
@@ -397,6 +397,20 @@ def _publish_lock(out: Path) -> Iterator[None]:
         yield
 
 
+def packages_to_publish(dist: Path) -> tuple[list[Path], list[Path]]:
+    """find_packages(dist), or a configuration error when there is nothing to publish."""
+    if not dist.is_dir():
+        raise ConfigurationError(
+            f"{dist} does not exist", hint="build the packages first: nox -s packages"
+        )
+    debs, rpms = find_packages(dist)
+    if not debs and not rpms:
+        raise ConfigurationError(
+            f"no .deb or .rpm in {dist}", hint="build the packages first: nox -s packages"
+        )
+    return debs, rpms
+
+
 def publish(
     options: PublishOptions,
     key: Signer,
@@ -407,17 +421,9 @@ def publish(
     """Publish into options.out atomically. `debs`/`rpms` default to what options.dist holds."""
     out = options.out.resolve()
     if debs is None or rpms is None:
-        if not options.dist.is_dir():
-            raise ConfigurationError(
-                f"{options.dist} does not exist", hint="build the packages first: nox -s packages"
-            )
-        found_debs, found_rpms = find_packages(options.dist)
+        found_debs, found_rpms = packages_to_publish(options.dist)
         debs = found_debs if debs is None else debs
         rpms = found_rpms if rpms is None else rpms
-    if not debs and not rpms:
-        raise ConfigurationError(
-            f"no .deb or .rpm in {options.dist}", hint="build the packages first: nox -s packages"
-        )
     with _publish_lock(out):
         old = out if out.is_dir() else None
         new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
@@ -493,10 +499,9 @@ def main(argv: list[str]) -> int:
         base_url=args.base_url or previous_base_url(out) or PLACEHOLDER_BASE_URL,
     )
     config = KeyConfig.from_env(ephemeral=args.ephemeral_key)
+    debs, rpms = packages_to_publish(options.dist)  # before the key is even imported
     with signer(config) as key:
-        published = publish(options, key)
-    if not published.debs and not published.rpms:
-        raise CheckFailed(f"{published.out} holds no package")
+        published = publish(options, key, debs=debs, rpms=rpms)
     print(
         f"{published.out}: {len(published.debs)} .deb, {len(published.rpms)} .rpm, "
         f"signed by {published.fingerprint}"
