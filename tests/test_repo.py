@@ -206,6 +206,7 @@ def test_layout_and_client_configuration(
     )
     # The tree is readable by a web server running as another user.
     assert all(os.stat(p).st_mode & 0o005 == 0o005 for p in [out, *out.rglob("*")] if p.is_dir())
+    assert all(os.stat(p).st_mode & 0o004 for p in out.rglob("*") if p.is_file())
 
     sources = Deb822((out / repo.SOURCES_FILE).read_text(encoding="utf-8"))
     assert sources["Types"] == "deb"
