@@ -177,7 +177,11 @@ def test_layout_and_client_configuration(
     options = repo.PublishOptions(
         dist=dist, out=tmp_path / "out", base_url="http://127.0.0.1:8080/qss/"
     )
-    repo.publish(options, good)
+    previous_umask = os.umask(0o077)  # a strict publisher's umask
+    try:
+        repo.publish(options, good)
+    finally:
+        os.umask(previous_umask)
     out = tmp_path / "out"
     binary = out / "deb/dists/stable/main/binary-all"
     for rel in (

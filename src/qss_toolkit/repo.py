@@ -344,6 +344,15 @@ def build_tree(
     return Published(options.out, deb_files, tuple(p.name for p in all_rpms), key.fingerprint)
 
 
+def _make_world_readable(tree: Path) -> None:
+    """0755 directories, 0644 files: a web server running as another user must read them all,
+    whatever the publisher's umask (and mkdtemp's 0700) made of them."""
+    tree.chmod(0o755)
+    for path in tree.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -429,7 +438,7 @@ def publish(
         new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
         try:
             published = build_tree(new, old, debs=debs, rpms=rpms, options=options, key=key)
-            new.chmod(0o755)  # mkdtemp's 0700 would hide the tree from a web server
+            _make_world_readable(new)
             swap_into_place(new, out)
         except BaseException:
             shutil.rmtree(new, ignore_errors=True)
