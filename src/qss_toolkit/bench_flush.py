@@ -252,7 +252,7 @@ def prepare(ctx: ScenarioContext) -> None:
     ctx.install_standin()
     ctx.install_packages([MAIN, NM_PACKAGE])
     ctx.check_output(["systemctl", "start", UNIT])
-    ctx.assert_active()
+    ctx.wait_ready()  # a SIGALRM before qmail-send's handlers are in place would kill it
     if ctx.run(["sh", "-c", "command -v strace"]).returncode != 0:
         ctx.check_output(
             "DEBIAN_FRONTEND=noninteractive apt-get update -q"
