@@ -28,6 +28,7 @@ from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.rootfs import COPY_ENV, COPY_METHODS, RootfsCache
 from qss_toolkit.run import require, run
 from qss_toolkit.scenarios import package_files
+from qss_toolkit.smoke import default_jobs
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
 log = logging.getLogger("qss_toolkit")
@@ -149,6 +150,7 @@ def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, f
     """One warm smoke run: seconds per target and the wall time of the whole run."""
     from qss_toolkit import smoke
 
+    RootfsCache().prune_stale_runs()
     scenarios = smoke.select_scenarios(None)
     cache = RootfsCache()
     logs = Path(tempfile.mkdtemp(prefix="qss-bench-logs-"))
@@ -254,7 +256,7 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
     parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")
     parser.add_argument("--piuparts-runs", type=int, default=1)
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--dist", type=Path, default=DIST)
 
 
