@@ -187,7 +187,7 @@ def measure_smoke(args: argparse.Namespace) -> SectionResult:
         RootfsCache().ensure(target)
     per_target: dict[str, list[float]] = {t.name: [] for t in targets}
     walls: list[float] = []
-    for _ in range(args.runs):
+    for _ in range(args.smoke_runs):
         for target in targets:
             per_target[target.name].append(_smoke_once([target], 1, args.dist)[target.name])
         walls.append(_smoke_once(targets, args.jobs, args.dist)["(matrix wall)"])
@@ -254,6 +254,7 @@ def _scratch() -> Path:
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", action="append", choices=list(TARGETS))
     parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
+    parser.add_argument("--smoke-runs", type=int, default=3, help="warm smoke runs")
     parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")
     parser.add_argument("--piuparts-runs", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=default_jobs())
