@@ -337,3 +337,16 @@ def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
         removed = cache.prune_stale_runs()
     assert removed == [runs / "stale"]
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["held", "kept", "young"]
+
+
+def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> None:
+    import os
+    import signal
+
+    saved = signal.getsignal(signal.SIGTERM)
+    try:
+        smoke.interrupt_on_sigterm()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+    finally:
+        signal.signal(signal.SIGTERM, saved)

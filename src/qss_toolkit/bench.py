@@ -28,7 +28,7 @@ from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.rootfs import COPY_ENV, COPY_METHODS, RootfsCache
 from qss_toolkit.run import require, run
 from qss_toolkit.scenarios import package_files
-from qss_toolkit.smoke import default_jobs
+from qss_toolkit.smoke import default_jobs, interrupt_on_sigterm
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
 log = logging.getLogger("qss_toolkit")
@@ -289,6 +289,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(list(argv))
     if os.geteuid() != 0:
         raise ConfigurationError("the bench boots containers and must run as root", hint="sudo")
+    interrupt_on_sigterm()
     chosen = [s for s in all_sections if not args.section or s.name in args.section]
     report: Numbers = {"cpus": os.cpu_count(), "sections": {}}
     out = ["# qmail-send-systemd bench", ""]

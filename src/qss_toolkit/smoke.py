@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -316,9 +317,20 @@ def check_dist(dist: Path, targets: Sequence[Target]) -> None:
             )
 
 
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (a CI timeout, `kill`) into KeyboardInterrupt, so containers are torn down."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     require_root()
+    interrupt_on_sigterm()
     targets = select_targets(args.target)
     scenarios = select_scenarios(args.scenario)
     dist: Path = args.dist.resolve()
@@ -370,6 +382,9 @@ def main(argv: Sequence[str]) -> int:
     DIST.mkdir(exist_ok=True)
     (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
     print(render_table(runs))
+    for target in targets:
+        if target.note:
+            print(f"{target.name}: {target.note}")
     print(f"\nwall time {wall:.1f}s, jobs {args.jobs}; JUnit: {DIST / 'smoke-junit.xml'}")
     failures = failure_report(runs)
     if failures:
