@@ -41,6 +41,7 @@ def packages(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     """Boot each distro target with systemd as PID 1, install the packages, run the scenarios."""
     session.install("-e", ".", *GROUPS["test"])
+    session.run("pytest", "-m", "container", "tests/container")  # the harness itself first
     _toolkit(session, "smoke")
 
 
