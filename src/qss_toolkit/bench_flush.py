@@ -104,21 +104,22 @@ while tracer_pid() != tracer.pid:
     time.sleep(0.01)
 
 buffered = b""
-def next_alrm(timeout):
+def next_alrm(since, timeout):
+    # The first SIGALRM stamped at or after `since`: a late one from an earlier event is stale.
     global buffered
     end = time.monotonic() + timeout
-    while b"\n" not in buffered:
-        left = end - time.monotonic()
-        if left <= 0 or not select.select([tracer.stderr], [], [], left)[0]:
-            return None
-        chunk = os.read(tracer.stderr.fileno(), 4096)
-        if not chunk:
-            return None
-        buffered += chunk
-    line, buffered = buffered.split(b"\n", 1)
-    if b"SIGALRM" not in line:
-        return next_alrm(max(0.0, end - time.monotonic()))
-    return float(line.split()[0])
+    while True:
+        while b"\n" not in buffered:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([tracer.stderr], [], [], left)[0]:
+                return None
+            chunk = os.read(tracer.stderr.fileno(), 4096)
+            if not chunk:
+                return None
+            buffered += chunk
+        line, buffered = buffered.split(b"\n", 1)
+        if b"SIGALRM" in line and float(line.split()[0]) >= since:
+            return float(line.split()[0])
 
 samples = []
 for i in range(warmup + count):
@@ -126,7 +127,7 @@ for i in range(warmup + count):
     code = subprocess.run([HOOK, iface, action], env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     end = time.time()
-    alrm = next_alrm(5.0)
+    alrm = next_alrm(start, 5.0)
     if i >= warmup:
         samples.append({"hook": end - start, "alrm": None if alrm is None else alrm - start,
                         "code": code})
