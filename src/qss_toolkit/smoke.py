@@ -350,9 +350,8 @@ def main(argv: Sequence[str]) -> int:
     started = time.monotonic()
     formats = sorted({t.family for t in targets})
     with previous_build(args.previous, formats) as previous:
-        # Build missing roots one at a time first: mmdebstrap is the heavy part of a cold run.
-        for target in targets:
-            cache.ensure(target)
+        # A missing root is built by its target's first boot (RootfsCache locks per key), so on
+        # a cold cache the mmdebstrap runs overlap each other and the warm targets' scenarios.
         cancel = threading.Event()
         pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
         try:
