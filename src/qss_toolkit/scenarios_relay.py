@@ -164,6 +164,17 @@ SETUP_FILES = {
 LIST_BACKUPS = "ls -a /var/qmail/control /var/qmail/alias | grep -F .bak."
 
 
+def _restore_lwq_state(ctx: ScenarioContext) -> None:
+    """Leave the stand-in as LWQ leaves qmail (no smarthost, empty alias files): the next
+    scenario in this container reinstalls the stand-in, which keeps existing control files."""
+    alias_files = [p for p in SETUP_FILES if "/alias/" in p]
+    ctx.run(
+        "rm -f /var/qmail/control/smtproutes /var/qmail/control/*.bak.*"
+        " /var/qmail/alias/.qmail-*.bak.*; "
+        + "; ".join(f"[ ! -e {p} ] || : > {p}" for p in alias_files)
+    )
+
+
 @scenario("setup-relay-files")
 def setup_relay_files(ctx: ScenarioContext) -> None:
     """`setup` writes smtproutes and the alias forwards with the owners and modes qmail needs."""
@@ -171,31 +182,34 @@ def setup_relay_files(ctx: ScenarioContext) -> None:
     ctx.remove_qmail()  # a fresh LWQ state: empty alias files, no smtproutes
     ctx.install_standin()
     ctx.install_packages([MAIN])
-    setup = ["qmail-send-systemd", "setup", "--smarthost", SMARTHOST, "--forward-root", FORWARD]
-    ctx.check_output(setup)
-    for path, (content, meta) in SETUP_FILES.items():
-        seen = ctx.check_output(["cat", path])
-        ctx.expect(seen == content, f"{path} holds {seen!r}, expected {content!r}")
-        got = ctx.check_output(["stat", "-c", "%U:%G %a", path]).strip()
-        ctx.expect(got == meta, f"{path} is {got}, expected {meta}")
-    backups = ctx.check_output(f"{LIST_BACKUPS} | sort")
-    # LWQ's empty alias files were replaced, so each is kept; smtproutes did not exist.
-    ctx.expect(
-        len(backups.split()) == 3 and "smtproutes" not in backups,
-        f"expected a backup of each of the three alias files, found: {backups!r}",
-    )
-    again = ctx.check_output(setup)
-    ctx.expect(
-        again.count("unchanged") == len(SETUP_FILES), f"second run was not a no-op:\n{again}"
-    )
-    bad = ["qmail-send-systemd", "setup", "--smarthost", "bad host", "--forward-root", FORWARD]
-    refused = ctx.run(bad)
-    ctx.expect(refused.returncode == 2, f"a malformed host exited {refused.returncode}, not 2")
-    after = ctx.check_output(f"{LIST_BACKUPS} | sort")
-    ctx.expect(after == backups, f"a no-op or refused run made backups: {after!r}")
-    ctx.check_output(["qmail-send-systemd", "verify"])  # the alias files satisfy verify
-    # The service keeps running: qmail-remote and qmail-local read these at each delivery.
-    ctx.assert_active()
+    try:
+        setup = ["qmail-send-systemd", "setup", "--smarthost", SMARTHOST, "--forward-root", FORWARD]
+        ctx.check_output(setup)
+        for path, (content, meta) in SETUP_FILES.items():
+            seen = ctx.check_output(["cat", path])
+            ctx.expect(seen == content, f"{path} holds {seen!r}, expected {content!r}")
+            got = ctx.check_output(["stat", "-c", "%U:%G %a", path]).strip()
+            ctx.expect(got == meta, f"{path} is {got}, expected {meta}")
+        backups = ctx.check_output(f"{LIST_BACKUPS} | sort")
+        # LWQ's empty alias files were replaced, so each is kept; smtproutes did not exist.
+        ctx.expect(
+            len(backups.split()) == 3 and "smtproutes" not in backups,
+            f"expected a backup of each of the three alias files, found: {backups!r}",
+        )
+        again = ctx.check_output(setup)
+        ctx.expect(
+            again.count("unchanged") == len(SETUP_FILES), f"second run was not a no-op:\n{again}"
+        )
+        bad = ["qmail-send-systemd", "setup", "--smarthost", "bad host", "--forward-root", FORWARD]
+        refused = ctx.run(bad)
+        ctx.expect(refused.returncode == 2, f"a malformed host exited {refused.returncode}, not 2")
+        after = ctx.check_output(f"{LIST_BACKUPS} | sort")
+        ctx.expect(after == backups, f"a no-op or refused run made backups: {after!r}")
+        ctx.check_output(["qmail-send-systemd", "verify"])  # the alias files satisfy verify
+        # The service keeps running: qmail-remote and qmail-local read these at each delivery.
+        ctx.assert_active()
+    finally:
+        _restore_lwq_state(ctx)
 
 
 SINK_DIR = "/run/qss-smtp-sink"
@@ -333,3 +347,4 @@ def relay_root_mail_after_reconnect(ctx: ScenarioContext) -> None:
         ctx.expect(f"output of {tag}" in mail, f"the smarthost got another message:\n{mail}")
     finally:
         ctx.run(["systemctl", "stop", SINK_UNIT])
+        _restore_lwq_state(ctx)
