@@ -333,8 +333,13 @@ class ScenarioContext:
                 return line[len("-- cursor: ") :].strip()
         raise ScenarioFailed(f"journalctl printed no cursor: {out!r}")
 
+    def journal_sync(self) -> None:
+        """Make journald store every message sent so far (it lags behind under load)."""
+        self.check_output(["journalctl", "--sync"])
+
     def starts_since(self, cursor: str, unit: str = UNIT) -> int:
         """How many times systemd started `unit` after `cursor` (its start jobs that finished)."""
+        self.journal_sync()
         out = self.check_output(
             ["journalctl", "--quiet", f"--after-cursor={cursor}", "-o", "export", f"UNIT={unit}"]
         )

@@ -138,6 +138,7 @@ def stop_in_flight(ctx: ScenarioContext) -> None:
         ["/var/qmail/bin/qmail-inject", "slow"], input="To: slow\nSubject: slow\n\nslow\n"
     )
     ctx.wait_for("pgrep -x sleep >/dev/null", message="the slow delivery to start")
+    invocation = ctx.show("InvocationID")
     ctx.check_output(f"systemctl stop {UNIT}", timeout=180)
     ctx.assert_active(expected="inactive")
     signals = _signals(ctx)
@@ -145,7 +146,10 @@ def stop_in_flight(ctx: ScenarioContext) -> None:
     done = ctx.run(["cat", SLOW_MARK]).stdout
     ctx.expect("done" in done, "the delivery in flight was killed (KillMode=mixed lets it finish)")
     # qmail-send logs the delivery's end before it exits: it waited for the delivery in flight.
-    log = ctx.check_output(["journalctl", "-b", "-o", "cat", "-u", UNIT])
+    # Only this run's lines, and journald may still be writing them when the stop returns.
+    this_run = f"journalctl -o cat _SYSTEMD_INVOCATION_ID={invocation}"
+    ctx.wait_for(f"{this_run} | grep -q '^status: exiting'", message="`status: exiting`")
+    log = ctx.check_output(this_run)
     exiting = log.rfind("status: exiting")
     success = log.rfind(": success:", 0, exiting if exiting >= 0 else None)
     ctx.expect(exiting >= 0, "qmail-send never logged `status: exiting`")
