@@ -11,14 +11,8 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import rootfs, smoke
-from qss_toolkit.container import (
-    NspawnContainer,
-    cgroup_hierarchies,
-    command_line,
-    find_child,
-    machine_name,
-    remove_cgroup,
-)
+from qss_toolkit.cgroups import cgroup_hierarchies, in_cgroups, remove_cgroup
+from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.scenarios import (
     SCENARIOS,
@@ -311,6 +305,17 @@ def test_remove_cgroup_removes_nested_directories_deepest_first(tmp_path: Path) 
     (top / "supervisor").mkdir()
     remove_cgroup(top)
     assert not top.exists()
+
+
+def test_in_cgroups_enters_every_cgroup_before_the_command(tmp_path: Path) -> None:
+    cgroups = [tmp_path / "a", tmp_path / "b"]
+    for c in cgroups:
+        c.mkdir()
+    argv = in_cgroups(cgroups, ["sh", "-c", "echo ran $0", "x y"])
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert out == "ran x y\n"
+    pids = {(c / "cgroup.procs").read_text().strip() for c in cgroups}
+    assert len(pids) == 1 and pids.pop().isdigit()
 
 
 def test_cgroup_hierarchies_are_under_sys_fs_cgroup() -> None:

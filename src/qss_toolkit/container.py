@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
@@ -154,11 +155,7 @@ class NspawnContainer(_RootDirectoryContainer):
     def start(self) -> None:
         started = time.monotonic()
         self.cgroups = make_cgroups(f"qss-{self.name}")
-        # Enter the container's own cgroup(s) first, then exec nspawn: with --keep-unit nspawn
-        # uses its caller's cgroup, and two containers sharing one would fight over it.
-        enter = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
-        procs = [str(c / "cgroup.procs") for c in self.cgroups]
-        argv = ["/bin/sh", "-c", enter, "sh", *procs, "--", *self.nspawn_command()]
+        argv = in_cgroups(self.cgroups, self.nspawn_command())
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open("wb") as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.
@@ -287,6 +284,11 @@ class OfflineRoot(_RootDirectoryContainer):
     def __init__(self, root: Path, name: str) -> None:
         self.root = root
         self.name = name
+        self.cgroups = make_cgroups(f"qss-{name}")
+
+    def close(self) -> None:
+        for cgroup in self.cgroups:
+            remove_cgroup(cgroup)
 
     def run(
         self,
@@ -313,51 +315,17 @@ class OfflineRoot(_RootDirectoryContainer):
             "-i",
             *_container_env(env),
         ]
-        result = run([*nspawn, *argv], check=False, capture=True, input=input, timeout=timeout)
+        result = run(
+            in_cgroups(self.cgroups, [*nspawn, *argv]),
+            check=False,
+            capture=True,
+            input=input,
+            timeout=timeout,
+        )
         return self._finish(line, result, check, started)
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
-
-
-def cgroup_hierarchies() -> list[tuple[Path, str]]:
-    """(mount point, our path in it) of each hierarchy that systemd in a container uses:
-    name=systemd and the unified one on hybrid hosts, the single one on cgroup2-only hosts."""
-    mine: dict[str, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        mine[controllers] = path
-    base = Path("/sys/fs/cgroup")
-    if (base / "cgroup.controllers").exists():
-        return [(base, mine.get("", "/"))]
-    found = []
-    if (base / "systemd" / "cgroup.procs").exists() and "name=systemd" in mine:
-        found.append((base / "systemd", mine["name=systemd"]))
-    if (base / "unified" / "cgroup.procs").exists() and "" in mine:
-        found.append((base / "unified", mine[""]))
-    return found
-
-
-def make_cgroups(name: str) -> list[Path]:
-    """A fresh cgroup called `name` under ours in each hierarchy."""
-    made = []
-    for mount, path in cgroup_hierarchies():
-        cgroup = mount / path.lstrip("/") / name
-        cgroup.mkdir(exist_ok=True)
-        made.append(cgroup)
-    return made
-
-
-def remove_cgroup(cgroup: Path) -> None:
-    """rmdir a cgroup and the ones the container made in it, deepest first (best effort)."""
-    for _ in range(50):
-        for directory, _subdirs, _files in sorted(os.walk(cgroup, topdown=False), reverse=True):
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
-        if not cgroup.exists():
-            return
-        time.sleep(0.1)
-    log.warning("could not remove cgroup %s (processes left in it?)", cgroup)
 
 
 def find_child(parent: int, comm: str) -> int:
@@ -428,4 +396,8 @@ def offline(
     cache = cache or RootfsCache()
     name = machine_name(target)
     with cache.checkout(target, name, keep=keep_requested(keep)) as root:
-        yield OfflineRoot(root, name)
+        container = OfflineRoot(root, name)
+        try:
+            yield container
+        finally:
+            container.close()

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.run import run
 from qss_toolkit.targets import Target
@@ -114,23 +115,7 @@ class RootfsCache:
             self._remove(tmp)
             try:
                 run(mmdebstrap_command(target, tmp), timeout=900)
-                for step in (*COMMON_CUSTOMIZE, *target.customize):
-                    run(
-                        [
-                            "systemd-nspawn",
-                            "--quiet",
-                            "--register=no",
-                            "--keep-unit",
-                            "--pipe",
-                            f"--directory={tmp}",
-                            "--",
-                            "/bin/sh",
-                            "-ec",
-                            step,
-                        ],
-                        capture=True,
-                        timeout=600,
-                    )
+                self._customize(target, tmp)
                 (tmp / "etc" / "qss-rootfs.json").write_text(
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
@@ -140,6 +125,29 @@ class RootfsCache:
             self.last_build_seconds[target.name] = time.monotonic() - started
             log.info("%s: root built in %.1fs", target.name, self.last_build_seconds[target.name])
             return final
+
+    @staticmethod
+    def _customize(target: Target, tmp: Path) -> None:
+        """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
+        cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
+        try:
+            for step in (*COMMON_CUSTOMIZE, *target.customize):
+                nspawn = [
+                    "systemd-nspawn",
+                    "--quiet",
+                    "--register=no",
+                    "--keep-unit",
+                    "--pipe",
+                    f"--directory={tmp}",
+                    "--",
+                    "/bin/sh",
+                    "-ec",
+                    step,
+                ]
+                run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
+        finally:
+            for cgroup in cgroups:
+                remove_cgroup(cgroup)
 
     @contextlib.contextmanager
     def checkout(self, target: Target, name: str, *, keep: bool = False) -> Iterator[Path]:
