@@ -9,6 +9,7 @@ root where systemd is NOT running (an image build or chroot install). Scenarios 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
@@ -92,7 +93,7 @@ def _container_env(env: Mapping[str, str] | None) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-class _RootDirectoryContainer:
+class _RootDirectoryContainer(abc.ABC):
     """Shared part of the nspawn containers: the root is a directory on the host."""
 
     name: str
@@ -112,9 +113,30 @@ class _RootDirectoryContainer:
         dest.parent.mkdir(parents=True, exist_ok=True)
         run(["cp", "-a", "-T", self._host_path(src), dest])
 
-    def _finish(
-        self, line: str, result: subprocess.CompletedProcess[str], check: bool, started: float
+    @abc.abstractmethod
+    def _host_command(self, inner: list[str]) -> list[str]:
+        """The host argv that runs `inner` (already wrapped in `env -i`) inside this root."""
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        started = time.monotonic()
+        argv = command_line(cmd)
+        line = cmd if isinstance(cmd, str) else shlex.join(argv)
+        inner = ["/usr/bin/env", "-i", *_container_env(env), *argv]
+        result = run(
+            self._host_command(inner),
+            check=False,
+            capture=True,
+            input=input,
+            timeout=timeout,
+        )
         seconds = time.monotonic() - started
         log.debug("[%s] %.2fs $ %s -> %d", self.name, seconds, line, result.returncode)
         if check and result.returncode != 0:
@@ -211,27 +233,8 @@ class NspawnContainer(_RootDirectoryContainer):
             time.sleep(0.05)
         raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
 
-    def run(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 120,
-        env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        argv = command_line(cmd)
-        line = cmd if isinstance(cmd, str) else shlex.join(argv)
-        enter = ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd"]
-        result = run(
-            [*enter, "--", "/usr/bin/env", "-i", *_container_env(env), *argv],
-            check=False,
-            capture=True,
-            input=input,
-            timeout=timeout,
-        )
-        return self._finish(line, result, check, started)
+    def _host_command(self, inner: list[str]) -> list[str]:
+        return ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd", "--", *inner]
 
     def journal(self, unit: str | None = None) -> str:
         argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]
@@ -290,18 +293,7 @@ class OfflineRoot(_RootDirectoryContainer):
         for cgroup in self.cgroups:
             remove_cgroup(cgroup)
 
-    def run(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 120,
-        env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        argv = command_line(cmd)
-        line = cmd if isinstance(cmd, str) else shlex.join(argv)
+    def _host_command(self, inner: list[str]) -> list[str]:
         nspawn = [
             "systemd-nspawn",
             "--register=no",
@@ -311,18 +303,8 @@ class OfflineRoot(_RootDirectoryContainer):
             f"--machine={self.name}",
             f"--directory={self.root}",
             "--",
-            "/usr/bin/env",
-            "-i",
-            *_container_env(env),
         ]
-        result = run(
-            in_cgroups(self.cgroups, [*nspawn, *argv]),
-            check=False,
-            capture=True,
-            input=input,
-            timeout=timeout,
-        )
-        return self._finish(line, result, check, started)
+        return in_cgroups(self.cgroups, [*nspawn, *inner])
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
