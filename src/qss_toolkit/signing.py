@@ -87,6 +87,19 @@ def _gpg(home: Path, *args: Arg, input: str | None = None, capture: bool = True)
     return result.stdout or ""
 
 
+def _gpg_with_passphrase(home: Path, passphrase: str | None, *args: Arg) -> str:
+    """`_gpg` for the commands that need the key's passphrase: it goes through gpg's stdin."""
+    return _gpg(
+        home,
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase-fd",
+        "0",
+        *args,
+        input=(passphrase or "") + "\n",
+    )
+
+
 def _new_home(prefix: str) -> Path:
     # mkdtemp makes it 0700, which gpg insists on; /tmp keeps the agent's socket path short
     # (a long GNUPGHOME under a deep build directory overflows sun_path).
@@ -156,33 +169,20 @@ def generate_throwaway_key(
     """
     home = _new_home("qss-gen-")
     try:
-        pw = passphrase or ""
-        _gpg(
+        _gpg_with_passphrase(
             home,
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase-fd",
-            "0",
+            passphrase,
             "--quick-generate-key",
             f"{name} <throwaway@invalid>",
             "rsa3072",
             "sign",
             expire,
-            input=pw + "\n",
         )
         keys = _secret_keys(home)
         if len(keys) != 1:
             raise CommandFailed(f"gpg generated {len(keys)} keys, expected 1")
-        armored = _gpg(
-            home,
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase-fd",
-            "0",
-            "--armor",
-            "--export-secret-keys",
-            keys[0].fingerprint,
-            input=pw + "\n",
+        armored = _gpg_with_passphrase(
+            home, passphrase, "--armor", "--export-secret-keys", keys[0].fingerprint
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -216,22 +216,13 @@ class Signer:
         return dest
 
     def clearsign(self, src: Path, dest: Path) -> Path:
-        if dest.exists():
-            dest.unlink()
-        _gpg(
-            self.home,
-            "--local-user",
-            self.fingerprint,
-            "--digest-algo",
-            DIGEST,
-            "--output",
-            dest,
-            "--clearsign",
-            src,
-        )
-        return dest
+        return self._sign("--clearsign", src, dest, armor=False)
 
     def detach_sign(self, src: Path, dest: Path, *, armor: bool = True) -> Path:
+        return self._sign("--detach-sign", src, dest, armor=armor)
+
+    def _sign(self, command: str, src: Path, dest: Path, *, armor: bool) -> Path:
+        """Sign `src` into `dest` (replaced) with this key and DIGEST; `command` is gpg's mode."""
         if dest.exists():
             dest.unlink()
         args: list[Arg] = [
@@ -241,7 +232,7 @@ class Signer:
             DIGEST,
             "--output",
             dest,
-            "--detach-sign",
+            command,
         ]
         if armor:
             args.insert(0, "--armor")
@@ -296,16 +287,8 @@ def _import_from_user_keyring(home: Path, config: KeyConfig) -> None:
         )
     try:
         # Exporting needs the passphrase (gpg-agent re-protects the exported key with it).
-        armored = _gpg(
-            user_home,
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase-fd",
-            "0",
-            "--armor",
-            "--export-secret-keys",
-            config.key_id,
-            input=(config.passphrase or "") + "\n",
+        armored = _gpg_with_passphrase(
+            user_home, config.passphrase, "--armor", "--export-secret-keys", config.key_id
         )
     except CommandFailed:
         # `from None`: the failed command's captured output is not worth the risk of echoing key
