@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 
 from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE, UNIT, ScenarioContext, scenario
+from qss_toolkit.targets import APT_SUBSET_LIST
 
 QMAIL_SENDMAIL = "/var/qmail/bin/sendmail"
 SENDMAIL_LINKS = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
@@ -90,20 +91,28 @@ def sendmail_git_send_email(ctx: ScenarioContext) -> None:
     ctx.assert_active()
 
 
+# apt with the slice of Debian's archive that the root keeps (targets.apt_subset_script): the
+# archive's own stanzas and .debs for bsd-mailx and the MTA apt picks for it, read offline.
+APT_DEBIAN = (
+    "DEBIAN_FRONTEND=noninteractive apt-get -q"
+    f" -o Dir::Etc::SourceList={APT_SUBSET_LIST} -o Dir::Etc::SourceParts=/nonexistent"
+)
+
+
 @scenario("sendmail-mta-for-apt", families=("deb",))
 def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
     """With the sendmail package, bsd-mailx pulls in no other MTA; a purge leaves no link."""
     ctx.reset()
     ctx.install_standin()
-    ctx.check_output("DEBIAN_FRONTEND=noninteractive apt-get update -q", timeout=300)
+    ctx.check_output(f"{APT_DEBIAN} update", timeout=300)
     # The control: without us, bsd-mailx's `default-mta | mail-transport-agent` brings exim4.
-    plain = ctx.check_output("apt-get install -s -y bsd-mailx", timeout=300)
+    plain = ctx.check_output(f"{APT_DEBIAN} install -s -y bsd-mailx", timeout=300)
     ctx.expect(
         any(line.startswith("Inst exim4") for line in plain.splitlines()),
         "control failed: without the sendmail package apt would not install exim4 for bsd-mailx",
     )
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
-    ctx.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -q bsd-mailx", timeout=300)
+    ctx.check_output(f"{APT_DEBIAN} install -y bsd-mailx", timeout=300)
     installed = ctx.run(
         ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\\n", *MTA_FAMILY_PACKAGES]
     ).stdout
@@ -115,10 +124,7 @@ def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
         _sendmail_target(ctx, "/usr/sbin/sendmail") == QMAIL_SENDMAIL,
         "/usr/sbin/sendmail is not qmail's after installing bsd-mailx",
     )
-    ctx.check_output(
-        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q bsd-mailx " + SENDMAIL_PACKAGE,
-        timeout=300,
-    )
+    ctx.check_output(f"{APT_DEBIAN} purge -y bsd-mailx {SENDMAIL_PACKAGE}", timeout=300)
     for link in SENDMAIL_LINKS:
         ctx.expect(ctx.run(["test", "-L", link]).returncode != 0, f"{link} is left after the purge")
     ctx.check_output(["test", "-x", QMAIL_SENDMAIL])  # qmail's own file is never ours to remove
