@@ -98,6 +98,18 @@ def good(keys: dict[str, tuple[Path, str]]) -> Iterator[signing.Signer]:
         yield s
 
 
+@pytest.fixture
+def no_key_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of the signing key's variables is set, whatever the caller's environment holds."""
+    for var in (
+        signing.ENV_KEY_ID,
+        signing.ENV_KEY_FILE,
+        signing.ENV_PASSPHRASE,
+        signing.ENV_EPHEMERAL,
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
 def dist_with(tmp_path: Path, *pairs: tuple[Path, Path]) -> Path:
     dist = tmp_path / "dist"
     dist.mkdir(exist_ok=True)
@@ -168,6 +180,15 @@ def rpm_versions(out: Path) -> list[str]:
     return sorted(
         line.split('ver="')[1].split('"')[0] for line in primary.splitlines() if "<version " in line
     )
+
+
+def assert_rpms_signed_by(out: Path, fingerprint: str, rpmdb: Path) -> None:
+    """Each RPM of the repository `out` passes rpm -K with its published key, from `fingerprint`."""
+    rpmdb.mkdir()
+    _sh("rpm", "--dbpath", rpmdb, "--import", out / repo.RPM_KEY)
+    for rpm in sorted((out / "rpm/Packages").glob("*.rpm")):
+        checked = _sh("rpm", "--dbpath", rpmdb, "-Kv", rpm).stdout
+        assert f"key ID {fingerprint[-8:].lower()}: OK" in checked, checked
 
 
 def test_layout_and_client_configuration(
@@ -389,16 +410,8 @@ def test_a_failed_publish_leaves_the_old_repository_intact(
     assert not [p for p in dist.iterdir() if p.name.startswith(".repo.new-")]
 
 
-def test_no_key_is_a_one_line_configuration_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for var in (
-        signing.ENV_KEY_ID,
-        signing.ENV_KEY_FILE,
-        signing.ENV_PASSPHRASE,
-        signing.ENV_EPHEMERAL,
-    ):
-        monkeypatch.delenv(var, raising=False)
+@pytest.mark.usefixtures("no_key_in_env")
+def test_no_key_is_a_one_line_configuration_error(tmp_path: Path) -> None:
     result = subprocess.run(
         ["python3", "-m", "qss_toolkit", "repo", "--dist", str(tmp_path)],
         capture_output=True,
@@ -498,25 +511,13 @@ def test_key_rotation_resigns_kept_rpms(
     publish(dist_with(tmp_path, fixtures["1.0.0"]), good)
     with signing.signer(signing.KeyConfig(key_file=keys["other"][0])) as other:
         publish(dist_with(tmp_path, fixtures["1.1.0"]), other)
-    out = tmp_path / "dist/repo"
-    rpmdb = tmp_path / "rpmdb"
-    rpmdb.mkdir()
-    _sh("rpm", "--dbpath", rpmdb, "--import", out / repo.RPM_KEY)
-    for rpm in sorted((out / "rpm/Packages").glob("*.rpm")):
-        checked = _sh("rpm", "--dbpath", rpmdb, "-Kv", rpm).stdout
-        assert f"key ID {keys['other'][1][-8:].lower()}: OK" in checked, checked
+    assert_rpms_signed_by(tmp_path / "dist/repo", keys["other"][1], tmp_path / "rpmdb")
 
 
+@pytest.mark.usefixtures("no_key_in_env")
 def test_ephemeral_key_signs_a_throwaway_repository(
     tmp_path: Path, fixtures: dict[str, tuple[Path, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for var in (
-        signing.ENV_KEY_ID,
-        signing.ENV_KEY_FILE,
-        signing.ENV_PASSPHRASE,
-        signing.ENV_EPHEMERAL,
-    ):
-        monkeypatch.delenv(var, raising=False)
     dist = dist_with(tmp_path, fixtures["1.0.0"])
     assert repo.main(["--dist", str(dist), "--ephemeral-key"]) == 0
     assert (dist / "repo/deb/dists/stable/InRelease").is_file()
@@ -577,12 +578,7 @@ def test_the_projects_packages_publish_and_verify(
     assert len(published.rpms) >= 3
     keyring = out / repo.APT_KEYRING
     _sh("gpgv", "--keyring", keyring, out / "deb/dists/stable/InRelease")
-    rpmdb = tmp_path / "rpmdb"
-    rpmdb.mkdir()
-    _sh("rpm", "--dbpath", rpmdb, "--import", out / repo.RPM_KEY)
-    for rpm in (out / "rpm/Packages").glob("*.rpm"):
-        checked = _sh("rpm", "--dbpath", rpmdb, "-Kv", rpm).stdout
-        assert f"key ID {keys['good'][1][-8:].lower()}: OK" in checked, checked
+    assert_rpms_signed_by(out, keys["good"][1], tmp_path / "rpmdb")
 
 
 def test_republishing_keeps_the_base_url_unless_given(
