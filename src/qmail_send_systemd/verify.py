@@ -101,6 +101,21 @@ class Checker:
     def finding(self, severity: str, path: Path, message: str, fix: str) -> Finding:
         return Finding(severity, str(path), message, fix)
 
+    def stat_directory(self, path: Path, what: str) -> os.stat_result | Finding:
+        """`path`'s stat, or the error that `what` (qmail's name for it) is no directory."""
+        st = _stat(path)
+        if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
+            why = _why(st) if isinstance(st, OSError) else "is not a directory"
+            return self.finding(ERROR, path, f"{what} {why}", INSTALL_HINT)
+        return st
+
+    def check_owned_by_qmailq(self, path: Path, st: os.stat_result, fix: str) -> Iterator[Finding]:
+        qmailq = lookup_user(self.root, "qmailq")
+        if qmailq is not None and st.st_uid != qmailq.uid:
+            yield self.finding(
+                ERROR, path, f"is owned by uid {st.st_uid}, not qmailq ({qmailq.uid})", fix
+            )
+
     def run(self) -> list[Finding]:
         checks: tuple[Callable[[], Iterator[Finding]], ...] = (
             self.check_programs,
@@ -115,10 +130,9 @@ class Checker:
 
     def check_programs(self) -> Iterator[Finding]:
         bindir = self.home / "bin"
-        st = _stat(bindir)
-        if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
-            why = _why(st) if isinstance(st, OSError) else "is not a directory"
-            yield self.finding(ERROR, bindir, f"qmail's program directory {why}", INSTALL_HINT)
+        found = self.stat_directory(bindir, "qmail's program directory")
+        if isinstance(found, Finding):
+            yield found
             return
         for name in PROGRAMS:
             yield from self.check_program(bindir / name)
@@ -140,11 +154,7 @@ class Checker:
         fix = f"chown qmailq {path} && chmod 4711 {path}"
         if not st.st_mode & stat.S_ISUID:
             yield self.finding(ERROR, path, "lacks its set-uid bit", fix)
-        qmailq = lookup_user(self.root, "qmailq")
-        if qmailq is not None and st.st_uid != qmailq.uid:
-            yield self.finding(
-                ERROR, path, f"is owned by uid {st.st_uid}, not qmailq ({qmailq.uid})", fix
-            )
+        yield from self.check_owned_by_qmailq(path, st, fix)
 
     # -- users and groups --------------------------------------------------------------------
 
@@ -160,19 +170,15 @@ class Checker:
 
     def check_queue(self) -> Iterator[Finding]:
         queue = self.home / "queue"
-        st = _stat(queue)
-        if isinstance(st, OSError) or not stat.S_ISDIR(st.st_mode):
-            why = _why(st) if isinstance(st, OSError) else "is not a directory"
-            yield self.finding(ERROR, queue, f"the queue {why}", INSTALL_HINT)
+        st = self.stat_directory(queue, "the queue")
+        if isinstance(st, Finding):
+            yield st
             return
-        qmailq = lookup_user(self.root, "qmailq")
-        if qmailq is not None and st.st_uid != qmailq.uid:
-            yield self.finding(
-                ERROR,
-                queue,
-                f"is owned by uid {st.st_uid}, not qmailq ({qmailq.uid})",
-                "stop qmail-send and repair the queue's owners (queue-fix, or make setup check)",
-            )
+        yield from self.check_owned_by_qmailq(
+            queue,
+            st,
+            "stop qmail-send and repair the queue's owners (queue-fix, or make setup check)",
+        )
 
     # -- control files -----------------------------------------------------------------------
 
