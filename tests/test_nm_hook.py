@@ -130,6 +130,15 @@ def log_lines(proc: subprocess.CompletedProcess[bytes]) -> list[bytes]:
     return proc.stderr.splitlines()
 
 
+def assert_ignored(hook: Hook, *args: str, env: dict[str, str] | None = None) -> None:
+    """With the service active, the event runs no command, logs nothing, and injects nothing."""
+    hook.set_active(True)
+    proc = hook.run(*args, env=env)
+    assert hook.calls() == []
+    assert proc.stderr == b""
+    assert not (hook.tmp / "pwned").exists()
+
+
 @pytest.mark.parametrize("action", ["up", "vpn-up"])
 def test_up_flushes_an_active_service(hook: Hook, action: str) -> None:
     hook.set_active(True)
@@ -178,18 +187,11 @@ def test_connectivity_full_flushes(hook: Hook) -> None:
     ],
 )
 def test_connectivity_other_than_full_does_nothing(hook: Hook, state: str) -> None:
-    hook.set_active(True)
-    proc = hook.run("", "connectivity-change", env={"CONNECTIVITY_STATE": state})
-    assert hook.calls() == []
-    assert proc.stderr == b""
-    assert not (hook.tmp / "pwned").exists()
+    assert_ignored(hook, "", "connectivity-change", env={"CONNECTIVITY_STATE": state})
 
 
 def test_connectivity_state_unset_does_nothing(hook: Hook) -> None:
-    hook.set_active(True)
-    proc = hook.run("", "connectivity-change")
-    assert hook.calls() == []
-    assert proc.stderr == b""
+    assert_ignored(hook, "", "connectivity-change")
 
 
 @pytest.mark.parametrize(
@@ -214,18 +216,11 @@ def test_connectivity_state_unset_does_nothing(hook: Hook) -> None:
     ],
 )
 def test_other_actions_exit_silently(hook: Hook, action: str) -> None:
-    hook.set_active(True)
-    proc = hook.run("eth0", action, env={"CONNECTIVITY_STATE": "FULL"})
-    assert hook.calls() == []
-    assert proc.stderr == b""
-    assert not (hook.tmp / "pwned").exists()
+    assert_ignored(hook, "eth0", action, env={"CONNECTIVITY_STATE": "FULL"})
 
 
 def test_no_arguments_exit_silently(hook: Hook) -> None:
-    hook.set_active(True)
-    proc = hook.run()
-    assert hook.calls() == []
-    assert proc.stderr == b""
+    assert_ignored(hook)
 
 
 @pytest.mark.parametrize(
