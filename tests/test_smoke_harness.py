@@ -355,3 +355,62 @@ def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> Non
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> None:
+    from qss_toolkit.targets import APT_SUBSET_DIR, APT_SUBSET_LIST, apt_subset_script
+
+    script = apt_subset_script()
+    for name in ("debian-11", "debian-12", "debian-13"):
+        assert script in TARGETS[name].customize  # so the cache key changes with it
+    assert script not in TARGETS["rpm-on-debian-13"].customize
+    assert "apt-get install -d -y -q bsd-mailx" in script
+    assert f"file:{APT_SUBSET_DIR} ./" in script and APT_SUBSET_LIST in script
+    (tmp_path / "s.sh").write_text(script)
+    assert subprocess.run(["sh", "-n", str(tmp_path / "s.sh")], check=False).returncode == 0
+
+
+def test_only_a_passed_scenario_hands_its_state_to_the_next(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import contextlib
+
+    from qss_toolkit.scenarios import RUNNING_CURRENT
+
+    seen: list[tuple[str, str | None]] = []
+
+    def make(name: str, *, leaves: bool, fails: bool) -> Scenario:
+        def function(ctx: ScenarioContext) -> None:
+            seen.append((name, ctx.handover))
+            if leaves:
+                ctx.leaves = RUNNING_CURRENT
+            if fails:
+                raise ScenarioFailed("no")
+
+        return Scenario(name, function, ("deb",), "shared", "")
+
+    group = [
+        make("a", leaves=True, fails=False),
+        make("b", leaves=True, fails=True),
+        make("c", leaves=False, fails=False),
+        make("d", leaves=True, fails=False),
+        make("e", leaves=False, fails=False),
+    ]
+    container = RecordingContainer({})
+    monkeypatch.setattr(smoke, "_container_for", lambda *a, **k: contextlib.nullcontext(container))
+    outcome = smoke.run_target(
+        TARGETS["debian-12"],
+        group,
+        dist=tmp_path,
+        previous=None,
+        logs=tmp_path,
+        cache=None,  # type: ignore[arg-type]
+    )
+    assert [r.status for r in outcome.results] == ["pass", "fail", "pass", "pass", "pass"]
+    assert seen == [
+        ("a", None),
+        ("b", RUNNING_CURRENT),
+        ("c", None),  # b left the state but failed: nothing is handed over
+        ("d", None),
+        ("e", RUNNING_CURRENT),
+    ]

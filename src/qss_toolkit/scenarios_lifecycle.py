@@ -15,11 +15,14 @@ from qss_toolkit.scenarios import (
     MAIN,
     NM_PACKAGE,
     QUEUE,
+    RUNNING_CURRENT,
+    SENDMAIL_PACKAGE,
     STANDIN_LOGS,
     UNIT,
     WANTS_LINK,
     ScenarioContext,
     ScenarioFailed,
+    package_identities,
     scenario,
 )
 
@@ -62,10 +65,30 @@ def _wait_for_alarm(ctx: ScenarioContext, seen: int, why: str, timeout: float = 
 
 
 def _running_with_standin(ctx: ScenarioContext, *, previous: bool = False) -> None:
-    """Clean start, stand-in qmail, our package installed, qmail-send active."""
+    """Clean start, stand-in qmail, our package installed, qmail-send active.
+
+    When the scenario before this one vouched for exactly that state (RUNNING_CURRENT), it is
+    taken over after a check instead of being made again by a purge and a reinstall.
+    """
+    if not previous and ctx.handover == RUNNING_CURRENT:
+        _check_running_current(ctx)
+        return
     ctx.reset()
     ctx.install_standin()
     ctx.install_packages(previous=previous)
+    ctx.wait_ready()
+
+
+def _check_running_current(ctx: ScenarioContext) -> None:
+    """The handover state holds: only our current main package, enabled, qmail-send ready."""
+    family = ctx.target.family
+    versioned = package_identities(ctx.dist, family)[MAIN][1]
+    current = versioned.split("=", 1)[1] if family == "deb" else versioned
+    installed = ctx.version()
+    ctx.expect(current.endswith(installed), f"handed over with {MAIN} {installed}, not {current}")
+    for other in (NM_PACKAGE, SENDMAIL_PACKAGE):
+        ctx.expect(not ctx.installed(other), f"handed over with {other} installed")
+    ctx.assert_enabled()
     ctx.wait_ready()
 
 
@@ -107,6 +130,7 @@ def install_standin(ctx: ScenarioContext) -> None:
     ctx.assert_enabled()
     comm = ctx.main_pid_comm()
     ctx.expect(comm == "qmail-send", f"main PID runs {comm!r}, expected qmail-send")
+    ctx.leaves = RUNNING_CURRENT  # read-only checks: the fresh install is as it was
 
 
 @scenario("reload-and-flush")
@@ -123,6 +147,7 @@ def reload_and_flush(ctx: ScenarioContext) -> None:
         _wait_for_alarm(ctx, alarms, step)
         ctx.expect(_tcpok_runs(ctx) > tcpok, f"qmail-tcpok did not run on {step}")
     ctx.expect(ctx.show("MainPID") == pid, "reload/flush changed the main PID (a restart?)")
+    ctx.leaves = RUNNING_CURRENT  # still the same running qmail-send; only its logs grew
 
 
 @scenario("stop-in-flight")
@@ -204,28 +229,6 @@ def upgrade_keeps_mask(ctx: ScenarioContext) -> None:
     ctx.expect(starts == 0, f"a masked unit was started {starts} times")
 
 
-@scenario("remove")
-def remove(ctx: ScenarioContext) -> None:
-    """Remove: stopped and disabled, the queue unchanged."""
-    _running_with_standin(ctx)
-    _queue_remote_messages(ctx)
-    queue_before = ctx.queue_digest()
-    ctx.remove()
-    ctx.assert_active(expected="inactive")
-    ctx.expect(not ctx.installed(), f"{MAIN} still installed after remove")
-    ctx.expect(ctx.is_enabled() != "enabled", f"{UNIT} is still enabled after remove")
-    if ctx.target.family == "rpm":
-        # %systemd_preun disables on erase.
-        link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
-        ctx.expect(not link, f"{WANTS_LINK} still exists after erase: not disabled")
-    else:
-        # dh_installsystemd keeps the enablement symlink (dangling once the unit file is gone)
-        # until purge, so that a reinstall restores the administrator's choice.
-        dangling = ctx.run(["test", "-e", WANTS_LINK]).returncode != 0
-        ctx.expect(dangling, f"{WANTS_LINK} still leads to a unit file after remove")
-    ctx.expect(ctx.queue_digest() == queue_before, "the queue changed when the package was removed")
-
-
 @scenario("purge", families=("deb",))
 def purge(ctx: ScenarioContext) -> None:
     """Purge: the file system equals its pre-install snapshot, apart from /var/qmail."""
@@ -253,6 +256,7 @@ def reinstall_after_remove(ctx: ScenarioContext) -> None:
     ctx.install_packages()
     ctx.assert_enabled()
     ctx.assert_active()
+    ctx.leaves = RUNNING_CURRENT
 
 
 @scenario("install-twice")
@@ -269,6 +273,29 @@ def install_twice(ctx: ScenarioContext) -> None:
     ctx.check_output(cmd, timeout=300)
     ctx.assert_enabled()
     ctx.assert_active()
+    ctx.leaves = RUNNING_CURRENT
+
+
+@scenario("remove")
+def remove(ctx: ScenarioContext) -> None:
+    """Remove: stopped and disabled, the queue unchanged."""
+    _running_with_standin(ctx)
+    _queue_remote_messages(ctx)
+    queue_before = ctx.queue_digest()
+    ctx.remove()
+    ctx.assert_active(expected="inactive")
+    ctx.expect(not ctx.installed(), f"{MAIN} still installed after remove")
+    ctx.expect(ctx.is_enabled() != "enabled", f"{UNIT} is still enabled after remove")
+    if ctx.target.family == "rpm":
+        # %systemd_preun disables on erase.
+        link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
+        ctx.expect(not link, f"{WANTS_LINK} still exists after erase: not disabled")
+    else:
+        # dh_installsystemd keeps the enablement symlink (dangling once the unit file is gone)
+        # until purge, so that a reinstall restores the administrator's choice.
+        dangling = ctx.run(["test", "-e", WANTS_LINK]).returncode != 0
+        ctx.expect(dangling, f"{WANTS_LINK} still leads to a unit file after remove")
+    ctx.expect(ctx.queue_digest() == queue_before, "the queue changed when the package was removed")
 
 
 @scenario("policy-rc-d-101", families=("deb",))

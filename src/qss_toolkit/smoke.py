@@ -157,10 +157,13 @@ def run_target(
                 boot = getattr(container, "boot_seconds", None)
                 if isinstance(boot, float):
                     outcome.boot_seconds.append(boot)
+                handover: str | None = None
                 while pending and not (cancel is not None and cancel.is_set()):
                     current = pending.pop(0)
-                    ctx = ScenarioContext(target, container, dist, previous)
+                    ctx = ScenarioContext(target, container, dist, previous, handover=handover)
                     result = run_scenario(ctx, current, logs / target.name / current.name)
+                    # Only a passed scenario vouches for the state it leaves, and only to the next.
+                    handover = ctx.leaves if result.status == "pass" else None
                     outcome.results.append(result)
                     report(result)
         except (FatalError, OSError) as exc:
