@@ -41,6 +41,20 @@ def test_table_verdicts_follow_the_targets() -> None:
     assert any("MISSED (3 without SIGALRM)" in r for r in table)
 
 
+def run_driver(*args: str) -> subprocess.CompletedProcess[str]:
+    """The flush bench's driver on the host (argv as in bench_flush.DRIVER); skip without ptrace."""
+    result = subprocess.run(
+        [sys.executable, "-c", bench_flush.DRIVER, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "could not attach" in result.stderr:
+        pytest.skip("ptrace is not permitted here")
+    return result
+
+
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
 def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
     # A process that, like qmail-send, sleeps and takes SIGALRM; a hook that signals it in the
@@ -62,16 +76,7 @@ def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
         )
         hook.chmod(0o755)
         env = json.dumps({"CONNECTIVITY_STATE": "FULL"})
-        argv = [sys.executable, "-c", bench_flush.DRIVER, "connectivity-change", "", "5", "1"]
-        result = subprocess.run(
-            [*argv, env, str(hook), str(target.pid)],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if "could not attach" in result.stderr:
-            pytest.skip("ptrace is not permitted here")
+        result = run_driver("connectivity-change", "", "5", "1", env, str(hook), str(target.pid))
         assert result.returncode == 0, result.stderr
         samples = json.loads(result.stdout)
         stats = FlushStats.from_samples("host", "connectivity-change", samples)
@@ -94,26 +99,7 @@ def test_driver_reports_lost_signals(tmp_path: Path) -> None:
         hook.write_text("#!/bin/sh\nexit 0\n")  # a hook that never flushes
         hook.chmod(0o755)
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                bench_flush.DRIVER,
-                "up",
-                "eth0",
-                "1",
-                "0",
-                "{}",
-                str(hook),
-                str(target.pid),
-            ],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        if "could not attach" in result.stderr:
-            pytest.skip("ptrace is not permitted here")
+        result = run_driver("up", "eth0", "1", "0", "{}", str(hook), str(target.pid))
         samples = json.loads(result.stdout)
         assert samples[0]["alrm"] is None
         assert time.monotonic() - started >= 5.0  # it waited the full timeout
