@@ -61,6 +61,7 @@ TOOLS: dict[str, Tool] = {
         Tool("gpg", apt="gnupg", dnf="gnupg2"),
         Tool("gpgconf", apt="gpgconf", dnf="gnupg2"),
         Tool("gpg-connect-agent", apt="gpgconf", dnf="gnupg2"),
+        Tool("gpg-preset-passphrase", apt="gpg-agent", dnf="gnupg2"),
         Tool("apt-ftparchive", apt="apt-utils", dnf="apt"),
         Tool("piuparts", apt="piuparts", dnf=None),
         Tool("ruff", apt=None, pip="ruff"),
@@ -69,13 +70,18 @@ TOOLS: dict[str, Tool] = {
 }
 
 
-def require(command: str) -> str:
-    """Return the absolute path of `command`, or raise a one-line error naming its package."""
-    found = shutil.which(command)
+def require(command: str, *, directory: Path | None = None, needed_for: str = "") -> str:
+    """Return the absolute path of `command`, or raise a one-line error naming its package.
+
+    `directory` looks there instead of on PATH, for helpers installed outside it (gpg's libexec).
+    """
+    found = shutil.which(command, path=None if directory is None else os.fspath(directory))
     if found:
         return found
     tool = TOOLS.get(command, Tool(command, apt=None))
-    raise MissingToolError(f"{command} is not installed", hint=tool.hint())
+    where = command if directory is None else str(directory / command)
+    why = f" ({needed_for})" if needed_for else ""
+    raise MissingToolError(f"{where} is not installed{why}", hint=tool.hint())
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

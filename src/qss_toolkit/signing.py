@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
+from qss_toolkit.errors import CommandFailed, ConfigurationError
 from qss_toolkit.run import Arg, require, run
 
 log = logging.getLogger("qss_toolkit")
@@ -302,12 +302,11 @@ def _import_from_user_keyring(home: Path, config: KeyConfig) -> None:
 
 def _preset_passphrase(home: Path, key: SecretKey, passphrase: str) -> None:
     libexec = run(["gpgconf", "--list-dirs", "libexecdir"], capture=True).stdout.strip()
-    preset = Path(libexec) / "gpg-preset-passphrase"
-    if not preset.is_file():
-        raise MissingToolError(
-            f"{preset} is not installed (a passphrase-protected key needs it)",
-            hint="apt-get install gpg-agent or dnf install gnupg2",
-        )
+    preset = require(
+        "gpg-preset-passphrase",
+        directory=Path(libexec),
+        needed_for="a passphrase-protected key needs it",
+    )
     run(
         ["gpg-connect-agent", "--homedir", home, "/bye"],
         capture=True,
