@@ -103,20 +103,16 @@ def read_deb(path: Path) -> DebPackage:
     )
 
 
-def read_rpm(path: Path) -> RpmPackage:
-    name = run(
-        [
-            "rpm",
-            "-qp",
-            "--nosignature",
-            "--nodigest",
-            "--qf",
-            "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm",
-            path,
-        ],
+def _rpm_query(path: Path, queryformat: str) -> str:
+    """`rpm -qp --qf` on a package file, whoever signed it (or no one)."""
+    return run(
+        ["rpm", "-qp", "--nosignature", "--nodigest", "--qf", queryformat, path],
         capture=True,
     ).stdout.strip()
-    return RpmPackage(path, name)
+
+
+def read_rpm(path: Path) -> RpmPackage:
+    return RpmPackage(path, _rpm_query(path, "%{NAME}-%{VERSION}-%{RELEASE}.%{ARCH}.rpm"))
 
 
 def find_packages(dist: Path) -> tuple[list[Path], list[Path]]:
@@ -141,18 +137,7 @@ def find_packages(dist: Path) -> tuple[list[Path], list[Path]]:
 
 def _rpm_identity(path: Path) -> str:
     """What an RPM's signature does not change: its main header's and its payload's digests."""
-    return run(
-        [
-            "rpm",
-            "-qp",
-            "--nosignature",
-            "--nodigest",
-            "--qf",
-            "%{SHA256HEADER} %{PAYLOADDIGEST}",
-            path,
-        ],
-        capture=True,
-    ).stdout.strip()
+    return _rpm_query(path, "%{SHA256HEADER} %{PAYLOADDIGEST}")
 
 
 def _same_build(src: Path, dest: Path) -> bool:
