@@ -164,9 +164,14 @@ class ScenarioContext:
         return self.run_expect([0], cmd, timeout=timeout).stdout
 
     def run_expect(
-        self, codes: Iterable[int], cmd: str | Sequence[str], *, timeout: float = 120
+        self,
+        codes: Iterable[int],
+        cmd: str | Sequence[str],
+        *,
+        timeout: float = 120,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        result = self.run(cmd, timeout=timeout)
+        result = self.run(cmd, timeout=timeout, input=input)
         allowed = list(codes)
         if result.returncode not in allowed:
             line = cmd if isinstance(cmd, str) else shlex.join(cmd)
@@ -221,10 +226,19 @@ class ScenarioContext:
         return self.run_expect([0], cmd, timeout=300)
 
     def _rpm_repo(self, files: dict[str, Path], *, previous: bool) -> str:
+        """The container's dnf repository of `files`; made once per boot and set of files (a
+        stamp names each file with its size and mtime), since every rpm scenario installs."""
         repo = RPM_REPO + (PREVIOUS_SUFFIX if previous else "")
+        stamp = "".join(
+            f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in sorted(files.values())
+        )
+        if self.run(["cat", f"{repo}/.qss-stamp"]).stdout == stamp:
+            return repo
+        self.check_output(["rm", "-rf", repo])
         for path in files.values():
             self.container.copy_into(path, f"{repo}/{path.name}")
         self.check_output(["createrepo_c", "--quiet", repo])
+        self.run_expect([0], f"cat > {repo}/.qss-stamp", input=stamp)
         return repo
 
     def remove(self, names: Sequence[str] = (MAIN,)) -> subprocess.CompletedProcess[str]:
