@@ -163,14 +163,19 @@ def write(path: Path, text: str, ids: Ids, owner_group_mode: tuple[str, str, int
     ids.apply(path, *owner_group_mode)
 
 
+def make_dir(
+    path: Path, ids: Ids, owner_group_mode: tuple[str, str, int], *, parents: bool = False
+) -> None:
+    path.mkdir(parents=parents, exist_ok=True)
+    ids.apply(path, *owner_group_mode)
+
+
 def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None = None) -> Path:
     home = root / "var" / "qmail"
-    home.mkdir(parents=True, exist_ok=True)
-    ids.apply(home, "root", "qmail", 0o755)
+    make_dir(home, ids, ("root", "qmail", 0o755), parents=True)
 
     bindir = home / "bin"
-    bindir.mkdir(exist_ok=True)
-    ids.apply(bindir, "root", "qmail", 0o755)
+    make_dir(bindir, ids, ("root", "qmail", 0o755))
     for name in PROGRAMS:
         program = (HERE / "bin" / name).read_bytes()
         if python is not None:  # keep the interpreter's flags, change the interpreter
@@ -181,8 +186,7 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
         ids.apply(bindir / name, *PROGRAM_MODES.get(name, DEFAULT_PROGRAM_MODE))
 
     standin = home / "standin"
-    standin.mkdir(exist_ok=True)
-    ids.apply(standin, "root", "root", 0o755)
+    make_dir(standin, ids, ("root", "root", 0o755))
     shutil.copyfile(HERE / "lib" / "qmail_standin.py", standin / "qmail_standin.py")
     ids.apply(standin / "qmail_standin.py", "root", "root", 0o644)
     for record, owner in (("signals.log", "qmails"), ("tcpok.log", "root")):
@@ -190,8 +194,7 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
         ids.apply(standin / record, owner, "qmail", 0o644)
 
     control = home / "control"
-    control.mkdir(exist_ok=True)
-    ids.apply(control, "root", "qmail", 0o755)
+    make_dir(control, ids, ("root", "qmail", 0o755))
     for name, text in (
         ("me", me + "\n"),
         ("locals", f"{me}\nlocalhost\n"),
@@ -202,24 +205,20 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
             write(control / name, text, ids, ("root", "qmail", 0o644))
 
     users = home / "users"
-    users.mkdir(exist_ok=True)
-    ids.apply(users, "root", "qmail", 0o755)
+    make_dir(users, ids, ("root", "qmail", 0o755))
 
     alias = home / "alias"
-    alias.mkdir(exist_ok=True)
-    ids.apply(alias, "alias", "qmail", 0o2755)
+    make_dir(alias, ids, ("alias", "qmail", 0o2755))
     for name in ALIAS_FILES:
         if not (alias / name).exists():
             write(alias / name, "", ids, ("root", "qmail", 0o644))
     maildir = alias / "Maildir"
     for sub in ("", "cur", "new", "tmp"):
-        (maildir / sub).mkdir(exist_ok=True)
-        ids.apply(maildir / sub, "alias", "nofiles", 0o700)
+        make_dir(maildir / sub, ids, ("alias", "nofiles", 0o700))
 
     queue = home / "queue"
     for sub, owner, group, mode in QUEUE_DIRS:
-        (queue / sub).mkdir(exist_ok=True)
-        ids.apply(queue / sub, owner, group, mode)
+        make_dir(queue / sub, ids, (owner, group, mode))
     lock = queue / "lock"
     for name, owner, mode in (("sendmutex", "qmails", 0o600), ("tcpto", "qmailr", 0o644)):
         (lock / name).touch()
