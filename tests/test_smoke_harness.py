@@ -414,3 +414,14 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(
         ("d", None),
         ("e", RUNNING_CURRENT),
     ]
+
+
+def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
+    from qss_toolkit.bench import previous_sections
+
+    path = tmp_path / "bench.json"
+    assert previous_sections(path) == {}  # no earlier bench
+    path.write_text('{"cpus": 2, "sections": {"piuparts": {"debian-12": {"median_s": 17.1}}}}')
+    assert previous_sections(path) == {"piuparts": {"debian-12": {"median_s": 17.1}}}
+    path.write_text("not json")
+    assert previous_sections(path) == {}

@@ -286,6 +286,16 @@ def sections() -> list[Section]:
     return [*SECTIONS, _flush_section()]
 
 
+def previous_sections(path: Path) -> Numbers:
+    """The sections of an earlier bench.json, so that `--section X` re-measures X alone and
+    keeps the others' figures (a full bench takes many minutes)."""
+    try:
+        sections = json.loads(path.read_text()).get("sections", {})
+    except (OSError, ValueError):
+        return {}
+    return sections if isinstance(sections, dict) else {}
+
+
 def main(argv: Sequence[str]) -> int:
     all_sections = sections()
     parser = argparse.ArgumentParser(prog="python -m qss_toolkit bench", description=__doc__)
@@ -304,6 +314,8 @@ def main(argv: Sequence[str]) -> int:
     interrupt_on_sigterm()
     chosen = [s for s in all_sections if not args.section or s.name in args.section]
     report: Numbers = {"cpus": os.cpu_count(), "sections": {}}
+    if args.section:
+        report["sections"] = previous_sections(DIST / "bench.json")
     out = ["# qmail-send-systemd bench", ""]
     for section in chosen:
         log.info("bench: %s", section.title)
