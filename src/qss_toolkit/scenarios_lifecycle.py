@@ -1,7 +1,11 @@
 """The lifecycle scenarios of design.md's maintainer-script table, proved in booted containers.
 
 Each scenario starts from a clean state (`ctx.reset()`), so any one can run alone
-(`smoke --scenario NAME`) and a failure does not cascade into the next.
+(`smoke --scenario NAME`) and a failure does not cascade into the next. The one exception saves
+a purge and a reinstall: a scenario that needs "current package running from the stand-in" takes
+that state over from the scenario just before it in the same boot when that one passed and
+vouched for it (`ctx.leaves = RUNNING_CURRENT`), after checking it: install-standin ->
+reload-and-flush -> stop-in-flight, and reinstall-after-remove -> install-twice -> remove.
 """
 
 from __future__ import annotations
