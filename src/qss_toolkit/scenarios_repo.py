@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,14 +237,34 @@ def _apt_forget(ctx: ScenarioContext) -> None:
     )
 
 
-def _apt(ctx: ScenarioContext, args: str, *, check: bool = True) -> str:
-    cmd = f"{APT_ENV} {APT} {args} 2>&1"
+def _client(ctx: ScenarioContext, name: str, command: str, args: str, *, check: bool) -> str:
+    """Run the package client; with check=False it must refuse, and its output is returned."""
+    cmd = f"{command} {args} 2>&1"
     if check:
         return ctx.check_output(cmd, timeout=300)
     result = ctx.run(cmd, timeout=300)
     if result.returncode == 0:
-        raise ScenarioFailed(f"apt-get {args} succeeded, expected a refusal:\n{result.stdout}")
+        raise ScenarioFailed(f"{name} {args} succeeded, expected a refusal:\n{result.stdout}")
     return result.stdout
+
+
+@contextlib.contextmanager
+def _client_session(
+    ctx: ScenarioContext, forget: Callable[[ScenarioContext], None]
+) -> Iterator[tuple[_Server, Path]]:
+    """A served, clean client, and a host directory for the trees; cleaned up afterwards."""
+    ctx.reset()
+    server = _serve(ctx)
+    try:
+        with tempfile.TemporaryDirectory(prefix="qss-repo-smoke-") as tmp:
+            yield server, Path(tmp)
+    finally:
+        forget(ctx)
+        _stop_serving(ctx, server)
+
+
+def _apt(ctx: ScenarioContext, args: str, *, check: bool = True) -> str:
+    return _client(ctx, "apt-get", f"{APT_ENV} {APT}", args, check=check)
 
 
 def _apt_update_clean(ctx: ScenarioContext) -> None:
@@ -253,17 +273,8 @@ def _apt_update_clean(ctx: ScenarioContext) -> None:
     ctx.expect(not bad, "apt-get update warned about our repository:\n" + "\n".join(bad))
 
 
-@contextlib.contextmanager
-def _apt_session(ctx: ScenarioContext) -> Iterator[tuple[_Server, Path]]:
-    """A served, clean client, and a host directory for the trees; cleaned up afterwards."""
-    ctx.reset()
-    server = _serve(ctx)
-    try:
-        with tempfile.TemporaryDirectory(prefix="qss-repo-smoke-") as tmp:
-            yield server, Path(tmp)
-    finally:
-        _apt_forget(ctx)
-        _stop_serving(ctx, server)
+def _apt_session(ctx: ScenarioContext) -> contextlib.AbstractContextManager[tuple[_Server, Path]]:
+    return _client_session(ctx, _apt_forget)
 
 
 @scenario("repo-apt-install-upgrade", families=("deb",))
@@ -364,25 +375,11 @@ def _dnf_forget(ctx: ScenarioContext) -> None:
 
 
 def _dnf(ctx: ScenarioContext, args: str, *, check: bool = True) -> str:
-    cmd = f"{DNF} {args} 2>&1"
-    if check:
-        return ctx.check_output(cmd, timeout=300)
-    result = ctx.run(cmd, timeout=300)
-    if result.returncode == 0:
-        raise ScenarioFailed(f"dnf {args} succeeded, expected a refusal:\n{result.stdout}")
-    return result.stdout
+    return _client(ctx, "dnf", DNF, args, check=check)
 
 
-@contextlib.contextmanager
-def _dnf_session(ctx: ScenarioContext) -> Iterator[tuple[_Server, Path]]:
-    ctx.reset()
-    server = _serve(ctx)
-    try:
-        with tempfile.TemporaryDirectory(prefix="qss-repo-smoke-") as tmp:
-            yield server, Path(tmp)
-    finally:
-        _dnf_forget(ctx)
-        _stop_serving(ctx, server)
+def _dnf_session(ctx: ScenarioContext) -> contextlib.AbstractContextManager[tuple[_Server, Path]]:
+    return _client_session(ctx, _dnf_forget)
 
 
 @scenario("repo-dnf-install-upgrade", families=("rpm",))
