@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import rootfs, smoke
-from qss_toolkit.cgroups import cgroup_hierarchies, in_cgroups, remove_cgroup
+from qss_toolkit.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
 from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.scenarios import (
@@ -56,6 +56,13 @@ class RecordingContainer:
 
     def journal(self, unit: str | None = None) -> str:
         return "journal lines"
+
+    cpu = 0.0
+
+    def cpu_seconds(self) -> float | None:
+        """Each reading is 1.5 s after the one before."""
+        self.cpu += 1.5
+        return self.cpu
 
 
 def test_targets_cover_the_matrix() -> None:
@@ -262,6 +269,15 @@ def test_table_has_a_row_per_scenario_and_a_column_per_target() -> None:
     assert lines[3].split() == ["upgrade", "FAIL", "3.0s", "-"]
     assert lines[4].split() == ["(boot,", "median)", "0.6s", "-"]
     assert lines[5].split() == ["(target", "total)", "12.5s", "9.0s"]
+    assert len(lines) == 6  # no CPU row: no result measured any
+
+
+def test_table_sums_each_targets_scenario_cpu_time() -> None:
+    runs = _runs()
+    runs[0].results[0].cpu_seconds = 2.0
+    runs[0].results[1].cpu_seconds = 1.25
+    last = smoke.render_table(runs).splitlines()[-1]
+    assert last.split() == ["(scenario", "CPU)", "3.2s", "-"]
 
 
 def test_junit_counts_failures_and_errors_per_target() -> None:
@@ -316,6 +332,25 @@ def test_in_cgroups_enters_every_cgroup_before_the_command(tmp_path: Path) -> No
     assert out == "ran x y\n"
     pids = {(c / "cgroup.procs").read_text().strip() for c in cgroups}
     assert len(pids) == 1 and pids.pop().isdigit()
+
+
+def test_cpu_seconds_sums_cgroup2_usage_and_skips_v1_hierarchies(tmp_path: Path) -> None:
+    v1, container, commands = (tmp_path / n for n in ("systemd", "unified", "exec"))
+    for c in (v1, container, commands):
+        c.mkdir()
+    (v1 / "cgroup.procs").write_text("")  # a v1 hierarchy: no cpu.stat
+    (container / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\n")
+    (commands / "cpu.stat").write_text("usage_usec 500000\n")
+    assert cpu_seconds([v1, container, commands]) == pytest.approx(3.0)
+    assert cpu_seconds([v1]) is None
+
+
+def test_run_scenario_records_the_cpu_time_the_scenario_used() -> None:
+    container = RecordingContainer({})
+    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("."))
+    noop = Scenario("noop", lambda ctx: None, ("deb",), "shared", "")
+    result = smoke.run_scenario(ctx, noop, Path("unused"))
+    assert (result.status, result.cpu_seconds) == ("pass", 1.5)
 
 
 def test_cgroup_hierarchies_are_under_sys_fs_cgroup() -> None:

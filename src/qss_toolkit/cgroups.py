@@ -44,10 +44,35 @@ def make_cgroups(name: str) -> list[Path]:
     return made
 
 
+def make_accounting_cgroup(name: str) -> Path | None:
+    """A fresh cgroup `name` in the cgroup2 hierarchy alone, for counting the CPU time of
+    processes that must stay out of a container's own tree (None without cgroup2)."""
+    for mount, path in cgroup_hierarchies():
+        if (mount / "cgroup.controllers").exists():
+            cgroup = mount / path.lstrip("/") / name
+            cgroup.mkdir(exist_ok=True)
+            return cgroup
+    return None
+
+
 def in_cgroups(cgroups: list[Path], argv: list[str]) -> list[str]:
     """`argv` wrapped so that it runs in `cgroups` (from its first instruction on)."""
     procs = [str(c / "cgroup.procs") for c in cgroups]
     return ["/bin/sh", "-c", ENTER, "sh", *procs, "--", *argv]
+
+
+def cpu_seconds(cgroups: list[Path]) -> float | None:
+    """CPU time used so far by the processes in `cgroups`, from cgroup2's cpu.stat (kept even
+    without the cpu controller; the v1 hierarchies of a hybrid host have none, and are
+    skipped); None when none of them has one."""
+    total: float | None = None
+    for cgroup in cgroups:
+        with contextlib.suppress(OSError):
+            for line in (cgroup / "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    total = (total or 0.0) + int(value) / 1e6
+    return total
 
 
 def remove_cgroup(cgroup: Path) -> None:

@@ -22,7 +22,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
+from qss_toolkit.cgroups import (
+    cpu_seconds,
+    in_cgroups,
+    make_accounting_cgroup,
+    make_cgroups,
+    remove_cgroup,
+)
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
@@ -79,6 +85,10 @@ class Container(Protocol):
         """The journal of this boot (of `unit` alone when given), as text."""
         ...
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the container and the commands run in it, or None."""
+        ...
+
 
 def command_line(cmd: str | Sequence[str]) -> list[str]:
     """The argv that runs `cmd` in the container: a string is a shell command line."""
@@ -98,6 +108,12 @@ class _RootDirectoryContainer(abc.ABC):
 
     name: str
     root: Path
+    cgroups: list[Path]
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time used so far by the container and the commands run in it (None if the
+        host has no cgroup2 to count it)."""
+        return cpu_seconds(self.cgroups)
 
     def _host_path(self, path: str) -> Path:
         if not path.startswith("/"):
@@ -157,6 +173,9 @@ class NspawnContainer(_RootDirectoryContainer):
         self.boot_seconds = 0.0
         self.failed_units: list[str] = []
         self.cgroups: list[Path] = []
+        # Commands entered with nsenter stay out of the container's cgroup tree (its systemd
+        # owns that); this sibling cgroup counts their CPU time.
+        self.exec_cgroup: Path | None = None
 
     def nspawn_command(self) -> list[str]:
         # --register=no --keep-unit: PID 1 of the host need not be systemd (no machined here).
@@ -177,6 +196,7 @@ class NspawnContainer(_RootDirectoryContainer):
     def start(self) -> None:
         started = time.monotonic()
         self.cgroups = make_cgroups(f"qss-{self.name}")
+        self.exec_cgroup = make_accounting_cgroup(f"qss-{self.name}.exec")
         argv = in_cgroups(self.cgroups, self.nspawn_command())
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open("wb") as console:
@@ -234,7 +254,14 @@ class NspawnContainer(_RootDirectoryContainer):
         raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
 
     def _host_command(self, inner: list[str]) -> list[str]:
-        return ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd", "--", *inner]
+        argv = ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd", "--", *inner]
+        return in_cgroups([self.exec_cgroup], argv) if self.exec_cgroup else argv
+
+    def _all_cgroups(self) -> list[Path]:
+        return [*self.cgroups, *([self.exec_cgroup] if self.exec_cgroup else [])]
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self._all_cgroups())
 
     def journal(self, unit: str | None = None) -> str:
         argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]
@@ -256,7 +283,7 @@ class NspawnContainer(_RootDirectoryContainer):
         try:
             self._stop_processes()
         finally:
-            for cgroup in self.cgroups:
+            for cgroup in self._all_cgroups():
                 remove_cgroup(cgroup)
 
     def _stop_processes(self) -> None:

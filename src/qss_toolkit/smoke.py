@@ -51,6 +51,7 @@ class ScenarioResult:
     seconds: float
     message: str = ""
     logs: str = ""
+    cpu_seconds: float | None = None  # the container's and its commands' CPU time
 
 
 @dataclass
@@ -178,6 +179,7 @@ def run_target(
 
 def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> ScenarioResult:
     started = time.monotonic()
+    cpu_before = ctx.container.cpu_seconds()
     status, message = "pass", ""
     try:
         scenario.function(ctx)
@@ -190,7 +192,11 @@ def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> Scenar
     except FatalError as exc:
         status, message = "error", str(exc)
     seconds = time.monotonic() - started
-    result = ScenarioResult(ctx.target.name, scenario.name, status, seconds, message)
+    cpu_after = ctx.container.cpu_seconds()
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    result = ScenarioResult(
+        ctx.target.name, scenario.name, status, seconds, message, cpu_seconds=cpu
+    )
     if status != "pass":
         result.logs = str(save_failure_logs(ctx, result, logs))
     return result
@@ -233,6 +239,13 @@ def render_table(runs: Sequence[TargetRun]) -> str:
         },
         "(target total)": {r.target.name: f"{r.seconds:.1f}s" for r in runs},
     }
+    cpu = {
+        r.target.name: f"{sum(x.cpu_seconds or 0.0 for x in r.results):.1f}s"
+        for r in runs
+        if any(x.cpu_seconds is not None for x in r.results)
+    }
+    if cpu:
+        footer["(scenario CPU)"] = cpu
     header = ["scenario", *targets]
     rows = [[s] + [cells.get((s, t), "-") for t in targets] for s in scenarios]
     rows += [[k] + [v.get(t, "-") for t in targets] for k, v in footer.items()]
@@ -348,7 +361,10 @@ def main(argv: Sequence[str]) -> int:
             log.info("%s: %s", target.name, target.note)
 
     def report(res: ScenarioResult) -> None:
-        log.info("%-17s %-28s %-5s %5.1fs", res.target, res.scenario, res.status, res.seconds)
+        cpu = f" (CPU {res.cpu_seconds:.1f}s)" if res.cpu_seconds is not None else ""
+        log.info(
+            "%-17s %-28s %-5s %5.1fs%s", res.target, res.scenario, res.status, res.seconds, cpu
+        )
 
     started = time.monotonic()
     formats = sorted({t.family for t in targets})
