@@ -188,3 +188,46 @@ def test_runs_on_the_oldest_and_newest_python(tmp_path: Path, version: str) -> N
         env=env, input=b"warning: x\nalert: y\n", capture_output=True, check=True,
     )  # fmt: skip
     assert logged.stdout == b"<4>warning: x\n<1>alert: y\n"
+
+
+def test_cli_families_are_the_lifecycle_families() -> None:
+    assert tuple(sorted(lifecycle.FAMILIES)) == cli.FAMILIES
+
+
+def _modules_loaded_by(argv: list[str], stdin: bytes = b"") -> set[str]:
+    """The helper's and argparse's modules loaded when the entry script runs `argv`."""
+    probe = (
+        "import runpy, sys; sys.argv = [sys.argv[0], *sys.argv[1:]]\n"
+        "try:\n    runpy.run_path(sys.argv.pop(1), run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(m for m in sys.modules"
+        " if m.startswith(('qmail_send_systemd', 'argparse'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(ENTRY_POINT), *argv],
+        env={**os.environ, "PYTHONPATH": str(SRC), "DPKG_ROOT": "/nonexistent"},
+        input=stdin, capture_output=True, check=False,
+    )  # fmt: skip
+    return set(done.stderr.decode().split()[-20:])
+
+
+def test_service_commands_load_only_what_they_use() -> None:
+    # log-priority and exec-qmail-start run at every service start: no argparse, no checks.
+    loaded = _modules_loaded_by(["log-priority"], b"status: x\n")
+    assert "qmail_send_systemd.start" in loaded
+    assert not loaded & {"argparse", "qmail_send_systemd.verify", "qmail_send_systemd.lifecycle"}
+    # With an option they go through the parser, like every other command.
+    assert "argparse" in _modules_loaded_by(["--debug", "log-priority"], b"")
+    # exec-qmail-start on a root without qmail: a one-line error, still without the checks.
+    loaded = _modules_loaded_by(["exec-qmail-start"])
+    assert "qmail_send_systemd.start" in loaded
+    assert not loaded & {"argparse", "qmail_send_systemd.verify", "qmail_send_systemd.lifecycle"}
+
+
+def test_service_command_errors_are_one_line_with_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DPKG_ROOT", str(tmp_path))  # no qmail-start under it
+    code, _, err = run_main(capsys, "exec-qmail-start")
+    assert code == 1
+    assert err.startswith("qmail-send-systemd exec-qmail-start: ") and err.count("\n") == 1

@@ -2,33 +2,47 @@
 
 Exit codes: 0 ok, 1 a check or step failed, 2 bad usage. Expected failures print one line
 with a fix; a traceback appears only with --debug.
+
+Each command imports only the modules it uses: the helper has no bytecode cache (see the entry
+script), so every module is compiled at each start, and the unit runs it twice per start.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from qmail_send_systemd import __version__, lifecycle, relay, start, verify
+from qmail_send_systemd import __version__
 from qmail_send_systemd.errors import EXIT_FAILED, EXIT_OK, HelperError
-from qmail_send_systemd.systemd import System
+
+TYPE_CHECKING = False  # not typing's: see start.py
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
 
 PROG = "qmail-send-systemd"
+FAMILIES = ("deb", "rpm")
 # Steps that run inside package transactions: an unexpected error there is a warning, so that
 # a bug of ours never leaves the package half-configured (--debug shows it in full).
 TRANSACTION_STEPS = ("configure", "remove")
+# What the unit runs at every start (log-priority then lives as long as qmail-send). Given
+# alone, without options, they skip argparse and its imports: a third of the helper's start-up.
+SERVICE_COMMANDS = ("exec-qmail-start", "log-priority")
+
+
+def default_root() -> str:
+    return os.environ.get("DPKG_ROOT") or "/"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="Run qmail-send as a systemd service: checks and package steps."
     )
     parser.add_argument(
         "--root",
-        default=os.environ.get("DPKG_ROOT") or "/",
+        default=default_root(),
         metavar="DIR",
         help="look at DIR instead of / (default: $DPKG_ROOT or /)",
     )
@@ -40,11 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="findings as JSON")
 
     configure = commands.add_parser("configure", help="postinst configure / %%post step")
-    configure.add_argument("--family", choices=sorted(lifecycle.FAMILIES), help="deb or rpm")
+    configure.add_argument("--family", choices=FAMILIES, help="deb or rpm")
     configure.add_argument("--upgrade", action="store_true", help="an upgrade, not an install")
 
     remove = commands.add_parser("remove", help="prerm / %%preun / %%postun step")
-    remove.add_argument("--family", choices=sorted(lifecycle.FAMILIES), required=True)
+    remove.add_argument("--family", choices=FAMILIES, required=True)
     remove.add_argument("--stage", choices=("prerm", "preun", "postun"), required=True)
     remove.add_argument("--action", help="dpkg's $1 (deb prerm)")
     remove.add_argument("--count", type=int, help="rpm's $1 (%%preun, %%postun)")
@@ -52,17 +66,51 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("flush", help="qmail-tcpok and reload: retry deferred mail now")
     commands.add_parser("exec-qmail-start", help="the unit's ExecStart (execs qmail-start)")
     commands.add_parser("log-priority", help="qmail-start's logger: journal priority prefixes")
-    relay.add_parser(commands)
+    setup = commands.add_parser(
+        "setup",
+        help="make qmail relay through a smarthost and forward root's mail",
+        description=(
+            "Write /var/qmail/control/smtproutes (all remote mail through HOST) and "
+            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS). "
+            "Replaced files are kept as NAME.bak.TIMESTAMP."
+        ),
+    )
+    setup.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")
+    setup.add_argument("--forward-root", metavar="ADDRESS", help="where root's mail goes")
+    setup.add_argument(
+        "--dry-run", action="store_true", help="say what would change, write nothing"
+    )
     return parser
 
 
+def run_service_command(command: str, root: str) -> int:
+    from qmail_send_systemd import start
+
+    if command == "exec-qmail-start":
+        return start.exec_qmail_start(root)
+    return start.log_priority(sys.stdin.buffer, sys.stdout.fileno())
+
+
 def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from pathlib import Path
+
     root = Path(args.root)
     command = args.command
+    if command in SERVICE_COMMANDS:
+        return run_service_command(command, args.root)
     if command == "verify":
+        from qmail_send_systemd import verify
+
         findings = verify.check(root)
         print(verify.render_json(findings) if args.json else verify.render_text(findings))
         return EXIT_FAILED if verify.has_errors(findings) else EXIT_OK
+    if command == "setup":
+        from qmail_send_systemd import relay
+
+        return relay.run(args, root)
+    from qmail_send_systemd import lifecycle
+    from qmail_send_systemd.systemd import System
+
     if command == "configure":
         return lifecycle.configure(System(root), args.family, args.upgrade)
     if command == "remove":
@@ -75,34 +123,38 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return lifecycle.remove_rpm(System(root), args.stage, args.count)
     if command == "flush":
         return lifecycle.flush(System(root))
-    if command == "exec-qmail-start":
-        return start.exec_qmail_start(root)
-    if command == "log-priority":
-        return start.log_priority(sys.stdin.buffer, sys.stdout.fileno())
-    return relay.run(args, root)
+    raise AssertionError(f"no handler for {command!r}")  # argparse allows only known commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    action: Callable[[], int]
+    if len(given) == 1 and given[0] in SERVICE_COMMANDS:
+        command, debug = given[0], False
+        action = lambda: run_service_command(command, default_root())  # noqa: E731
+    else:
+        parser = build_parser()
+        args = parser.parse_args(given)
+        command, debug = args.command, args.debug
+        action = lambda: dispatch(args, parser)  # noqa: E731
     try:
-        return dispatch(args, parser)
+        return action()
     except HelperError as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"{PROG} {args.command}: {exc}", file=sys.stderr)
+        print(f"{PROG} {command}: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if args.debug:
+        if debug:
             raise
         kind = type(exc).__name__
         print(
-            f"{PROG} {args.command}: internal error: {kind}: {exc} (rerun with --debug)",
+            f"{PROG} {command}: internal error: {kind}: {exc} (rerun with --debug)",
             file=sys.stderr,
         )
-        return EXIT_OK if args.command in TRANSACTION_STEPS else EXIT_FAILED
+        return EXIT_OK if command in TRANSACTION_STEPS else EXIT_FAILED
 
 
 if __name__ == "__main__":

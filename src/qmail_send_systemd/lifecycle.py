@@ -9,13 +9,16 @@ transaction: a failed call becomes a warning and the exit status stays 0.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
 
-from qmail_send_systemd import verify
+from qmail_send_systemd import QMAIL_HOME
 from qmail_send_systemd.errors import HelperError, UsageError
 from qmail_send_systemd.systemd import UNIT, Result, System
+
+TYPE_CHECKING = False  # not typing's: see start.py
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import ClassVar
 
 START_HINT = f"fix what the warnings name, then: systemctl start {UNIT}"
 
@@ -149,6 +152,8 @@ def detect_family(root: Path, environ: Mapping[str, str]) -> str:
 
 def configure(system: System, family_name: str | None, upgrade: bool) -> int:
     """postinst configure / %post: enable always; start or try-restart where the table says."""
+    from qmail_send_systemd import verify  # only configure checks (flush runs on each NM event)
+
     family = FAMILIES[family_name or detect_family(system.root, system.environ)]
     findings = verify.check(system.root)
     for finding in findings:
@@ -198,7 +203,7 @@ def flush(system: System) -> int:
     if not system.is_active():
         info(f"{UNIT} is not active: nothing to flush (start it: systemctl start {UNIT})")
         return 0
-    tcpok = system.root / verify.QMAIL_HOME / "bin/qmail-tcpok"
+    tcpok = system.root / QMAIL_HOME / "bin/qmail-tcpok"
     attempt(system, [str(tcpok)])
     result = system.systemctl("reload", UNIT)
     if not result.ok:

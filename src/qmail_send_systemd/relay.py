@@ -11,7 +11,6 @@ administrator asked for it: maintainer scripts never call it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -20,12 +19,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from qmail_send_systemd import QMAIL_HOME
 from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.errors import EXIT_OK, HelperError, UsageError
 
-QMAIL_HOME = "var/qmail"
+if TYPE_CHECKING:
+    import argparse
+
 ALIAS_USER = "alias"
 QMAIL_GROUP = "qmail"
 ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
@@ -306,24 +308,6 @@ def apply(
 
 
 # --- command line ----------------------------------------------------------------------------
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "setup",
-        help="make qmail relay through a smarthost and forward root's mail",
-        description=(
-            "Write /var/qmail/control/smtproutes (all remote mail through HOST) and "
-            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS). "
-            "Replaced files are kept as NAME.bak.TIMESTAMP."
-        ),
-    )
-    parser.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")
-    parser.add_argument("--forward-root", metavar="ADDRESS", help="where root's mail goes")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="say what would change, write nothing"
-    )
-    return parser
 
 
 def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print) -> int:

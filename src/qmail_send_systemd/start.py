@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
-from typing import BinaryIO
 
+from qmail_send_systemd import QMAIL_HOME
 from qmail_send_systemd.errors import HelperError
-from qmail_send_systemd.verify import QMAIL_HOME
+
+# Not typing.TYPE_CHECKING: importing typing (and pathlib) would cost more than this module's
+# own work at each service start. Type checkers treat any TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import BinaryIO
+
+    Exec = Callable[[str, list[str]], object]
+    Root = str | os.PathLike[str]
 
 DEFAULT_DELIVERY = "./Maildir/"
 ENTRY_POINT = "/usr/sbin/qmail-send-systemd"
@@ -24,14 +31,13 @@ ENTRY_POINT = "/usr/sbin/qmail-send-systemd"
 PRIORITIES: tuple[tuple[bytes, bytes], ...] = ((b"alert:", b"<1>"), (b"warning:", b"<4>"))
 INFO = b"<6>"
 
-Exec = Callable[[str, list[str]], object]
 
-
-def default_delivery(root: Path) -> str:
+def default_delivery(root: Root) -> str:
     """control/defaultdelivery without its trailing newlines (LWQ's `cat` in backquotes)."""
-    path = root / QMAIL_HOME / "control/defaultdelivery"
+    path = os.path.join(root, QMAIL_HOME, "control/defaultdelivery")
     try:
-        text = os.fsdecode(path.read_bytes()).rstrip("\n")
+        with open(path, "rb") as file:
+            text = os.fsdecode(file.read()).rstrip("\n")
     except FileNotFoundError:
         return DEFAULT_DELIVERY
     except OSError as exc:
@@ -51,12 +57,12 @@ def default_delivery(root: Path) -> str:
     return text
 
 
-def qmail_start_argv(root: Path) -> tuple[str, list[str]]:
-    program = str(root / QMAIL_HOME / "bin/qmail-start")
+def qmail_start_argv(root: Root) -> tuple[str, list[str]]:
+    program = os.path.join(root, QMAIL_HOME, "bin/qmail-start")
     return program, ["qmail-start", default_delivery(root), ENTRY_POINT, "log-priority"]
 
 
-def exec_qmail_start(root: Path, execv: Exec = os.execv) -> int:
+def exec_qmail_start(root: Root, execv: Exec = os.execv) -> int:
     program, argv = qmail_start_argv(root)
     sys.stderr.flush()
     try:

@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import qmail_send_systemd
 from qmail_send_systemd.accounts import Account, lookup_group, lookup_user
 
 ERROR = "error"
 WARNING = "warning"
 
-QMAIL_HOME = Path("var/qmail")
+QMAIL_HOME = Path(qmail_send_systemd.QMAIL_HOME)
 # What the unit, qmail-start's children, and the users' mail programs execute.
 PROGRAMS = (
     "qmail-start",
