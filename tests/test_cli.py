@@ -136,7 +136,7 @@ def test_entry_point_script(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stdout.splitlines()[-1].startswith("verify: ")
     assert not list(tmp_path.rglob("__pycache__"))
-    assert ENTRY_POINT.read_text().startswith("#!/usr/bin/python3\n")
+    assert ENTRY_POINT.read_text().startswith("#!/usr/bin/python3 -IS\n")
     assert os.access(ENTRY_POINT, os.X_OK)
 
 

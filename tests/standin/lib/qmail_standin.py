@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import grp
-import json
 import os
 import pwd
 import signal
-import threading
 import time
 from pathlib import Path
-from typing import Callable
+
+# Every stand-in program imports this module at each start (five per service start): json,
+# threading and typing are imported where they are used, not here. Type checkers treat any
+# TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
 
 # Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
 # after a start must not kill a Python interpreter that is still starting (in C the window is
@@ -158,11 +162,15 @@ def ensure_fd(fd: int) -> None:
 
 
 def encode_request(delivery: int, msg: int, sender: str, recipient: str) -> bytes:
+    import json
+
     request = {"d": delivery, "msg": msg, "from": sender, "to": recipient}
     return json.dumps(request).encode("utf-8", "surrogateescape") + b"\n"
 
 
 def decode_line(line: bytes) -> dict[str, object]:
+    import json
+
     value = json.loads(line.decode("utf-8", "surrogateescape"))
     if not isinstance(value, dict):
         raise ValueError("not an object")
@@ -170,6 +178,8 @@ def decode_line(line: bytes) -> dict[str, object]:
 
 
 def encode_report(delivery: int, status: str, text: str) -> bytes:
+    import json
+
     report = {"d": delivery, "status": status, "text": text}
     return json.dumps(report).encode("utf-8", "surrogateescape") + b"\n"
 
@@ -178,6 +188,8 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
     """Main loop of qmail-lspawn and qmail-rspawn: one thread per delivery, as many at once as
     qmail-send asks for; on end of input (qmail-send closed its end) wait for the deliveries in
     flight, report them, and exit 0. Like qmail's spawns, no handler for TERM."""
+    import threading
+
     lock = threading.Lock()
     workers: list[threading.Thread] = []
 
