@@ -197,21 +197,20 @@ def _noop(ctx: ScenarioContext) -> None:
     """Does nothing."""
 
 
-def test_plan_shares_one_boot_and_isolates_offline_and_veth() -> None:
+def test_plan_shares_one_boot_and_isolates_offline() -> None:
     scenarios = [
-        Scenario("a", _noop, ("deb", "rpm"), "veth", ""),
+        Scenario("a", _noop, ("deb", "rpm"), "shared", ""),
         Scenario("b", _noop, ("deb", "rpm"), "shared", ""),
         Scenario("c", _noop, ("deb",), "shared", ""),
         Scenario("d", _noop, ("deb", "rpm"), "offline", ""),
     ]
     deb = smoke.plan(TARGETS["debian-12"], scenarios)
     assert [(kind, [s.name for s in group]) for kind, group in deb] == [
-        ("shared", ["b", "c"]),
+        ("shared", ["a", "b", "c"]),
         ("offline", ["d"]),
-        ("veth", ["a"]),
     ]
     rpm = smoke.plan(TARGETS["rpm-on-debian-13"], scenarios)
-    assert [s.name for _, group in rpm for s in group] == ["b", "d", "a"]
+    assert [s.name for _, group in rpm for s in group] == ["a", "b", "d"]
 
 
 def test_check_output_failure_names_command_exit_code_and_output() -> None:

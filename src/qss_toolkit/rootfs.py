@@ -35,7 +35,7 @@ KEPT_MARKER = "KEPT"
 STALE_AFTER = 3600.0
 
 # Run inside every fresh root (systemd-nspawn --pipe, systemd not running). NetworkManager is
-# masked so that it never runs beside the host's interfaces; the veth scenario unmasks it.
+# masked so that it never runs unasked; its scenario unmasks it in a boot with its own network.
 COMMON_CUSTOMIZE: tuple[str, ...] = (
     "systemctl mask NetworkManager.service NetworkManager-wait-online.service",
     "systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer",
@@ -48,7 +48,7 @@ COMMON_CUSTOMIZE: tuple[str, ...] = (
     # script ran all of them (77 of a reload's 167 ms of CPU; ~280 reloads a matrix run).
     # Masked the documented way, by /dev/null links in /etc/systemd/system-generators.
     "mkdir -p /etc/systemd/system-generators && for g in /lib/systemd/system-generators/*"
-    " /usr/lib/systemd/system-generators/*; do [ -e \"$g\" ] || continue;"
+    ' /usr/lib/systemd/system-generators/*; do [ -e "$g" ] || continue;'
     ' ln -sf /dev/null "/etc/systemd/system-generators/${g##*/}"; done',
     # apt's debconf hook preconfigures packages that have debconf templates (ours have none):
     # a Perl start-up for every apt call, 8 s of CPU a matrix run.

@@ -220,7 +220,7 @@ def setup_relay_files(ctx: ScenarioContext) -> None:
 
 SINK_DIR = "/run/qss-smtp-sink"
 SINK_UNIT = "qss-smtp-sink.service"
-# A minimal SMTP server standing for the smarthost. Containers share the host's network, so it
+# A minimal SMTP server standing for the smarthost. It assumes no port is free: it
 # binds a free port at once (written to SINK_DIR/port) but listens only once SINK_DIR/online
 # exists: until then a connection is refused, as by a host that cannot be reached. Each
 # message is written, its RCPT TO lines first, to SINK_DIR/N.eml.

@@ -35,7 +35,10 @@ log = logging.getLogger("qss_toolkit")
 
 WWW = "/srv/qss/www"
 HTTP_UNIT = "qss-repo-http"
-APT = "apt-get -q -o Dir::Etc::SourceList=/dev/null"
+# The container's network namespace has loopback alone, and apt's getaddrinfo() asks with
+# AI_ADDRCONFIG, which refuses 127.0.0.1 on a machine without any other address (apt's own
+# switch for this offline case turns it off).
+APT = "apt-get -q -o Dir::Etc::SourceList=/dev/null -o Acquire::Connect::AddrConfig=false"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 DNF = f"dnf -y --disablerepo='*' --enablerepo={repo.NAME} --setopt=install_weak_deps=False"
 ERRORS_DIR = DIST / "repo-smoke"
@@ -142,8 +145,8 @@ def _serve(ctx: ScenarioContext) -> _Server:
     unit = f"{HTTP_UNIT}-{uuid.uuid4().hex[:8]}"
     log_file = f"/srv/qss/{unit}.log"
     ctx.check_output(f"rm -rf {WWW} && mkdir -p {WWW}")
-    # Port 0: containers of parallel targets share the host's network namespace (no --private-
-    # network), so a fixed port would collide; http.server prints the port it got.
+    # Port 0, so that no port is assumed free (the container has its own network namespace,
+    # but a Podman backend with host networking would not); http.server prints the port it got.
     ctx.check_output(
         [
             "systemd-run",

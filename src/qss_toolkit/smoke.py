@@ -38,7 +38,6 @@ from qss_toolkit.targets import TARGETS, Target, select_targets
 log = logging.getLogger("qss_toolkit")
 
 PREVIOUS_ENV = "QSS_PREVIOUS_DIST"
-BOOT_ORDER = ("shared", "offline", "veth")
 # What to keep from a container when a scenario fails (besides the whole boot's journal).
 FAILURE_FILES = ("/var/log/apt/term.log", "/var/log/dpkg.log", "/var/log/dnf.log")
 
@@ -111,14 +110,13 @@ def select_scenarios(names: list[str] | None) -> list[Scenario]:
 
 
 def plan(target: Target, scenarios: Sequence[Scenario]) -> list[tuple[str, list[Scenario]]]:
-    """Boot groups of one target: one shared boot, then a fresh root per offline/veth scenario."""
+    """Boot groups of one target: one shared boot, then a fresh root per offline scenario."""
     mine = [s for s in scenarios if s.applies_to(target)]
     groups: list[tuple[str, list[Scenario]]] = []
     shared = [s for s in mine if s.boot == "shared"]
     if shared:
         groups.append(("shared", shared))
     groups += [(s.boot, [s]) for s in mine if s.boot == "offline"]
-    groups += [(s.boot, [s]) for s in mine if s.boot == "veth"]
     return groups
 
 
@@ -127,7 +125,7 @@ def _container_for(
 ) -> contextlib.AbstractContextManager[Container]:
     if kind == "offline":
         return offline(target, cache=cache, keep=keep)
-    return booted(target, network_veth=kind == "veth", cache=cache, keep=keep)
+    return booted(target, network_veth=True, cache=cache, keep=keep)
 
 
 def run_target(

@@ -11,8 +11,9 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # What every root needs so that systemd boots as PID 1 and the helper runs.
 BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
 
-# NetworkManager is in every Debian root but masked (see rootfs.py): it only runs in the boot
-# that has its own network namespace (--network-veth), never beside the host's interfaces.
+# NetworkManager is in every Debian root but masked (see rootfs.py): only its scenario starts
+# it, in a boot with a network namespace of its own (--network-veth), never beside the host's
+# interfaces.
 NM_PACKAGES: tuple[str, ...] = ("network-manager",)
 
 # The RPM toolchain that lets a Debian root install .rpm packages with dnf.
