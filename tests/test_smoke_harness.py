@@ -459,3 +459,31 @@ def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
     assert previous_sections(path) == {"piuparts": {"debian-12": {"median_s": 17.1}}}
     path.write_text("not json")
     assert previous_sections(path) == {}
+
+
+def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> None:
+    # A republish within the second of the client's last update has the same Last-Modified:
+    # plain http.server would answer 304 and apt would see no new version.
+    import email.utils
+    import sys
+    import urllib.request
+
+    from qss_toolkit.scenarios_repo import HTTP_SERVER
+
+    (tmp_path / "InRelease").write_text("new index\n")
+    server = subprocess.Popen(
+        [sys.executable, "-c", HTTP_SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[-1])
+        stamp = email.utils.formatdate((tmp_path / "InRelease").stat().st_mtime, usegmt=True)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/InRelease", headers={"If-Modified-Since": stamp}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert response.status == 200
+            assert response.read() == b"new index\n"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

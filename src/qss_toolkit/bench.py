@@ -175,6 +175,7 @@ def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, f
     ]
     if failed:
         log.warning("bench: smoke failures (times still count): %s", " ".join(failed))
+        log.warning("%s", smoke.failure_report(runs))
     result = {run_.target.name: run_.seconds for run_ in runs}
     result["(matrix wall)"] = wall
     # CPU time of the containers and their commands: the matrix is CPU-bound on two cores.
