@@ -378,6 +378,44 @@ def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
     assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["held", "kept", "young"]
 
 
+def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import time
+
+    from qss_toolkit import rootfs
+
+    cache = rootfs.RootfsCache(tmp_path)
+    d12 = TARGETS["debian-12"]
+    current = rootfs.cache_key(d12)
+    older = ("bookworm-0123456789abcdef", "trixie-fedcba9876543210", "bullseye-00000000000000ff")
+    names = (current, *older)
+    for name in (*names, "bench", "runs"):
+        (tmp_path / name).mkdir()
+    old = time.time() - 2 * rootfs.SUPERSEDED_AFTER
+    for name in (current, names[1], names[3], "bench", "runs"):
+        os.utime(tmp_path / name, (old, old))  # names[2] was used recently
+    with (tmp_path / f"{names[3]}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # being built or checked out by another run
+        removed = cache.prune_superseded_roots([d12])
+    assert removed == [tmp_path / names[1]]
+    left = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert left == sorted([current, names[2], names[3], "bench", "runs"])
+
+
+def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
+    import os
+
+    from qss_toolkit import rootfs
+
+    cache = rootfs.RootfsCache(tmp_path)
+    root = cache.path(TARGETS["debian-12"])
+    root.mkdir()
+    os.utime(root, (0, 0))
+    assert cache.ensure(TARGETS["debian-12"]) == root
+    assert root.stat().st_mtime > 0
+
+
 def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> None:
     import os
     import signal

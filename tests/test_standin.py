@@ -550,3 +550,13 @@ def test_without_alias_files_root_mail_is_discarded(tmp_path: Path) -> None:
         assert qmail.queue("info") == qmail.queue("mess") == []
     finally:
         qmail.stop()
+
+
+def test_qmail_send_writes_its_pid_to_ready_once_it_handles_signals(qmail: Qmail) -> None:
+    ready = qmail.home / "standin" / "ready"
+    assert ready.read_text() == ""  # install.py leaves it empty for qmails to write
+    proc = qmail.start()
+    wait_for("standin/ready", lambda: ready.read_text() == f"{proc.pid}\n")
+    proc.send_signal(signal.SIGALRM)  # ready means handled, not fatal
+    qmail.wait_log("stand-in: received SIGALRM")
+    assert proc.poll() is None

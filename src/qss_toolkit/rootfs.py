@@ -15,9 +15,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
@@ -33,6 +34,10 @@ COPY_ENV = "QSS_ROOTFS_COPY"
 KEPT_MARKER = "KEPT"
 # A copy is stale when no run holds its lock and it is this old (older toolkits took no lock).
 STALE_AFTER = 3600.0
+# A cached root that no target's key names any more (its package set or build steps changed)
+# is removed once no run has used it for this long: each one is 250-300 MB.
+SUPERSEDED_AFTER = 14 * 24 * 3600.0
+ROOT_NAME = re.compile(r"[a-z]+-[0-9a-f]{16}")  # cache_key()'s SUITE-HASH
 
 # Run inside every fresh root (systemd-nspawn --pipe, systemd not running). NetworkManager is
 # masked so that it never runs unasked; its scenario unmasks it in a boot with its own network.
@@ -120,6 +125,7 @@ class RootfsCache:
             if rebuild and final.exists():
                 self._remove(final)
             if final.exists():
+                os.utime(final)  # its last use, for prune_superseded_roots()
                 return final
             started = time.monotonic()
             log.info("%s: building root %s with mmdebstrap (cold cache)", target.name, final.name)
@@ -223,6 +229,32 @@ class RootfsCache:
                 removed.append(work)
         if removed:
             log.info("removed %d stale root copies from killed runs", len(removed))
+        return removed
+
+    def prune_superseded_roots(self, current: Iterable[Target]) -> list[Path]:
+        """Remove the roots whose keys no target in `current` has, unused for SUPERSEDED_AFTER
+        (another checkout may still use a recent one) and not being built or checked out."""
+        keep = {cache_key(t) for t in current}
+        removed: list[Path] = []
+        if not self.directory.is_dir():
+            return removed
+        for root in sorted(self.directory.iterdir()):
+            if not ROOT_NAME.fullmatch(root.name) or root.name in keep or not root.is_dir():
+                continue
+            if time.time() - root.stat().st_mtime < SUPERSEDED_AFTER:
+                continue
+            lock_path = self.directory / f"{root.name}.lock"
+            with lock_path.open("a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # ensure() of another run holds it
+                self._remove(root)
+                lock_path.unlink(missing_ok=True)
+                removed.append(root)
+        if removed:
+            names = ", ".join(p.name for p in removed)
+            log.info("removed %d superseded cached roots: %s", len(removed), names)
         return removed
 
     @staticmethod

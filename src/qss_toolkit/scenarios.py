@@ -339,14 +339,15 @@ class ScenarioContext:
         return self.check_output(["systemctl", "show", "-P", prop, unit]).strip()
 
     def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until this run of qmail-send has logged its first `status:` line: only then
-        are its signal handlers in place (a SIGALRM before that would kill it)."""
+        """Wait until this run of qmail-send has its signal handlers in place (a SIGALRM before
+        that would kill it): the stand-in then writes its pid, the unit's main PID, to
+        standin/ready, after its first `status:` line."""
         self.assert_active()
-        invocation = self.show("InvocationID")
+        pid = self.show("MainPID")
         self.wait_for(
-            f"journalctl -o cat _SYSTEMD_INVOCATION_ID={invocation} | grep -q '^status: local'",
+            f"grep -qx {shlex.quote(pid)} {STANDIN_LOGS}/ready",
             timeout=timeout,
-            message="qmail-send to log `status: local ...` (ready for signals)",
+            message=f"qmail-send (PID {pid}) to be ready for signals (standin/ready)",
         )
 
     def main_pid_comm(self, unit: str = UNIT) -> str:

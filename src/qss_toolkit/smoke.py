@@ -354,6 +354,7 @@ def main(argv: Sequence[str]) -> int:
         shutil.rmtree(logs)
     cache = RootfsCache()
     cache.prune_stale_runs()
+    cache.prune_superseded_roots(TARGETS.values())
     for target in targets:
         if target.note:
             log.info("%s: %s", target.name, target.note)

@@ -189,7 +189,7 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
     make_dir(standin, ids, ("root", "root", 0o755))
     shutil.copyfile(HERE / "lib" / "qmail_standin.py", standin / "qmail_standin.py")
     ids.apply(standin / "qmail_standin.py", "root", "root", 0o644)
-    for record, owner in (("signals.log", "qmails"), ("tcpok.log", "root")):
+    for record, owner in (("signals.log", "qmails"), ("tcpok.log", "root"), ("ready", "qmails")):
         (standin / record).touch()
         ids.apply(standin / record, owner, "qmail", 0o644)
 
