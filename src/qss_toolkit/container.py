@@ -387,7 +387,8 @@ def booted(
         finally:
             if keep:
                 log.warning(
-                    "%s kept: root %s, nspawn PID %s (kill it, then rm -rf the root)",
+                    "%s kept: root %s, nspawn PID %s (kill it, umount the root and then its"
+                    " parent, and rm -rf that)",
                     name,
                     root,
                     container.process.pid if container.process else "-",

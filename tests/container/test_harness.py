@@ -38,9 +38,14 @@ def test_boot_run_copy_journal_and_teardown(tmp_path: Path) -> None:
         container.copy_out("/srv/test/out.txt", tmp_path / "out.txt")
         assert (tmp_path / "out.txt").read_text() == "back\n"
         assert "systemd-journald" in container.journal(None)
+        # The run's writable layer is a tmpfs (nothing of it is written back to disk).
+        mounts = Path("/proc/self/mounts").read_text().split("\n")
+        assert any(f" {root.parent} tmpfs " in line for line in mounts), mounts
+        assert container.run("cat /srv/test/out.txt").stdout == "back\n"
         cgroups = list(container.cgroups)
         pid = container.process.pid if container.process else 0
     assert not root.exists(), "the run's copy of the root was not removed"
+    assert not root.parent.exists(), "the run's directory (its tmpfs mount point) is left"
     assert not any(c.exists() for c in cgroups), "the container's cgroups were not removed"
     assert not Path(f"/proc/{pid}").exists(), "systemd-nspawn is still running"
 
