@@ -110,10 +110,14 @@ class _RootDirectoryContainer(abc.ABC):
     root: Path
     cgroups: list[Path]
 
+    def _all_cgroups(self) -> list[Path]:
+        """The cgroups of the container and of the commands run in it."""
+        return self.cgroups
+
     def cpu_seconds(self) -> float | None:
         """CPU time used so far by the container and the commands run in it (None if the
         host has no cgroup2 to count it)."""
-        return cpu_seconds(self.cgroups)
+        return cpu_seconds(self._all_cgroups())
 
     def _host_path(self, path: str) -> Path:
         if not path.startswith("/"):
@@ -259,9 +263,6 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def _all_cgroups(self) -> list[Path]:
         return [*self.cgroups, *([self.exec_cgroup] if self.exec_cgroup else [])]
-
-    def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self._all_cgroups())
 
     def journal(self, unit: str | None = None) -> str:
         argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
@@ -233,14 +233,7 @@ class RootfsCache:
         for work in sorted(p for p in runs.iterdir() if p.is_dir()):
             if (work / KEPT_MARKER).exists() or time.time() - work.stat().st_mtime < STALE_AFTER:
                 continue
-            lock_path = runs / f"{work.name}.lock"
-            with lock_path.open("a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live run holds it
-                self._discard(work)
-                lock_path.unlink(missing_ok=True)
+            if self._remove_unheld(runs / f"{work.name}.lock", self._discard, work):
                 removed.append(work)
         if removed:
             log.info("removed %d stale root copies from killed runs", len(removed))
@@ -259,18 +252,24 @@ class RootfsCache:
             if time.time() - root.stat().st_mtime < SUPERSEDED_AFTER:
                 continue
             lock_path = self.directory / f"{root.name}.lock"
-            with lock_path.open("a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # ensure() of another run holds it
-                self._remove(root)
-                lock_path.unlink(missing_ok=True)
+            if self._remove_unheld(lock_path, self._remove, root):
                 removed.append(root)
         if removed:
             names = ", ".join(p.name for p in removed)
             log.info("removed %d superseded cached roots: %s", len(removed), names)
         return removed
+
+    @staticmethod
+    def _remove_unheld(lock_path: Path, remove: Callable[[Path], None], path: Path) -> bool:
+        """`remove(path)`, then delete `lock_path`, unless another run holds that lock."""
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live run (checkout or ensure) holds it
+            remove(path)
+            lock_path.unlink(missing_ok=True)
+            return True
 
     @staticmethod
     def _remove(path: Path) -> None:
