@@ -22,6 +22,7 @@ from qss_toolkit.scenarios import (
     load_scenarios,
     scenario,
 )
+from qss_toolkit.settings import Settings
 from qss_toolkit.targets import TARGETS, host_provides_script, select_targets
 
 
@@ -104,12 +105,11 @@ def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert rootfs.default_cache_dir().parts[-2:] == ("qmail-send-systemd", "rootfs")
 
 
-def test_copy_method_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(rootfs.COPY_ENV, "copy")
-    assert rootfs.copy_method() == "copy"
-    monkeypatch.setenv(rootfs.COPY_ENV, "hardlink")
+def test_copy_method_is_validated() -> None:
+    assert Settings.from_env({"QSS_ROOTFS_COPY": "copy"}).rootfs_copy == "copy"
+    assert Settings.from_env({}).rootfs_copy == "overlay"
     with pytest.raises(ConfigurationError, match="hardlink"):
-        rootfs.copy_method()
+        Settings.from_env({"QSS_ROOTFS_COPY": "hardlink"})
 
 
 def test_mmdebstrap_command_builds_a_systemd_root(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from qss_toolkit.settings import settings
+
 STANDIN = Path(__file__).resolve().parent / "standin"
 ME = "standin.test"
 
@@ -24,7 +26,7 @@ ME = "standin.test"
 def install(argv: list[str]) -> None:
     """tests/standin/install.py's main(), run in this process (one interpreter less per test).
     QSS_STANDIN_PYTHON runs the programs with another interpreter (e.g. a Python 3.9)."""
-    python = os.environ.get("QSS_STANDIN_PYTHON")
+    python = settings().standin_python
     argv = argv + (["--python", python] if python else [])
     spec = importlib.util.spec_from_file_location("standin_install", STANDIN / "install.py")
     assert spec is not None and spec.loader is not None

@@ -25,9 +25,10 @@ from typing import Any
 from qss_toolkit import DIST
 from qss_toolkit.container import booted
 from qss_toolkit.errors import ConfigurationError
-from qss_toolkit.rootfs import COPY_ENV, COPY_METHODS, RootfsCache
+from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import require, run
 from qss_toolkit.scenarios import package_files
+from qss_toolkit.settings import COPY_METHODS
 from qss_toolkit.smoke import default_jobs, interrupt_on_sigterm
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
@@ -98,28 +99,20 @@ def measure_cold_roots(args: argparse.Namespace) -> SectionResult:
 def measure_checkout(args: argparse.Namespace) -> SectionResult:
     """A run's private copy of a cached root: overlayfs mount vs `cp --reflink=auto -a`."""
     target = _targets(args)[0]
-    cache = RootfsCache()
-    cache.ensure(target)
+    RootfsCache().ensure(target)
     data: Numbers = {}
     rows = []
-    saved = os.environ.get(COPY_ENV)
-    try:
-        for method in COPY_METHODS:
-            os.environ[COPY_ENV] = method
-            samples = []
-            for i in range(args.runs):
-                started = time.monotonic()
-                with cache.checkout(target, f"bench-{method}-{i}-{os.getpid()}"):
-                    ready = time.monotonic() - started
-                samples.append(time.monotonic() - started)
-                log.debug("%s: ready after %.2fs", method, ready)
-            data[method] = _summary(samples)
-            rows.append([method, f"{median(samples):.2f} s", str(len(samples))])
-    finally:
-        if saved is None:
-            os.environ.pop(COPY_ENV, None)
-        else:
-            os.environ[COPY_ENV] = saved
+    for method in COPY_METHODS:
+        cache = RootfsCache(copy=method)
+        samples = []
+        for i in range(args.runs):
+            started = time.monotonic()
+            with cache.checkout(target, f"bench-{method}-{i}-{os.getpid()}"):
+                ready = time.monotonic() - started
+            samples.append(time.monotonic() - started)
+            log.debug("%s: ready after %.2fs", method, ready)
+        data[method] = _summary(samples)
+        rows.append([method, f"{median(samples):.2f} s", str(len(samples))])
     table = markdown_table(
         [f"copy method ({target.name})", "create + delete (median)", "runs"], rows
     )

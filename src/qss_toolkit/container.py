@@ -32,13 +32,13 @@ from qss_toolkit.cgroups import (
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
+from qss_toolkit.settings import settings
 from qss_toolkit.targets import Target
 
 log = logging.getLogger("qss_toolkit")
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_TIMEOUT = 90.0
-KEEP_ENV = "QSS_KEEP_CONTAINER"
 
 
 class ContainerCommandFailed(CheckFailed):
@@ -362,7 +362,7 @@ def machine_name(target: Target) -> str:
 
 
 def keep_requested(keep: bool) -> bool:
-    return keep or os.environ.get(KEEP_ENV) == "1"
+    return keep or settings().keep_container
 
 
 @contextlib.contextmanager

@@ -22,15 +22,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
-from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.run import run
+from qss_toolkit.settings import settings
 from qss_toolkit.targets import Target
 
 log = logging.getLogger("qss_toolkit")
 
 FORMAT_VERSION = 1
-COPY_METHODS = ("overlay", "copy")
-COPY_ENV = "QSS_ROOTFS_COPY"
 KEPT_MARKER = "KEPT"
 # A copy is stale when no run holds its lock and it is this old (older toolkits took no lock).
 STALE_AFTER = 3600.0
@@ -65,10 +63,7 @@ COMMON_CUSTOMIZE: tuple[str, ...] = (
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("QSS_CACHE")
-    if env:
-        return Path(env) / "rootfs"
-    return Path.home() / ".cache" / "qmail-send-systemd" / "rootfs"
+    return settings().cache_dir / "rootfs"
 
 
 def cache_key(target: Target) -> str:
@@ -99,20 +94,12 @@ def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
     ]
 
 
-def copy_method() -> str:
-    method = os.environ.get(COPY_ENV, "overlay")
-    if method not in COPY_METHODS:
-        raise ConfigurationError(
-            f"{COPY_ENV}={method!r} is not a copy method", hint=f"use one of {COPY_METHODS}"
-        )
-    return method
-
-
 class RootfsCache:
     """Cached root trees under `directory`, one per cache key, plus per-run copies in runs/."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, *, copy: str | None = None) -> None:
         self.directory = directory or default_cache_dir()
+        self.copy = copy  # how a run gets its private root; None: QSS_ROOTFS_COPY (overlay)
         self.last_build_seconds: dict[str, float] = {}
 
     def path(self, target: Target) -> Path:
@@ -196,7 +183,7 @@ class RootfsCache:
                     lock_path.unlink(missing_ok=True)
 
     def _populate(self, lower: Path, work: Path, root: Path) -> None:
-        if copy_method() == "overlay":
+        if (self.copy or settings().rootfs_copy) == "overlay":
             # The overlay's writable layer lives in memory: a run's changes (packages, journals)
             # are thrown away at its end, and writing them back to disk was a tenth of a warm
             # matrix's CPU time (kernel writeback, then rm -rf).

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, repo, signing
-from qss_toolkit.rootfs import default_cache_dir
 from qss_toolkit.scenarios import MAIN, ScenarioContext, ScenarioFailed, scenario
+from qss_toolkit.settings import settings
 
 log = logging.getLogger("qss_toolkit")
 
@@ -72,7 +72,7 @@ class _Keys:
     def files(self) -> dict[str, Path]:
         with self._lock:
             if not self._files:
-                d = self._directory or default_cache_dir().parent / "smoke-keys"
+                d = self._directory or settings().cache_dir / "smoke-keys"
                 d.mkdir(parents=True, exist_ok=True, mode=0o700)
                 wanted = {
                     "good": ("qss smoke repository key", _PASSPHRASE),

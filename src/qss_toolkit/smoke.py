@@ -33,11 +33,11 @@ from qss_toolkit.scenarios import (
     load_scenarios,
     package_files,
 )
+from qss_toolkit.settings import PREVIOUS_DIST, settings
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
 log = logging.getLogger("qss_toolkit")
 
-PREVIOUS_ENV = "QSS_PREVIOUS_DIST"
 # What to keep from a container when a scenario fails (besides the whole boot's journal).
 FAILURE_FILES = ("/var/log/apt/term.log", "/var/log/dpkg.log", "/var/log/dnf.log")
 
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--previous",
         type=Path,
         default=None,
-        help=f"packages of the previous build (default: ${PREVIOUS_ENV}, else built now)",
+        help=f"packages of the previous build (default: ${PREVIOUS_DIST}, else built now)",
     )
     parser.add_argument("--keep", action="store_true", help="keep containers (debugging)")
     return parser.parse_args(list(argv))
@@ -305,7 +305,7 @@ def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
 @contextlib.contextmanager
 def previous_build(explicit: Path | None, formats: Sequence[str]) -> Iterator[Path]:
     """The previous build's packages: --previous, $QSS_PREVIOUS_DIST, or built now."""
-    given = explicit or (Path(os.environ[PREVIOUS_ENV]) if os.environ.get(PREVIOUS_ENV) else None)
+    given = explicit or settings().previous_dist
     if given:
         yield given
         return
