@@ -12,7 +12,13 @@ import pytest
 
 from qss_toolkit import rootfs, smoke
 from qss_toolkit.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
-from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
+from qss_toolkit.container import (
+    NspawnContainer,
+    OfflineRoot,
+    command_line,
+    find_child,
+    machine_name,
+)
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.scenarios import (
     SCENARIOS,
@@ -120,12 +126,20 @@ def test_mmdebstrap_command_builds_a_systemd_root(tmp_path: Path) -> None:
     assert argv[-3:] == ["bullseye", str(tmp_path / "root"), "http://deb.debian.org/debian"]
 
 
-def test_nspawn_command_line(tmp_path: Path) -> None:
-    plain = NspawnContainer(tmp_path / "root", "qssd12-abc").nspawn_command()
-    assert plain[1:5] == ["--boot", "--register=no", "--keep-unit", "--quiet"]
-    assert f"--directory={tmp_path / 'root'}" in plain and "--network-veth" not in plain
-    veth = NspawnContainer(tmp_path / "root", "x", network_veth=True).nspawn_command()
-    assert "--network-veth" in veth
+def test_commands_enter_a_root_the_way_its_kind_needs(tmp_path: Path) -> None:
+    inner = ["/usr/bin/env", "-i", "PATH=/bin", "sh", "-c", "echo --boot"]
+    # Where systemd runs, a command joins its namespaces (nsenter) and never starts nspawn.
+    booted_root = NspawnContainer(tmp_path / "root", "qssd12-abc")
+    booted_root.init_pid = 4242
+    argv = booted_root._host_command(inner)
+    assert argv[:3] == ["nsenter", "--target=4242", "--all"] and argv[-len(inner) :] == inner
+    # Where it does not, each command is its own nspawn --pipe, in the root's cgroups.
+    argv = OfflineRoot(tmp_path, "x", [tmp_path / "cg"])._host_command(inner)
+    nspawn = argv[argv.index("--", 4) + 1 :]  # after in_cgroups' own `--`
+    assert nspawn[-len(inner) - 1 :] == ["--", *inner]
+    options = nspawn[: -len(inner) - 1]
+    assert "--pipe" in options and "--boot" not in options
+    assert {"--register=no", "--keep-unit", f"--directory={tmp_path}"} <= set(options)
 
 
 def test_machine_names_fit_a_veth_name() -> None:

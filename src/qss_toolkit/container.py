@@ -30,6 +30,7 @@ from qss_toolkit.cgroups import (
     remove_cgroup,
 )
 from qss_toolkit.errors import CheckFailed
+from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
 from qss_toolkit.settings import settings
@@ -181,27 +182,14 @@ class NspawnContainer(_RootDirectoryContainer):
         # owns that); this sibling cgroup counts their CPU time.
         self.exec_cgroup: Path | None = None
 
-    def nspawn_command(self) -> list[str]:
-        # --register=no --keep-unit: PID 1 of the host need not be systemd (no machined here).
-        argv = [
-            require("systemd-nspawn"),
-            "--boot",
-            "--register=no",
-            "--keep-unit",
-            "--quiet",
-            "--console=pipe",
-            f"--machine={self.name}",
-            f"--directory={self.root}",
-        ]
-        if self.network_veth:
-            argv.append("--network-veth")
-        return argv
-
     def start(self) -> None:
         started = time.monotonic()
         self.cgroups = make_cgroups(f"qss-{self.name}")
         self.exec_cgroup = make_accounting_cgroup(f"qss-{self.name}.exec")
-        argv = in_cgroups(self.cgroups, self.nspawn_command())
+        nspawn = nspawn_command(
+            self.root, boot=True, machine=self.name, network_veth=self.network_veth
+        )
+        argv = in_cgroups(self.cgroups, nspawn)
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open("wb") as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.
@@ -312,27 +300,18 @@ class OfflineRoot(_RootDirectoryContainer):
     "offline", and maintainer scripts must only enable by symlinks.
     """
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, cgroups: list[Path]) -> None:
         self.root = root
         self.name = name
-        self.cgroups = make_cgroups(f"qss-{name}")
+        self.cgroups = cgroups
 
     def close(self) -> None:
         for cgroup in self.cgroups:
             remove_cgroup(cgroup)
 
     def _host_command(self, inner: list[str]) -> list[str]:
-        nspawn = [
-            "systemd-nspawn",
-            "--register=no",
-            "--keep-unit",
-            "--quiet",
-            "--pipe",
-            f"--machine={self.name}",
-            f"--directory={self.root}",
-            "--",
-        ]
-        return in_cgroups(self.cgroups, [*nspawn, *inner])
+        nspawn = nspawn_command(self.root, machine=self.name, command=inner)
+        return in_cgroups(self.cgroups, nspawn)
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
@@ -407,7 +386,7 @@ def offline(
     cache = cache or RootfsCache()
     name = machine_name(target)
     with cache.checkout(target, name, keep=keep_requested(keep)) as root:
-        container = OfflineRoot(root, name)
+        container = OfflineRoot(root, name, make_cgroups(f"qss-{name}"))
         try:
             yield container
         finally:

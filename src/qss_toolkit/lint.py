@@ -11,9 +11,10 @@ import argparse
 import logging
 import re
 import shutil
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,28 +81,39 @@ def _exec_programs(unit_text: str) -> list[str]:
     return programs
 
 
-def _systemd_analyze(_dist: Path) -> str:
-    """verify in a root holding the host's units, ours, and stand-ins for the programs it runs.
+def host_unit_dir() -> Path | None:
+    """The host's own unit directory (the units ours are verified against), if it has one."""
+    return next((d for d in HOST_UNIT_DIRS if (d / "multi-user.target").exists()), None)
 
-    The programs (our helper, qmail's) are installed by the packages, not on the build host.
+
+def systemd_verify(units: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` of `units` (name -> text) in a root that holds the host's
+    units, these, and stand-ins for the programs they run.
+
+    verify checks that each Exec*= program exists and is executable; the real ones (our
+    helper, qmail's) are installed by the packages and by qmail, not on the build host.
     """
-    host_units = next((d for d in HOST_UNIT_DIRS if (d / "multi-user.target").exists()), None)
+    host_units = host_unit_dir()
     if host_units is None:
         raise CheckFailed("no systemd units on this host to verify against", hint="install systemd")
     with tempfile.TemporaryDirectory(prefix="qss-verify-") as tmp:
         root = Path(tmp)
-        units = root / "usr/lib/systemd/system"
-        shutil.copytree(host_units, units, symlinks=True)
-        text = UNIT.read_text(encoding="utf-8")
-        (units / UNIT.name).write_text(text, encoding="utf-8")
-        for program in _exec_programs(text):
-            stub = root / program.lstrip("/")
-            stub.parent.mkdir(parents=True, exist_ok=True)
-            stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
-            stub.chmod(0o755)
-        result = run(
-            ["systemd-analyze", "verify", f"--root={root}", UNIT.name], capture=True, check=False
+        unit_dir = root / "usr/lib/systemd/system"
+        shutil.copytree(host_units, unit_dir, symlinks=True)
+        for name, text in units.items():
+            (unit_dir / name).write_text(text, encoding="utf-8")
+            for program in _exec_programs(text):
+                stub = root / program.lstrip("/")
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+                stub.chmod(0o755)
+        return run(
+            ["systemd-analyze", "verify", f"--root={root}", *units], capture=True, check=False
         )
+
+
+def _systemd_analyze(_dist: Path) -> str:
+    result = systemd_verify({UNIT.name: UNIT.read_text(encoding="utf-8")})
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0 or output:
         raise CheckFailed(f"systemd-analyze verify {UNIT.name}: {output or result.returncode}")

@@ -28,7 +28,6 @@ import argparse
 import ctypes
 import ctypes.util
 import errno
-import fcntl
 import filecmp
 import gzip
 import logging
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from qss_toolkit import DIST
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.locks import exclusive
 from qss_toolkit.run import run
 from qss_toolkit.signing import KeyConfig, Signer, signer
 
@@ -381,13 +381,11 @@ def swap_into_place(new: Path, out: Path) -> None:
 def _publish_lock(out: Path) -> Iterator[None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.with_name(f".{out.name}.lock")
-    with open(lock_path, "w", encoding="ascii") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive(lock_path, wait=False) as held:
+        if not held:
             raise ConfigurationError(
                 f"another publish into {out} is running", hint=f"wait for it (lock: {lock_path})"
-            ) from None
+            )
         yield
 
 

@@ -10,7 +10,6 @@ deleted on exit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
+from qss_toolkit.locks import exclusive
+from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.run import run
 from qss_toolkit.settings import settings
 from qss_toolkit.targets import Target
@@ -109,8 +110,7 @@ class RootfsCache:
         """The cached root for `target`, built first if missing (one builder at a time per key)."""
         final = self.path(target)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / f"{final.name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.directory / f"{final.name}.lock"):
             if rebuild and final.exists():
                 self._remove(final)
             if final.exists():
@@ -139,18 +139,7 @@ class RootfsCache:
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
             for step in (*COMMON_CUSTOMIZE, *target.customize):
-                nspawn = [
-                    "systemd-nspawn",
-                    "--quiet",
-                    "--register=no",
-                    "--keep-unit",
-                    "--pipe",
-                    f"--directory={tmp}",
-                    "--",
-                    "/bin/sh",
-                    "-ec",
-                    step,
-                ]
+                nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
                 run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
         finally:
             for cgroup in cgroups:
@@ -167,8 +156,7 @@ class RootfsCache:
         runs = self.directory / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         lock_path = runs / f"{name}.lock"
-        with lock_path.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(lock_path):
             work = runs / name
             work.mkdir()
             root = work / "root"
@@ -249,10 +237,8 @@ class RootfsCache:
     @staticmethod
     def _remove_unheld(lock_path: Path, remove: Callable[[Path], None], path: Path) -> bool:
         """`remove(path)`, then delete `lock_path`, unless another run holds that lock."""
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with exclusive(lock_path, wait=False) as held:
+            if not held:
                 return False  # a live run (checkout or ensure) holds it
             remove(path)
             lock_path.unlink(missing_ok=True)
