@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,10 +147,10 @@ def test_control_file_open_error_is_reported(
     me = qmail_tree / "var/qmail/control/me"
     real_open = Path.open
 
-    def refusing_open(self: Path, *args: object, **kwargs: object) -> object:
+    def refusing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self == me:
             raise PermissionError(13, "Permission denied")
-        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+        return real_open(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "open", refusing_open)
     assert only(errors(qmail_tree), me).message == "cannot be read: Permission denied"

@@ -26,7 +26,7 @@ from typing import Any
 from qss_toolkit import DIST
 from qss_toolkit.container import Container, booted
 from qss_toolkit.errors import CheckFailed
-from qss_toolkit.scenarios import MAIN, NM_PACKAGE, UNIT, ScenarioContext
+from qss_toolkit.scenarios import MAIN, NM_HOOK, NM_PACKAGE, UNIT, ScenarioContext
 from qss_toolkit.targets import TARGETS, Target
 
 log = logging.getLogger("qss_toolkit")
@@ -68,24 +68,17 @@ EVENTS: tuple[Event, ...] = (
     ),
 )
 
-HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
-
 # Runs in the container (python3 of the target, 3.9 at the oldest). argv: action interface
-# count warmup env-as-JSON hook [pid] (default: the unit's main PID). Prints one JSON list.
+# count warmup env-as-JSON hook pid (qmail-send's: the unit's main PID). Prints one JSON list.
 DRIVER = r"""
 import json, os, select, subprocess, sys, time
 
 action, iface, count, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 env.update(json.loads(sys.argv[5]))
-HOOK = sys.argv[6]
-if len(sys.argv) > 7:
-    pid = int(sys.argv[7])
-else:
-    pid = int(subprocess.check_output(
-        ["systemctl", "show", "--value", "-p", "MainPID", "qmail-send.service"], text=True))
+HOOK, pid = sys.argv[6], int(sys.argv[7])
 if pid <= 0:
-    sys.exit("qmail-send.service has no main PID")
+    sys.exit("qmail-send has no main PID")
 tracer = subprocess.Popen(
     ["strace", "-qq", "-ttt", "-e", "trace=none", "-e", "signal=SIGALRM", "-p", str(pid)],
     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -264,7 +257,9 @@ def prepare(ctx: ScenarioContext) -> None:
 
 def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:
     env = json.dumps(dict(event.env))
-    argv = ["python3", "-c", DRIVER, event.action, event.interface, str(events), "3", env, HOOK]
+    pid = container.run(["systemctl", "show", "--value", "-p", "MainPID", UNIT]).stdout.strip()
+    argv = ["python3", "-c", DRIVER, event.action, event.interface, str(events), "3", env]
+    argv += [NM_HOOK, pid]
     result = container.run(argv, check=False, timeout=60 + events * 6)
     if result.returncode != 0:
         raise CheckFailed(

@@ -4,7 +4,8 @@
 boots it, waits for systemd to settle, yields a `Container`, and always tears it down (also on
 failure or Ctrl-C) unless QSS_KEEP_CONTAINER=1. `offline(target)` gives the same interface on a
 root where systemd is NOT running (an image build or chroot install). Scenarios only see the
-`Container` protocol, so a Podman backend can implement it later.
+`Container` protocol, and the smoke runner only a `Backend` (which starts containers of a boot
+kind): nspawn is `NspawnBackend`; another engine (Podman) is another class beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +32,7 @@ from qss_toolkit.cgroups import (
     remove_cgroup,
 )
 from qss_toolkit.errors import CheckFailed
+from qss_toolkit.families import Word
 from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
@@ -391,3 +394,38 @@ def offline(
             yield container
         finally:
             container.close()
+
+
+class BootKind(Word):
+    """How a scenario's root runs. SHARED: the target's one booted container, in a network
+    namespace of its own (--network-veth: NetworkManager may run in it, and no port or address
+    meets the host's); OFFLINE: a fresh root where systemd is not running (an image build)."""
+
+    SHARED = "shared"
+    OFFLINE = "offline"
+
+
+class Backend(Protocol):
+    """An engine that starts a target's root as a `Container` of a boot kind, and always
+    removes it again when the block ends (unless `keep`)."""
+
+    name: str
+
+    def start(
+        self, kind: BootKind, target: Target, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Container]: ...
+
+
+@dataclass
+class NspawnBackend:
+    """systemd-nspawn on a private copy of the target's cached Debian root (rootfs.py)."""
+
+    cache: RootfsCache = field(default_factory=RootfsCache)
+    name: str = field(default="nspawn", init=False)
+
+    def start(
+        self, kind: BootKind, target: Target, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Container]:
+        if kind is BootKind.OFFLINE:
+            return offline(target, keep=keep, cache=self.cache)
+        return booted(target, network_veth=True, keep=keep, cache=self.cache)

@@ -25,7 +25,7 @@ from qss_toolkit.locks import exclusive
 from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.run import run
 from qss_toolkit.settings import settings
-from qss_toolkit.targets import Target
+from qss_toolkit.targets import DebianRoot, Target
 
 log = logging.getLogger("qss_toolkit")
 
@@ -69,29 +69,30 @@ def default_cache_dir() -> Path:
 
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
+    root = target.root
     material = json.dumps(
         {
             "format": FORMAT_VERSION,
-            "suite": target.suite,
-            "mirror": target.mirror,
-            "packages": sorted(target.packages),
-            "customize": [*COMMON_CUSTOMIZE, *target.customize],
+            "suite": root.suite,
+            "mirror": root.mirror,
+            "packages": sorted(root.packages),
+            "customize": [*COMMON_CUSTOMIZE, *root.customize],
         },
         sort_keys=True,
     )
-    return f"{target.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    return f"{root.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
-def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
+def mmdebstrap_command(root: DebianRoot, dest: Path) -> list[str]:
     return [
         "mmdebstrap",
         "--quiet",
         "--mode=root",
         "--variant=apt",
-        "--include=" + ",".join(target.packages),
-        target.suite,
+        "--include=" + ",".join(root.packages),
+        root.suite,
         str(dest),
-        target.mirror,
+        root.mirror,
     ]
 
 
@@ -121,8 +122,8 @@ class RootfsCache:
             tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
             self._remove(tmp)
             try:
-                run(mmdebstrap_command(target, tmp), timeout=900)
-                self._customize(target, tmp)
+                run(mmdebstrap_command(target.root, tmp), timeout=900)
+                self._customize(target.root, tmp)
                 (tmp / "etc" / "qss-rootfs.json").write_text(
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
@@ -134,11 +135,11 @@ class RootfsCache:
             return final
 
     @staticmethod
-    def _customize(target: Target, tmp: Path) -> None:
+    def _customize(root: DebianRoot, tmp: Path) -> None:
         """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in (*COMMON_CUSTOMIZE, *target.customize):
+            for step in (*COMMON_CUSTOMIZE, *root.customize):
                 nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
                 run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
         finally:

@@ -1,10 +1,17 @@
-"""Smoke-test targets as data: which root to build, which package family to install, how."""
+"""Smoke-test targets as data: a name, the package family it installs, and the root it boots.
+
+A target says nothing about the engine that boots it: a root source (`DebianRoot`, built by
+mmdebstrap and cached by rootfs.py) is what a container backend (container.py) turns into a
+running system. Adding a distribution is one `Target` entry in TARGETS.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
+from qss_toolkit.selection import select
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
@@ -21,18 +28,13 @@ RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
 
 
 @dataclass(frozen=True)
-class Target:
-    """One row of the smoke matrix."""
+class DebianRoot:
+    """A root that mmdebstrap builds from a Debian archive, with the packages systemd needs."""
 
-    name: str
-    suite: str  # Debian suite the root is built from
-    family: str  # "deb" or "rpm": which packages from dist/ it installs, and how
-    systemd: str  # the systemd version it proves (documentation, printed in the table)
-    python: str
+    suite: str
     extra_packages: tuple[str, ...] = ()
     # Shell steps run once in the fresh root (systemd not running) before it is cached.
     customize: tuple[str, ...] = ()
-    note: str = ""
     mirror: str = DEBIAN_MIRROR
     packages: tuple[str, ...] = field(init=False)
 
@@ -40,6 +42,18 @@ class Target:
         object.__setattr__(
             self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
         )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One column of the smoke matrix."""
+
+    name: str
+    family: Family  # which packages from dist/ it installs, and with which package manager
+    root: DebianRoot
+    systemd: str  # the systemd version it proves (documentation, printed in the table)
+    python: str
+    note: str = ""
 
     @property
     def label(self) -> str:
@@ -161,54 +175,54 @@ def host_provides_script() -> str:
     return "\n".join(lines)
 
 
+# Fedora's alternatives(8) is Debian's update-alternatives under another name (the same
+# --install/--remove/--display arguments); the sendmail package's scriptlets call
+# /usr/sbin/alternatives, as on Fedora.
+RPM_ALTERNATIVES = (
+    "command -v alternatives >/dev/null"
+    ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
+)
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target(
             "debian-11",
-            "bullseye",
-            "deb",
+            Family.DEB,
+            DebianRoot("bullseye", customize=(apt_subset_script(),)),
             systemd="247",
             python="3.9",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "debian-12",
-            "bookworm",
-            "deb",
+            Family.DEB,
+            DebianRoot("bookworm", customize=(apt_subset_script(),)),
             systemd="252",
             python="3.11",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "debian-13",
-            "trixie",
-            "deb",
+            Family.DEB,
+            DebianRoot("trixie", customize=(apt_subset_script(),)),
             systemd="257",
             python="3.13",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "rpm-on-debian-13",
-            "trixie",
-            "rpm",
+            Family.RPM,
+            DebianRoot(
+                "trixie",
+                extra_packages=RPM_PACKAGES,
+                customize=(host_provides_script(), RPM_ALTERNATIVES),
+            ),
             systemd="257",
             python="3.13",
-            extra_packages=RPM_PACKAGES,
-            customize=(host_provides_script(),),
             note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
         ),
     )
 }
 
 
-def select_targets(names: list[str] | None) -> list[Target]:
+def select_targets(names: Sequence[str] | None) -> list[Target]:
     """The targets named on the command line (all when none), or a usage error with a hint."""
-    if not names:
-        return list(TARGETS.values())
-    unknown = [n for n in names if n not in TARGETS]
-    if unknown:
-        raise ConfigurationError(
-            f"unknown smoke target {unknown[0]!r}", hint=f"choose from {', '.join(TARGETS)}"
-        )
-    return [TARGETS[n] for n in dict.fromkeys(names)]
+    return select("smoke target", names, TARGETS)
