@@ -12,7 +12,7 @@ import pytest
 
 from qss_toolkit import lint
 
-UNIT = lint.UNIT
+UNIT = lint.unit_files()["qmail-send.service"]
 MAX_EXPOSURE = 2.5
 
 
