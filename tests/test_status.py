@@ -351,6 +351,8 @@ def test_the_latest_delivery_result_decides_about_deferrals(root: Path) -> None:
     failure = "delivery 6: failure: Sorry,_no_mailbox_here_by_that_name./"
     older = [entry(NOW - 300, deferral), entry(NOW - 400, failure)]
     system = StatusSystem(root, journal=[entry(NOW - 10, "status: exiting"), *older])
+    assert problems(report(system)) == []  # the queue is empty: that deferral is history
+    add_message(root / "var/qmail/queue", 8, remote=["a@x.org"])
     result = report(system)
     assert problems(result) == ["the latest delivery attempt was deferred"]
     journal = result["journal"]

@@ -10,7 +10,8 @@ mess/'s for a message not yet preprocessed. queue/ is 0750 qmailq:qmail and info
 remote/ 0700 qmails: what this user cannot read is named in the report, never a traceback.
 
 Exit 0 when nothing needs attention, 1 when something does (service down, mail queued for more
-than an hour, the latest delivery attempt deferred), each with a one-line fix.
+than an hour, the latest delivery attempt deferred while mail is still queued), each with a
+one-line fix.
 """
 
 from __future__ import annotations
@@ -303,7 +304,9 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
     journal = report["journal"]
     assert isinstance(journal, dict)
     latest = journal.get("latest")
-    if isinstance(latest, dict) and latest.get("result") == "deferral":
+    # A deferral matters while mail waits: once the queue is read and empty, it is history.
+    waiting = not queue["counted"] or bool(queue["not_read"]) or queue["messages"] != 0
+    if isinstance(latest, dict) and latest.get("result") == "deferral" and waiting:
         found.append(
             {
                 "problem": "the latest delivery attempt was deferred",
