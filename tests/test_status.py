@@ -1,9 +1,9 @@
 """`status`: the queue read as qmail-qstat and qmail-qread read it, the service, the smarthost,
 the latest delivery results, and what needs attention (exit 1), on fake trees.
 
-The fake queues are written here in qmail's own layout (INTERNALS, hier.c, qmail-queue(8)),
-not by the stand-in: mess/, info/, local/ and remote/ split into 23 subdirectories, todo/ and
-intd/ flat, one NUL-terminated `T`/`D` record per recipient.
+The fake queues are written in qmail's own layout by qss_toolkit.fake_queue, not by the
+stand-in: mess/, info/, local/ and remote/ split into 23 subdirectories, todo/ and intd/ flat,
+one NUL-terminated `T`/`D` record per recipient.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qmail_send_systemd import cli, status
 from qmail_send_systemd.systemd import UNIT, Result, System
+from qss_toolkit import fake_queue
+from qss_toolkit.fake_queue import make_queue, split_file
 
 NOW = 1_800_000_000.0
-SPLIT = 23
 ACTIVE = (
     "LoadState=loaded\nActiveState=active\nSubState=running\n"
     "ActiveEnterTimestamp=Tue 2027-01-12 08:00:00 UTC\nMainPID=4242\nNRestarts=2\n"
@@ -57,49 +59,8 @@ def entry(seconds: float, message: str | list[int]) -> str:
     return json.dumps({"MESSAGE": message, "__REALTIME_TIMESTAMP": str(int(seconds * 1e6))})
 
 
-def make_queue(root: Path) -> Path:
-    queue = root / "var/qmail/queue"
-    for name in ("pid", "intd", "todo", "bounce", "lock"):
-        (queue / name).mkdir(parents=True)
-    for name in status.SPLIT_DIRS:
-        for split in range(SPLIT):
-            (queue / name / str(split)).mkdir(parents=True)
-    return queue
-
-
-def split_file(queue: Path, name: str, number: int) -> Path:
-    return queue / name / str(number % SPLIT) / str(number)
-
-
-def add_message(
-    queue: Path,
-    number: int,
-    *,
-    sender: str = "me@example.org",
-    local: Sequence[str] = (),
-    remote: Sequence[str] = ("friend@example.net",),
-    done: Sequence[str] = (),
-    age: float = 60.0,
-    preprocessed: bool = True,
-    now: float = NOW,
-) -> None:
-    """A message as qmail-queue and qmail-send leave it: queued (todo/) or preprocessed."""
-    mess = split_file(queue, "mess", number)
-    mess.write_text("Subject: test\n\nbody\n")
-    os.utime(mess, (now - age - 5, now - age - 5))
-    if not preprocessed:
-        envelope = f"u1000\0p{number}\0F{sender}\0" + "".join(f"T{r}\0" for r in remote) + "\0"
-        (queue / "todo" / str(number)).write_text(envelope)
-        return
-    info = split_file(queue, "info", number)
-    info.write_bytes(b"F" + sender.encode() + b"\0")
-    os.utime(info, (now - age, now - age))
-    for channel, recipients in (("local", local), ("remote", remote)):
-        records = [("D" if r in done else "T") + r for r in recipients]
-        if records:
-            split_file(queue, channel, number).write_bytes(
-                b"".join(r.encode() + b"\0" for r in records)
-            )
+def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -> None:
+    fake_queue.add_message(queue, number, now=now, **details)
 
 
 @pytest.fixture
@@ -208,9 +169,7 @@ def test_mail_older_than_an_hour_needs_attention_and_younger_does_not(root: Path
 
 
 def test_ten_thousand_messages(root: Path) -> None:
-    queue = root / "var/qmail/queue"
-    for number in range(1, 10_001):
-        add_message(queue, number, age=float(number % 500), remote=["a@x.org", "b@y.org"])
+    fake_queue.fill(root, 10_000, NOW)
     started = time.monotonic()
     result = report(StatusSystem(root))
     elapsed = time.monotonic() - started
@@ -362,7 +321,7 @@ def test_the_latest_delivery_result_decides_about_deferrals(root: Path) -> None:
         "line": deferral,
         "reason": "Sorry,_I_wasn't_able_to_establish_an_SMTP_connection./",
     }
-    assert journal["failure"]["line"] == failure  # type: ignore[index]
+    assert journal["failure"]["line"] == failure
     text = status.render_text(result)
     assert f"latest deferral: {status._iso(NOW - 300)} {deferral}" in text
     # A success after the deferral: the last attempt went through.

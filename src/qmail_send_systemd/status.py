@@ -262,6 +262,10 @@ def read_journal(system: System) -> dict[str, object]:
     return journal
 
 
+def _count(number: object, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _duration(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds} s"
@@ -359,7 +363,7 @@ def _queue_line(queue: dict[str, object]) -> str:
     todo = queue["recipients_to_do"]
     assert isinstance(todo, dict)
     line = (
-        f"queue: {queue['messages']} messages, {queue['not_yet_preprocessed']} not yet "
+        f"queue: {_count(queue['messages'], 'message')}, {queue['not_yet_preprocessed']} not yet "
         f"preprocessed; recipients to do: {todo['local']} local, {todo['remote']} remote"
     )
     oldest = queue["oldest"]

@@ -265,6 +265,15 @@ def _flush_section() -> Section:
     return Section("flush", "Flush on reconnect", measure, bench_flush.add_arguments)
 
 
+def _status_section() -> Section:
+    from qss_toolkit import bench_status
+
+    def measure(args: argparse.Namespace) -> SectionResult:
+        return SectionResult(*bench_status.measure_section(args))
+
+    return Section("status", "Status on a large queue", measure, bench_status.add_arguments)
+
+
 def _scratch() -> Path:
     path = RootfsCache().directory / "bench"
     path.mkdir(parents=True, exist_ok=True)
@@ -291,7 +300,7 @@ SECTIONS: list[Section] = [
 
 
 def sections() -> list[Section]:
-    return [*SECTIONS, _flush_section()]
+    return [*SECTIONS, _flush_section(), _status_section()]
 
 
 def previous_sections(path: Path) -> Numbers:
