@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -210,7 +211,7 @@ HOSTILE_NAMES: list[tuple[bytes, bytes]] = [
 
 
 def without_systemctl(
-    source: Path, tmp: Path, *args: str, env: dict[str, str] | None = None
+    source: Path, tmp: Path, *args: str | bytes, env: dict[str, str | bytes] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a copy of `source` whose PATH holds no systemctl at all, as its dispatcher would."""
     empty = tmp / "empty"
@@ -218,8 +219,9 @@ def without_systemctl(
     library = tmp / LIBRARY.name
     shutil.copyfile(LIBRARY, library)
     copy = hook_copy(source, tmp / source.name, empty, library)
+    environment = {os.fsencode(k): os.fsencode(v) for k, v in (env or {}).items()}
     return subprocess.run(
-        [copy, *args], env=env or {}, capture_output=True, timeout=30, check=False
+        [copy, *args], env=environment, capture_output=True, timeout=30, check=False
     )
 
 
@@ -236,3 +238,37 @@ def shellcheck(*scripts: Path) -> subprocess.CompletedProcess[str]:
         check=False,
         cwd=PROJECT,
     )
+
+
+class Dispatcher:
+    """How one dispatcher calls its hook with an online event for an interface."""
+
+    def __init__(self, source: Path, event: str, with_interface: Callable[[str | bytes], Call]):
+        self.source = source
+        self.event = event  # what the hook logs for it
+        self.with_interface = with_interface
+
+    def online(self, hook: Hook, interface: str | bytes = "eth0", **env: str | bytes) -> Result:
+        args, base = self.with_interface(interface)
+        return hook.run(*args, env={**base, **env})
+
+
+Call = tuple[tuple[str | bytes, ...], dict[str, str | bytes]]
+Result = subprocess.CompletedProcess[bytes]
+NM_HOOK = PACKAGING / "networkmanager" / "90-qmail-send"
+NETWORKD_HOOK = PACKAGING / "networkd" / "90-qmail-send"
+
+
+def _networkmanager(name: str | bytes) -> Call:
+    return (name, "up"), {"CONNECTIVITY_STATE": "FULL"}
+
+
+def _networkd(name: str | bytes) -> Call:
+    """No arguments, the link in the environment (networkd-dispatcher's run_hooks_for_state)."""
+    return (), {"STATE": "routable", "IFACE": name}
+
+
+DISPATCHERS = [
+    pytest.param(Dispatcher(NM_HOOK, "up", _networkmanager), id="NetworkManager"),
+    pytest.param(Dispatcher(NETWORKD_HOOK, "routable", _networkd), id="networkd-dispatcher"),
+]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qss_toolkit import DIST, PROJECT_ROOT, fake_queue
+from qss_toolkit import DIST, PROJECT_ROOT, bench_flush, fake_queue
 from qss_toolkit.container import booted
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.scenarios import UNIT, ScenarioContext
@@ -36,16 +36,7 @@ FILLER = (
     "import sys, time; from pathlib import Path; sys.path.insert(0, '/srv/qss');"
     " import fake_queue; fake_queue.fill(Path('/'), int(sys.argv[1]), time.time())"
 )
-Measured = tuple[list[float], dict[str, Any]]  # the run times, and the last run's report
-TIMER = r"""
-import json, subprocess, sys, time
-runs = []
-for _ in range(int(sys.argv[1])):
-    start = time.monotonic()
-    done = subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, capture_output=True)
-    runs.append(time.monotonic() - start)
-print(json.dumps({"runs": runs, "code": done.returncode, "out": done.stdout.decode()}))
-"""
+Measured = tuple[list[float], dict[str, Any]]  # the run times, and a run's report
 
 
 def _timed(argv: list[str], runs: int) -> Measured:
@@ -75,12 +66,12 @@ def measure_container(target: str, messages: int, runs: int) -> Measured:
         container.copy_into(PROJECT_ROOT / "src/qss_toolkit/fake_queue.py", FILL)
         ctx.check_output(["python3", "-c", FILLER, str(messages)], timeout=600)
         argv = ["qmail-send-systemd", "status", "--json"]
-        result = ctx.check_output(["python3", "-c", TIMER, str(runs + 1), *argv], timeout=600)
-        measured = json.loads(result.strip().splitlines()[-1])
-        report = json.loads(measured["out"])
-        if measured["code"] != 1:  # the service is stopped: status must say so
-            raise CheckFailed(f"status exited {measured['code']} with qmail-send stopped")
-        return [float(t) for t in measured["runs"][1:]], report
+        timer = ["python3", "-c", bench_flush.TIMER, str(runs + 1), *argv]
+        times = json.loads(ctx.check_output(timer, timeout=600).strip().splitlines()[-1])
+        result = ctx.run(argv)
+        if result.returncode != 1:  # the service is stopped: status must say so
+            raise CheckFailed(f"status exited {result.returncode} with qmail-send stopped")
+        return [float(t) for t in times[1:]], json.loads(result.stdout)
 
 
 def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
