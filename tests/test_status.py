@@ -406,5 +406,17 @@ def test_cli_exit_zero_when_healthy(root: Path, capsys: pytest.CaptureFixture[st
 def test_cli_without_a_queue_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--root", str(tmp_path), "status"]) == 0
     out = capsys.readouterr().out
-    assert f"queue: not read: {tmp_path}/var/qmail/queue: no such directory\n" in out
+    assert f"queue: not read: {tmp_path}/var/qmail/queue: no such file or directory\n" in out
     assert "Traceback" not in out
+
+
+def test_hostile_senders_and_replies_cannot_reach_the_terminal(root: Path) -> None:
+    """The envelope sender comes from any SMTP client, a deferral's text from any server."""
+    add_message(root / "var/qmail/queue", 4, sender="evil\x1b[2J\n@example.org")
+    reply = "delivery 2: deferral: 421_\x1b]0;owned\x07_bye/"
+    result = report(StatusSystem(root, journal=[entry(NOW - 1, reply)]))
+    oldest = result["queue"]["oldest"]  # type: ignore[index]
+    assert oldest["from"] == "evil_[2J_@example.org"
+    text = status.render_text(result)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "delivery 2: deferral: 421__]0;owned__bye/" in text

@@ -121,8 +121,10 @@ def read_queue(root: Path, now: float) -> Queue:
     """Count the queue as qmail-qstat and qmail-qread would, under `root`."""
     found = Queue()
     queue = str(root / QUEUE)
-    if not os.path.isdir(queue):
-        found.not_read.append(f"{queue}: no such directory")
+    try:
+        os.stat(queue)
+    except OSError as exc:
+        found.not_read.append(f"{queue}: {_why(exc)}")
         return found
     mess = _split_entries(queue, "mess", found)
     todo = _flat_entries(queue, "todo", found)
@@ -179,7 +181,13 @@ def _sender(info: dict[int, str] | None, number: int) -> str | None:
         return None
     if not data.startswith(b"F"):
         return None
-    return data[1:].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return printable(data[1:].split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
+def printable(text: str) -> str:
+    """TEXT with every character outside printable ASCII as `_`, as qmail-qread prints it:
+    an envelope sender or a remote server's reply cannot move the terminal's cursor."""
+    return "".join(c if " " <= c <= "~" else "_" for c in text)
 
 
 def _iso(seconds: float) -> str:
@@ -391,7 +399,7 @@ def _journal_lines(journal: dict[str, object]) -> list[str]:
     for result in ("deferral", "failure"):
         seen = journal[result]
         if isinstance(seen, dict):
-            lines.append(f"latest {result}: {seen['time']} {seen['line']}")
+            lines.append(f"latest {result}: {seen['time']} {printable(str(seen['line']))}")
         else:
             lines.append(f"latest {result}: none in qmail-send's last {JOURNAL_LINES} lines")
     if "not_read" in journal:
