@@ -16,6 +16,7 @@ from qss_toolkit.errors import ConfigurationError
 PROJECT = Path(__file__).resolve().parents[1]
 MAIN = "qmail-send-systemd"
 NM = "qmail-send-systemd-networkmanager"
+NETWORKD = "qmail-send-systemd-networkd"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def _architecture_paths() -> list[tuple[str, int, str, bool]]:
 def test_the_main_package_comes_first_and_every_config_loads(packages: dict[str, payload.Package]):
     loaded = payload.load_packages()
     assert loaded[0].name == MAIN
-    assert {MAIN, NM} <= set(packages)
+    assert {MAIN, NM, NETWORKD} <= set(packages)
 
 
 def test_every_installed_path_of_the_architecture_is_in_the_payload(packages):
@@ -101,6 +102,16 @@ def test_metadata_a_repository_accepts(packages):
         "network-manager",
     )
     assert nm.relation("rpm", "depends", "2.0") == ("qmail-send-systemd = 2.0", "NetworkManager")
+    networkd = packages[NETWORKD]
+    # Debian and Fedora both call the dispatcher's package networkd-dispatcher.
+    assert networkd.relation("deb", "depends", "2.0") == (
+        "qmail-send-systemd (= 2.0-1)",
+        "networkd-dispatcher",
+    )
+    assert networkd.relation("rpm", "depends", "2.0") == (
+        "qmail-send-systemd = 2.0",
+        "networkd-dispatcher",
+    )
     assert main.units() == ("qmail-send.service",)
 
 
@@ -353,3 +364,32 @@ def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path):
     text = (SCRIPTS / "deb" / "postrm").read_text(encoding="utf-8")
     assert "qmail-send-systemd " not in text.replace("'qmail-send.service'", "")
     assert '[ -x "/usr/bin/deb-systemd-helper" ]' in text
+
+
+def test_each_hook_sources_a_library_of_its_exact_main_package(packages):
+    """A dispatcher hook's FLUSH= names a file the main package ships, and the hook's package
+    depends on that very version of it, so the two always match."""
+    main_files = {f.destination for f in packages[MAIN].files}
+    hooks = []
+    for package in packages.values():
+        for f in package.files:
+            if f.source is None or f.kind != "file" or f.source.startswith("generated/"):
+                continue
+            text = (PROJECT / f.source).read_text(encoding="utf-8", errors="replace")
+            for line in text.splitlines():
+                if line.startswith("FLUSH="):
+                    hooks.append(package.name)
+                    assert line.removeprefix("FLUSH=") in main_files, f.source
+                    assert package.name != MAIN
+                    assert "qmail-send-systemd (= 1.0-1)" in package.relation(
+                        "deb", "depends", "1.0"
+                    )
+                    assert "qmail-send-systemd = 1.0" in package.relation("rpm", "depends", "1.0")
+    assert sorted(hooks) == [NETWORKD, NM]
+
+
+def test_the_networkd_hook_passes_the_dispatchers_permission_check(packages):
+    """networkd-dispatcher's check_perms(): root:root, mode exactly 0755, else it never runs."""
+    [hook] = [f for f in packages[NETWORKD].files if "/networkd-dispatcher/" in f.destination]
+    assert hook.destination == "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+    assert hook.mode == 0o755 and hook.formats == {"deb", "rpm"}

@@ -74,6 +74,9 @@ def test_targets_cover_the_matrix() -> None:
     assert {"rpm", "dnf", "createrepo-c"} <= set(rpm.packages)
     for target in TARGETS.values():
         assert {"systemd", "dbus", "python3"} <= set(target.packages)
+        # What our packages depend on, read from packaging/nfpm/*.yaml: the hooks' dispatchers.
+        assert {"network-manager", "networkd-dispatcher"} <= set(target.packages)
+        assert not [p for p in target.packages if p.startswith("qmail-send-systemd")]
 
 
 def test_select_targets_rejects_unknown_names_with_the_choices() -> None:
@@ -153,7 +156,14 @@ def test_find_child_parses_proc_stat() -> None:
 def test_host_provides_script_is_valid_shell_naming_the_capabilities() -> None:
     script = host_provides_script()
     assert "Name: qss-host-provides" in script
-    for capability in ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager"):
+    for capability in (
+        "python3",
+        "systemd",
+        "/bin/sh",
+        "python(abi)",
+        "NetworkManager",
+        "networkd-dispatcher",
+    ):
         assert f"Provides: {capability}" in script
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
@@ -188,6 +198,8 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
         "offline-install",
         "policy-rc-d-101",
         "networkmanager-hook",
+        "networkd-hook",
+        "status",
     } <= names
     assert not SCENARIOS["purge"].applies_to(TARGETS["rpm-on-debian-13"])
     assert SCENARIOS["upgrade"].applies_to(TARGETS["rpm-on-debian-13"])

@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--action", help="dpkg's $1 (deb prerm)")
     remove.add_argument("--count", type=int, help="rpm's $1 (%%preun, %%postun)")
 
+    status = commands.add_parser(
+        "status",
+        help="where is my mail: the service, the queue, the smarthost, the latest deferral",
+        description=(
+            "Read-only. Exit 0 when nothing needs attention, 1 when something does (each "
+            "with its fix): the service down, mail queued for more than an hour, or the "
+            "latest delivery attempt deferred."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="the report as JSON")
     commands.add_parser("flush", help="qmail-tcpok and reload: retry deferred mail now")
     commands.add_parser("exec-qmail-start", help="the unit's ExecStart (execs qmail-start)")
     commands.add_parser("log-priority", help="qmail-start's logger: journal priority prefixes")
@@ -104,6 +114,13 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         findings = verify.check(root)
         print(verify.render_json(findings) if args.json else verify.render_text(findings))
         return EXIT_FAILED if verify.has_errors(findings) else EXIT_OK
+    if command == "status":
+        from qmail_send_systemd import status
+        from qmail_send_systemd.systemd import System
+
+        report = status.check(System(root))
+        print(status.render_json(report) if args.json else status.render_text(report))
+        return EXIT_FAILED if status.needs_attention(report) else EXIT_OK
     if command == "setup":
         from qmail_send_systemd import relay
 

@@ -1,9 +1,10 @@
-"""The flush bench: how long our side takes from a NetworkManager event to qmail-send's SIGALRM.
+"""The flush bench: how long our side takes from a network event to qmail-send's SIGALRM.
 
-In a booted container with the packages and the qmail stand-in, a driver runs the dispatcher
-hook exactly as NetworkManager-dispatcher does (argv `INTERFACE ACTION`, NM's environment)
-and times two things per event: the hook's own run time (NetworkManager runs dispatcher
-scripts one at a time, so this is what every other hook waits), and hook start -> SIGALRM
+In a booted container with the packages and the qmail stand-in, a driver runs each dispatcher
+hook exactly as its dispatcher does (NetworkManager-dispatcher: argv `INTERFACE ACTION` and
+NM's environment; networkd-dispatcher: no arguments, the link's data in the environment) and
+times two things per event: the hook's own run time (both dispatchers run their scripts one at
+a time, so this is what every other hook waits), and hook start -> SIGALRM
 delivered to qmail-send, which covers `systemctl --no-block reload`, the reload job,
 ExecReload's qmail-tcpok and `kill -ALRM $MAINPID`. The SIGALRM is seen by strace attached to
 the unit's main PID (signal-delivery stops only; no system call is traced), so the figure is
@@ -26,7 +27,7 @@ from typing import Any
 from qss_toolkit import DIST
 from qss_toolkit.container import Container, booted
 from qss_toolkit.errors import CheckFailed
-from qss_toolkit.scenarios import MAIN, NM_PACKAGE, UNIT, ScenarioContext
+from qss_toolkit.scenarios import MAIN, NETWORKD_PACKAGE, NM_PACKAGE, UNIT, ScenarioContext
 from qss_toolkit.targets import TARGETS, Target
 
 log = logging.getLogger("qss_toolkit")
@@ -37,21 +38,28 @@ HOOK_TARGET_MS = 50.0
 ALRM_TARGET_MS = 250.0
 
 
+NM_HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
+NETWORKD_HOOK = "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+
+
 @dataclass(frozen=True)
 class Event:
-    """One dispatcher action, with the arguments and environment NetworkManager gives it."""
+    """One dispatcher event: the hook it runs, with the arguments and environment it gets."""
 
     action: str
-    interface: str
+    hook: str
+    argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
 
 
 # NetworkManager-dispatcher(8): device actions name the interface; connectivity-change has an
-# empty interface argument. CONNECTIVITY_STATE is set for every action.
+# empty interface argument. CONNECTIVITY_STATE is set for every action. networkd-dispatcher
+# (its run_hooks_for_state) passes no argument and sets what `networkctl status` said.
 EVENTS: tuple[Event, ...] = (
     Event(
         "up",
-        "host0",
+        NM_HOOK,
+        ("host0", "up"),
         (
             ("DEVICE_IFACE", "host0"),
             ("DEVICE_IP_IFACE", "host0"),
@@ -63,24 +71,43 @@ EVENTS: tuple[Event, ...] = (
     ),
     Event(
         "connectivity-change",
-        "",
+        NM_HOOK,
+        ("", "connectivity-change"),
         (("NM_DISPATCHER_ACTION", "connectivity-change"), ("CONNECTIVITY_STATE", "FULL")),
     ),
+    Event(
+        "routable",
+        NETWORKD_HOOK,
+        (),
+        (
+            ("IFACE", "host0"),
+            ("STATE", "routable"),
+            ("OperationalState", "routable"),
+            ("AdministrativeState", "configured"),
+            ("ADDR", "192.0.2.2"),
+            ("IP_ADDRS", "192.0.2.2"),
+            ("IP6_ADDRS", ""),
+            ("ESSID", ""),
+            ("json", '{"InterfaceName": "host0", "OperationalState": "routable"}'),
+        ),
+    ),
 )
+EVENT_LABELS = {
+    "connectivity-change": "connectivity-change (FULL)",
+    "routable": "networkd-dispatcher: routable",
+}
 
-HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
-
-# Runs in the container (python3 of the target, 3.9 at the oldest). argv: action interface
+# Runs in the container (python3 of the target, 3.9 at the oldest). argv: hook-argv-as-JSON
 # count warmup env-as-JSON hook [pid] (default: the unit's main PID). Prints one JSON list.
 DRIVER = r"""
 import json, os, select, subprocess, sys, time
 
-action, iface, count, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+args, count, warmup = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-env.update(json.loads(sys.argv[5]))
-HOOK = sys.argv[6]
-if len(sys.argv) > 7:
-    pid = int(sys.argv[7])
+env.update(json.loads(sys.argv[4]))
+HOOK = sys.argv[5]
+if len(sys.argv) > 6:
+    pid = int(sys.argv[6])
 else:
     pid = int(subprocess.check_output(
         ["systemctl", "show", "--value", "-p", "MainPID", "qmail-send.service"], text=True))
@@ -124,7 +151,7 @@ def next_alrm(since, timeout):
 samples = []
 for i in range(warmup + count):
     start = time.time()
-    code = subprocess.run([HOOK, iface, action], env=env, stdin=subprocess.DEVNULL,
+    code = subprocess.run([HOOK, *args], env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
     end = time.time()
     alrm = next_alrm(start, 5.0)
@@ -227,7 +254,7 @@ def render(stats: Sequence[FlushStats], context: Sequence[ContextTiming] = ()) -
         "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for s in stats:
-        event = "connectivity-change (FULL)" if s.action == "connectivity-change" else s.action
+        event = EVENT_LABELS.get(s.action, s.action)
         for what, values, limit in (
             ("hook run time", s.hook_ms, HOOK_TARGET_MS),
             ("hook start -> SIGALRM at qmail-send", s.alrm_ms, ALRM_TARGET_MS),
@@ -251,7 +278,7 @@ def render(stats: Sequence[FlushStats], context: Sequence[ContextTiming] = ()) -
 def prepare(ctx: ScenarioContext) -> None:
     """Packages, stand-in, a running qmail-send, and strace to watch its signals."""
     ctx.install_standin()
-    ctx.install_packages([MAIN, NM_PACKAGE])
+    ctx.install_packages([MAIN, NM_PACKAGE, NETWORKD_PACKAGE])
     ctx.check_output(["systemctl", "start", UNIT])
     ctx.wait_ready()  # a SIGALRM before qmail-send's handlers are in place would kill it
     if ctx.run(["sh", "-c", "command -v strace"]).returncode != 0:
@@ -264,7 +291,8 @@ def prepare(ctx: ScenarioContext) -> None:
 
 def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:
     env = json.dumps(dict(event.env))
-    argv = ["python3", "-c", DRIVER, event.action, event.interface, str(events), "3", env, HOOK]
+    hook_argv = json.dumps(list(event.argv))
+    argv = ["python3", "-c", DRIVER, hook_argv, str(events), "3", env, event.hook]
     result = container.run(argv, check=False, timeout=60 + events * 6)
     if result.returncode != 0:
         raise CheckFailed(
@@ -358,11 +386,11 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         [
             "## Flush on reconnect",
             "",
-            "NetworkManager event -> dispatcher hook -> `systemctl --no-block reload` -> "
+            "Network event -> dispatcher hook -> `systemctl --no-block reload` -> "
             "ExecReload (qmail-tcpok, `kill -ALRM`) -> SIGALRM at qmail-send (seen by strace), "
-            "in a booted container with the qmail stand-in; the hook is run as "
-            "NetworkManager-dispatcher runs it. Verdicts are on p95. The context rows time "
-            "parts of the path alone. Load average (1/5/15 min) on "
+            "in a booted container with the qmail stand-in; each hook is run as its dispatcher "
+            "(NetworkManager-dispatcher, networkd-dispatcher) runs it. Verdicts are on p95. "
+            "The context rows time parts of the path alone. Load average (1/5/15 min) on "
             f"{os.cpu_count()} CPUs: {loads}.",
             "",
             render(run.stats, run.context),

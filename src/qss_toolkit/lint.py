@@ -50,7 +50,8 @@ def _mypy(_dist: Path) -> str:
 
 
 def shell_scripts() -> list[Path]:
-    """Every shell script we ship: payload files with a sh shebang, and the maintainer scripts."""
+    """Every shell script we ship: payload files with a sh shebang or, for a library that is
+    sourced rather than run, a `# shellcheck shell=sh` first line; and the maintainer scripts."""
     found: set[Path] = set()
     for package in payload.load_packages():
         for fmt_scripts in package.scripts.values():
@@ -58,14 +59,17 @@ def shell_scripts() -> list[Path]:
         for f in package.files:
             if f.source and f.kind == "file" and not f.source.startswith("generated/"):
                 head = (PROJECT_ROOT / f.source).read_bytes()[:64]
-                if re.match(rb"#!\s*/(usr/)?bin/(env )?(sh|bash|dash)\b", head):
+                if re.match(
+                    rb"(#!\s*/(usr/)?bin/(env )?|# shellcheck shell=)(sh|bash|dash)\b", head
+                ):
                     found.add(PROJECT_ROOT / f.source)
     return sorted(p for p in found if p.is_file())
 
 
 def _shellcheck(_dist: Path) -> str:
     scripts = shell_scripts()
-    run(["shellcheck", "--severity=style", *scripts], cwd=PROJECT_ROOT, capture=True)
+    # -x: follow the hooks' `. "$FLUSH"` to the library their source= directive names.
+    run(["shellcheck", "-x", "--severity=style", *scripts], cwd=PROJECT_ROOT, capture=True)
     return f"{len(scripts)} scripts clean: " + ", ".join(
         str(p.relative_to(PROJECT_ROOT)) for p in scripts
     )

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qss_toolkit import payload
 from qss_toolkit.container import Container, ContainerCommandFailed
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.run import run
@@ -32,6 +33,7 @@ STANDIN_DIR = PROJECT_ROOT / "tests" / "standin"
 
 MAIN = "qmail-send-systemd"
 NM_PACKAGE = "qmail-send-systemd-networkmanager"
+NETWORKD_PACKAGE = "qmail-send-systemd-networkd"
 SENDMAIL_PACKAGE = "qmail-send-systemd-sendmail"
 UNIT = "qmail-send.service"
 QUEUE = "/var/qmail/queue"
@@ -277,7 +279,7 @@ class ScenarioContext:
         A removed .deb keeps its conffiles and enablement state until purged, so any state
         but not-installed is purged.
         """
-        names = " ".join((SENDMAIL_PACKAGE, NM_PACKAGE, MAIN))
+        names = " ".join(p.name for p in payload.load_packages())
         if self.target.family == "deb":
             find = (
                 f"for p in {names}; do"

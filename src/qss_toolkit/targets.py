@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
+from qss_toolkit import payload
 from qss_toolkit.errors import ConfigurationError
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -11,10 +13,25 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # What every root needs so that systemd boots as PID 1 and the helper runs.
 BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
 
-# NetworkManager is in every Debian root but masked (see rootfs.py): only its scenario starts
-# it, in a boot with a network namespace of its own (--network-veth), never beside the host's
-# interfaces.
-NM_PACKAGES: tuple[str, ...] = ("network-manager",)
+
+@functools.lru_cache(maxsize=1)
+def dependency_packages() -> tuple[str, ...]:
+    """The Debian packages that ours depend on besides each other, from packaging/nfpm/*.yaml:
+    network-manager and networkd-dispatcher (with python3 and systemd). Every root holds them,
+    so that each hook's scenario finds its dispatcher installed. NetworkManager is masked (see
+    rootfs.py) and networkd-dispatcher starts only once a hook is installed (its unit's
+    ConditionPathExistsGlob=): only their scenarios start them, in a boot with a network
+    namespace of its own (--network-veth), never beside the host's interfaces."""
+    packages = payload.load_packages()
+    ours = {p.name for p in packages}
+    names = {
+        alternative.split("(")[0].strip()
+        for p in packages
+        for dependency in p.relation("deb", "depends", "0")
+        for alternative in dependency.split("|")
+    }
+    return tuple(sorted(names - ours))
+
 
 # The RPM toolchain that lets a Debian root install .rpm packages with dnf.
 RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
@@ -38,7 +55,9 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
+            self,
+            "packages",
+            tuple(sorted({*BASE_PACKAGES, *dependency_packages(), *self.extra_packages})),
         )
 
     @property
@@ -52,6 +71,7 @@ HOST_PROVIDES: tuple[tuple[str, str], ...] = (
     ("systemd", "systemd"),
     ("systemd", "systemd-units"),
     ("network-manager", "NetworkManager"),
+    ("networkd-dispatcher", "networkd-dispatcher"),
     ("bash", "bash"),
     ("coreutils", "coreutils"),
     ("passwd", "shadow-utils"),
