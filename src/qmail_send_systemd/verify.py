@@ -2,7 +2,9 @@
 
 Every check yields `Finding`s (severity, path, message, fix); nothing here writes anything.
 A check that cannot look (a missing directory, a symlink loop, a permission error) reports
-that as a finding instead of raising.
+that as a finding instead of raising. The mail checks follow qmail's own rules (delivery.py):
+an error is what qmail would bounce, discard or defer forever; what it only defers until an
+administrator acts (a missing Maildir) is a warning.
 """
 
 from __future__ import annotations
