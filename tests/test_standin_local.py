@@ -36,13 +36,18 @@ def new_mail(maildir: Path) -> list[str]:
     return [(maildir / "new" / name).read_text() for name in sorted(os.listdir(maildir / "new"))]
 
 
+def mail_root(qmail: Qmail, body: str, report: str, *sendmail: str) -> None:
+    """Start qmail-send with ./Maildir/, send `body` to root, wait for delivery 1's report."""
+    qmail.start("./Maildir/")
+    qmail.sendmail(f"To: root\n\n{body}\n", "-t", *sendmail)
+    qmail.wait_log(f"delivery 1: {report}")
+
+
 def test_qmail_default_alone_delivers_root_mail(alias: tuple[Qmail, Path]) -> None:
     # An empty ~alias/.qmail-default (INSTALL.alias's touch): the default delivery, ./Maildir/.
     qmail, home = alias
     (home / ".qmail-default").write_text("")
-    qmail.start("./Maildir/")
-    qmail.sendmail("To: root\n\nfrom cron\n", "-t")
-    qmail.wait_log("delivery 1: success: did_1+0+0/")
+    mail_root(qmail, "from cron", "success: did_1+0+0/")
     [mail] = new_mail(home / "Maildir")
     assert "Delivered-To: root@standin.test\n" in mail and mail.endswith("from cron\n")
 
@@ -64,9 +69,7 @@ def test_most_specific_default_file_wins(alias: tuple[Qmail, Path], tmp_path: Pa
 def test_without_a_file_an_extension_bounces(alias: tuple[Qmail, Path]) -> None:
     qmail, home = alias
     (home / ".qmail-default").mkdir()  # not a regular file: passed over
-    qmail.start("./Maildir/")
-    qmail.sendmail("To: root\n\nlost\n", "-t", "-f", "")
-    qmail.wait_log("delivery 1: failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/")
+    mail_root(qmail, "lost", "failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/", "-f", "")
 
 
 @pytest.mark.parametrize(
@@ -82,18 +85,14 @@ def test_broken_qmail_file_defers(
     qmail, home = alias
     (home / ".qmail-root").write_text(content)
     (home / ".qmail-root").chmod(mode)
-    qmail.start("./Maildir/")
-    qmail.sendmail("To: root\n\nkept\n", "-t")
-    qmail.wait_log(f"delivery 1: deferral: {report}")
+    mail_root(qmail, "kept", f"deferral: {report}")
     assert new_mail(home / "Maildir") == []
 
 
 def test_comments_only_accept_the_mail_and_keep_none(alias: tuple[Qmail, Path]) -> None:
     qmail, home = alias
     (home / ".qmail-root").write_text("# nothing yet\n")
-    qmail.start("./Maildir/")
-    qmail.sendmail("To: root\n\ngone\n", "-t")
-    qmail.wait_log("delivery 1: success: did_0+0+0/")
+    mail_root(qmail, "gone", "success: did_0+0+0/")
     assert new_mail(home / "Maildir") == []
 
 
@@ -116,9 +115,7 @@ def test_maildir_without_tmp_defers(alias: tuple[Qmail, Path]) -> None:
     qmail, home = alias
     (home / "Maildir" / "tmp").rmdir()
     (home / ".qmail-root").write_text("")  # empty: the default delivery ./Maildir/
-    qmail.start("./Maildir/")
-    qmail.sendmail("To: root\n\nkept\n", "-t")
-    qmail.wait_log("delivery 1: deferral: Temporary_error_on_maildir_delivery._(#4.3.0)/")
+    mail_root(qmail, "kept", "deferral: Temporary_error_on_maildir_delivery._(#4.3.0)/")
 
 
 def test_maildirmake(tmp_path: Path) -> None:

@@ -220,18 +220,15 @@ def test_a_journal_stream_of_another_file_is_not_ours(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("line", "prefix"),
+    ("line", "helper", "qmail"),
     [
-        (b"error: cannot read", b"<3>"),
-        (b"warning: contains '~'", b"<4>"),
-        (b"alert: x", b"<1>"),
-        (b"qmail-send-systemd: something", b"<6>"),
+        # qmail-send never says "error:" first; splogger would log such a line at info.
+        (b"error: cannot read", b"<3>", b"<6>"),
+        (b"warning: contains '~'", b"<4>", b"<4>"),
+        (b"alert: x", b"<1>", b"<1>"),
+        (b"qmail-send-systemd: something", b"<6>", b"<6>"),
     ],
 )
-def test_helper_priorities(line: bytes, prefix: bytes) -> None:
-    assert start.priority(line, start.HELPER_PRIORITIES) == prefix
-
-
-def test_qmail_lines_keep_sploggers_two_priorities() -> None:
-    # qmail-send never says "error:" first; splogger would log such a line at info.
-    assert start.prefixed(b"error: x\n") == b"<6>error: x\n"
+def test_helper_and_qmail_priorities(line: bytes, helper: bytes, qmail: bytes) -> None:
+    assert start.priority(line, start.HELPER_PRIORITIES) == helper
+    assert start.priority(line) == qmail
