@@ -283,3 +283,34 @@ def test_verify_under_root_names_the_user(
     assert out[0].startswith(f"warning: {qmail_tree}/home/hal/Maildir: is missing")
     assert out[0].endswith("(fix: sudo -u hal /var/qmail/bin/maildirmake ~hal/Maildir)")
     assert out[-1] == "verify: 0 error(s), 1 warning(s)"
+
+
+@needs_user_uid
+@pytest.mark.parametrize(
+    ("content", "mode", "words"),
+    [
+        ("# off for now\n", 0o644, "has no delivery line"),
+        ("\n&x@y.example\n", 0o644, "starts with a blank line"),
+        ("&x@y.example\n", 0o646, "is world-writable"),
+    ],
+)
+def test_a_users_own_qmail_problems_are_warnings(
+    qmail_tree: Path, content: str, mode: int, words: str
+) -> None:
+    # The same rules as for ~alias, but a user's own set-up never makes qmail incomplete.
+    home = add_user(qmail_tree, "ivy")
+    (home / ".qmail").write_text(content)
+    (home / ".qmail").chmod(mode)
+    [finding] = verify.check(qmail_tree)
+    assert (finding.severity, finding.path) == (WARNING, str(home / ".qmail"))
+    assert words in finding.message and "mail to ivy" in finding.message
+
+
+@needs_user_uid
+def test_world_writable_user_home_defers_their_mail(qmail_tree: Path) -> None:
+    home = add_user(qmail_tree, "jay", maildir=True)
+    home.chmod(0o757)
+    [finding] = verify.check(qmail_tree)
+    assert (finding.severity, finding.fix) == (WARNING, f"chmod o-w {home}")
+    home.chmod(0o755)
+    assert verify.check(qmail_tree) == []

@@ -3,8 +3,8 @@
 Every check yields `Finding`s (severity, path, message, fix); nothing here writes anything.
 A check that cannot look (a missing directory, a symlink loop, a permission error) reports
 that as a finding instead of raising. The mail checks follow qmail's own rules (delivery.py):
-an error is what qmail would bounce, discard or defer forever; what it only defers until an
-administrator acts (a missing Maildir) is a warning.
+what keeps mail to root, postmaster or mailer-daemon from being delivered is an error; a local
+user's own set-up, and a missing Maildir (the mail is deferred, not lost), is a warning.
 """
 
 from __future__ import annotations
@@ -356,13 +356,15 @@ class Checker:
             key = result.path or (result.home if result.home_st is None else result.looked_for[0])
             lookups.setdefault(key, []).append(result)
         for group in lookups.values():
-            if (yield from self.check_lookup(group)):
+            if (yield from self.check_lookup(group, ERROR)):
                 defaults.setdefault(group[0].recipient.account, []).extend(r.address for r in group)
         for account in self.mail_users():
             found = delivery.recipient(self.root, account.name)
             if found is None or found.account != account or found.dash:
                 continue  # users/assign gives this name to someone else
-            if (yield from self.check_lookup([delivery.lookup(self.root, account.name, found)])):
+            # A user's own set-up is theirs: it never makes qmail's installation incomplete.
+            found_file = delivery.lookup(self.root, account.name, found)
+            if (yield from self.check_lookup([found_file], WARNING)):
                 defaults.setdefault(account, []).append(account.name)
         text = self.default_delivery()
         if text is not None:
@@ -380,15 +382,18 @@ class Checker:
             and delivery.under(self.root, account.home).is_dir()
         ]
 
-    def check_lookup(self, group: list[delivery.Lookup]) -> Generator[Finding, None, bool]:
-        """Findings for the file that qmail-local follows for each address of `group` (one
-        file, or one missing name); returns whether their mail falls to the default delivery."""
+    def check_lookup(
+        self, group: list[delivery.Lookup], severity: str
+    ) -> Generator[Finding, None, bool]:
+        """Findings (of `severity`) for the file that qmail-local follows for each address of
+        `group` (one file, or one missing name); returns whether their mail falls to the
+        default delivery."""
         first = group[0]
         account = first.recipient.account
         addresses = "mail to " + _listing([r.address for r in group])
         if first.home_st is None:
             yield self.finding(
-                ERROR,
+                severity,
                 first.home,
                 f"{account.name}'s home directory is missing: qmail-local defers {addresses}",
                 IDS_HINT if account.name == delivery.ALIAS_USER else f"create {first.home}",
@@ -396,7 +401,7 @@ class Checker:
             return False
         if first.home_st.st_mode & delivery.PATTERN_WRITABLE:
             yield self.finding(
-                ERROR,
+                severity,
                 first.home,
                 f"is world-writable: qmail-local defers {addresses}",
                 f"chmod o-w {first.home}",
@@ -405,7 +410,7 @@ class Checker:
             path = first.looked_for[0]
             others = ", ".join(p.name for p in first.looked_for[1:])
             yield self.finding(
-                ERROR,
+                severity,
                 path,
                 f"is missing, and so is every file qmail-local would use instead ({others}): "
                 f"it bounces {addresses}, and a bounce that bounces again is discarded",
@@ -417,14 +422,14 @@ class Checker:
             return True  # the bare user, without a .qmail: the default delivery
         if first.st is None:
             return False  # cannot be examined from here: qmail-local may read it
-        return (yield from self.check_dot_qmail(first.path, first.st, account, addresses))
+        return (yield from self.check_dot_qmail(first.path, first.st, account, addresses, severity))
 
     def check_dot_qmail(
-        self, path: Path, st: os.stat_result, account: Account, addresses: str
+        self, path: Path, st: os.stat_result, account: Account, addresses: str, severity: str
     ) -> Generator[Finding, None, bool]:
         if st.st_mode & delivery.PATTERN_WRITABLE:
             yield self.finding(
-                ERROR,
+                severity,
                 path,
                 f"is world-writable: qmail-local defers {addresses} (dot-qmail(5))",
                 f"chmod o-w {path}",
@@ -432,7 +437,7 @@ class Checker:
         fix = read_fix(self.root, path, st, account.uid, account.gid)
         if fix:
             yield self.finding(
-                ERROR,
+                severity,
                 path,
                 f"is not readable by {account.name}: qmail-local defers {addresses}",
                 fix,
@@ -447,14 +452,14 @@ class Checker:
         told = delivery.instructions(text)
         if told.blank_first_line:
             yield self.finding(
-                ERROR,
+                severity,
                 path,
                 f"starts with a blank line: qmail-local defers {addresses}",
                 f"remove the blank first line of {path}",
             )
         elif not told.deliveries:
             yield self.finding(
-                ERROR,
+                severity,
                 path,
                 f"has no delivery line: qmail-local accepts {addresses} and keeps none of it",
                 f"add a delivery line (&you@example.net, ./Maildir/, ...) to {path}",
