@@ -159,19 +159,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelperError as exc:
         if debug:
             raise
-        print(f"{PROG} {command}: {exc}", file=sys.stderr)
+        report(command, str(exc))
         return exc.code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if debug:
             raise
-        kind = type(exc).__name__
-        print(
-            f"{PROG} {command}: internal error: {kind}: {exc} (rerun with --debug)",
-            file=sys.stderr,
-        )
+        report(command, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
         return EXIT_OK if command in TRANSACTION_STEPS else EXIT_FAILED
+
+
+def report(command: str, problem: str) -> None:
+    """One line on stderr. For the unit's own commands it is an `error:` line of the service,
+    with the journal priority that word names (start.say)."""
+    if command in SERVICE_COMMANDS:
+        from qmail_send_systemd.start import say
+
+        say(f"error: {PROG} {command}: {problem}")
+    else:
+        print(f"{PROG} {command}: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

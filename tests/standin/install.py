@@ -49,6 +49,7 @@ PROGRAMS = (
     "qmail-queue",
     "qmail-inject",
     "sendmail",
+    "maildirmake",
 )
 # (owner, group, mode) per program; qmail-start and qmail-tcpok are root's alone, as in LWQ.
 PROGRAM_MODES = {
