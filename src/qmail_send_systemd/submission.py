@@ -158,7 +158,14 @@ def msmtp_command(
     return argv
 
 
-def relay(argv: Sequence[str], *, root: str = "/", config: str = CONFIG, msmtp: str = MSMTP) -> str:
+def relay(
+    argv: Sequence[str],
+    *,
+    root: str = "/",
+    config: str = CONFIG,
+    msmtp: str = MSMTP,
+    message: int = 0,
+) -> str:
     """Run one delivery (the message on fd 0) and return the report text, 0 bytes included."""
     if len(argv) < 4:
         return "D" + USAGE + "\0"
@@ -186,7 +193,7 @@ def relay(argv: Sequence[str], *, root: str = "/", config: str = CONFIG, msmtp: 
     try:
         proc = subprocess.run(
             command,
-            stdin=0,
+            stdin=message,  # the queue file itself, as qmail-rspawn opened it
             capture_output=True,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"},
             check=False,

@@ -277,7 +277,9 @@ class ScenarioContext:
         A removed .deb keeps its conffiles and enablement state until purged, so any state
         but not-installed is purged.
         """
-        names = " ".join((SENDMAIL_PACKAGE, NM_PACKAGE, MAIN))
+        from qss_toolkit.payload import load_packages
+
+        names = " ".join(p.name for p in reversed(load_packages()))  # every package of ours
         if self.target.family == "deb":
             find = (
                 f"for p in {names}; do"

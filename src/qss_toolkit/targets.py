@@ -16,6 +16,11 @@ BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", 
 # interfaces.
 NM_PACKAGES: tuple[str, ...] = ("network-manager",)
 
+# The submission route (qmail-send-systemd-submission) relays through msmtp; its scenarios prove
+# it against Debian's aiosmtpd with certificates that openssl makes for the run, trusted through
+# ca-certificates' store.
+SUBMISSION_PACKAGES: tuple[str, ...] = ("msmtp", "python3-aiosmtpd", "openssl", "ca-certificates")
+
 # The RPM toolchain that lets a Debian root install .rpm packages with dnf.
 RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
 
@@ -38,7 +43,11 @@ class Target:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
+            self,
+            "packages",
+            tuple(
+                sorted({*BASE_PACKAGES, *NM_PACKAGES, *SUBMISSION_PACKAGES, *self.extra_packages})
+            ),
         )
 
     @property
@@ -52,6 +61,7 @@ HOST_PROVIDES: tuple[tuple[str, str], ...] = (
     ("systemd", "systemd"),
     ("systemd", "systemd-units"),
     ("network-manager", "NetworkManager"),
+    ("msmtp", "msmtp"),
     ("bash", "bash"),
     ("coreutils", "coreutils"),
     ("passwd", "shadow-utils"),
