@@ -404,7 +404,7 @@ def test_plain_smarthost_takes_the_route_away_keeping_backups(tree: Path) -> Non
                 "pw",
             ],
             "--tls needs --smarthost",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_tls_options_come_together(tree: Path, argv: list[str], message: str) -> None:
