@@ -52,12 +52,13 @@ def record(server, session, line):
     with open(os.path.join(out, "commands.log"), "a") as f:
         f.write("%s %s\n" % (tls, line))
 
-class Handler:
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        record(server, session, "EHLO " + hostname)
-        session.host_name = hostname
-        return responses
+class RecordingSMTP(SMTP):
+    # EHLO is recorded here, not in a handle_EHLO hook: 1.2's hook takes other arguments.
+    async def smtp_EHLO(self, hostname):
+        record(self, self.session, "EHLO " + hostname)
+        return await super().smtp_EHLO(hostname)
 
+class Handler:
     async def handle_MAIL(self, server, session, envelope, address, options):
         record(server, session, "MAIL FROM:<%s>" % address)
         if address.startswith("reject-sender"):
@@ -85,7 +86,9 @@ class Handler:
             return "452 4.3.1 insufficient system storage"
         count += 1
         tmp = os.path.join(out, "%d.tmp" % count)
-        login = getattr(session, "authenticated", None)
+        # 1.4 keeps "authenticated" on the session, 1.2 on the server.
+        login = getattr(session, "authenticated", False) or getattr(server, "authenticated", False)
+        login = bool(login)
         secure = session.ssl is not None or getattr(server, "implicit", False)
         with open(tmp, "wb") as m:
             head = "MAIL FROM:<%s>\n" % envelope.mail_from
@@ -119,7 +122,7 @@ def factory(mode):
         extra = {"auth_require_tls": False}  # the whole connection is TLS (see record)
 
     def make():
-        smtp = SMTP(Handler(), **dict(kwargs, **extra))
+        smtp = RecordingSMTP(Handler(), **dict(kwargs, **extra))
         smtp.implicit = mode == "implicit"
         return smtp
     return make
