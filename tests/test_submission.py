@@ -469,3 +469,15 @@ def test_verify_names_missing_parts_of_the_route(tree: Path) -> None:
     assert any("install msmtp" in m for m in found)
     document = verify.render_json(verify.check(tree))
     assert PASSWORD not in document and json.loads(document)["errors"] >= 2
+
+
+def test_the_package_carries_what_the_drop_in_binds_and_needs_msmtp() -> None:
+    from qss_toolkit import payload
+
+    package = {p.name: p for p in payload.load_packages()}[submission_config.PACKAGE]
+    for fmt in payload.FORMATS:
+        files = {f.destination: f for f in package.files_for(fmt)}
+        assert files[submission_config.REMOTE].mode == 0o755
+        depends = package.relation(fmt, "depends", "1.1.0")
+        assert "msmtp" in depends
+        assert any(d.startswith("qmail-send-systemd ") for d in depends)  # the helper's modules
