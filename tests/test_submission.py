@@ -239,6 +239,8 @@ def test_usage_and_unusable_addresses(tmp_path: Path) -> None:
     out = _relay(tmp_path, ["qmail-remote", "x", "d@l", "a,b@example.org"], 0, "")
     assert rspawn_report(0, out.encode())[0] == "failure"
     assert not (tmp_path / "msmtp-call.json").exists()  # msmtp was never run
+    out = _relay(tmp_path, ["qmail-remote", "x", "d@l", "user@[192.0.2.1]"], 0, "")
+    assert out.startswith("r\0K")  # a domain literal is passed as it is
 
 
 def test_missing_config_or_msmtp_defers(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ CONTROL = "var/qmail/control"  # relative to the root
 USAGE = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
 # msmtp parses command-line recipients as header addresses (NEWS 1.4.32): these would be split
 # or rewritten, so such a recipient cannot be relayed through it at all.
-UNSAFE_IN_ADDRESS = frozenset(',;:<>()[]"\\ \t')
+# (A domain literal, user@[192.0.2.1], passes unchanged.)
+UNSAFE_IN_ADDRESS = frozenset(',;:<>()"\\ \t')
 
 # How msmtp (LC_ALL=C) names the step that failed, on its first line of error output.
 STAGES = (
@@ -148,10 +149,12 @@ def _control(root: str, name: str) -> str:
 
 
 def msmtp_command(
-    config: str, sender: str, recipients: Sequence[str], helo: str, timeout: str
+    msmtp: str, config: str, envelope: Sequence[str], helo: str, timeout: str
 ) -> list[str]:
-    """The msmtp command line: the envelope, as qmail gives it, and nothing secret."""
-    argv = [MSMTP, f"--file={config}", f"--account={ACCOUNT}"]
+    """The msmtp command line: the envelope (sender, recipients) as qmail gives it, and
+    nothing secret."""
+    sender, *recipients = envelope
+    argv = [msmtp, f"--file={config}", f"--account={ACCOUNT}"]
     if helo:
         argv.append(f"--domain={helo}")  # qmail-remote(8): helohost, else me
     argv += [f"--timeout={timeout}", "-f", sender, "--", *recipients]
@@ -184,10 +187,8 @@ def relay(
         return text + "\0" + f"DGiving up on {name}.\n\0"
     helo = _control(root, "helohost") or _control(root, "me")
     timeout = _control(root, "timeoutremote") or "1200"
-    command = msmtp_command(
-        config, sender, recipients, helo, timeout if timeout.isdigit() else "1200"
-    )
-    command[0] = msmtp
+    timeout = timeout if timeout.isdigit() else "1200"
+    command = msmtp_command(msmtp, config, [sender, *recipients], helo, timeout)
     import subprocess  # at the delivery, not at the start
 
     try:
