@@ -148,3 +148,18 @@ def test_context_rows_follow_the_verdict_rows() -> None:
     assert (
         table[-1] == "| debian-12 | - | context: stand-in qmail-tcpok | 3 | 42.0 ms | 80.0 ms | | |"
     )
+
+
+def test_delivery_rows_name_each_route_and_lost_mail() -> None:
+    plain = bench_flush.DeliveryStats.from_samples("debian-12", "plain SMTP", [0.1, 0.2, 0.3])
+    tls = bench_flush.DeliveryStats.from_samples("debian-12", "STARTTLS + AUTH", [0.4, None])
+    table = render([], [], [plain, tls]).splitlines()
+    assert (
+        "| debian-12 | up | hook start -> mail at the smarthost, plain SMTP | 3 | 200.0 ms "
+        "| 300.0 ms | | ok |" in table
+    )
+    assert any("STARTTLS + AUTH | 2 | 400.0 ms" in r and "MISSED (1 not delivered)" in r
+               for r in table)  # fmt: skip
+    run = bench_flush.FlushRun((), (), (), (plain, tls))
+    data = bench_flush.numbers(run)["debian-12"]["delivery_ms"]
+    assert data["plain SMTP"]["median"] == 200.0 and data["STARTTLS + AUTH"]["lost"] == 1

@@ -81,12 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="make qmail relay through a smarthost and forward root's mail",
         description=(
             "Write /var/qmail/control/smtproutes (all remote mail through HOST) and "
-            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS). "
+            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS); "
+            "with --tls, /etc/qmail-send-systemd/msmtprc and a drop-in that makes "
+            "qmail-send.service relay through msmtp with TLS and SMTP AUTH. "
             "Replaced files are kept as NAME.bak.TIMESTAMP."
         ),
     )
     setup.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")
     setup.add_argument("--forward-root", metavar="ADDRESS", help="where root's mail goes")
+    # The submission route (docs/submission.md): TLS and a login, through msmtp.
+    setup.add_argument(
+        "--tls",
+        choices=("starttls", "implicit"),
+        help="submission with STARTTLS (port 587) or implicit TLS (465), through msmtp",
+    )
+    setup.add_argument("--user", metavar="NAME", help="the smarthost login (with --tls)")
+    setup.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="a file whose one line is the password (with --tls; never give it as an argument)",
+    )
+    setup.add_argument(
+        "--tls-trust-file",
+        metavar="CA.pem",
+        help="trust these CA certificates instead of the system's (with --tls)",
+    )
     setup.add_argument(
         "--dry-run", action="store_true", help="say what would change, write nothing"
     )

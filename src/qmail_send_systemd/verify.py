@@ -515,7 +515,9 @@ class Checker:
 
 
 def check(root: Path) -> list[Finding]:
-    return Checker(root).run()
+    from qmail_send_systemd import submission_config  # the TLS route's files (setup --tls)
+
+    return Checker(root).run() + list(submission_config.check(root))
 
 
 def has_errors(findings: list[Finding]) -> bool:

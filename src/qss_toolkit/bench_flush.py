@@ -9,6 +9,12 @@ delivered to qmail-send, which covers `systemctl --no-block reload`, the reload 
 ExecReload's qmail-tcpok and `kill -ALRM $MAINPID`. The SIGALRM is seen by strace attached to
 the unit's main PID (signal-delivery stops only; no system call is traced), so the figure is
 the signal's arrival at the process itself, whatever the stand-in does with it.
+
+Beside it, the whole way a deferred mail takes after the flush, for both remote routes in the
+same boot: hook start -> the message stored by the smarthost (aiosmtpd, smtp_tls.py), through
+plain SMTP (the stand-in's qmail-remote) and through STARTTLS + AUTH (ours, msmtp; docs/
+submission.md). Each sample queues a mail while the smarthost is down, waits for its deferral,
+brings the smarthost up, then runs the hook.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from qss_toolkit import DIST
 from qss_toolkit.container import Container, booted
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.scenarios import MAIN, NETWORKD_PACKAGE, NM_PACKAGE, UNIT, ScenarioContext
+from qss_toolkit.smtp_tls import PKI_DIR, SERVER_NAME, TLS_DIR, USER, make_pki, tls_server
 from qss_toolkit.targets import TARGETS, Target
 
 log = logging.getLogger("qss_toolkit")
 
 DEFAULT_TARGET = "debian-12"
 DEFAULT_EVENTS = 120
+DEFAULT_DELIVERIES = 20  # per route: each sample waits for a deferral and a server restart
+SUBMISSION_PACKAGE = "qmail-send-systemd-submission"
 HOOK_TARGET_MS = 50.0
 ALRM_TARGET_MS = 250.0
 
@@ -164,6 +173,86 @@ print(json.dumps(samples))
 """
 
 
+# Runs in the container. argv: count smarthost-dir hook. Prints one JSON list of seconds (hook
+# start -> the smarthost's N.eml), null where no mail arrived within 30 s.
+DELIVERY_DRIVER = r"""
+import json, os, subprocess, sys, time
+
+count, server, hook = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+online, listening = os.path.join(server, "online"), os.path.join(server, "listening")
+env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CONNECTIVITY_STATE": "FULL",
+       "DEVICE_IFACE": "host0", "NM_DISPATCHER_ACTION": "up"}
+
+def wait(condition, timeout, step=0.005):
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+    return True
+
+def stored():
+    return sum(name.endswith(".eml") for name in os.listdir(server))
+
+def journal(*args):
+    return subprocess.run(["journalctl", "-q", "-o", "cat", *args], capture_output=True,
+                          text=True).stdout
+
+samples = []
+for i in range(count):
+    if os.path.exists(online):
+        os.unlink(online)
+    wait(lambda: not os.path.exists(listening), 15)
+    cursor = [l for l in journal("-n0", "--show-cursor").splitlines() if "cursor" in l]
+    cursor = cursor[0].split("cursor: ", 1)[1].strip() if cursor else ""
+    subprocess.run(["/var/qmail/bin/sendmail", "-i", "bench@example.org"],
+                   input=b"Subject: bench %d\n\nflush bench\n" % i, check=True)
+    deferred = lambda: ": deferral: " in journal("-u", "qmail-send.service",
+                                                 "--after-cursor=" + cursor)
+    if not wait(deferred, 30, 0.1):
+        sys.exit("the mail was not deferred while the smarthost was down")
+    open(online, "w").close()
+    wait(lambda: os.path.exists(listening), 15)
+    before = stored()
+    start = time.monotonic()
+    subprocess.run([hook, "host0", "up"], env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    arrived = wait(lambda: stored() > before, 30)
+    samples.append(time.monotonic() - start if arrived else None)
+print(json.dumps(samples))
+"""
+
+BENCH_PASSWORD_FILE = "/root/bench-password"  # noqa: S105 - a path
+BENCH_PASSWORD = "bench password"  # noqa: S105 - the throwaway account of the bench's server
+# The two remote routes: the name in the table, and setup's arguments for it.
+ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("plain SMTP (qmail-remote)", ("--smarthost", f"{SERVER_NAME}:25")),
+    (
+        "STARTTLS + AUTH (msmtp)",
+        (
+            *("--smarthost", f"{SERVER_NAME}:587", "--tls", "starttls", "--user", USER),
+            *("--password-file", BENCH_PASSWORD_FILE),
+            *("--tls-trust-file", f"{PKI_DIR}/trusted-ca.pem"),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """Hook start -> the deferred mail stored by the smarthost, through one route."""
+
+    target: str
+    route: str
+    ms: tuple[float, ...]
+    lost: int
+
+    @classmethod
+    def from_samples(cls, target: str, route: str, samples: list[float | None]) -> DeliveryStats:
+        ms = tuple(s * 1000 for s in samples if s is not None)
+        return cls(target, route, ms, len(samples) - len(ms))
+
+
 # Parts of the path timed alone, so the table can be read: what one systemctl call costs on this
 # machine (the hook makes two), and what the stand-in's qmail-tcpok costs in ExecReload (it is
 # a Python script; qmail's own is a small C program).
@@ -198,6 +287,7 @@ class FlushRun:
     stats: tuple[FlushStats, ...]
     context: tuple[ContextTiming, ...]
     load: tuple[tuple[str, str, str], ...]  # (target, load average before, after)
+    deliveries: tuple[DeliveryStats, ...] = ()
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -247,7 +337,11 @@ def _cell(values: Sequence[float]) -> tuple[str, str]:
     return f"{statistics.median(values):.1f} ms", f"{percentile(values, 95):.1f} ms"
 
 
-def render(stats: Sequence[FlushStats], context: Sequence[ContextTiming] = ()) -> str:
+def render(
+    stats: Sequence[FlushStats],
+    context: Sequence[ContextTiming] = (),
+    deliveries: Sequence[DeliveryStats] = (),
+) -> str:
     """The flush table (Markdown), one row per measured path; the verdict is on p95."""
     lines = [
         "| target | event | measured | events | median | p95 | target | verdict |",
@@ -269,6 +363,13 @@ def render(stats: Sequence[FlushStats], context: Sequence[ContextTiming] = ()) -
                 f"| {s.target} | {event} | {what} | {s.events} | {median} | {p95} "
                 f"| < {limit:.0f} ms | {verdict} |"
             )
+    for d in deliveries:
+        median, p95 = _cell(d.ms)
+        verdict = f"MISSED ({d.lost} not delivered)" if d.lost or not d.ms else "ok"
+        lines.append(
+            f"| {d.target} | up | hook start -> mail at the smarthost, {d.route} "
+            f"| {len(d.ms) + d.lost} | {median} | {p95} | | {verdict} |"
+        )
     for c in context:
         median, p95 = _cell(c.ms)
         lines.append(f"| {c.target} | - | context: {c.what} | {len(c.ms)} | {median} | {p95} | | |")
@@ -287,6 +388,32 @@ def prepare(ctx: ScenarioContext) -> None:
             " && DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace",
             timeout=600,
         )
+
+
+def measure_deliveries(ctx: ScenarioContext, count: int) -> list[DeliveryStats]:
+    """Both routes, one after the other, against one smarthost in the booted container."""
+    ctx.install_packages([MAIN, NM_PACKAGE, SUBMISSION_PACKAGE])
+    ctx.wait_ready()
+    make_pki(ctx)
+    ctx.run_expect([0], f"umask 077; cat > {BENCH_PASSWORD_FILE}", input=BENCH_PASSWORD + "\n")
+    found = []
+    with tls_server(ctx, users={USER: BENCH_PASSWORD}) as server:
+        server.go_online()
+        for route, args in ROUTES:
+            ctx.check_output(["qmail-send-systemd", "setup", *args])
+            ctx.wait_ready()  # --tls (or its removal) restarted qmail-send
+            log.info("flush bench: %s, %d deliveries through %s", ctx.target.name, count, route)
+            argv = ["python3", "-c", DELIVERY_DRIVER, str(count), TLS_DIR, NM_HOOK]
+            result = ctx.container.run(argv, check=False, timeout=120 + count * 40)
+            if result.returncode != 0:
+                raise CheckFailed(
+                    f"delivery bench failed on {ctx.target.name} ({route}): "
+                    + (result.stderr.strip().splitlines() or ["no output"])[-1]
+                )
+            samples = json.loads(result.stdout.strip().splitlines()[-1])
+            found.append(DeliveryStats.from_samples(ctx.target.name, route, samples))
+    ctx.check_output(["qmail-send-systemd", "setup", "--smarthost", f"{SERVER_NAME}:25"])
+    return found
 
 
 def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:
@@ -320,12 +447,18 @@ def _loadavg(container: Container) -> str:
 
 
 def run_flush_bench(
-    targets: Sequence[Target], *, dist: Path = DIST, events: int = DEFAULT_EVENTS
+    targets: Sequence[Target],
+    *,
+    dist: Path = DIST,
+    events: int = DEFAULT_EVENTS,
+    deliveries: int = DEFAULT_DELIVERIES,
 ) -> FlushRun:
-    """Boot each target, prepare it, and measure every event kind `events` times."""
+    """Boot each target, prepare it, and measure every event kind `events` times, then each
+    remote route `deliveries` times."""
     stats: list[FlushStats] = []
     context: list[ContextTiming] = []
     load: list[tuple[str, str, str]] = []
+    delivered: list[DeliveryStats] = []
     for target in targets:
         with booted(target) as container:
             ctx = ScenarioContext(target=target, container=container, dist=dist)
@@ -335,8 +468,10 @@ def run_flush_bench(
                 log.info("flush bench: %s, %d x %s", target.name, events, event.action)
                 stats.append(measure(container, target, event, events))
             context += time_commands(container, target)
+            if deliveries > 0:
+                delivered += measure_deliveries(ctx, deliveries)
             load.append((target.name, before, _loadavg(container)))
-    return FlushRun(tuple(stats), tuple(context), tuple(load))
+    return FlushRun(tuple(stats), tuple(context), tuple(load), tuple(delivered))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -347,6 +482,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"target(s) for the flush bench (default: {DEFAULT_TARGET})",
     )
     parser.add_argument("--flush-events", type=int, default=DEFAULT_EVENTS)
+    parser.add_argument(
+        "--flush-deliveries",
+        type=int,
+        default=DEFAULT_DELIVERIES,
+        help="deferred mails flushed through each remote route (0: none)",
+    )
 
 
 def numbers(run: FlushRun) -> dict[str, Any]:
@@ -370,6 +511,12 @@ def numbers(run: FlushRun) -> dict[str, Any]:
                 }
         row["ok"] = s.ok()
         data.setdefault(s.target, {})[s.action] = row
+    for d in run.deliveries:
+        entry: dict[str, Any] = {"samples": [round(v, 2) for v in d.ms], "lost": d.lost}
+        if d.ms:
+            entry["median"] = round(statistics.median(d.ms), 2)
+            entry["p95"] = round(percentile(d.ms, 95), 2)
+        data.setdefault(d.target, {}).setdefault("delivery_ms", {})[d.route] = entry
     return data
 
 
@@ -379,7 +526,10 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if args.flush_events < 100:
         log.warning("flush bench: %d events per kind (the target is >= 100)", args.flush_events)
     run = run_flush_bench(
-        [TARGETS[n] for n in names], dist=getattr(args, "dist", DIST), events=args.flush_events
+        [TARGETS[n] for n in names],
+        dist=getattr(args, "dist", DIST),
+        events=args.flush_events,
+        deliveries=getattr(args, "flush_deliveries", DEFAULT_DELIVERIES),
     )
     loads = "; ".join(f"{t}: {a} before, {b} after" for t, a, b in run.load)
     markdown = "\n".join(
@@ -390,10 +540,12 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "ExecReload (qmail-tcpok, `kill -ALRM`) -> SIGALRM at qmail-send (seen by strace), "
             "in a booted container with the qmail stand-in; each hook is run as its dispatcher "
             "(NetworkManager-dispatcher, networkd-dispatcher) runs it. Verdicts are on p95. "
-            "The context rows time parts of the path alone. Load average (1/5/15 min) on "
+            "The context rows time parts of the path alone. The mail rows follow a deferred mail "
+            "from the hook's start to the smarthost (aiosmtpd in the container) through each "
+            "remote route, same boot. Load average (1/5/15 min) on "
             f"{os.cpu_count()} CPUs: {loads}.",
             "",
-            render(run.stats, run.context),
+            render(run.stats, run.context, run.deliveries),
         ]
     )
     return markdown, numbers(run)

@@ -33,6 +33,12 @@ def dependency_packages() -> tuple[str, ...]:
     return tuple(sorted(names - ours))
 
 
+# The submission route (qmail-send-systemd-submission) relays through msmtp (a dependency, so
+# in dependency_packages()); its scenarios prove it against Debian's aiosmtpd with certificates
+# that openssl makes for the run, trusted through ca-certificates' store.
+SUBMISSION_PACKAGES: tuple[str, ...] = ("python3-aiosmtpd", "openssl", "ca-certificates")
+
+
 # The RPM toolchain that lets a Debian root install .rpm packages with dnf.
 RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
 
@@ -57,7 +63,16 @@ class Target:
         object.__setattr__(
             self,
             "packages",
-            tuple(sorted({*BASE_PACKAGES, *dependency_packages(), *self.extra_packages})),
+            tuple(
+                sorted(
+                    {
+                        *BASE_PACKAGES,
+                        *dependency_packages(),
+                        *SUBMISSION_PACKAGES,
+                        *self.extra_packages,
+                    }
+                )
+            ),
         )
 
     @property
@@ -72,6 +87,7 @@ HOST_PROVIDES: tuple[tuple[str, str], ...] = (
     ("systemd", "systemd-units"),
     ("network-manager", "NetworkManager"),
     ("networkd-dispatcher", "networkd-dispatcher"),
+    ("msmtp", "msmtp"),
     ("bash", "bash"),
     ("coreutils", "coreutils"),
     ("passwd", "shadow-utils"),
