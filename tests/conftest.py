@@ -7,9 +7,10 @@ pass without root; a test that wants a wrong owner writes a different uid into e
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -20,16 +21,25 @@ UID = os.getuid()
 GID = os.getgid()
 
 
-def write_accounts(root: Path, *, qmailq_uid: int = UID, skip: Sequence[str] = ()) -> None:
+def write_accounts(
+    root: Path,
+    *,
+    qmailq_uid: int = UID,
+    skip: Sequence[str] = (),
+    ids: Mapping[str, int] = MappingProxyType({}),
+) -> None:
+    """qmail's users and groups in root/etc, all with the test's uid and gid, unless `ids`
+    gives a user its own number (as its uid and passwd gid) or a group its own gid."""
     (root / "etc").mkdir(parents=True, exist_ok=True)
     users = ["root:x:0:0:root:/root:/bin/sh"]
     for user in verify.USERS:
         if user in skip:
             continue
-        uid = qmailq_uid if user == "qmailq" else UID
+        uid = ids.get(user, qmailq_uid if user == "qmailq" else UID)
+        gid = ids.get(user, GID)
         home = "/var/qmail/alias" if user == "alias" else "/var/qmail"
-        users.append(f"{user}:x:{uid}:{GID}::{home}:/bin/true")
-    groups = ["root:x:0:"] + [f"{g}:x:{GID}:" for g in verify.GROUPS if g not in skip]
+        users.append(f"{user}:x:{uid}:{gid}::{home}:/usr/sbin/nologin")
+    groups = ["root:x:0:"] + [f"{g}:x:{ids.get(g, GID)}:" for g in verify.GROUPS if g not in skip]
     (root / "etc/passwd").write_text("\n".join(users) + "\n")
     (root / "etc/group").write_text("\n".join(groups) + "\n")
 

@@ -39,6 +39,12 @@ def test_table_verdicts_follow_the_targets() -> None:
     assert any("connectivity-change (FULL) | hook run time" in r and "MISSED" in r for r in table)
     assert any("SIGALRM" in r and "300.0 ms" in r and "MISSED" in r for r in table)
     assert any("MISSED (3 without SIGALRM)" in r for r in table)
+    routable = FlushStats.from_samples("debian-12", "routable", _samples(0.004, 0.030))
+    assert (
+        render([routable])
+        .splitlines()[2]
+        .startswith("| debian-12 | networkd-dispatcher: routable | hook run time | 100 |")
+    )
 
 
 def run_driver(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +61,28 @@ def run_driver(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
+# Each dispatcher's calling convention, and the condition a hook that checks it tests.
+CONVENTIONS = [
+    pytest.param(
+        ["", "connectivity-change"],
+        {"CONNECTIVITY_STATE": "FULL"},
+        '[ "$2" = connectivity-change ] && [ "$CONNECTIVITY_STATE" = FULL ]',
+        id="NetworkManager",
+    ),
+    pytest.param(
+        [],
+        {"STATE": "routable", "IFACE": "host0"},
+        '[ $# -eq 0 ] && [ "$STATE" = routable ] && [ "$IFACE" = host0 ]',
+        id="networkd-dispatcher",
+    ),
+]
+
+
 @pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
-def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("argv", "environment", "condition"), CONVENTIONS)
+def test_driver_times_hook_and_signal_arrival(
+    tmp_path: Path, argv: list[str], environment: dict[str, str], condition: str
+) -> None:
     # A process that, like qmail-send, sleeps and takes SIGALRM; a hook that signals it in the
     # background and returns at once, as `systemctl --no-block reload` lets the real one do.
     target = subprocess.Popen(
@@ -70,13 +96,11 @@ def test_driver_times_hook_and_signal_arrival(tmp_path: Path) -> None:
     try:
         hook = tmp_path / "hook"
         hook.write_text(
-            "#!/bin/sh\n"
-            f'[ "$2" = connectivity-change ] && [ "$CONNECTIVITY_STATE" = FULL ] || exit 3\n'
-            f"(sleep 0.02; kill -ALRM {target.pid}) &\n"
+            f"#!/bin/sh\n{condition} || exit 3\n(sleep 0.02; kill -ALRM {target.pid}) &\n"
         )
         hook.chmod(0o755)
-        env = json.dumps({"CONNECTIVITY_STATE": "FULL"})
-        result = run_driver("connectivity-change", "", "5", "1", env, str(hook), str(target.pid))
+        env = json.dumps(environment)
+        result = run_driver(json.dumps(argv), "5", "1", env, str(hook), str(target.pid))
         assert result.returncode == 0, result.stderr
         samples = json.loads(result.stdout)
         stats = FlushStats.from_samples("host", "connectivity-change", samples)
@@ -99,7 +123,7 @@ def test_driver_reports_lost_signals(tmp_path: Path) -> None:
         hook.write_text("#!/bin/sh\nexit 0\n")  # a hook that never flushes
         hook.chmod(0o755)
         started = time.monotonic()
-        result = run_driver("up", "eth0", "1", "0", "{}", str(hook), str(target.pid))
+        result = run_driver('["eth0", "up"]', "1", "0", "{}", str(hook), str(target.pid))
         samples = json.loads(result.stdout)
         assert samples[0]["alrm"] is None
         assert time.monotonic() - started >= 5.0  # it waited the full timeout
@@ -124,3 +148,18 @@ def test_context_rows_follow_the_verdict_rows() -> None:
     assert (
         table[-1] == "| debian-12 | - | context: stand-in qmail-tcpok | 3 | 42.0 ms | 80.0 ms | | |"
     )
+
+
+def test_delivery_rows_name_each_route_and_lost_mail() -> None:
+    plain = bench_flush.DeliveryStats.from_samples("debian-12", "plain SMTP", [0.1, 0.2, 0.3])
+    tls = bench_flush.DeliveryStats.from_samples("debian-12", "STARTTLS + AUTH", [0.4, None])
+    table = render([], [], [plain, tls]).splitlines()
+    assert (
+        "| debian-12 | up | hook start -> mail at the smarthost, plain SMTP | 3 | 200.0 ms "
+        "| 300.0 ms | | ok |" in table
+    )
+    assert any("STARTTLS + AUTH | 2 | 400.0 ms" in r and "MISSED (1 not delivered)" in r
+               for r in table)  # fmt: skip
+    run = bench_flush.FlushRun((), (), (), (plain, tls))
+    data = bench_flush.numbers(run)["debian-12"]["delivery_ms"]
+    assert data["plain SMTP"]["median"] == 200.0 and data["STARTTLS + AUTH"]["lost"] == 1

@@ -21,6 +21,8 @@ EXPECTED = {
     f"qmail-send-systemd-networkmanager_{VERSION}-1_all.deb",
     f"qmail-send-systemd-{VERSION}-1.noarch.rpm",
     f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm",
+    f"qmail-send-systemd-networkd_{VERSION}-1_all.deb",
+    f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm",
 }
 
 
@@ -68,6 +70,12 @@ def test_deb_metadata(dist: Path) -> None:
     assert summary and len(extended) >= 5
     nm = _deb_control(dist / f"qmail-send-systemd-networkmanager_{VERSION}-1_all.deb")
     assert nm["Depends"] == f"qmail-send-systemd (= {VERSION}-1), network-manager"
+    networkd = _deb_control(dist / f"qmail-send-systemd-networkd_{VERSION}-1_all.deb")
+    assert networkd["Depends"] == f"qmail-send-systemd (= {VERSION}-1), networkd-dispatcher"
+    hook = _deb_members(dist / f"qmail-send-systemd-networkd_{VERSION}-1_all.deb")[
+        "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+    ]
+    assert (hook.mode, hook.uid, hook.gid) == (0o755, 0, 0)  # networkd-dispatcher's check_perms
 
 
 def test_deb_contents_modes_and_docs(dist: Path) -> None:
@@ -120,6 +128,8 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
     nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
     assert _rpm_requires(nm) == [f"qmail-send-systemd = {VERSION}", "NetworkManager  "]
+    networkd = dist / f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm"
+    assert _rpm_requires(networkd) == [f"qmail-send-systemd = {VERSION}", "networkd-dispatcher  "]
 
 
 def test_man_page_is_the_source_gzipped(dist: Path) -> None:

@@ -83,7 +83,7 @@ def test_failed_step_is_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFi
     code, _, err = run_main(capsys, "--root", str(tmp_path), "exec-qmail-start")
     assert code == 1
     assert len(err.splitlines()) == 1
-    assert err.startswith("qmail-send-systemd exec-qmail-start: cannot execute ")
+    assert err.startswith("error: qmail-send-systemd exec-qmail-start: cannot execute ")
     assert "(fix: " in err and "Traceback" not in err
 
 
@@ -214,4 +214,4 @@ def test_service_command_errors_are_one_line_with_exit_1(
     monkeypatch.setenv("DPKG_ROOT", str(tmp_path))  # no qmail-start under it
     code, _, err = run_main(capsys, "exec-qmail-start")
     assert code == 1
-    assert err.startswith("qmail-send-systemd exec-qmail-start: ") and err.count("\n") == 1
+    assert err.startswith("error: qmail-send-systemd exec-qmail-start: ") and err.count("\n") == 1

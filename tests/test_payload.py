@@ -17,6 +17,8 @@ from qss_toolkit.families import Family
 
 MAIN = "qmail-send-systemd"
 DEB, RPM = Family.DEB, Family.RPM
+NM = "qmail-send-systemd-networkmanager"
+NETWORKD = "qmail-send-systemd-networkd"
 
 
 @pytest.fixture(scope="module")
@@ -457,3 +459,36 @@ def test_deb_postrm_purge_forgets_the_enablement_without_the_helper(fake_root: P
     ]
     log.unlink()
     assert _run_script(SCRIPTS / "deb/postrm", fake_root, "remove") == []
+
+
+def test_each_hook_sources_a_library_of_its_exact_main_package(
+    packages: dict[str, payload.Package],
+) -> None:
+    """A dispatcher hook's FLUSH= names a file the main package ships, and the hook's package
+    depends on that very version of it, so the two always match."""
+    main_files = {f.destination for f in packages[MAIN].files}
+    hooks = []
+    for package in packages.values():
+        for f in package.files:
+            if f.source is None or f.kind is not payload.ContentKind.FILE:
+                continue
+            if f.source.startswith(payload.GENERATED_PREFIX):
+                continue
+            text = (PROJECT / f.source).read_text(encoding="utf-8", errors="replace")
+            for line in text.splitlines():
+                if line.startswith("FLUSH="):
+                    hooks.append(package.name)
+                    assert line.removeprefix("FLUSH=") in main_files, f.source
+                    assert package.name != MAIN
+                    assert f"{MAIN} (= 1.0-1)" in package.relation(DEB, "depends", "1.0")
+                    assert f"{MAIN} = 1.0" in package.relation(RPM, "depends", "1.0")
+    assert sorted(hooks) == [NETWORKD, NM]
+
+
+def test_the_networkd_hook_passes_the_dispatchers_permission_check(
+    packages: dict[str, payload.Package],
+) -> None:
+    """networkd-dispatcher's check_perms(): root:root, mode exactly 0755, else it never runs."""
+    [hook] = [f for f in packages[NETWORKD].files if "/networkd-dispatcher/" in f.destination]
+    assert hook.destination == "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+    assert hook.mode == 0o755 and hook.formats == {DEB, RPM}

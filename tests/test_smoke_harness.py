@@ -49,6 +49,9 @@ def test_every_family_has_a_target_and_every_root_can_boot_systemd() -> None:
     assert {t.family for t in TARGETS.values()} == set(Family)  # no family goes untested
     for target in TARGETS.values():
         assert set(BASE_PACKAGES) <= set(target.root.packages), target.name
+        # What our packages depend on, read from packaging/nfpm/*.yaml: the hooks' dispatchers.
+        assert {"network-manager", "networkd-dispatcher"} <= set(target.root.packages)
+        assert not [p for p in target.root.packages if p.startswith("qmail-send-systemd")]
     # Extra packages add to the base set; they never replace it.
     extra = replace(D12.root, extra_packages=("strace",))
     assert set(extra.packages) == {*D12.root.packages, "strace"}
@@ -161,7 +164,14 @@ def test_find_child_parses_proc_stat() -> None:
 def test_host_provides_script_is_valid_shell_naming_the_capabilities() -> None:
     script = host_provides_script()
     assert "Name: qss-host-provides" in script
-    for capability in ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager"):
+    for capability in (
+        "python3",
+        "systemd",
+        "/bin/sh",
+        "python(abi)",
+        "NetworkManager",
+        "networkd-dispatcher",
+    ):
         assert f"Provides: {capability}" in script
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
@@ -200,6 +210,8 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
         "offline-install",
         "policy-rc-d-101",
         "networkmanager-hook",
+        "networkd-hook",
+        "status",
     } <= names
     assert not SCENARIOS["purge"].applies_to(RPM)
     assert SCENARIOS["upgrade"].applies_to(RPM)

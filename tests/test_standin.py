@@ -21,6 +21,8 @@ from qss_toolkit.settings import settings
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 ME = "standin.test"
+# Split into conf-split's 23 subdirectories in a real qmail queue (hier.c's dsplit calls).
+SPLIT_DIRS = ("mess", "info", "local", "remote")
 
 
 def install(argv: list[str]) -> None:
@@ -155,7 +157,21 @@ class Qmail:
         assert proc.returncode == 0, proc.stderr
 
     def queue(self, sub: str) -> list[str]:
-        return sorted(os.listdir(self.home / "queue" / sub))
+        """The message numbers in queue/SUB, through its split subdirectories where it has them."""
+        top = self.home / "queue" / sub
+        if sub not in SPLIT_DIRS:
+            return sorted(os.listdir(top))
+        assert sorted(os.listdir(top), key=int) == [str(i) for i in range(23)], "conf-split 23"
+        found = []
+        for split in os.listdir(top):
+            for name in os.listdir(top / split):
+                assert int(name) % 23 == int(split), f"{sub}/{split}/{name} in the wrong split"
+                found.append(name)
+        return sorted(found)
+
+    def queue_file(self, sub: str, number: str) -> Path:
+        split = f"{int(number) % 23}/" if sub in SPLIT_DIRS else ""
+        return self.home / "queue" / sub / f"{split}{number}"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -214,7 +230,7 @@ def test_sendmail_queues_the_message(qmail: Qmail) -> None:
         b"",
         b"",
     ]
-    mess = (qmail.home / "queue" / "mess" / number).read_text()
+    mess = qmail.queue_file("mess", number).read_text()
     assert mess.startswith("Received: (qmail ")
     assert "Bcc:" not in mess
     assert "\nFrom: tester@standin.test\n" in mess

@@ -168,3 +168,67 @@ def test_log_priority_is_unbuffered() -> None:
         child.stdin.close()
         assert child.wait(timeout=10) == 0
         child.stdout.close()
+
+
+def helper_stderr(root: Path, *, journal: bool, stream: str = "") -> str:
+    """What exec-qmail-start writes on fd 2 when $JOURNAL_STREAM names that fd (`journal`),
+    or names `stream`."""
+    err = root / "stderr"
+    with err.open("wb") as sink:
+        st = os.fstat(sink.fileno())
+        env = {**HELPER_ENV, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}" if journal else stream}
+        subprocess.run(
+            [*HELPER, "--root", str(root), "exec-qmail-start"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            check=False,
+            timeout=30,
+        )
+    return err.read_text()
+
+
+def fake_qmail_start(root: Path) -> None:
+    bindir = root / "var/qmail/bin"
+    bindir.mkdir(parents=True)
+    (bindir / "qmail-start").write_text("#!/bin/sh\nexit 0\n")
+    (bindir / "qmail-start").chmod(0o755)
+
+
+def test_helper_warning_has_warning_priority_in_the_journal(tmp_path: Path) -> None:
+    fake_qmail_start(tmp_path)
+    write_delivery(tmp_path, b"~/.maildir/\n")
+    assert helper_stderr(tmp_path, journal=True).startswith("<4>warning: ")
+    # Not the journal (a terminal, a file): the line as it is, no "<4>" in front.
+    assert helper_stderr(tmp_path, journal=False).startswith("warning: ")
+
+
+def test_helper_error_has_error_priority_in_the_journal(tmp_path: Path) -> None:
+    # No qmail-start under the root: exec-qmail-start fails with one error line.
+    assert helper_stderr(tmp_path, journal=True).startswith(
+        "<3>error: qmail-send-systemd exec-qmail-start: cannot execute "
+    )
+
+
+def test_a_journal_stream_of_another_file_is_not_ours(tmp_path: Path) -> None:
+    # $JOURNAL_STREAM is inherited: it counts only while fd 2 is still that stream.
+    other = os.stat(tmp_path)
+    write_delivery(tmp_path, b"~/.maildir/\n")
+    fake_qmail_start(tmp_path)
+    stderr = helper_stderr(tmp_path, journal=False, stream=f"{other.st_dev}:{other.st_ino}")
+    assert stderr.startswith("warning: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "helper", "qmail"),
+    [
+        # qmail-send never says "error:" first; splogger would log such a line at info.
+        (b"error: cannot read", b"<3>", b"<6>"),
+        (b"warning: contains '~'", b"<4>", b"<4>"),
+        (b"alert: x", b"<1>", b"<1>"),
+        (b"qmail-send-systemd: something", b"<6>", b"<6>"),
+    ],
+)
+def test_helper_and_qmail_priorities(line: bytes, helper: bytes, qmail: bytes) -> None:
+    assert start.priority(line, start.HELPER_PRIORITIES) == helper
+    assert start.priority(line) == qmail

@@ -1,5 +1,5 @@
-"""units/qmail-send.service: the directives design.md requires, `systemd-analyze verify` clean,
-and a `systemd-analyze security` exposure of at most 2.5."""
+"""units/qmail-send.service: what docs/design.md ("The unit") requires, `systemd-analyze verify`
+clean, and a `systemd-analyze security` exposure of at most 2.5."""
 
 from __future__ import annotations
 
@@ -65,6 +65,14 @@ def test_reload_is_tcpok_then_sigalrm_to_the_main_pid() -> None:
     assert reload == ["/var/qmail/bin/qmail-tcpok", "/bin/kill -ALRM $MAINPID"]
 
 
+def test_a_stop_during_a_reload_cannot_fail_the_unit() -> None:
+    # A stop that arrives while a reload runs sends SIGTERM to the running ExecReload= step;
+    # without "-" a step killed that way makes the stopped unit "failed" (Result=signal).
+    for value in values("Service", "ExecReload"):
+        prefixes = value[: len(value) - len(value.lstrip("+-!@:"))]
+        assert "-" in prefixes and "+" in prefixes, value
+
+
 def test_stop_timeout_leaves_time_for_deliveries_in_flight() -> None:
     match = re.fullmatch(r"(\d+)(min|s)?", one("Service", "TimeoutStopSec"))
     assert match, "TimeoutStopSec= in s or min"
@@ -99,6 +107,60 @@ def test_hardening_keeps_qmails_flows_working() -> None:
     assert {"CAP_SETUID", "CAP_SETGID"} <= set(capabilities)
     families = found[("Service", "RestrictAddressFamilies")].split()
     assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families)
+
+
+# What a user's |program may do under a plain qmail-start, as any process may: lower its
+# priority (nice, setpriority) and its I/O priority (ionice), set its own limits (ulimit,
+# setrlimit, prlimit), pick its CPUs or a non-realtime scheduling class (taskset, chrt -b/-i).
+USER_PROGRAM_CALLS = frozenset(
+    {"nice", "setpriority", "ioprio_set", "setrlimit", "prlimit64", "sched_setaffinity",
+     "sched_setscheduler", "sched_setattr"}
+)  # fmt: skip
+
+
+def syscall_set(tool: str, names: list[str]) -> set[str]:
+    """The system calls that `names` (calls and @groups) stand for, as this systemd has them."""
+    found: set[str] = set()
+    for name in names:
+        if not name.startswith("@"):
+            found.add(name)
+            continue
+        listing = subprocess.run(
+            [tool, "syscall-filter", name], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[1:]
+        words = [w.strip() for w in listing if w.strip() and not w.strip().startswith("#")]
+        found |= syscall_set(tool, words)
+    return found
+
+
+def allowed_calls(tool: str, text: str) -> set[str]:
+    """What the unit's SystemCallFilter= lines allow: the allow lists, minus the ~ lines."""
+    allowed: set[str] = set()
+    denied: set[str] = set()
+    for section, key, value in directives(text):
+        if (section, key) == ("Service", "SystemCallFilter"):
+            words = value.split()
+            if words[0].startswith("~"):
+                denied |= syscall_set(tool, [words[0][1:], *words[1:]])
+            else:
+                allowed |= syscall_set(tool, words)
+    return allowed - denied
+
+
+def test_users_programs_may_lower_their_priority_and_set_their_limits() -> None:
+    tool = analyze()
+    assert allowed_calls(tool, UNIT.read_text()) >= USER_PROGRAM_CALLS
+
+
+def test_the_syscall_check_sees_a_filter_that_takes_them_away() -> None:
+    # The 1.0.0 unit's `~@resources`: `|nice -n 5 prog` printed "cannot set niceness".
+    tool = analyze()
+    old = UNIT.read_text().replace(
+        "SystemCallFilter=@system-service\n",
+        "SystemCallFilter=@system-service\nSystemCallFilter=~@resources\n",
+    )
+    missing = USER_PROGRAM_CALLS - allowed_calls(tool, old)
+    assert {"nice", "setpriority", "setrlimit", "ioprio_set"} <= missing
 
 
 def analyze() -> str:

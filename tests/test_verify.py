@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -121,41 +119,6 @@ def test_missing_control_me(qmail_tree: Path) -> None:
     assert finding.message.startswith("is missing")
 
 
-def test_unreadable_control_file(qmail_tree: Path) -> None:
-    # qmail-send runs as qmails and qmail-inject as any user: root-only is unreadable to them.
-    smtproutes = qmail_tree / "var/qmail/control/smtproutes"
-    smtproutes.write_text(":smarthost.example.net\n")
-    smtproutes.chmod(0o600)
-    finding = only(errors(qmail_tree), smtproutes)
-    assert finding.message == "is not readable by qmail's users"
-    assert finding.fix == f"chmod 644 {smtproutes}"
-    smtproutes.chmod(0o644)
-    assert verify.check(qmail_tree) == []
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file anyway")
-def test_control_file_that_cannot_be_opened(qmail_tree: Path) -> None:
-    me = qmail_tree / "var/qmail/control/me"
-    me.chmod(0)
-    assert only(errors(qmail_tree), me).message.startswith("cannot be read")
-
-
-def test_control_file_open_error_is_reported(
-    qmail_tree: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The same path as the test above, for runs as root: the open() itself fails.
-    me = qmail_tree / "var/qmail/control/me"
-    real_open = Path.open
-
-    def refusing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self == me:
-            raise PermissionError(13, "Permission denied")
-        return real_open(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "open", refusing_open)
-    assert only(errors(qmail_tree), me).message == "cannot be read: Permission denied"
-
-
 def test_control_symlink_loop(qmail_tree: Path) -> None:
     loop = qmail_tree / "var/qmail/control/locals"
     loop.symlink_to("locals")
@@ -175,30 +138,6 @@ def test_dangling_control_me_symlink(qmail_tree: Path) -> None:
     me.unlink()
     me.symlink_to("/nonexistent/me")
     assert only(errors(qmail_tree), me).message == "is missing"
-
-
-@pytest.mark.parametrize("name", verify.ALIAS_FILES)
-def test_missing_alias_file(qmail_tree: Path, name: str) -> None:
-    path = qmail_tree / "var/qmail/alias" / name
-    path.unlink()
-    finding = only(errors(qmail_tree), path)
-    assert "discarded" in finding.message
-    assert "setup --forward-root" in finding.fix
-
-
-def test_alias_files_follow_the_alias_home(qmail_tree: Path) -> None:
-    passwd = qmail_tree / "etc/passwd"
-    passwd.write_text(passwd.read_text().replace(":/var/qmail/alias:", ":/srv/alias:"))
-    found = errors(qmail_tree)
-    assert {f.path for f in found} == {
-        str(qmail_tree / "srv/alias" / name) for name in verify.ALIAS_FILES
-    }
-
-
-def test_alias_file_unreadable_by_alias(qmail_tree: Path) -> None:
-    path = qmail_tree / "var/qmail/alias/.qmail-root"
-    path.chmod(0o044)  # alias owns the file (same uid), without the owner's read bit
-    assert only(errors(qmail_tree), path).message == "is not readable by the alias user"
 
 
 def test_defaultdelivery_with_tilde_is_a_warning(qmail_tree: Path) -> None:

@@ -14,6 +14,7 @@ class Account:
     uid: int
     gid: int
     home: str
+    shell: str = ""
 
 
 def _entries(path: Path, min_fields: int) -> list[list[str]]:
@@ -25,6 +26,14 @@ def _entries(path: Path, min_fields: int) -> list[list[str]]:
     return [row for row in rows if len(row) >= min_fields and row[2].isdigit()]
 
 
+def _passwd_rows(root: Path) -> list[Account]:
+    return [
+        Account(row[0], int(row[2]), int(row[3]), row[5], row[6])
+        for row in _entries(root / "etc/passwd", 7)
+        if row[3].isdigit()
+    ]
+
+
 def lookup_user(root: Path, name: str) -> Account | None:
     """The account as qmail-getpw would see it: NSS when root is /, else <root>/etc/passwd."""
     if root == LIVE_ROOT:
@@ -34,11 +43,20 @@ def lookup_user(root: Path, name: str) -> Account | None:
             pw = pwd.getpwnam(name)
         except KeyError:
             return None
-        return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
-    for row in _entries(root / "etc/passwd", 7):
-        if row[0] == name and row[3].isdigit():
-            return Account(row[0], int(row[2]), int(row[3]), row[5])
-    return None
+        return Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell)
+    return next((account for account in _passwd_rows(root) if account.name == name), None)
+
+
+def all_users(root: Path) -> list[Account]:
+    """Every account NSS enumerates when root is /, else every one in <root>/etc/passwd."""
+    if root == LIVE_ROOT:
+        import pwd
+
+        return [
+            Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell)
+            for pw in pwd.getpwall()
+        ]
+    return _passwd_rows(root)
 
 
 def lookup_group(root: Path, name: str) -> int | None:
@@ -54,3 +72,18 @@ def lookup_group(root: Path, name: str) -> int | None:
         if row[0] == name:
             return int(row[2])
     return None
+
+
+def group_name(root: Path, gid: int) -> str:
+    """The name of group `gid` (NSS when root is /, else <root>/etc/group), or the number."""
+    if root == LIVE_ROOT:
+        import grp
+
+        try:
+            return grp.getgrgid(gid).gr_name
+        except KeyError:
+            return str(gid)
+    for row in _entries(root / "etc/group", 3):
+        if int(row[2]) == gid:
+            return row[0]
+    return str(gid)

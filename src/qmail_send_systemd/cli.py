@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("--action", help="dpkg's $1 (deb prerm)")
     remove.add_argument("--count", type=int, help="rpm's $1 (%%preun, %%postun)")
 
+    status = commands.add_parser(
+        "status",
+        help="where is my mail: the service, the queue, the smarthost, the latest deferral",
+        description=(
+            "Read-only. Exit 0 when nothing needs attention, 1 when something does (each "
+            "with its fix): the service down, mail queued for more than an hour, or the "
+            "latest delivery attempt deferred."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="the report as JSON")
     commands.add_parser("flush", help="qmail-tcpok and reload: retry deferred mail now")
     commands.add_parser("exec-qmail-start", help="the unit's ExecStart (execs qmail-start)")
     commands.add_parser("log-priority", help="qmail-start's logger: journal priority prefixes")
@@ -71,12 +81,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="make qmail relay through a smarthost and forward root's mail",
         description=(
             "Write /var/qmail/control/smtproutes (all remote mail through HOST) and "
-            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS). "
+            "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS); "
+            "with --tls, /etc/qmail-send-systemd/msmtprc and a drop-in that makes "
+            "qmail-send.service relay through msmtp with TLS and SMTP AUTH. "
             "Replaced files are kept as NAME.bak.TIMESTAMP."
         ),
     )
     setup.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")
     setup.add_argument("--forward-root", metavar="ADDRESS", help="where root's mail goes")
+    # The submission route (docs/submission.md): TLS and a login, through msmtp.
+    setup.add_argument(
+        "--tls",
+        choices=("starttls", "implicit"),
+        help="submission with STARTTLS (port 587) or implicit TLS (465), through msmtp",
+    )
+    setup.add_argument("--user", metavar="NAME", help="the smarthost login (with --tls)")
+    setup.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="a file whose one line is the password (with --tls; never give it as an argument)",
+    )
+    setup.add_argument(
+        "--tls-trust-file",
+        metavar="CA.pem",
+        help="trust these CA certificates instead of the system's (with --tls)",
+    )
     setup.add_argument(
         "--dry-run", action="store_true", help="say what would change, write nothing"
     )
@@ -104,6 +133,13 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         findings = verify.check(root)
         print(verify.render_json(findings) if args.json else verify.render_text(findings))
         return EXIT_FAILED if verify.has_errors(findings) else EXIT_OK
+    if command == "status":
+        from qmail_send_systemd import status
+        from qmail_send_systemd.systemd import System
+
+        report = status.check(System(root))
+        print(status.render_json(report) if args.json else status.render_text(report))
+        return EXIT_FAILED if status.needs_attention(report) else EXIT_OK
     if command == "setup":
         from qmail_send_systemd import relay
 
@@ -142,19 +178,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelperError as exc:
         if debug:
             raise
-        print(f"{PROG} {command}: {exc}", file=sys.stderr)
+        report(command, str(exc))
         return exc.code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if debug:
             raise
-        kind = type(exc).__name__
-        print(
-            f"{PROG} {command}: internal error: {kind}: {exc} (rerun with --debug)",
-            file=sys.stderr,
-        )
+        report(command, f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
         return EXIT_OK if command in TRANSACTION_STEPS else EXIT_FAILED
+
+
+def report(command: str, problem: str) -> None:
+    """One line on stderr. For the unit's own commands it is an `error:` line of the service,
+    with the journal priority that word names (start.say)."""
+    if command in SERVICE_COMMANDS:
+        from qmail_send_systemd.start import say
+
+        say(f"error: {PROG} {command}: {problem}")
+    else:
+        print(f"{PROG} {command}: {problem}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Writes qmail's catch-all route in control/smtproutes and the three forwards in ~alias
 (.qmail-root, .qmail-postmaster, .qmail-mailer-daemon) that keep cron's mail and bounces from
-being discarded. Every input is checked before anything is written; every file is replaced
-atomically, with a backup of what it replaces, and an unchanged file is not touched at all.
+being discarded; with `--tls`, also the submission route's files (submission_config.py), and
+without it takes them away. Every input is checked before anything is written; every file is
+replaced or removed atomically, with a backup of what it replaces, and an unchanged file is not
+touched at all.
 
 This is the one place where the helper writes under /var/qmail, and only because the
 administrator asked for it: maintainer scripts never call it.
@@ -132,10 +134,11 @@ def check_address(text: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """One file that setup owns: where, what, and which owner and mode qmail needs."""
+    """One file that setup owns: where, what (None: remove it), and the owner and mode its
+    reader needs."""
 
     path: Path
-    content: bytes
+    content: bytes | None
     uid: int
     gid: int
     mode: int = FILE_MODE
@@ -144,7 +147,7 @@ class Target:
 @dataclass
 class Outcome:
     target: Target
-    action: str  # "created", "replaced", "unchanged", "fixed owner/mode"
+    action: str  # "created", "replaced", "removed", "unchanged", "fixed owner/mode"
     backup: Path | None = None
 
 
@@ -263,6 +266,10 @@ def apply(
     staged: list[tuple[Outcome, str]] = []
     try:
         for target in targets:
+            if target.content is None:
+                if os.path.lexists(target.path):
+                    outcomes.append(Outcome(target, "removed"))
+                continue
             old = _read(target.path) if not target.path.is_symlink() else None
             if old == target.content and _meta_ok(target.path, target):
                 outcomes.append(Outcome(target, "unchanged"))
@@ -294,29 +301,103 @@ def apply(
             "run as root; nothing was changed",
         ) from exc
     for outcome, tmp in staged:
-        path = outcome.target.path
         if outcome.action == "replaced":
-            outcome.backup = _backup_name(path, now)
-            try:
-                os.link(path, outcome.backup, follow_symlinks=False)
-            except OSError:
-                shutil.copy2(path, outcome.backup, follow_symlinks=False)
-        os.replace(tmp, path)
-    for directory in {o.target.path.parent for o, _ in staged}:
+            _keep_backup(outcome, now)
+        os.replace(tmp, outcome.target.path)
+    removed = [o for o in outcomes if o.action == "removed"] if not dry_run else []
+    for outcome in removed:
+        _keep_backup(outcome, now)
+        os.unlink(outcome.target.path)
+    for directory in {o.target.path.parent for o, _ in staged} | {
+        o.target.path.parent for o in removed
+    }:
         _fsync_dir(directory)
     return outcomes
 
 
+def _keep_backup(outcome: Outcome, now: float) -> None:
+    # A hard link keeps the owner and mode: the backup of a secret is exactly as private.
+    path = outcome.target.path
+    outcome.backup = _backup_name(path, now)
+    try:
+        os.link(path, outcome.backup, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(path, outcome.backup, follow_symlinks=False)
+
+
 # --- command line ----------------------------------------------------------------------------
+
+
+def _check_tls_options(args: argparse.Namespace) -> None:
+    tls_only = {"--user": args.user, "--password-file": args.password_file}
+    tls_only["--tls-trust-file"] = args.tls_trust_file
+    if args.tls is None:
+        given = [name for name, value in tls_only.items() if value is not None]
+        if given:
+            raise _usage(f"{given[0]} needs --tls starttls|implicit")
+        return
+    if args.smarthost is None:
+        raise _usage("--tls needs --smarthost HOST[:PORT]")
+    for name in ("--user", "--password-file"):
+        if tls_only[name] is None:
+            raise _usage(f"--tls needs {name}", "the login your provider gave you")
+
+
+def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None) -> list[Target]:
+    """The submission route's files: written with --tls, removed by a plain --smarthost."""
+    from qmail_send_systemd import submission_config
+
+    if smarthost is None:
+        return []
+    if args.tls is None:
+        return [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
+    return submission_config.plan(
+        root,
+        smarthost,
+        tls=args.tls,
+        user=args.user,
+        password_file=args.password_file,
+        trust_file=args.tls_trust_file,
+    )
+
+
+def _restart_for_dropin(root: Path, out: Callable[[str], None]) -> None:
+    """A changed drop-in changes the service's mount namespace: only a restart applies it
+    (a stop lets the deliveries in flight finish; nothing queued is lost)."""
+    from qmail_send_systemd.systemd import UNIT, System
+
+    system = System(root)
+    if not system.systemd_running():
+        out(f"systemd is not running: the route applies at the next start of {UNIT}")
+        return
+    for step in (("daemon-reload",), ("try-restart", UNIT)):
+        result = system.systemctl(*step)
+        if not result.ok:
+            raise HelperError(
+                f"systemctl {' '.join(step)} failed (exit {result.returncode})",
+                f"journalctl -u {UNIT}; then systemctl restart {UNIT}",
+            )
+    out(f"{UNIT} restarted (if it was running) to use the new remote delivery")
 
 
 def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print) -> int:
     """`setup`: raises HelperError (exit 1) or UsageError (exit 2) before anything is written."""
     if args.smarthost is None and args.forward_root is None:
         raise _usage("setup needs --smarthost HOST[:PORT] and/or --forward-root ADDRESS")
+    _check_tls_options(args)
     smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
+    if smarthost is not None and smarthost.port is None and args.tls is not None:
+        from qmail_send_systemd.submission_config import DEFAULT_PORTS
+
+        smarthost = Smarthost(smarthost.host, DEFAULT_PORTS[args.tls])  # 587 or 465
     forward = check_address(args.forward_root) if args.forward_root is not None else None
-    outcomes = apply(plan(root, smarthost, forward), dry_run=args.dry_run)
+    route = plan_route(root, args, smarthost)
+    targets = plan(root, smarthost, forward) + route
+    if not args.dry_run:
+        for target in route:
+            if target.content is not None:
+                target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    outcomes = apply(targets, dry_run=args.dry_run)
     prefix = "would be " if args.dry_run else ""
     for outcome in outcomes:
         action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action
@@ -324,7 +405,12 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
         if outcome.backup is not None:
             line += f" (previous kept as {outcome.backup.name})"
         out(line)
-    if any(o.action != "unchanged" for o in outcomes) and not args.dry_run:
+    changed = [o for o in outcomes if o.action != "unchanged"]
+    if changed and not args.dry_run:
+        from qmail_send_systemd.submission_config import DROPIN
+
+        if any(str(o.target.path).endswith(DROPIN) for o in changed):
+            _restart_for_dropin(root, out)
         # qmail-remote and qmail-local read these files at each delivery: no restart needed.
         out("takes effect at the next delivery; `qmail-send-systemd flush` retries the queue now")
     return EXIT_OK

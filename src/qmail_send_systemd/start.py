@@ -27,13 +27,16 @@ if TYPE_CHECKING:
 
 DEFAULT_DELIVERY = "./Maildir/"
 ENTRY_POINT = "/usr/sbin/qmail-send-systemd"
-# SyslogLevelPrefix: "<1>" alert, "<4>" warning, "<6>" info.
+# SyslogLevelPrefix: "<1>" alert, "<3>" error, "<4>" warning, "<6>" info. qmail's own lines get
+# splogger's two (PRIORITIES); the helper's own lines for the service may also be errors.
 PRIORITIES: tuple[tuple[bytes, bytes], ...] = ((b"alert:", b"<1>"), (b"warning:", b"<4>"))
+HELPER_PRIORITIES = (*PRIORITIES, (b"error:", b"<3>"))
 INFO = b"<6>"
 
 
-def default_delivery(root: Root) -> str:
-    """control/defaultdelivery without its trailing newlines (LWQ's `cat` in backquotes)."""
+def read_default_delivery(root: Root) -> str:
+    """What qmail-start gets as its defaultdelivery: control/defaultdelivery without its
+    trailing newlines (LWQ's `cat` in backquotes), or ./Maildir/ when it is absent or blank."""
     path = os.path.join(root, QMAIL_HOME, "control/defaultdelivery")
     try:
         with open(path, "rb") as file:
@@ -41,20 +44,49 @@ def default_delivery(root: Root) -> str:
     except FileNotFoundError:
         return DEFAULT_DELIVERY
     except OSError as exc:
+        # The unit reads it as root without CAP_DAC_OVERRIDE: its owner root needs u+r.
         raise HelperError(
-            f"cannot read {path}: {exc.strerror}", f"chmod 644 {path}, or remove it"
+            f"cannot read {path}: {exc.strerror}",
+            f"chown root {path} && chmod u+r {path}, or remove it",
         ) from exc
     if "\0" in text:
         raise HelperError(f"{path} contains a NUL byte", f"rewrite {path} as plain text")
-    if not text.strip():
-        return DEFAULT_DELIVERY
+    return text if text.strip() else DEFAULT_DELIVERY
+
+
+def default_delivery(root: Root) -> str:
+    """read_default_delivery(), with a warning in the journal when it holds a '~'."""
+    text = read_default_delivery(root)
     if "~" in text:
-        print(
+        path = os.path.join(root, QMAIL_HOME, "control/defaultdelivery")
+        say(
             f"warning: {path} contains '~', which qmail does not expand: such a line is a "
-            f"forward address (fix: write {DEFAULT_DELIVERY} instead)",
-            file=sys.stderr,
+            f"forward address (fix: write {DEFAULT_DELIVERY} instead)"
         )
     return text
+
+
+def stderr_is_journal() -> bool:
+    """Whether fd 2 is the journal stream that systemd names in $JOURNAL_STREAM (DEV:INODE,
+    systemd.exec(5)): only there does a "<N>" prefix set a priority instead of being text."""
+    dev, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (dev.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(inode))
+
+
+def say(line: str) -> None:
+    """Write one of the helper's own lines for the service (exec-qmail-start) to stderr; in the
+    journal it carries the priority its first word names, as qmail's lines do through
+    log-priority (`journalctl -u qmail-send -p warning` shows a `warning:` line)."""
+    prefix = b""
+    if stderr_is_journal():
+        prefix = priority(os.fsencode(line), HELPER_PRIORITIES)
+    print(prefix.decode("ascii") + line, file=sys.stderr, flush=True)
 
 
 def qmail_start_argv(root: Root) -> tuple[str, list[str]]:
@@ -75,11 +107,16 @@ def exec_qmail_start(root: Root, execv: Exec = os.execv) -> int:
     return 0  # only reached when execv is replaced (tests)
 
 
-def prefixed(line: bytes) -> bytes:
-    for start, prefix in PRIORITIES:
+def priority(line: bytes, priorities: tuple[tuple[bytes, bytes], ...] = PRIORITIES) -> bytes:
+    """The "<N>" prefix that the line's first word names (info when it names none)."""
+    for start, prefix in priorities:
         if line.startswith(start):
-            return prefix + line
-    return INFO + line
+            return prefix
+    return INFO
+
+
+def prefixed(line: bytes) -> bytes:
+    return priority(line) + line
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import logging
 import os
@@ -250,13 +251,14 @@ def measure_piuparts(args: argparse.Namespace) -> SectionResult:
     return SectionResult(markdown_table(["peer", "median", "result"], rows), data)
 
 
-def _flush_section() -> Section:
-    from qss_toolkit import bench_flush
+def _module_section(name: str, title: str, module_name: str) -> Section:
+    """A section whose code is qss_toolkit.MODULE_NAME's measure_section and add_arguments."""
+    module = importlib.import_module(f"qss_toolkit.{module_name}")
 
     def measure(args: argparse.Namespace) -> SectionResult:
-        return SectionResult(*bench_flush.measure_section(args))
+        return SectionResult(*module.measure_section(args))
 
-    return Section("flush", "Flush on reconnect", measure, bench_flush.add_arguments)
+    return Section(name, title, measure, module.add_arguments)
 
 
 def _scratch() -> Path:
@@ -285,7 +287,11 @@ SECTIONS: list[Section] = [
 
 
 def sections() -> list[Section]:
-    return [*SECTIONS, _flush_section()]
+    return [
+        *SECTIONS,
+        _module_section("flush", "Flush on reconnect", "bench_flush"),
+        _module_section("status", "Status on a large queue", "bench_status"),
+    ]
 
 
 def previous_sections(path: Path) -> Numbers:

@@ -90,7 +90,8 @@ def _mypy_py39(_dist: Path, options: Options) -> str:
 
 
 def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
-    """Every shell script we ship: payload files with a sh shebang, and the maintainer scripts."""
+    """Every shell script we ship: payload files with a sh shebang or, for a library that is
+    sourced rather than run, a `# shellcheck shell=sh` first line; and the maintainer scripts."""
     found: set[Path] = set()
     for package in payload.load_packages(root):
         for fmt_scripts in package.scripts.values():
@@ -102,14 +103,17 @@ def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
                 and not f.source.startswith(payload.GENERATED_PREFIX)
             ):
                 head = (root / f.source).read_bytes()[:64]
-                if re.match(rb"#!\s*/(usr/)?bin/(env )?(sh|bash|dash)\b", head):
+                if re.match(
+                    rb"(#!\s*/(usr/)?bin/(env )?|# shellcheck shell=)(sh|bash|dash)\b", head
+                ):
                     found.add(root / f.source)
     return sorted(p for p in found if p.is_file())
 
 
 def _shellcheck(_dist: Path, _options: Options) -> str:
     scripts = shell_scripts()
-    run(["shellcheck", "--severity=style", *scripts], cwd=PROJECT_ROOT, capture=True)
+    # -x: follow the hooks' `. "$FLUSH"` to the library their source= directive names.
+    run(["shellcheck", "-x", "--severity=style", *scripts], cwd=PROJECT_ROOT, capture=True)
     return f"{len(scripts)} scripts clean: " + ", ".join(
         str(p.relative_to(PROJECT_ROOT)) for p in scripts
     )

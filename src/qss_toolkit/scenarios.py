@@ -31,11 +31,16 @@ from qss_toolkit.targets import Target
 STANDIN_DIR = PROJECT_ROOT / "tests" / "standin"
 
 # Our packages and their names, from packaging/nfpm/*.yaml (payload.py): the main package, the
-# one that ships the NetworkManager hook, the one that ships /usr/sbin/sendmail, and the unit.
+# ones that ship the NetworkManager hook, the networkd-dispatcher hook, /usr/sbin/sendmail and
+# the submission route's qmail-remote, and the main package's unit.
 NM_HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
+NETWORKD_HOOK = "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+SUBMISSION_QMAIL_REMOTE = "/usr/lib/qmail-send-systemd/qmail-remote"
 MAIN = payload.main_package().name
 NM_PACKAGE = payload.owner(NM_HOOK)
+NETWORKD_PACKAGE = payload.owner(NETWORKD_HOOK)
 SENDMAIL_PACKAGE = payload.owner("/usr/sbin/sendmail")
+SUBMISSION_PACKAGE = payload.owner(SUBMISSION_QMAIL_REMOTE)
 UNIT = payload.main_unit()
 QUEUE = "/var/qmail/queue"
 QUEUE_MESSAGE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce")

@@ -1,4 +1,4 @@
-"""The lifecycle scenarios of design.md's maintainer-script table, proved in booted containers.
+"""docs/design.md's "Maintainer-script semantics" table, proved in booted containers.
 
 Each scenario starts from a clean state (`ctx.reset()`), so any one can run alone
 (`smoke --scenario NAME`) and a failure does not cascade into the next. The one exception saves
@@ -25,9 +25,12 @@ from qss_toolkit.scenarios import (
     ScenarioFailed,
     scenario,
 )
+from qss_toolkit.smtp_sink import smtp_sink
 
 # A remote recipient: with no network, its deliveries are deferred and the message stays queued.
 REMOTE_RECIPIENT = "someone@example.org"
+# "The queue full" for the upgrade: 1.0.0 administrators upgrade with mail waiting offline.
+QUEUE_FULL = 30
 SLOW_MARK = "/var/qmail/alias/slow-delivery-done"
 # Paths a purge may change besides /var/qmail: package-manager state, logs, runtime data, our
 # own staging area, and systemd's runtime records.
@@ -91,13 +94,15 @@ def _check_running_current(ctx: ScenarioContext) -> None:
     ctx.wait_ready()
 
 
-def _queue_remote_messages(ctx: ScenarioContext, count: int = 3) -> None:
+def _queue_remote_messages(
+    ctx: ScenarioContext, count: int = 3, *, route: str = "127.0.0.1:1"
+) -> None:
     """Queue `count` messages for a remote recipient and wait until qmail-send has deferred the
     first attempt of each (no network): after that it only touches mtimes, so the queue's
     content stays still."""
     # Route the domain to a closed local port: each attempt is a quick deferral, never a hang.
     ctx.check_output(
-        f"echo '{REMOTE_RECIPIENT.split('@')[1]}:127.0.0.1:1' > /var/qmail/control/smtproutes"
+        f"echo '{REMOTE_RECIPIENT.split('@')[1]}:{route}' > /var/qmail/control/smtproutes"
     )
     deferrals = (
         f"journalctl -o cat _SYSTEMD_INVOCATION_ID={ctx.show('InvocationID')}"
@@ -105,9 +110,12 @@ def _queue_remote_messages(ctx: ScenarioContext, count: int = 3) -> None:
     )
     ctx.journal_sync()
     before = int(ctx.run(deferrals).stdout.strip() or 0)
-    for i in range(count):
-        message = f"To: {REMOTE_RECIPIENT}\nSubject: queued {i}\n\nbody {i}\n"
-        ctx.container.run(["/var/qmail/bin/qmail-inject", REMOTE_RECIPIENT], input=message)
+    # One shell for all of them: an nsenter per message would cost more than the messages.
+    ctx.check_output(
+        f"for i in $(seq 0 {count - 1}); do"
+        f" printf 'To: {REMOTE_RECIPIENT}\\nSubject: queued %s\\n\\nbody %s\\n' $i $i"
+        f" | /var/qmail/bin/qmail-inject {REMOTE_RECIPIENT} || exit 1; done"
+    )
     ctx.wait_for(
         f"test $({deferrals}) -ge {before + count}"
         f' && test -z "$(find {QUEUE}/todo {QUEUE}/intd -type f)"',
@@ -200,15 +208,36 @@ def _upgrade(ctx: ScenarioContext) -> tuple[int, str, str]:
 
 @scenario("upgrade")
 def upgrade(ctx: ScenarioContext) -> None:
-    """Upgrade from the previous build with mail queued: restarted once, queue unchanged,
-    and the old package's removal scripts leave the new one enabled and running."""
+    """Upgrade from the previous release with the queue full: restarted once, the queue
+    untouched, the old package's removal scripts leave the new one enabled and running, and
+    every queued mail is delivered exactly once afterwards."""
     _running_with_standin(ctx, previous=True)
-    _queue_remote_messages(ctx)
-    starts, queue_before, queue_after = _upgrade(ctx)
-    ctx.expect(starts == 1, f"qmail-send.service was started {starts} times by the upgrade")
-    ctx.expect(queue_before == queue_after, "the queue changed during the upgrade")
-    ctx.assert_enabled()
-    ctx.assert_active()
+    with smtp_sink(ctx) as sink:
+        # The smarthost is unreachable while the upgrade runs: every mail waits in the queue.
+        _queue_remote_messages(ctx, QUEUE_FULL, route=sink.address)
+        starts, queue_before, queue_after = _upgrade(ctx)
+        ctx.expect(starts == 1, f"qmail-send.service was started {starts} times by the upgrade")
+        ctx.expect(queue_before == queue_after, "the queue changed during the upgrade")
+        ctx.assert_enabled()
+        ctx.assert_active()
+        ctx.wait_ready()
+        sink.go_online()
+        ctx.check_output(["qmail-send-systemd", "flush"])
+        ctx.wait_for(
+            f'test -z "$(find {QUEUE}/mess -type f)"',
+            timeout=60,
+            message=f"the {QUEUE_FULL} queued mails to leave the queue after the flush",
+        )
+        subjects = sorted(
+            line for m in sink.messages() for line in m.splitlines() if line.startswith("Subject:")
+        )
+        expected = sorted(f"Subject: queued {i}" for i in range(QUEUE_FULL))
+        ctx.expect(
+            subjects == expected,
+            f"the smarthost got {len(subjects)} mails for {QUEUE_FULL} queued:"
+            f" {sorted(set(expected) - set(subjects))} missing,"
+            f" {[s for s in set(subjects) if subjects.count(s) > 1]} twice",
+        )
 
 
 @scenario("upgrade-keeps-disable")

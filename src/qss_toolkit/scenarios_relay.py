@@ -7,6 +7,7 @@ import shlex
 
 from qss_toolkit.families import Family
 from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE, UNIT, ScenarioContext, scenario
+from qss_toolkit.smtp_sink import SINK_DIR, SmtpSink, smtp_sink
 from qss_toolkit.targets import APT_SUBSET_LIST
 
 QMAIL_SENDMAIL = "/var/qmail/bin/sendmail"
@@ -204,75 +205,6 @@ def setup_relay_files(ctx: ScenarioContext) -> None:
         _restore_lwq_state(ctx)
 
 
-SINK_DIR = "/run/qss-smtp-sink"
-SINK_UNIT = "qss-smtp-sink.service"
-# A minimal SMTP server standing for the smarthost. It assumes no port is free: it
-# binds a free port at once (written to SINK_DIR/port) but listens only once SINK_DIR/online
-# exists: until then a connection is refused, as by a host that cannot be reached. Each
-# message is written, its RCPT TO lines first, to SINK_DIR/N.eml.
-SMTP_SINK = r"""
-import os, socket, sys, time
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
-with open(os.path.join(out, "port.tmp"), "w") as f:
-    f.write(str(srv.getsockname()[1]))
-os.rename(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
-while not os.path.exists(os.path.join(out, "online")):
-    time.sleep(0.05)
-srv.listen(5)
-open(os.path.join(out, "listening"), "w").close()
-count = 0
-
-def session(conn):
-    global count
-    f = conn.makefile("rwb")
-    def say(text):
-        f.write(text.encode() + b"\r\n")
-        f.flush()
-    say("220 smarthost.example.net ESMTP sink")
-    rcpts = []
-    while True:
-        line = f.readline()
-        if not line:
-            return
-        verb = line[:4].decode(errors="replace").upper()
-        if verb == "RCPT":
-            rcpts.append(line.decode(errors="replace").strip())
-            say("250 ok")
-        elif verb == "DATA":
-            say("354 go ahead")
-            body = []
-            while True:
-                data = f.readline()
-                if not data or data.rstrip(b"\r\n") == b".":
-                    break
-                body.append(data)
-            count += 1
-            tmp = os.path.join(out, "%d.tmp" % count)
-            with open(tmp, "wb") as m:
-                m.write("".join(r + "\n" for r in rcpts).encode())
-                m.writelines(body)
-            os.rename(tmp, os.path.join(out, "%d.eml" % count))
-            rcpts = []
-            say("250 accepted")
-        elif verb == "QUIT":
-            say("221 bye")
-            return
-        else:
-            say("250 ok")
-
-while True:
-    conn, _ = srv.accept()
-    try:
-        session(conn)
-    except OSError:
-        pass
-    conn.close()
-"""
-
-
 @scenario("relay-root-mail-after-reconnect")
 def relay_root_mail_after_reconnect(ctx: ScenarioContext) -> None:
     """Cron's mail to root, sent offline, reaches the forward address via the smarthost on flush."""
@@ -281,60 +213,44 @@ def relay_root_mail_after_reconnect(ctx: ScenarioContext) -> None:
     ctx.install_standin()
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     ctx.wait_ready()
-    ctx.run(["systemctl", "stop", SINK_UNIT])
-    ctx.check_output(["rm", "-rf", SINK_DIR])
-    wrote = ctx.run(
-        ["sh", "-c", "mkdir -p /srv/qss && cat > /srv/qss/smtp-sink.py"], input=SMTP_SINK
-    )
-    ctx.expect(wrote.returncode == 0, f"cannot write the SMTP sink: {wrote.stderr.strip()}")
-    ctx.check_output(
-        [
-            "systemd-run",
-            f"--unit={SINK_UNIT}",
-            "--collect",
-            "python3",
-            "/srv/qss/smtp-sink.py",
-            SINK_DIR,
-        ]
-    )
     try:
-        ctx.wait_for(f"test -s {SINK_DIR}/port", timeout=15, message="the sink's port")
-        port = ctx.check_output(["cat", f"{SINK_DIR}/port"]).strip()
-        smarthost = f"127.0.0.1:{port}"
-        ctx.check_output(
-            ["qmail-send-systemd", "setup", "--smarthost", smarthost, "--forward-root", FORWARD]
-        )
-        cursor = ctx.journal_cursor()
-        tag = "cron" + ctx.container.name[-6:]
-        # What cron does with a job's output: sendmail with the recipient on the command line.
-        ctx.run_expect(
-            [0],
-            f"printf 'Subject: Cron <root@laptop> {tag}\\n\\noutput of {tag}\\n'"
-            " | /usr/sbin/sendmail -i root",
-        )
-        # Offline: the smarthost refuses connections, so the forwarded copy is deferred.
-        journal = f"journalctl -q -o cat --after-cursor='{cursor}' -u {UNIT}"
-        ctx.wait_for(
-            f"{journal} | grep -q 'to remote {FORWARD}' && {journal} | grep -q ': deferral: '",
-            timeout=30,
-            message=f"a deferred remote delivery to {FORWARD}",
-        )
-        ctx.check_output(["touch", f"{SINK_DIR}/online"])
-        ctx.wait_for(f"test -e {SINK_DIR}/listening", timeout=15, message="the sink to listen")
-        # Back online, but qmail-send's next scheduled retry is minutes away: nothing moves...
-        ctx.run(["sleep", "3"])
-        early = ctx.run(f"ls {SINK_DIR}/*.eml 2>/dev/null").stdout.strip()
-        ctx.expect(not early, f"mail arrived before any flush: {early}")
-        # ...until the flush that the NetworkManager hook triggers.
-        ctx.check_output(["qmail-send-systemd", "flush"])
-        ctx.wait_for(
-            f"ls {SINK_DIR}/*.eml >/dev/null 2>&1",
-            timeout=20,
-            message="the smarthost to receive the mail after the flush",
-        )
-        mail = ctx.check_output(f"cat {SINK_DIR}/*.eml")
-        ctx.expect(f"<{FORWARD}>" in mail, f"the smarthost got other recipients:\n{mail}")
-        ctx.expect(f"output of {tag}" in mail, f"the smarthost got another message:\n{mail}")
+        with smtp_sink(ctx) as sink:
+            _cron_mail_through(ctx, sink)
     finally:
-        ctx.run(["systemctl", "stop", SINK_UNIT])
         _restore_lwq_state(ctx)
+
+
+def _cron_mail_through(ctx: ScenarioContext, sink: SmtpSink) -> None:
+    ctx.check_output(
+        ["qmail-send-systemd", "setup", "--smarthost", sink.address, "--forward-root", FORWARD]
+    )
+    cursor = ctx.journal_cursor()
+    tag = "cron" + ctx.container.name[-6:]
+    # What cron does with a job's output: sendmail with the recipient on the command line.
+    ctx.run_expect(
+        [0],
+        f"printf 'Subject: Cron <root@laptop> {tag}\\n\\noutput of {tag}\\n'"
+        " | /usr/sbin/sendmail -i root",
+    )
+    # Offline: the smarthost refuses connections, so the forwarded copy is deferred.
+    journal = f"journalctl -q -o cat --after-cursor='{cursor}' -u {UNIT}"
+    ctx.wait_for(
+        f"{journal} | grep -q 'to remote {FORWARD}' && {journal} | grep -q ': deferral: '",
+        timeout=30,
+        message=f"a deferred remote delivery to {FORWARD}",
+    )
+    sink.go_online()
+    # Back online, but qmail-send's next scheduled retry is minutes away: nothing moves...
+    ctx.run(["sleep", "3"])
+    early = sink.messages()
+    ctx.expect(not early, f"mail arrived before any flush: {early}")
+    # ...until the flush that the NetworkManager hook triggers.
+    ctx.check_output(["qmail-send-systemd", "flush"])
+    ctx.wait_for(
+        f"ls {SINK_DIR}/*.eml >/dev/null 2>&1",
+        timeout=20,
+        message="the smarthost to receive the mail after the flush",
+    )
+    mail = "".join(sink.messages())
+    ctx.expect(f"<{FORWARD}>" in mail, f"the smarthost got other recipients:\n{mail}")
+    ctx.expect(f"output of {tag}" in mail, f"the smarthost got another message:\n{mail}")

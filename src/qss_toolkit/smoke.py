@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -102,7 +101,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--previous",
         type=Path,
         default=None,
-        help=f"packages of the previous build (default: ${PREVIOUS_DIST}, else built now)",
+        help=f"the previous release's packages (default: ${PREVIOUS_DIST}, else from its commit)",
     )
     parser.add_argument("--keep", action="store_true", help="keep containers (debugging)")
     return parser.parse_args(list(argv))
@@ -299,25 +298,19 @@ def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
 
 @contextlib.contextmanager
 def previous_build(explicit: Path | None, formats: Sequence[str]) -> Iterator[Path]:
-    """The previous build's packages: --previous, $QSS_PREVIOUS_DIST, or built now."""
+    """The previous release's packages: --previous, $QSS_PREVIOUS_DIST, else from its commit."""
     given = explicit or settings().previous_dist
     if given:
         yield given
         return
-    with tempfile.TemporaryDirectory(prefix="qss-previous-") as tmp:
-        yield build_previous(Path(tmp), formats)
+    yield build_previous(formats)
 
 
-def build_previous(dest: Path, formats: Sequence[str]) -> Path:
-    """Build the same payload with a lower version (`VERSION~previous1`) into `dest`."""
-    from qss_toolkit import build, version
+def build_previous(formats: Sequence[str]) -> Path:
+    """The previous release's packages (qss_toolkit.previous: built from its commit, cached)."""
+    from qss_toolkit import previous
 
-    previous = f"{version.read_version()}~previous1"
-    log.info(
-        "building the previous build %s (%s) for the upgrade scenarios", previous, "+".join(formats)
-    )
-    build.build("nfpm", tuple(formats), dest, version_override=previous)
-    return dest
+    return previous.packages(formats)
 
 
 def check_dist(dist: Path, targets: Sequence[Target]) -> None:

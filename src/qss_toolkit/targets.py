@@ -7,9 +7,11 @@ running system. Adding a distribution is one `Target` entry in TARGETS.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from qss_toolkit import payload
 from qss_toolkit.families import Family
 from qss_toolkit.selection import select
 
@@ -18,10 +20,31 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # What every root needs so that systemd boots as PID 1 and the helper runs.
 BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
 
-# NetworkManager is in every Debian root but masked (see rootfs.py): only its scenario starts
-# it, in a boot with a network namespace of its own (--network-veth), never beside the host's
-# interfaces.
-NM_PACKAGES: tuple[str, ...] = ("network-manager",)
+
+@functools.lru_cache(maxsize=1)
+def dependency_packages() -> tuple[str, ...]:
+    """The Debian packages that ours depend on besides each other, from packaging/nfpm/*.yaml:
+    network-manager and networkd-dispatcher (with python3 and systemd). Every root holds them,
+    so that each hook's scenario finds its dispatcher installed. NetworkManager is masked (see
+    rootfs.py) and networkd-dispatcher starts only once a hook is installed (its unit's
+    ConditionPathExistsGlob=): only their scenarios start them, in a boot with a network
+    namespace of its own (--network-veth), never beside the host's interfaces."""
+    packages = payload.project_packages()
+    ours = {p.name for p in packages}
+    names = {
+        alternative.split("(")[0].strip()
+        for p in packages
+        for dependency in p.relation(Family.DEB, "depends", "0")
+        for alternative in dependency.split("|")
+    }
+    return tuple(sorted(names - ours))
+
+
+# The submission route (qmail-send-systemd-submission) relays through msmtp (a dependency, so
+# in dependency_packages()); its scenarios prove it against Debian's aiosmtpd with certificates
+# that openssl makes for the run, trusted through ca-certificates' store.
+SUBMISSION_PACKAGES: tuple[str, ...] = ("python3-aiosmtpd", "openssl", "ca-certificates")
+
 
 # The RPM toolchain that lets a Debian root install .rpm packages with dnf.
 RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
@@ -40,7 +63,18 @@ class DebianRoot:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
+            self,
+            "packages",
+            tuple(
+                sorted(
+                    {
+                        *BASE_PACKAGES,
+                        *dependency_packages(),
+                        *SUBMISSION_PACKAGES,
+                        *self.extra_packages,
+                    }
+                )
+            ),
         )
 
 
@@ -66,6 +100,8 @@ HOST_PROVIDES: tuple[tuple[str, str], ...] = (
     ("systemd", "systemd"),
     ("systemd", "systemd-units"),
     ("network-manager", "NetworkManager"),
+    ("networkd-dispatcher", "networkd-dispatcher"),
+    ("msmtp", "msmtp"),
     ("bash", "bash"),
     ("coreutils", "coreutils"),
     ("passwd", "shadow-utils"),

@@ -66,12 +66,12 @@ def test_offline_root_has_no_running_systemd() -> None:
         assert (root.root / "etc" / "offline-mark").exists()
 
 
-def test_a_fourth_package_is_installed_and_reset_purges_it(
+def test_a_added_package_is_installed_and_reset_purges_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """README: adding a package is adding its YAML. The harness installs one it was never told
     about, and reset() leaves nothing of it (purged, not just removed)."""
-    from fourth_package import EXTRA, EXTRA_FILE, make_tree
+    from added_package import EXTRA, EXTRA_FILE, make_tree
     from qss_toolkit import build
     from qss_toolkit.scenarios import MAIN, ScenarioContext
 

@@ -15,7 +15,8 @@ own records signals.log and tcpok.log). With --users, as root, it first creates 
 Deviations from a real qmail install, all forced by the programs being scripts: programs are
 readable (0755 instead of 0711; qmail-queue 4755 instead of 4711) because an interpreter must
 read them; queue/ and queue/lock are 0755 and queue/{pid,mess,intd,todo} 1777 because Linux
-ignores setuid on scripts, so qmail-queue runs as its caller (see its docstring).
+ignores setuid on scripts, so qmail-queue runs as its caller (see its docstring). mess/, info/,
+local/ and remote/ have qmail's split subdirectories (conf-split 23), with their parent's mode.
 
 --broken makes one thing wrong on purpose, for tests of how the packages cope: see BROKEN.
 Exit codes: 0 installed, 1 something failed, 2 bad usage.
@@ -32,6 +33,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "lib"))
+
+import qmail_standin  # noqa: E402 - the programs' own module, found beside this file
+
 # Every program the stand-in has: its bin/ directory is the one list of them.
 PROGRAMS = tuple(sorted(p.name for p in (HERE / "bin").iterdir() if p.is_file()))
 # (owner, group, mode) per program; qmail-start and qmail-tcpok are root's alone, as in LWQ.
@@ -208,6 +213,9 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
     queue = home / "queue"
     for sub, owner, group, mode in QUEUE_DIRS:
         make_dir(queue / sub, ids, (owner, group, mode))
+        if sub in qmail_standin.SPLIT_DIRS:  # hier.c's dsplit(): the same owner and mode
+            for split in range(qmail_standin.SPLIT):
+                make_dir(queue / sub / str(split), ids, (owner, group, mode))
     lock = queue / "lock"
     for name, owner, mode in (("sendmutex", "qmails", 0o600), ("tcpto", "qmailr", 0o644)):
         (lock / name).touch()

@@ -4,8 +4,8 @@ Real qmail compiles its home (/var/qmail) into every program; the stand-in deriv
 program's own location (`<home>/bin/<program>`), so that the same programs run from a fake tree
 in tests and from /var/qmail in a container, and nothing in the environment can move it.
 
-The queue layout follows qmail's (queue/{mess,info,local,remote,todo,intd,bounce,pid,lock}) but
-without the split subdirectories (conf-split): files are named by message number directly.
+The queue layout is qmail's (queue/{mess,info,local,remote,todo,intd,bounce,pid,lock}), with
+mess/, info/, local/ and remote/ split into conf-split's 23 subdirectories (`queue_file`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,19 @@ if TYPE_CHECKING:
 QMAIL_SEND_SIGNALS = {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
 
 QUEUE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce", "pid", "lock")
+# conf-split (qmail's default, 23): mess/, info/, local/ and remote/ keep message N's file in
+# their subdirectory N % SPLIT, so that no directory grows too large; todo/, intd/ and bounce/
+# are not split (hier.c's dsplit() calls, and the flag of each fmtqfn() call).
+SPLIT = 23
+SPLIT_DIRS = ("mess", "info", "local", "remote")
+
+
+def queue_file(directory: str, number: int) -> str:
+    """Message NUMBER's file in queue DIRECTORY, relative to queue/ (qmail's fmtqfn)."""
+    if directory in SPLIT_DIRS:
+        return f"{directory}/{number % SPLIT}/{number}"
+    return f"{directory}/{number}"
+
 
 # qmail's users and groups (conf-users, conf-groups), and who runs what.
 USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")

@@ -1,4 +1,4 @@
-"""A copy of the tree with a fourth package added the way README says: one more
+"""A copy of the tree with one more package added the way README says: one more
 packaging/nfpm/*.yaml (and the files it names). The fast tests and the container test both
 use it to show that nothing else in the toolkit has to change."""
 
@@ -68,7 +68,7 @@ LINTIAN = f"""# Built and published by its upstream, never uploaded to Debian: n
 
 
 def make_tree(dest: Path) -> Path:
-    """The project's packaging inputs copied to `dest`, plus the fourth package."""
+    """The project's packaging inputs copied to `dest`, plus the added package."""
     for rel in ("packaging", "units", "src/qmail_send_systemd", "debian", "rpm"):
         shutil.copytree(PROJECT_ROOT / rel, dest / rel)
     (dest / "packaging/nfpm" / f"{EXTRA}.yaml").write_text(CONFIG, encoding="utf-8")

@@ -1,0 +1,422 @@
+"""`status`: the queue read as qmail-qstat and qmail-qread read it, the service, the smarthost,
+the latest delivery results, and what needs attention (exit 1), on fake trees.
+
+The fake queues are written in qmail's own layout by qss_toolkit.fake_queue, not by the
+stand-in: mess/, info/, local/ and remote/ split into 23 subdirectories, todo/ and intd/ flat,
+one NUL-terminated `T`/`D` record per recipient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmail_send_systemd import cli, status
+from qmail_send_systemd.systemd import UNIT, Result, System
+from qss_toolkit import fake_queue
+from qss_toolkit.fake_queue import make_queue, split_file
+
+NOW = 1_800_000_000.0
+ACTIVE = (
+    "LoadState=loaded\nActiveState=active\nSubState=running\n"
+    "ActiveEnterTimestamp=Tue 2027-01-12 08:00:00 UTC\nMainPID=4242\nNRestarts=2\n"
+    "ConditionResult=yes\n"
+)
+INACTIVE = (
+    "LoadState=loaded\nActiveState=inactive\nSubState=dead\nActiveEnterTimestamp=\n"
+    "MainPID=0\nNRestarts=0\nConditionResult=yes\n"
+)
+
+
+class StatusSystem(System):
+    """Answers `systemctl show` and `journalctl` with canned output; records every call."""
+
+    def __init__(self, root: Path, show: str = ACTIVE, journal: Sequence[str] = ()) -> None:
+        super().__init__(root, environ={})
+        self.show = show
+        self.journal = list(journal)
+        self.journal_stderr = ""
+        self.calls: list[list[str]] = []
+
+    def call(self, argv: Sequence[str]) -> Result:
+        self.calls.append(list(argv))
+        if argv[:2] == ["systemctl", "show"]:
+            return Result(0, self.show)
+        if argv[0] == "journalctl":
+            return Result(0, "".join(line + "\n" for line in self.journal), self.journal_stderr)
+        return Result(127, "", f"{argv[0]}: not expected here")
+
+
+def entry(seconds: float, message: str | list[int]) -> str:
+    """One line of `journalctl -o json` (newest first, as `-r` gives them)."""
+    return json.dumps({"MESSAGE": message, "__REALTIME_TIMESTAMP": str(int(seconds * 1e6))})
+
+
+def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -> None:
+    fake_queue.add_message(queue, number, now=now, **details)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    make_queue(tmp_path)
+    (tmp_path / "var/qmail/control").mkdir()
+    (tmp_path / "var/qmail/control/smtproutes").write_text(
+        "example.com:mx.example.com\n:smtp.example.net:587\n"
+    )
+    return tmp_path
+
+
+def report(system: StatusSystem) -> dict[str, object]:
+    return status.check(system, live=True, now=NOW)
+
+
+def problems(result: dict[str, object]) -> list[str]:
+    found = result["attention"]
+    assert isinstance(found, list)
+    return [p["problem"] for p in found]
+
+
+def test_empty_queue_and_a_running_service_need_nothing(root: Path) -> None:
+    system = StatusSystem(root, journal=[entry(NOW - 30, "delivery 3: success: ok/")])
+    result = report(system)
+    assert problems(result) == []
+    assert result["queue"] == {
+        "messages": 0,
+        "not_yet_preprocessed": 0,
+        "being_queued": 0,
+        "recipients_to_do": {"local": 0, "remote": 0},
+        "recipients_done": 0,
+        "oldest": None,
+        "not_read": [],
+        "counted": True,
+    }
+    assert result["service"] == {
+        "LoadState": "loaded",
+        "ActiveState": "active",
+        "SubState": "running",
+        "ActiveEnterTimestamp": "Tue 2027-01-12 08:00:00 UTC",
+        "MainPID": "4242",
+        "NRestarts": "2",
+        "ConditionResult": "yes",
+    }
+    assert result["smarthost"] == {
+        "route": "smtp.example.net:587",
+        "file": str(root / "var/qmail/control/smtproutes"),
+        "domain_routes": 1,
+    }
+    text = status.render_text(result).splitlines()
+    assert text[0] == (
+        f"service: {UNIT} active (running) since Tue 2027-01-12 08:00:00 UTC, main PID 4242, "
+        "2 restarts since boot"
+    )
+    assert text[-1] == "ok: nothing needs attention"
+    # Read-only: one `systemctl show` and one journalctl, nothing that changes anything.
+    assert [c[:2] for c in system.calls] == [["systemctl", "show"], ["journalctl", "-u"]]
+
+
+def test_counts_follow_qmail_qstat_and_qmail_qread(root: Path) -> None:
+    queue = root / "var/qmail/queue"
+    add_message(queue, 100, local=["root"], remote=["a@x.org", "b@y.org"], done=["a@x.org"])
+    add_message(queue, 123, remote=["c@z.org"], age=600)  # 123 % 23 == 8: another split
+    add_message(queue, 130, remote=["d@z.org"], preprocessed=False, age=10)
+    (queue / "intd/131").write_text("u0\0p1\0Fx\0")  # qmail-queue still writing 131
+    split_file(queue, "mess", 131).write_text("partial")
+    os.utime(split_file(queue, "mess", 131), (NOW, NOW))
+    result = report(StatusSystem(root))
+    q = result["queue"]
+    assert isinstance(q, dict)
+    assert (q["messages"], q["not_yet_preprocessed"], q["being_queued"]) == (4, 1, 1)
+    # Recipients of preprocessed messages: T = to do, D = done (todo/'s are not yet split).
+    assert q["recipients_to_do"] == {"local": 1, "remote": 2}
+    assert q["recipients_done"] == 1
+    assert q["oldest"] == {
+        "message": 123,
+        "age_seconds": 600,
+        "queued_at": status._iso(NOW - 600),
+        "from": "me@example.org",
+    }
+
+
+def test_the_oldest_message_not_yet_preprocessed_is_aged_by_mess(root: Path) -> None:
+    queue = root / "var/qmail/queue"
+    add_message(queue, 7, preprocessed=False, age=7200)
+    result = report(StatusSystem(root))
+    q = result["queue"]
+    assert isinstance(q, dict) and isinstance(q["oldest"], dict)
+    assert (q["oldest"]["message"], q["oldest"]["from"]) == (7, None)
+    assert q["oldest"]["age_seconds"] == 7205  # mess/'s mtime: no info/ yet
+    assert problems(result) == ["message 7 has waited 2 h 0 min in the queue"]
+
+
+def test_mail_older_than_an_hour_needs_attention_and_younger_does_not(root: Path) -> None:
+    queue = root / "var/qmail/queue"
+    add_message(queue, 1, age=3500)
+    assert problems(report(StatusSystem(root))) == []
+    add_message(queue, 2, age=3700)
+    result = report(StatusSystem(root))
+    assert problems(result) == ["message 2 has waited 61 min in the queue"]
+    assert status.render_text(result).splitlines()[-1] == (
+        "attention: message 2 has waited 61 min in the queue (fix: see the latest deferral; "
+        "once online, `sudo qmail-send-systemd flush`)"
+    )
+
+
+def test_ten_thousand_messages(root: Path) -> None:
+    fake_queue.fill(root, 10_000, NOW)
+    started = time.monotonic()
+    result = report(StatusSystem(root))
+    elapsed = time.monotonic() - started
+    q = result["queue"]
+    assert isinstance(q, dict) and isinstance(q["oldest"], dict)
+    assert q["messages"] == 10_000
+    assert q["recipients_to_do"] == {"local": 0, "remote": 20_000}
+    assert q["oldest"]["message"] == 499  # the first number with the largest age
+    assert elapsed < 10, f"status took {elapsed:.1f}s on 10,000 messages"  # bench: the figure
+
+
+@pytest.fixture
+def shared_root() -> Iterator[Path]:
+    """A tree another user can traverse (tmp_path's parents are private to root)."""
+    top = Path(tempfile.mkdtemp(prefix="qss-status-"))
+    top.chmod(0o755)
+    try:
+        yield top
+    finally:
+        for path in [top, *top.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        import shutil
+
+        shutil.rmtree(top)
+
+
+def read_queue_as_a_user(root: Path) -> dict[str, object]:
+    """status's queue reading as an ordinary user: as ourselves, or as nobody when root."""
+    if os.geteuid() != 0:
+        return status.read_queue(root, NOW).as_dict()
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child drops to nobody and sends back what it read
+        code = 1
+        try:
+            os.close(reader)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            os.write(writer, json.dumps(status.read_queue(root, NOW).as_dict()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        data = pipe.read()
+    _, code = os.waitpid(pid, 0)
+    assert code == 0 and data
+    result = json.loads(data)
+    assert isinstance(result, dict)
+    return result
+
+
+def _tree_for_a_user(root: Path) -> Path:
+    queue = make_queue(root)
+    add_message(queue, 50, remote=["a@x.org"], age=100)
+    add_message(queue, 73, remote=["b@x.org"], age=200)
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return queue
+
+
+def test_unreadable_recipient_lists_are_named_not_fatal(shared_root: Path) -> None:
+    """As a member of group qmail: mess/ and todo/ readable, info/ local/ remote/ not."""
+    queue = _tree_for_a_user(shared_root)
+    for name in ("info", "local", "remote"):
+        (queue / name).chmod(0)
+    q = read_queue_as_a_user(shared_root)
+    assert q["messages"] == 2 and q["counted"] is True
+    assert q["recipients_to_do"] == {"local": 0, "remote": 0}
+    assert sorted(q["not_read"]) == [  # type: ignore[call-overload]
+        f"{queue}/{name}: permission denied" for name in ("info", "local", "remote")
+    ]
+    assert q["oldest"]["from"] is None  # type: ignore[index]
+
+
+def test_an_unreadable_queue_is_said_in_one_line(shared_root: Path) -> None:
+    queue = _tree_for_a_user(shared_root)
+    queue.chmod(0o750 if os.geteuid() != 0 else 0o700)  # qmail's 0750 qmailq:qmail
+    if os.geteuid() != 0:
+        queue.chmod(0)
+    q = read_queue_as_a_user(shared_root)
+    assert q["counted"] is False
+    assert f"{queue}/mess: permission denied" in q["not_read"]  # type: ignore[operator]
+    text = status.render_text(
+        {
+            "service": {"not_read": "skipped"},
+            "queue": q,
+            "smarthost": {"route": None, "file": "x", "note": "none"},
+            "journal": {"not_read": "skipped"},
+            "attention": [],
+        }
+    ).splitlines()
+    assert "queue: not counted (see below)" in text
+    assert f"queue: not read: {queue}/mess: permission denied (run as root)" in text
+    assert text[-1] == "ok: nothing needs attention in what could be read"
+
+
+def test_one_unreadable_message_file_is_counted_apart(root: Path) -> None:
+    queue = root / "var/qmail/queue"
+    add_message(queue, 5)
+    split_file(queue, "remote", 5).unlink()
+    split_file(queue, "remote", 5).mkdir()  # read() fails on it for root too
+    q = status.read_queue(root, NOW).as_dict()
+    assert q["not_read"] == [f"{queue}: 1 message files could not be read"]
+    assert q["messages"] == 1
+
+
+@pytest.mark.parametrize(
+    ("show", "problem", "fix"),
+    [
+        (INACTIVE, f"{UNIT} is inactive", "sudo systemctl start qmail-send"),
+        (INACTIVE.replace("inactive", "failed"), f"{UNIT} is failed", "sudo systemctl start"),
+        (
+            INACTIVE.replace("ConditionResult=yes", "ConditionResult=no"),
+            f"{UNIT} is inactive",
+            "sudo qmail-send-systemd verify",
+        ),
+        ("LoadState=not-found\nActiveState=inactive\n", f"{UNIT} is not installed", "install"),
+    ],
+)
+def test_a_service_that_is_not_running_needs_attention(
+    root: Path, show: str, problem: str, fix: str
+) -> None:
+    result = report(StatusSystem(root, show=show))
+    found = result["attention"]
+    assert isinstance(found, list) and len(found) == 1
+    assert found[0]["problem"] == problem and fix in found[0]["fix"]
+
+
+def test_reloading_is_not_down(root: Path) -> None:
+    assert problems(report(StatusSystem(root, show=ACTIVE.replace("=active", "=reloading")))) == []
+
+
+def test_the_latest_delivery_result_decides_about_deferrals(root: Path) -> None:
+    deferral = "delivery 8: deferral: Sorry,_I_wasn't_able_to_establish_an_SMTP_connection./"
+    failure = "delivery 6: failure: Sorry,_no_mailbox_here_by_that_name./"
+    older = [entry(NOW - 300, deferral), entry(NOW - 400, failure)]
+    system = StatusSystem(root, journal=[entry(NOW - 10, "status: exiting"), *older])
+    assert problems(report(system)) == []  # the queue is empty: that deferral is history
+    add_message(root / "var/qmail/queue", 8, remote=["a@x.org"])
+    result = report(system)
+    assert problems(result) == ["the latest delivery attempt was deferred"]
+    journal = result["journal"]
+    assert isinstance(journal, dict)
+    assert journal["deferral"] == {
+        "time": status._iso(NOW - 300),
+        "line": deferral,
+        "reason": "Sorry,_I_wasn't_able_to_establish_an_SMTP_connection./",
+    }
+    assert journal["failure"]["line"] == failure
+    text = status.render_text(result)
+    assert f"latest deferral: {status._iso(NOW - 300)} {deferral}" in text
+    # A success after the deferral: the last attempt went through.
+    system.journal.insert(0, entry(NOW - 5, "delivery 9: success: 192.0.2.1_accepted/"))
+    assert problems(report(system)) == []
+
+
+def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> None:
+    lines = [
+        entry(NOW, "delivery x: deferral: not a number"),
+        entry(NOW, "delivery 3: deferrals: not a result"),
+        entry(NOW, "starting delivery 3: msg 5 to remote a@b"),
+        entry(NOW, [100, 101, 108, 255]),  # not UTF-8: journalctl gives the bytes
+        "not json",
+        json.dumps({"MESSAGE": "no timestamp"}),
+    ]
+    result = report(StatusSystem(root, journal=lines))
+    journal = result["journal"]
+    assert isinstance(journal, dict)
+    assert journal["latest"] is None and journal["entries_read"] == 4
+    assert problems(result) == []
+
+
+def test_a_journal_this_user_cannot_see_is_named(root: Path) -> None:
+    system = StatusSystem(root)
+    system.journal_stderr = (
+        "Hint: You are currently not seeing messages from other users and the system.\n"
+    )
+    journal = report(system)["journal"]
+    assert isinstance(journal, dict)
+    assert journal["not_read"] == "this user cannot read the system journal"
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        (":smtp.example.net\n", "smtp.example.net"),
+        (":[192.0.2.25]:2525\nexample.com:\n", "[192.0.2.25]:2525"),
+        ("example.com:mx.example.com\n", None),
+        (":\n", None),  # an empty relay: the MX, as qmail-remote reads it
+        ("", None),
+    ],
+)
+def test_the_smarthost_is_smtproutes_default_route(
+    root: Path, routes: str, expected: str | None
+) -> None:
+    (root / "var/qmail/control/smtproutes").write_text(routes)
+    assert status.read_smarthost(root)["route"] == expected
+
+
+def test_without_smtproutes_mail_goes_to_the_mx(root: Path) -> None:
+    (root / "var/qmail/control/smtproutes").unlink()
+    line = status._smarthost_line(status.read_smarthost(root))
+    assert line.startswith("smarthost: none: remote mail goes to each domain's MX")
+    assert line.endswith("smtproutes: no such file)")
+
+
+def test_cli_under_root_reads_the_tree_and_not_the_live_system(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    add_message(root / "var/qmail/queue", 9, age=5 * 3600, now=time.time())
+    code = cli.main(["--root", str(root), "status", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1  # five hours in the queue
+    assert out["queue"]["messages"] == 1
+    assert out["service"] == {"not_read": f"--root {root} is not the running system"}
+    assert out["journal"] == out["service"]
+    assert [p["problem"] for p in out["attention"]] == [
+        "message 9 has waited 5 h 0 min in the queue"
+    ]
+
+
+def test_cli_exit_zero_when_healthy(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--root", str(root), "status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[1] == "queue: 0 messages, 0 not yet preprocessed; recipients to do: 0 local, 0 remote"
+    )
+    assert out[-1] == "ok: nothing needs attention in what could be read"
+
+
+def test_cli_without_a_queue_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--root", str(tmp_path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"queue: not read: {tmp_path}/var/qmail/queue: no such file or directory\n" in out
+    assert "Traceback" not in out
+
+
+def test_hostile_senders_and_replies_cannot_reach_the_terminal(root: Path) -> None:
+    """The envelope sender comes from any SMTP client, a deferral's text from any server."""
+    add_message(root / "var/qmail/queue", 4, sender="evil\x1b[2J\n@example.org")
+    reply = "delivery 2: deferral: 421_\x1b]0;owned\x07_bye/"
+    result = report(StatusSystem(root, journal=[entry(NOW - 1, reply)]))
+    oldest = result["queue"]["oldest"]  # type: ignore[index]
+    assert oldest["from"] == "evil_[2J_@example.org"
+    text = status.render_text(result)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "delivery 2: deferral: 421__]0;owned__bye/" in text
