@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit.errors import CommandFailed, MissingToolError
-from qss_toolkit.run import require, run
+from qss_toolkit.run import require, run, run_pipeline
 
 
 def test_a_command_that_hangs_is_stopped_at_its_timeout() -> None:
@@ -53,3 +53,18 @@ def test_a_missing_tool_is_one_line_naming_its_package(tmp_path: Path) -> None:
     )
     with pytest.raises(MissingToolError, match=r"^no-such-tool-qss is not installed \(fix: "):
         run(["no-such-tool-qss", "--version"])
+
+
+def test_a_pipeline_feeds_one_command_to_the_next_and_names_the_one_that_failed() -> None:
+    counted = run_pipeline(["printf", "a\\nb\\nc\\n"], ["wc", "-l"])
+    assert counted.stdout.strip() == "3"
+    with pytest.raises(CommandFailed) as producer:
+        run_pipeline([sys.executable, "-c", "import sys; sys.exit('no root here')"], ["cat"])
+    assert str(producer.value).startswith(f"exit 1: {sys.executable} -c ")
+    assert "no root here" in str(producer.value)
+    # A consumer that stops reading: its failure is the one reported, and the endless
+    # producer is stopped rather than left writing into a pipe nobody reads.
+    started = time.monotonic()
+    with pytest.raises(CommandFailed, match=r"^exit 5: .*head -c 10"):
+        run_pipeline(["yes"], ["sh", "-c", "head -c 10 >/dev/null; exit 5"])
+    assert time.monotonic() - started < 10

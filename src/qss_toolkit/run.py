@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import IO, Any, Union
 
 from qss_toolkit.errors import CommandFailed, MissingToolError
 
@@ -58,6 +58,12 @@ TOOLS: dict[str, Tool] = {
         Tool("mmdebstrap", apt="mmdebstrap", dnf="mmdebstrap"),
         Tool("systemd-nspawn", apt="systemd-container", dnf="systemd-container"),
         Tool("nsenter", apt="util-linux", dnf="util-linux"),
+        Tool("podman", apt="podman", dnf="podman"),
+        Tool("runc", apt="runc", dnf="runc"),
+        Tool("ip", apt="iproute2", dnf="iproute"),
+        Tool("tar", apt="tar", dnf="tar"),
+        Tool("check-jsonschema", apt=None, pip="check-jsonschema"),
+        Tool("node", apt="nodejs", dnf="nodejs"),
         Tool("gpg", apt="gnupg", dnf="gnupg2"),
         Tool("gpgconf", apt="gpgconf", dnf="gnupg2"),
         Tool("gpg-connect-agent", apt="gpgconf", dnf="gnupg2"),
@@ -103,6 +109,7 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     text: bool = True,
+    stdin: IO[Any] | None = None,  # a pipe to read from (run_pipeline), instead of `input`
 ) -> subprocess.CompletedProcess[str]:
     """Run `cmd` with a clean locale and stdin from /dev/null unless `input` is given.
 
@@ -118,7 +125,7 @@ def run(
             argv,
             check=False,
             input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            stdin=stdin if stdin is not None else None if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             timeout=timeout,
@@ -130,6 +137,41 @@ def run(
         raise CommandFailed(f"timed out after {timeout}s: {line}") from exc
     if check and result.returncode != 0:
         raise CommandFailed(_failure_message(line, result))
+    return result
+
+
+def run_pipeline(
+    producer: Sequence[Arg], consumer: Sequence[Arg], *, timeout: float | None = 600
+) -> subprocess.CompletedProcess[str]:
+    """`producer | consumer`, without a shell: the producer's stdout is the consumer's stdin
+    (a root streamed into `podman import -`, never written to disk as a tarball). Both must
+    exit 0; a failure names the command that failed, with the end of its stderr."""
+    argv = [os.fspath(a) for a in producer]
+    argv[0] = require(argv[0]) if os.sep not in argv[0] else argv[0]
+    line = shlex.join(argv)
+    log.debug("$ %s |", line)
+    with subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=clean_env(),
+    ) as source:  # fmt: skip
+        assert source.stdout is not None
+        try:
+            result = run(consumer, check=False, capture=True, stdin=source.stdout, timeout=timeout)
+        except BaseException:
+            source.kill()
+            raise
+        finally:
+            source.stdout.close()  # the consumer's copy is the only reader left
+        if result.returncode != 0 and source.poll() is None:
+            source.kill()  # the consumer gave up: nothing reads the producer any more
+        _, err = source.communicate(timeout=timeout)
+    if result.returncode != 0:
+        raise CommandFailed(_failure_message(shlex.join(map(str, result.args)), result))
+    if source.returncode != 0:
+        stderr = err.decode(errors="replace")
+        raise CommandFailed(
+            _failure_message(line, subprocess.CompletedProcess(argv, source.returncode, "", stderr))
+        )
     return result
 
 
