@@ -58,7 +58,8 @@ class RecordingContainer:
 
 
 class FakeBackend:
-    """Starts `container` for every boot, or raises `fails` for the boot kinds in `failing`."""
+    """Starts `container` for every boot, or raises `fails` for the boot kinds in `failing`;
+    `unavailable` targets are ones it cannot boot (prepare() says why)."""
 
     name = "fake"
 
@@ -74,11 +75,25 @@ class FakeBackend:
         self.fails = fails or ContainerError("systemd did not finish booting")
         self.started: list[tuple[BootKind, str]] = []
         self.stopped = 0
+        self.prepared: list[str] = []
+        self.pruned: list[list[str]] = []
+        self.unavailable: dict[str, str] = {}  # target name -> why prepare() cannot boot it
+        self.left: list[str] = []  # what leftovers() reports
+
+    def prepare(self, target: Target) -> str | None:
+        self.prepared.append(target.name)
+        return self.unavailable.get(target.name)
 
     def start(
         self, kind: BootKind, target: Target, *, keep: bool = False
     ) -> contextlib.AbstractContextManager[Container]:
         return self._start(kind, target)
+
+    def prune(self, targets: Sequence[Target]) -> None:
+        self.pruned.append([t.name for t in targets])
+
+    def leftovers(self) -> list[str]:
+        return list(self.left)
 
     @contextlib.contextmanager
     def _start(self, kind: BootKind, target: Target) -> Iterator[Container]:

@@ -32,6 +32,7 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         "QSS_SIGNING_KEY_PASSPHRASE": " spaces count ",
         "QSS_SIGNING_KEY_EPHEMERAL": "1",
         "QSS_STANDIN_PYTHON": "/usr/bin/python3.9",
+        "QSS_BACKEND": "podman",
     }
     assert set(env) | {settings.VERSION} == set(settings.KNOWN)
     given = Settings.from_env(env)
@@ -46,13 +47,19 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         signing_key_passphrase=" spaces count ",  # noqa: S106 - a test's own
         signing_key_ephemeral=True,
         standin_python="/usr/bin/python3.9",
+        backend="podman",
     )
     assert "spaces count" not in repr(given)  # a passphrase never reaches a log line
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("QSS_DEBUG", "yes"), ("QSS_KEEP_CONTAINER", "true"), ("QSS_ROOTFS_COPY", "cp")],
+    [
+        ("QSS_DEBUG", "yes"),
+        ("QSS_KEEP_CONTAINER", "true"),
+        ("QSS_ROOTFS_COPY", "cp"),
+        ("QSS_BACKEND", "docker"),
+    ],
 )
 def test_a_bad_value_is_a_usage_error_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigurationError, match=f"^{name}='{value}' is not") as info:

@@ -31,7 +31,7 @@ from qss_toolkit.run import require, run
 from qss_toolkit.scenarios import package_files, select_scenarios
 from qss_toolkit.settings import COPY_METHODS
 from qss_toolkit.smoke import default_jobs, interrupt_on_sigterm
-from qss_toolkit.targets import TARGETS, Target, select_targets
+from qss_toolkit.targets import TARGETS, Target, debian_root, select_targets
 
 log = logging.getLogger("qss_toolkit")
 
@@ -92,7 +92,9 @@ def measure_cold_roots(args: argparse.Namespace) -> SectionResult:
                 cache = RootfsCache(Path(tmp))
                 samples.append(timed(functools.partial(cache.ensure, target)))
         data[target.name] = _summary(samples)
-        rows.append([target.name, target.root.suite, f"{median(samples):.1f} s", str(len(samples))])
+        rows.append(
+            [target.name, debian_root(target).suite, f"{median(samples):.1f} s", str(len(samples))]
+        )
     table = markdown_table(["target", "suite", "cold root build (median)", "runs"], rows)
     return SectionResult(table, data)
 
@@ -225,8 +227,8 @@ def measure_piuparts(args: argparse.Namespace) -> SectionResult:
                 [
                     "piuparts",
                     f"--existing-chroot={base}",
-                    "--distribution=" + target.root.suite,
-                    "--mirror=" + target.root.mirror,
+                    "--distribution=" + debian_root(target).suite,
+                    "--mirror=" + debian_root(target).mirror,
                     "--tmpdir=" + tmp,
                     "--no-upgrade-test",
                     "--skip-logrotatefiles-test",

@@ -4,8 +4,9 @@
 boots it, waits for systemd to settle, yields a `Container`, and always tears it down (also on
 failure or Ctrl-C) unless QSS_KEEP_CONTAINER=1. `offline(target)` gives the same interface on a
 root where systemd is NOT running (an image build or chroot install). Scenarios only see the
-`Container` protocol, and the smoke runner only a `Backend` (which starts containers of a boot
-kind): nspawn is `NspawnBackend`; another engine (Podman) is another class beside it.
+`Container` protocol (and `VethContainer` where they need the veth pair), and the smoke runner
+only a `Backend` (which starts containers of a boot kind): nspawn is `NspawnBackend` here, Podman
+is `podman.PodmanBackend`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from qss_toolkit.cgroups import (
     cpu_seconds,
@@ -37,7 +38,7 @@ from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
 from qss_toolkit.settings import settings
-from qss_toolkit.targets import Target
+from qss_toolkit.targets import DebianRoot, Target
 
 log = logging.getLogger("qss_toolkit")
 
@@ -94,6 +95,24 @@ class Container(Protocol):
         ...
 
 
+@runtime_checkable
+class VethContainer(Container, Protocol):
+    """A booted container in a network namespace of its own, joined to the host by a veth pair:
+    `host0` inside, its peer on the host. The NetworkManager and networkd scenarios bring the
+    pair up and down from the host side, as a cable would."""
+
+    network_veth: bool
+
+    def host_veth(self) -> str:
+        """The host-side interface of the pair."""
+        ...
+
+    def in_network(self, argv: Sequence[str]) -> list[str]:
+        """The host argv that runs the host program `argv` in the container's network namespace
+        (the roots have no iproute2)."""
+        ...
+
+
 def command_line(cmd: str | Sequence[str]) -> list[str]:
     """The argv that runs `cmd` in the container: a string is a shell command line."""
     if isinstance(cmd, str):
@@ -101,10 +120,72 @@ def command_line(cmd: str | Sequence[str]) -> list[str]:
     return list(cmd)
 
 
-def _container_env(env: Mapping[str, str] | None) -> list[str]:
+def inner_command(cmd: str | Sequence[str], env: Mapping[str, str] | None) -> list[str]:
+    """`cmd` as the container runs it: under `env -i`, with a clean environment and `env`."""
     base = {"PATH": CONTAINER_PATH, "LANG": "C.UTF-8", "HOME": "/root", "TERM": "dumb"}
     base.update(env or {})
-    return [f"{k}={v}" for k, v in base.items()]
+    return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in base.items()), *command_line(cmd)]
+
+
+def run_inside(
+    name: str,
+    host_argv: Sequence[str],
+    cmd: str | Sequence[str],
+    *,
+    check: bool,
+    input: str | None,
+    timeout: float,
+) -> subprocess.CompletedProcess[str]:
+    """Run `host_argv`, which enters the container `name` to run `cmd`: logged with its
+    duration, and ContainerCommandFailed (command and output) on a failure when `check`."""
+    started = time.monotonic()
+    line = cmd if isinstance(cmd, str) else shlex.join(command_line(cmd))
+    result = run(host_argv, check=False, capture=True, input=input, timeout=timeout)
+    seconds = time.monotonic() - started
+    log.debug("[%s] %.2fs $ %s -> %d", name, seconds, line, result.returncode)
+    if check and result.returncode != 0:
+        raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
+    return result
+
+
+def wait_until_settled(container: Container, started: float) -> str:
+    """`systemctl is-system-running --wait` in a just-started container, retried while its
+    systemd cannot be reached yet; the state it settled in."""
+    while True:
+        result = container.run(
+            ["systemctl", "is-system-running", "--wait"], check=False, timeout=BOOT_TIMEOUT
+        )
+        state = result.stdout.strip()
+        # "offline": PID 1 has not yet made /run/systemd/system, so --wait did not wait.
+        if state not in ("", "offline") or time.monotonic() - started > BOOT_TIMEOUT:
+            return state or result.stderr.strip()
+        time.sleep(0.1)
+
+
+def check_settled(container: Container, state: str, hint: str) -> list[str]:
+    """The failed units of a boot that settled in `state`; ContainerError unless it booted."""
+    if state not in ("running", "degraded"):
+        raise ContainerError(
+            f"{container.name}: systemd did not finish booting (state {state!r})", hint=hint
+        )
+    if state == "running":
+        return []
+    listed = container.run(
+        ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend"], check=False
+    ).stdout.split("\n")
+    failed = [u.split()[0] for u in listed if u.strip()]
+    log.info("%s: degraded boot, failed units: %s", container.name, " ".join(failed))
+    return failed
+
+
+def veth_peer(container: Container, inside: str = "host0") -> str:
+    """The host interface paired with the container's `inside` one (by its iflink)."""
+    peer = container.run(["cat", f"/sys/class/net/{inside}/iflink"]).stdout.strip()
+    for link in Path("/sys/class/net").iterdir():
+        with contextlib.suppress(OSError):
+            if (link / "ifindex").read_text().strip() == peer:
+                return link.name
+    raise ContainerError(f"{container.name}: no host interface with ifindex {peer}")
 
 
 class _RootDirectoryContainer(abc.ABC):
@@ -150,22 +231,8 @@ class _RootDirectoryContainer(abc.ABC):
         timeout: float = 120,
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        argv = command_line(cmd)
-        line = cmd if isinstance(cmd, str) else shlex.join(argv)
-        inner = ["/usr/bin/env", "-i", *_container_env(env), *argv]
-        result = run(
-            self._host_command(inner),
-            check=False,
-            capture=True,
-            input=input,
-            timeout=timeout,
-        )
-        seconds = time.monotonic() - started
-        log.debug("[%s] %.2fs $ %s -> %d", self.name, seconds, line, result.returncode)
-        if check and result.returncode != 0:
-            raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
-        return result
+        host_argv = self._host_command(inner_command(cmd, env))
+        return run_inside(self.name, host_argv, cmd, check=check, input=input, timeout=timeout)
 
 
 class NspawnContainer(_RootDirectoryContainer):
@@ -205,32 +272,9 @@ class NspawnContainer(_RootDirectoryContainer):
                 start_new_session=True,
             )
         self.init_pid = self._wait_for_init(started)
-        state = self._wait_until_settled(started)
-        if state not in ("running", "degraded"):
-            raise ContainerError(
-                f"{self.name}: systemd did not finish booting (state {state!r})",
-                hint=f"see {self.console_log}",
-            )
-        if state == "degraded":
-            self.failed_units = self.run(
-                ["systemctl", "list-units", "--state=failed", "--plain", "--no-legend"],
-                check=False,
-            ).stdout.split("\n")
-            self.failed_units = [u.split()[0] for u in self.failed_units if u.strip()]
-            log.info("%s: degraded boot, failed units: %s", self.name, " ".join(self.failed_units))
+        state = wait_until_settled(self, started)
+        self.failed_units = check_settled(self, state, hint=f"see {self.console_log}")
         self.boot_seconds = time.monotonic() - started
-
-    def _wait_until_settled(self, started: float) -> str:
-        """`systemctl is-system-running --wait`, retried while systemd cannot be reached yet."""
-        while True:
-            result = self.run(
-                ["systemctl", "is-system-running", "--wait"], check=False, timeout=BOOT_TIMEOUT
-            )
-            state = result.stdout.strip()
-            # "offline": PID 1 has not yet made /run/systemd/system, so --wait did not wait.
-            if state not in ("", "offline") or time.monotonic() - started > BOOT_TIMEOUT:
-                return state or result.stderr.strip()
-            time.sleep(0.1)
 
     def _wait_for_init(self, started: float) -> int:
         """The host PID of the container's systemd: nspawn's child whose command is systemd."""
@@ -263,12 +307,10 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def host_veth(self) -> str:
         """The host-side interface of --network-veth (nspawn may shorten its name)."""
-        peer = self.run(["cat", "/sys/class/net/host0/iflink"]).stdout.strip()
-        for link in Path("/sys/class/net").iterdir():
-            with contextlib.suppress(OSError):
-                if (link / "ifindex").read_text().strip() == peer:
-                    return link.name
-        raise ContainerError(f"{self.name}: no host interface with ifindex {peer}")
+        return veth_peer(self)
+
+    def in_network(self, argv: Sequence[str]) -> list[str]:
+        return ["nsenter", f"--target={self.init_pid}", "--net", *argv]
 
     def stop(self) -> None:
         """Power off (SIGTERM to nspawn), kill the PID namespace if it lingers, drop cgroups."""
@@ -340,6 +382,8 @@ def find_child(parent: int, comm: str) -> int:
 def machine_name(target: Target) -> str:
     """A short unique name: the veth on the host is `ve-NAME`, at most 15 characters."""
     short = target.name.replace("rpm-on-debian-", "r").replace("debian-", "d")
+    if len(short) > 4:  # another distribution: its initials and numbers (fedora-44: f44)
+        short = "".join(w if w.isdigit() else w[:1] for w in short.split("-"))
     return f"qss{short}-{uuid.uuid4().hex[:5]}"
 
 
@@ -411,9 +455,22 @@ class Backend(Protocol):
 
     name: str
 
+    def prepare(self, target: Target) -> str | None:
+        """Get what booting `target` needs; the reason it cannot be booted here (the target
+        is then skipped), or None."""
+        ...
+
     def start(
         self, kind: BootKind, target: Target, *, keep: bool = False
     ) -> contextlib.AbstractContextManager[Container]: ...
+
+    def prune(self, targets: Sequence[Target]) -> None:
+        """Remove what killed runs left and what no target in `targets` uses any more."""
+        ...
+
+    def leftovers(self) -> list[str]:
+        """What the runs so far left on the host that a teardown should have removed."""
+        ...
 
 
 @dataclass
@@ -422,6 +479,18 @@ class NspawnBackend:
 
     cache: RootfsCache = field(default_factory=RootfsCache)
     name: str = field(default="nspawn", init=False)
+
+    def prepare(self, target: Target) -> str | None:
+        if isinstance(target.root, DebianRoot):
+            return None  # built by its first boot, overlapping the other targets' work
+        return f"image {target.root.image}: registry images boot under --backend podman"
+
+    def prune(self, targets: Sequence[Target]) -> None:
+        self.cache.prune_stale_runs()
+        self.cache.prune_superseded_roots(targets)
+
+    def leftovers(self) -> list[str]:
+        return []  # each container's cgroups and root copy are removed by its own teardown
 
     def start(
         self, kind: BootKind, target: Target, *, keep: bool = False

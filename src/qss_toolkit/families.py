@@ -153,6 +153,16 @@ class PackageManager(abc.ABC):
         (dpkg, rpm) in one command: it runs before every scenario, and the front ends' start-up
         would be most of its time."""
 
+    # -- a distribution's own image, prepared for the scenarios (podman.py) ------------------
+
+    @abc.abstractmethod
+    def system_install(self, names: Sequence[str]) -> str:
+        """Install the distribution's packages `names` from its own repositories."""
+
+    @abc.abstractmethod
+    def has_package(self, name: str) -> str:
+        """Exits 0 when the distribution's repositories have a package `name`."""
+
     # -- a client of our published repository (README's "Adding the repository") --------
 
     @abc.abstractmethod
@@ -225,6 +235,15 @@ class Apt(PackageManager):
             ' [ $# -eq 0 ] || dpkg --purge "$@"'
         )
 
+    def system_install(self, names: Sequence[str]) -> str:
+        return (
+            f"apt-get update -q && {NONINTERACTIVE} apt-get install -y -q"
+            f" --no-install-recommends {_names(names)}"
+        )
+
+    def has_package(self, name: str) -> str:
+        return f"apt-cache show {shlex.quote(name)} >/dev/null 2>&1"
+
     def clear_caches(self) -> str:
         return (
             "rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb"
@@ -296,6 +315,12 @@ class Dnf(PackageManager):
             f'set --; for p in {_names(names)}; do rpm -q $p >/dev/null && set -- "$@" $p; done;'
             ' [ $# -eq 0 ] || rpm -e "$@"'
         )
+
+    def system_install(self, names: Sequence[str]) -> str:
+        return f"dnf -y --setopt=install_weak_deps=False install {_names(names)}"
+
+    def has_package(self, name: str) -> str:
+        return f"dnf -q repoquery --available {shlex.quote(name)} 2>/dev/null | grep -q ."
 
     def clear_caches(self) -> str:
         return "{ dnf clean all >/dev/null || true; }"

@@ -25,7 +25,7 @@ from qss_toolkit.locks import exclusive
 from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.run import run
 from qss_toolkit.settings import settings
-from qss_toolkit.targets import DebianRoot, Target
+from qss_toolkit.targets import DebianRoot, Target, debian_root
 
 log = logging.getLogger("qss_toolkit")
 
@@ -69,7 +69,7 @@ def default_cache_dir() -> Path:
 
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
-    root = target.root
+    root = debian_root(target)
     material = json.dumps(
         {
             "format": FORMAT_VERSION,
@@ -122,8 +122,8 @@ class RootfsCache:
             tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
             self._remove(tmp)
             try:
-                run(mmdebstrap_command(target.root, tmp), timeout=900)
-                self._customize(target.root, tmp)
+                run(mmdebstrap_command(debian_root(target), tmp), timeout=900)
+                self._customize(debian_root(target), tmp)
                 (tmp / "etc" / "qss-rootfs.json").write_text(
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
@@ -218,7 +218,7 @@ class RootfsCache:
     def prune_superseded_roots(self, current: Iterable[Target]) -> list[Path]:
         """Remove the roots whose keys no target in `current` has, unused for SUPERSEDED_AFTER
         (another checkout may still use a recent one) and not being built or checked out."""
-        keep = {cache_key(t) for t in current}
+        keep = {cache_key(t) for t in current if isinstance(t.root, DebianRoot)}
         removed: list[Path] = []
         if not self.directory.is_dir():
             return removed

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qss_toolkit import PROJECT_ROOT, payload
-from qss_toolkit.container import BootKind, Container, ContainerCommandFailed
+from qss_toolkit.container import BootKind, Container, ContainerCommandFailed, VethContainer
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family, PackageFile, PackageManager
 from qss_toolkit.selection import select
@@ -173,6 +173,13 @@ class ScenarioContext:
     def expect(self, condition: bool, message: str) -> None:
         if not condition:
             raise ScenarioFailed(message)
+
+    def veth(self, purpose: str) -> VethContainer:
+        """The container as one with a veth pair (host0 inside), which `purpose` needs."""
+        container = self.container
+        if not isinstance(container, VethContainer) or not container.network_veth:
+            raise ScenarioFailed(f"{purpose} needs a booted container with a veth pair (host0)")
+        return container
 
     # -- packages ---------------------------------------------------------------------
 

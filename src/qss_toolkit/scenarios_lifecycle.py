@@ -10,7 +10,7 @@ reload-and-flush -> stop-in-flight, and reinstall-after-remove -> install-twice 
 
 from __future__ import annotations
 
-from qss_toolkit.container import BootKind, NspawnContainer
+from qss_toolkit.container import BootKind
 from qss_toolkit.families import Family
 from qss_toolkit.run import run
 from qss_toolkit.scenarios import (
@@ -360,9 +360,7 @@ def offline_install(ctx: ScenarioContext) -> None:
 @scenario("networkmanager-hook")
 def networkmanager_hook(ctx: ScenarioContext) -> None:
     """Real NetworkManager brings host0 up: its dispatcher runs our hook, qmail-send gets ALRM."""
-    container = ctx.container
-    if not isinstance(container, NspawnContainer) or not container.network_veth:
-        raise ScenarioFailed("the NetworkManager scenario needs an nspawn container with a veth")
+    container = ctx.veth("the NetworkManager scenario")
     _running_with_standin(ctx)
     ctx.install_packages([MAIN, NM_PACKAGE])
     ctx.artifacts.append("/etc/NetworkManager")

@@ -1,7 +1,7 @@
 """The networkd-dispatcher hook proved with the real daemons: systemd-networkd makes the veth
 link routable, networkd-dispatcher runs our routable.d hook, and qmail-send gets its SIGALRM.
 
-The shared boot has a network namespace of its own (--network-veth): host0 inside, `ve-...` on
+The shared boot has a network namespace of its own with a veth pair: host0 inside, its peer on
 the host. host0 gets 192.0.2.2/24 from a .network file in /run (it sorts before systemd's
 80-container-host0.network, which would ask for DHCP): networkd calls a link "routable" once it
 has a carrier and an address of global scope, and a link-local one would only make it
@@ -12,14 +12,12 @@ leaves the pair and none reaches the host's networks.
 
 from __future__ import annotations
 
-from qss_toolkit.container import NspawnContainer
 from qss_toolkit.run import run
 from qss_toolkit.scenarios import (
     MAIN,
     NETWORKD_PACKAGE,
     STANDIN_LOGS,
     ScenarioContext,
-    ScenarioFailed,
     scenario,
 )
 from qss_toolkit.scenarios_lifecycle import (
@@ -46,15 +44,13 @@ DISPATCHER_LOG = "journalctl -b -o cat -u networkd-dispatcher.service"
 @scenario("networkd-hook")
 def networkd_hook(ctx: ScenarioContext) -> None:
     """Real systemd-networkd makes host0 routable: networkd-dispatcher runs our hook, ALRM."""
-    container = ctx.container
-    if not isinstance(container, NspawnContainer) or not container.network_veth:
-        raise ScenarioFailed("the networkd scenario needs an nspawn container with a veth")
+    container = ctx.veth("the networkd scenario")
     _running_with_standin(ctx)
     ctx.install_packages([MAIN, NETWORKD_PACKAGE])
     ctx.artifacts.append("/run/systemd/network")
     host_side = container.host_veth()
     # The roots have no iproute2: the host's `ip` runs in the container's network namespace.
-    inside = ["nsenter", f"--target={container.init_pid}", "--net", "ip"]
+    inside = container.in_network(["ip"])
     try:
         # No carrier until networkd-dispatcher listens: the routable event must come after.
         run(["ip", "link", "set", host_side, "down"])

@@ -31,6 +31,7 @@ SIGNING_KEY_FILE = "QSS_SIGNING_KEY_FILE"
 SIGNING_KEY_PASSPHRASE = "QSS_SIGNING_KEY_PASSPHRASE"  # noqa: S105 - a variable's name
 SIGNING_KEY_EPHEMERAL = "QSS_SIGNING_KEY_EPHEMERAL"
 STANDIN_PYTHON = "QSS_STANDIN_PYTHON"
+BACKEND = "QSS_BACKEND"
 # Not a setting: the toolkit sets it for nfpm, which fills it into `version: ${QSS_VERSION}`.
 VERSION = "QSS_VERSION"
 
@@ -45,9 +46,11 @@ KNOWN = (
     SIGNING_KEY_PASSPHRASE,
     SIGNING_KEY_EPHEMERAL,
     STANDIN_PYTHON,
+    BACKEND,
     VERSION,
 )
 COPY_METHODS = ("overlay", "copy")
+BACKENDS = ("nspawn", "podman")  # smoke.BACKENDS has their classes
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -80,6 +83,7 @@ class Settings:
     signing_key_passphrase: str | None = field(default=None, repr=False)  # ..._PASSPHRASE
     signing_key_ephemeral: bool = False  # QSS_SIGNING_KEY_EPHEMERAL=1: a throwaway key
     standin_python: str | None = None  # QSS_STANDIN_PYTHON: the stand-in tests' interpreter
+    backend: str = "nspawn"  # QSS_BACKEND: the smoke tests' container engine (as --backend)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,6 +92,11 @@ class Settings:
         if copy not in COPY_METHODS:
             raise ConfigurationError(
                 f"{ROOTFS_COPY}={copy!r} is not a copy method", hint=f"use one of {COPY_METHODS}"
+            )
+        backend = env.get(BACKEND, "").strip() or "nspawn"
+        if backend not in BACKENDS:
+            raise ConfigurationError(
+                f"{BACKEND}={backend!r} is not a container engine", hint=f"use one of {BACKENDS}"
             )
         return cls(
             debug=_flag(env, DEBUG),
@@ -101,6 +110,7 @@ class Settings:
             signing_key_passphrase=env.get(SIGNING_KEY_PASSPHRASE) or None,
             signing_key_ephemeral=_flag(env, SIGNING_KEY_EPHEMERAL),
             standin_python=_text(env, STANDIN_PYTHON),
+            backend=backend,
         )
 
     @property

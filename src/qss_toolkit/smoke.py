@@ -1,8 +1,10 @@
 """`python -m qss_toolkit smoke`: boot every target, install the packages, run the scenarios.
 
-Prints a target x scenario table (pass/fail and seconds), writes dist/smoke-junit.xml, and keeps
-the journal and logs of each failed scenario under dist/smoke-logs/<target>/<scenario>/.
-Exit 0 when every scenario passed, 1 when one failed, 2 on bad usage.
+Prints a target x scenario table (pass/fail/skip and seconds), writes dist/smoke-junit.xml, and
+keeps the journal and logs of each failed scenario under dist/smoke-logs/<target>/<scenario>/.
+A target the backend cannot boot here (a registry image that cannot be pulled, or one that
+nspawn does not boot) is skipped with the reason. Exit 0 when every scenario that ran passed,
+1 when one failed (or, with --require-targets, a target was skipped), 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -26,16 +28,20 @@ from qss_toolkit import DIST
 from qss_toolkit.container import Backend, BootKind, NspawnBackend
 from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
 from qss_toolkit.families import Word
+from qss_toolkit.podman import PodmanBackend
 from qss_toolkit.scenarios import (
     Scenario,
     ScenarioContext,
     package_files,
     select_scenarios,
 )
-from qss_toolkit.settings import PREVIOUS_DIST, settings
+from qss_toolkit.settings import BACKEND, PREVIOUS_DIST, settings
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
 log = logging.getLogger("qss_toolkit")
+
+# --backend NAME -> the engine; settings.BACKENDS names the same ones for $QSS_BACKEND.
+BACKENDS: dict[str, Callable[[], Backend]] = {"nspawn": NspawnBackend, "podman": PodmanBackend}
 
 # What to keep from a container when a scenario fails (besides the whole boot's journal).
 FAILURE_FILES = ("/var/log/apt/term.log", "/var/log/dpkg.log", "/var/log/dnf.log")
@@ -47,11 +53,12 @@ class Status(Word):
     PASS = "pass"  # noqa: S105 - a scenario's outcome, not a password
     FAIL = "fail"
     ERROR = "error"
+    SKIP = "skip"  # not run here, with the reason (the target's image cannot be had)
 
     @property
     def word(self) -> str:
         """How the table prints it: failures stand out."""
-        return str(self) if self is Status.PASS else str(self).upper()
+        return str(self) if self in (Status.PASS, Status.SKIP) else str(self).upper()
 
 
 @dataclass
@@ -71,6 +78,7 @@ class TargetRun:
     results: list[ScenarioResult] = field(default_factory=list)
     boot_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: str | None = None  # why the backend could not boot the target here
 
     @property
     def cpu_seconds(self) -> float | None:
@@ -104,13 +112,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help=f"the previous release's packages (default: ${PREVIOUS_DIST}, else from its commit)",
     )
     parser.add_argument("--keep", action="store_true", help="keep containers (debugging)")
+    parser.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default=None,
+        help=f"the container engine (default: ${BACKEND}, else nspawn)",
+    )
+    parser.add_argument(
+        "--require-targets",
+        action="store_true",
+        help="fail when a target is skipped (CI where a registry is reachable)",
+    )
     return parser.parse_args(list(argv))
+
+
+def make_backend(name: str | None) -> Backend:
+    """The engine `name` (--backend), else $QSS_BACKEND's, else nspawn."""
+    return BACKENDS[name or settings().backend]()
 
 
 def require_root() -> None:
     if os.geteuid() != 0:
         raise ConfigurationError(
-            "smoke tests boot containers with systemd-nspawn and must run as root",
+            "smoke tests boot containers (systemd-nspawn, podman) and must run as root",
             hint="sudo nox -s smoke",
         )
 
@@ -145,6 +169,24 @@ def run_target(
     """
     outcome = TargetRun(target)
     started = time.monotonic()
+    try:
+        outcome.skipped = backend.prepare(target)
+    except (FatalError, OSError) as exc:
+        outcome.skipped = None
+        failed = f"preparing {target.name} for {backend.name}: {exc}"
+        for lost in (s for s in scenarios if s.applies_to(target)):
+            result = ScenarioResult(target.name, lost.name, Status.ERROR, 0.0, failed)
+            outcome.results.append(result)
+            report(result)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+    if outcome.skipped is not None:
+        for skipped in (s for s in scenarios if s.applies_to(target)):
+            result = ScenarioResult(target.name, skipped.name, Status.SKIP, 0.0, outcome.skipped)
+            outcome.results.append(result)
+            report(result)
+        outcome.seconds = time.monotonic() - started
+        return outcome
     for kind, group in plan(target, scenarios):
         if cancel is not None and cancel.is_set():
             break
@@ -218,7 +260,7 @@ def save_failure_logs(ctx: ScenarioContext, result: ScenarioResult, where: Path)
 
 
 def render_table(runs: Sequence[TargetRun]) -> str:
-    """Scenario rows x target columns; each cell is `pass 1.2s` / `FAIL 3.4s` / `-`."""
+    """Scenario rows x target columns; each cell is `pass 1.2s` / `FAIL 3.4s` / `skip` / `-`."""
     targets = [r.target.name for r in runs]
     scenarios: list[str] = []
     cells: dict[tuple[str, str], str] = {}
@@ -226,7 +268,10 @@ def render_table(runs: Sequence[TargetRun]) -> str:
         for res in run_.results:
             if res.scenario not in scenarios:
                 scenarios.append(res.scenario)
-            cells[(res.scenario, run_.target.name)] = f"{res.status.word} {res.seconds:.1f}s"
+            cell = (
+                f"{res.status.word} {res.seconds:.1f}s" if res.status is not Status.SKIP else "skip"
+            )
+            cells[(res.scenario, run_.target.name)] = cell
     footer = {
         "(boot, median)": {
             r.target.name: f"{sorted(r.boot_seconds)[len(r.boot_seconds) // 2]:.1f}s"
@@ -252,6 +297,7 @@ def junit_xml(runs: Sequence[TargetRun]) -> str:
     for run_ in runs:
         failures = sum(r.status is Status.FAIL for r in run_.results)
         errors = sum(r.status is Status.ERROR for r in run_.results)
+        skipped = sum(r.status is Status.SKIP for r in run_.results)
         suite = ET.SubElement(
             suites,
             "testsuite",
@@ -259,6 +305,7 @@ def junit_xml(runs: Sequence[TargetRun]) -> str:
             tests=str(len(run_.results)),
             failures=str(failures),
             errors=str(errors),
+            skipped=str(skipped),
             time=f"{run_.seconds:.3f}",
         )
         for res in run_.results:
@@ -269,7 +316,9 @@ def junit_xml(runs: Sequence[TargetRun]) -> str:
                 name=res.scenario,
                 time=f"{res.seconds:.3f}",
             )
-            if res.status is not Status.PASS:
+            if res.status is Status.SKIP:
+                ET.SubElement(case, "skipped", message=res.message)
+            elif res.status is not Status.PASS:
                 tag = "failure" if res.status is Status.FAIL else "error"
                 first = res.message.splitlines()[0] if res.message else res.status
                 node = ET.SubElement(case, tag, message=first)
@@ -283,7 +332,7 @@ def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
     blocks = []
     for run_ in runs:
         for res in run_.results:
-            if res.status is Status.PASS:
+            if res.status in (Status.PASS, Status.SKIP):
                 continue
             body = res.message.splitlines()
             if len(body) > max_lines:
@@ -394,9 +443,8 @@ def main(argv: Sequence[str]) -> int:
     logs = DIST / "smoke-logs"
     if logs.exists():
         shutil.rmtree(logs)
-    backend = NspawnBackend()
-    backend.cache.prune_stale_runs()
-    backend.cache.prune_superseded_roots(TARGETS.values())
+    backend = make_backend(args.backend)
+    backend.prune(list(TARGETS.values()))
     for target in targets:
         if target.note:
             log.info("%s: %s", target.name, target.note)
@@ -421,9 +469,29 @@ def main(argv: Sequence[str]) -> int:
     for target in targets:
         if target.note:
             print(f"{target.name}: {target.note}")
-    print(f"\nwall time {wall:.1f}s, jobs {args.jobs}; JUnit: {DIST / 'smoke-junit.xml'}")
+    print(f"\nwall time {wall:.1f}s, jobs {args.jobs}, backend {backend.name};"
+          f" JUnit: {DIST / 'smoke-junit.xml'}")  # fmt: skip
+    text, code = verdict(runs, backend.leftovers(), backend.name, args.require_targets)
+    if text:
+        print("\n" + text)
+    return code
+
+
+def verdict(
+    runs: Sequence[TargetRun], leftovers: Sequence[str], backend: str, require_targets: bool
+) -> tuple[str, int]:
+    """What the run ends with (skipped targets, failures, an incomplete teardown) and its exit
+    code: 1 for a failure, a teardown that left something, or a skip under --require-targets."""
+    blocks = []
+    skipped = [f"{r.target.name}: skipped: {r.skipped}" for r in runs if r.skipped]
+    if skipped:
+        blocks.append("\n".join(skipped))
     failures = failure_report(runs)
     if failures:
-        print("\n" + failures)
-        return 1
-    return 0
+        blocks.append(failures)
+    if leftovers:
+        blocks.append(f"teardown incomplete ({backend}):\n  " + "\n  ".join(leftovers))
+    if skipped and require_targets:
+        blocks.append(f"--require-targets: {len(skipped)} target(s) skipped")
+    failed = bool(failures or leftovers or (skipped and require_targets))
+    return "\n\n".join(blocks), 1 if failed else 0

@@ -1,8 +1,10 @@
 """Smoke-test targets as data: a name, the package family it installs, and the root it boots.
 
-A target says nothing about the engine that boots it: a root source (`DebianRoot`, built by
-mmdebstrap and cached by rootfs.py) is what a container backend (container.py) turns into a
-running system. Adding a distribution is one `Target` entry in TARGETS.
+A target says nothing about the engine that boots it: a root source is what a container backend
+(container.py, podman.py) turns into a running system. A `DebianRoot` is built by mmdebstrap and
+cached by rootfs.py (every backend boots it); an `ImageRoot` is a distribution's own image from
+a registry, prepared once with its own package manager and cached as a local image by podman.py
+(the Podman backend alone boots it). Adding a distribution is one `Target` entry in TARGETS.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qss_toolkit import payload
+from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.selection import select
 
@@ -79,12 +82,26 @@ class DebianRoot:
 
 
 @dataclass(frozen=True)
+class ImageRoot:
+    """A distribution's own container image (a fully qualified reference: no registry search
+    list decides where it comes from), with `packages` installed by the family's package
+    manager in a preparation step (podman.py caches the result as a local image). `setup`
+    steps run first (a repository to enable); `fallbacks` are `package: shell` pairs, the
+    shell run where the distribution has no such package (pip for a Python module)."""
+
+    image: str
+    packages: tuple[str, ...]
+    setup: tuple[str, ...] = ()
+    fallbacks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Target:
     """One column of the smoke matrix."""
 
     name: str
     family: Family  # which packages from dist/ it installs, and with which package manager
-    root: DebianRoot
+    root: DebianRoot | ImageRoot
     systemd: str  # the systemd version it proves (documentation, printed in the table)
     python: str
     note: str = ""
@@ -219,7 +236,7 @@ RPM_ALTERNATIVES = (
     ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
 )
 
-TARGETS: dict[str, Target] = {
+LOCAL_TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target(
@@ -257,6 +274,82 @@ TARGETS: dict[str, Target] = {
         ),
     )
 }
+
+
+# What the scenarios need in an RPM distribution's own image: systemd as PID 1 with D-Bus, the
+# Python our helper runs on, the dispatchers our hook packages depend on (with systemd-networkd,
+# which Fedora ships apart from systemd), msmtp for the submission package, createrepo_c for
+# the dnf repository a scenario installs from, aiosmtpd + openssl for the TLS smarthost,
+# procps (pgrep), findutils (the purge's file list), shadow-utils (the stand-in's users).
+# No host-provides package: rpm, dnf, alternatives, presets and python3 are the distribution's.
+RPM_IMAGE_PACKAGES: tuple[str, ...] = (
+    "systemd",
+    "systemd-networkd",
+    "dbus",
+    "python3",
+    "procps-ng",
+    "findutils",
+    "shadow-utils",
+    "util-linux",
+    "NetworkManager",
+    "networkd-dispatcher",
+    "msmtp",
+    "createrepo_c",
+    "openssl",
+    "ca-certificates",
+    "gzip",
+    "python3-aiosmtpd",
+)
+# Enterprise Linux 9 keeps msmtp, systemd-networkd, networkd-dispatcher and aiosmtpd in EPEL,
+# whose release package is in the distribution's own extras repository; CRB holds what EPEL
+# packages need. aiosmtpd comes from PyPI where no repository has it.
+EL9_SETUP: tuple[str, ...] = (
+    "dnf -y install epel-release dnf-plugins-core",
+    "dnf config-manager --set-enabled crb",
+)
+PIP_AIOSMTPD = (
+    "python3-aiosmtpd",
+    "dnf -y install python3-pip && python3 -m pip install --no-cache-dir aiosmtpd",
+)
+FEDORA_NOTE = "Fedora's own image: its rpm, dnf, alternatives, presets and Python"
+EL_NOTE = "its own image with EPEL: real rpm, dnf, alternatives, presets, Python 3.9"
+
+
+# Registry images: the two Fedora releases supported in December 2026 (Fedora keeps two: 45,
+# out in October 2026, and 44; 43's support ends four weeks after 45's release) and the
+# Enterprise Linux 9 rebuilds. Only the Podman backend boots them; where the image cannot be
+# pulled the target is skipped with the reason (smoke --require-targets fails instead).
+def fedora(release: int) -> Target:
+    image = ImageRoot(f"registry.fedoraproject.org/fedora:{release}", RPM_IMAGE_PACKAGES)
+    return Target(f"fedora-{release}", Family.RPM, image, "the image's", "the image's", FEDORA_NOTE)
+
+
+def enterprise_linux(name: str, image: str, distribution: str) -> Target:
+    """An Enterprise Linux 9 rebuild: systemd 252, Python 3.9, EPEL for what RHEL lacks."""
+    root = ImageRoot(image, RPM_IMAGE_PACKAGES, setup=EL9_SETUP, fallbacks=(PIP_AIOSMTPD,))
+    return Target(name, Family.RPM, root, "252", "3.9", f"{distribution}: {EL_NOTE}")
+
+
+IMAGE_TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        fedora(44),
+        fedora(45),
+        enterprise_linux("rocky-9", "quay.io/rockylinux/rockylinux:9", "Rocky Linux 9"),
+        enterprise_linux("alma-9", "quay.io/almalinuxorg/almalinux:9", "AlmaLinux 9"),
+    )
+}
+TARGETS: dict[str, Target] = {**LOCAL_TARGETS, **IMAGE_TARGETS}
+
+
+def debian_root(target: Target) -> DebianRoot:
+    """The target's mmdebstrap root; a usage error for a target that boots a registry image."""
+    if not isinstance(target.root, DebianRoot):
+        raise ConfigurationError(
+            f"{target.name} boots the image {target.root.image}, not a Debian root",
+            hint="its root comes from podman: smoke --backend podman",
+        )
+    return target.root
 
 
 def select_targets(names: Sequence[str] | None) -> list[Target]:
