@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from qss_toolkit import DIST, payload
-from qss_toolkit.container import NspawnBackend, booted
+from qss_toolkit.container import Backend, BootKind
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import require, run
 from qss_toolkit.scenarios import package_files, select_scenarios
 from qss_toolkit.settings import COPY_METHODS
-from qss_toolkit.smoke import default_jobs, interrupt_on_sigterm
-from qss_toolkit.targets import TARGETS, Target, debian_root, select_targets
+from qss_toolkit.smoke import BACKENDS, default_jobs, interrupt_on_sigterm, make_backend
+from qss_toolkit.targets import LOCAL_TARGETS, TARGETS, Target, debian_root, select_targets
 
 log = logging.getLogger("qss_toolkit")
 
@@ -71,7 +71,8 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _targets(args: argparse.Namespace) -> list[Target]:
-    return select_targets(args.target)
+    """The targets named, else the ones booted here (the registry images are not)."""
+    return select_targets(args.target or list(LOCAL_TARGETS))
 
 
 def _summary(samples: Sequence[float]) -> Numbers:
@@ -122,32 +123,56 @@ def measure_checkout(args: argparse.Namespace) -> SectionResult:
     return SectionResult(table, data)
 
 
+def _backends(args: argparse.Namespace) -> list[Backend]:
+    return [make_backend(name) for name in args.backend or sorted(BACKENDS)]
+
+
 def measure_boot(args: argparse.Namespace) -> SectionResult:
-    """Start of systemd-nspawn to `systemctl is-system-running --wait` = running (warm cache)."""
+    """Per backend: start to `systemctl is-system-running --wait` = running (warm cache, its
+    image already made), and the round trip of `true` run in the container."""
     data: Numbers = {}
     rows = []
-    for target in _targets(args):
-        RootfsCache().ensure(target)
-        boots, totals = [], []
-        for _ in range(args.runs):
-            started = time.monotonic()
-            with booted(target) as container:
-                boots.append(container.boot_seconds)
-            totals.append(time.monotonic() - started)
-        data[target.name] = {"boot": _summary(boots), "boot_and_teardown": _summary(totals)}
-        rows.append(
-            [target.name, f"{median(boots):.2f} s", f"{median(totals):.2f} s", str(args.runs)]
-        )
-    header = ["target", "boot to running (median)", "copy + boot + teardown", "runs"]
+    for backend in _backends(args):
+        for target in _targets(args):
+            if backend.prepare(target) is not None:
+                continue  # a registry image that cannot be had here
+            boots, totals, execs = [], [], []
+            for _ in range(args.runs):
+                started = time.monotonic()
+                with backend.start(BootKind.SHARED, target) as container:
+                    boot = getattr(container, "boot_seconds", None)
+                    boots.append(boot if isinstance(boot, float) else float("nan"))
+                    execs += [timed(functools.partial(container.run, ["true"])) for _ in range(10)]
+                totals.append(time.monotonic() - started)
+            data.setdefault(backend.name, {})[target.name] = {
+                "boot": _summary(boots),
+                "boot_and_teardown": _summary(totals),
+                "exec_round_trip": _summary(execs),
+            }
+            rows.append(
+                [
+                    backend.name,
+                    target.name,
+                    f"{median(boots):.2f} s",
+                    f"{median(execs) * 1000:.0f} ms",
+                    f"{median(totals):.2f} s",
+                    str(args.runs),
+                ]
+            )
+    header = [
+        "backend", "target", "boot to running (median)", "exec `true` (median of 10/boot)",
+        "start + boot + teardown", "runs",
+    ]  # fmt: skip
     return SectionResult(markdown_table(header, rows), data)
 
 
-def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, float]:
+def _smoke_once(
+    targets: Sequence[Target], jobs: int, dist: Path, backend: Backend
+) -> dict[str, float]:
     """One warm smoke run: seconds per target and the wall time of the whole run."""
     from qss_toolkit import smoke
 
-    backend = NspawnBackend()
-    backend.cache.prune_stale_runs()
+    backend.prune(list(TARGETS.values()))
     scenarios = select_scenarios(None)
     logs = Path(tempfile.mkdtemp(prefix="qss-bench-logs-"))
     formats = sorted({t.family for t in targets})
@@ -170,7 +195,7 @@ def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, f
         f"{r.target}/{r.scenario}"
         for run_ in runs
         for r in run_.results
-        if r.status is not smoke.Status.PASS
+        if r.status not in (smoke.Status.PASS, smoke.Status.SKIP)
     ]
     if failed:
         log.warning("bench: smoke failures (times still count): %s", " ".join(failed))
@@ -183,28 +208,43 @@ def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, f
 
 
 def measure_smoke(args: argparse.Namespace) -> SectionResult:
-    """Warm smoke time per target (each alone, one job) and the whole matrix's wall time."""
-    targets = _targets(args)
-    for target in targets:
-        RootfsCache().ensure(target)
-    per_target: dict[str, list[float]] = {t.name: [] for t in targets}
-    walls: list[float] = []
-    cpu: list[float] = []
-    for _ in range(args.smoke_runs):
-        for target in targets:
-            per_target[target.name].append(_smoke_once([target], 1, args.dist)[target.name])
-        matrix = _smoke_once(targets, args.jobs, args.dist)
-        walls.append(matrix["(matrix wall)"])
-        cpu.append(matrix["(scenario CPU)"])
-    data: Numbers = {name: _summary(s) for name, s in per_target.items()}
-    data["matrix_wall"] = {**_summary(walls), "jobs": args.jobs, "cpus": os.cpu_count()}
-    data["matrix_scenario_cpu"] = _summary(cpu)
-    rows = [[name, f"{median(s):.1f} s", str(len(s))] for name, s in per_target.items()]
-    rows.append(
-        [f"whole matrix, {args.jobs} jobs (wall)", f"{median(walls):.1f} s", str(len(walls))]
-    )
-    rows.append(["whole matrix, scenario CPU time", f"{median(cpu):.1f} s", str(len(cpu))])
-    return SectionResult(markdown_table(["warm smoke", "median", "runs"], rows), data)
+    """Per backend: warm smoke time per target (each alone, one job) and the whole matrix's
+    wall time (the targets it can boot here)."""
+    data: Numbers = {}
+    rows = []
+    for backend in _backends(args):
+        targets = [t for t in _targets(args) if backend.prepare(t) is None]
+        per_target: dict[str, list[float]] = {t.name: [] for t in targets}
+        walls: list[float] = []
+        cpu: list[float] = []
+        for _ in range(args.smoke_runs):
+            for target in targets:
+                alone = _smoke_once([target], 1, args.dist, backend)
+                per_target[target.name].append(alone[target.name])
+            matrix = _smoke_once(targets, args.jobs, args.dist, backend)
+            walls.append(matrix["(matrix wall)"])
+            cpu.append(matrix["(scenario CPU)"])
+        mine: Numbers = {name: _summary(s) for name, s in per_target.items()}
+        mine["matrix_wall"] = {**_summary(walls), "jobs": args.jobs, "cpus": os.cpu_count()}
+        mine["matrix_scenario_cpu"] = _summary(cpu)
+        data[backend.name] = mine
+        rows += [
+            [backend.name, name, f"{median(s):.1f} s", str(len(s))]
+            for name, s in per_target.items()
+        ]
+        rows.append(
+            [
+                backend.name,
+                f"whole matrix, {args.jobs} jobs (wall)",
+                f"{median(walls):.1f} s",
+                str(len(walls)),
+            ]
+        )
+        rows.append(
+            [backend.name, "whole matrix, scenario CPU time", f"{median(cpu):.1f} s", str(len(cpu))]
+        )
+    table = markdown_table(["backend", "warm smoke", "median", "runs"], rows)
+    return SectionResult(table, data)
 
 
 def measure_piuparts(args: argparse.Namespace) -> SectionResult:
@@ -270,20 +310,28 @@ def _scratch() -> Path:
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", help=f"repeat; default: {', '.join(TARGETS)}")
+    parser.add_argument(
+        "--target", action="append", help=f"repeat; default: {', '.join(LOCAL_TARGETS)}"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
     parser.add_argument("--smoke-runs", type=int, default=3, help="warm smoke runs")
     parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")
     parser.add_argument("--piuparts-runs", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=default_jobs())
     parser.add_argument("--dist", type=Path, default=DIST)
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=sorted(BACKENDS),
+        help="the container engines to measure (repeat); default: every one",
+    )
 
 
 SECTIONS: list[Section] = [
     Section("cold", "Cold root builds (mmdebstrap from the archive)", measure_cold_roots),
     Section("checkout", "A run's private root", measure_checkout),
-    Section("boot", "Container boot", measure_boot),
-    Section("smoke", "Warm smoke runs", measure_smoke),
+    Section("boot", "Container boot and exec round trip, per backend", measure_boot),
+    Section("smoke", "Warm smoke runs, per backend", measure_smoke),
     Section("piuparts", "Peer: piuparts on Debian 12", measure_piuparts),
 ]
 
