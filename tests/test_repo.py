@@ -438,6 +438,7 @@ def test_no_key_is_a_one_line_configuration_error(tmp_path: Path) -> None:
         ("two keys", "2 secret keys match"),
         ("id not in keyring", "no secret key with that id"),
         ("expired key", "cannot sign"),
+        ("not a key in the variable", "QSS_SIGNING_KEY: gpg cannot import it"),
     ],
 )
 def test_bad_key_configuration(
@@ -469,6 +470,8 @@ def test_bad_key_configuration(
         expired, _ = signing.generate_throwaway_key(tmp_path / "expired.asc", expire="seconds=1")
         time.sleep(2)
         env = {signing.ENV_KEY_FILE: str(expired)}
+    elif case == "not a key in the variable":
+        env = {signing.ENV_KEY: "hello\n", signing.ENV_PASSPHRASE: PASSPHRASE}
     elif case == "id not in keyring":
         empty = tmp_path / "gnupg"
         empty.mkdir(mode=0o700)
@@ -481,6 +484,28 @@ def test_bad_key_configuration(
         pass
     assert info.value.return_code == 2
     assert PASSPHRASE not in str(info.value)
+
+
+def test_the_key_itself_in_the_environment_as_a_ci_secret_gives_it(
+    tmp_path: Path,
+    fixtures: dict[str, tuple[Path, Path]],
+    keys: dict[str, tuple[Path, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """QSS_SIGNING_KEY holds the armored key (GitHub's secrets are variables, not files): the
+    repository is signed by that key, and the key text reaches no output."""
+    dist = dist_with(tmp_path, fixtures["1.0.0"])
+    monkeypatch.setenv(signing.ENV_KEY, keys["good"][0].read_text())
+    monkeypatch.setenv(signing.ENV_PASSPHRASE, PASSPHRASE)
+    config = signing.KeyConfig.from_env()
+    assert "PRIVATE KEY" not in repr(config)
+    assert config.describe() == "QSS_SIGNING_KEY (an armored key in the environment)"
+    assert repo.main(["--dist", str(dist)]) == 0
+    captured = capfd.readouterr()
+    assert "PRIVATE KEY" not in captured.out + captured.err
+    shown = _sh("gpg", "--batch", "--with-colons", "--show-keys", dist / "repo" / repo.RPM_KEY)
+    assert f":{keys['good'][1]}:" in shown.stdout
 
 
 def test_key_id_from_the_users_keyring(

@@ -29,6 +29,7 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         "QSS_PREVIOUS_DIST": str(tmp_path / "old"),
         "QSS_SIGNING_KEY_ID": " ABCD ",
         "QSS_SIGNING_KEY_FILE": str(tmp_path / "key.asc"),
+        "QSS_SIGNING_KEY": "-----BEGIN PGP PRIVATE KEY BLOCK-----\n...\n",
         "QSS_SIGNING_KEY_PASSPHRASE": " spaces count ",
         "QSS_SIGNING_KEY_EPHEMERAL": "1",
         "QSS_STANDIN_PYTHON": "/usr/bin/python3.9",
@@ -44,12 +45,14 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         previous_dist=tmp_path / "old",
         signing_key_id="ABCD",
         signing_key_file=tmp_path / "key.asc",
+        signing_key="-----BEGIN PGP PRIVATE KEY BLOCK-----\n...",
         signing_key_passphrase=" spaces count ",  # noqa: S106 - a test's own
         signing_key_ephemeral=True,
         standin_python="/usr/bin/python3.9",
         backend="podman",
     )
     assert "spaces count" not in repr(given)  # a passphrase never reaches a log line
+    assert "PRIVATE KEY" not in repr(given)  # nor does a key
 
 
 @pytest.mark.parametrize(

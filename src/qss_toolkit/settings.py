@@ -28,6 +28,7 @@ ROOTFS_COPY = "QSS_ROOTFS_COPY"
 PREVIOUS_DIST = "QSS_PREVIOUS_DIST"
 SIGNING_KEY_ID = "QSS_SIGNING_KEY_ID"
 SIGNING_KEY_FILE = "QSS_SIGNING_KEY_FILE"
+SIGNING_KEY = "QSS_SIGNING_KEY"  # the armored key itself: a CI secret is a variable, not a file
 SIGNING_KEY_PASSPHRASE = "QSS_SIGNING_KEY_PASSPHRASE"  # noqa: S105 - a variable's name
 SIGNING_KEY_EPHEMERAL = "QSS_SIGNING_KEY_EPHEMERAL"
 STANDIN_PYTHON = "QSS_STANDIN_PYTHON"
@@ -43,6 +44,7 @@ KNOWN = (
     PREVIOUS_DIST,
     SIGNING_KEY_ID,
     SIGNING_KEY_FILE,
+    SIGNING_KEY,
     SIGNING_KEY_PASSPHRASE,
     SIGNING_KEY_EPHEMERAL,
     STANDIN_PYTHON,
@@ -80,6 +82,7 @@ class Settings:
     previous_dist: Path | None = None  # QSS_PREVIOUS_DIST: the upgrade scenarios' old build
     signing_key_id: str | None = None  # QSS_SIGNING_KEY_ID
     signing_key_file: Path | None = None  # QSS_SIGNING_KEY_FILE
+    signing_key: str | None = field(default=None, repr=False)  # QSS_SIGNING_KEY: armored key
     signing_key_passphrase: str | None = field(default=None, repr=False)  # ..._PASSPHRASE
     signing_key_ephemeral: bool = False  # QSS_SIGNING_KEY_EPHEMERAL=1: a throwaway key
     standin_python: str | None = None  # QSS_STANDIN_PYTHON: the stand-in tests' interpreter
@@ -106,6 +109,7 @@ class Settings:
             previous_dist=_path(env, PREVIOUS_DIST),
             signing_key_id=_text(env, SIGNING_KEY_ID),
             signing_key_file=_path(env, SIGNING_KEY_FILE),
+            signing_key=env.get(SIGNING_KEY, "").strip() or None,
             # A passphrase is taken as it is: spaces may belong to it.
             signing_key_passphrase=env.get(SIGNING_KEY_PASSPHRASE) or None,
             signing_key_ephemeral=_flag(env, SIGNING_KEY_EPHEMERAL),

@@ -25,6 +25,7 @@ log = logging.getLogger("qss_toolkit")
 
 ENV_KEY_ID = settings.SIGNING_KEY_ID
 ENV_KEY_FILE = settings.SIGNING_KEY_FILE
+ENV_KEY = settings.SIGNING_KEY
 ENV_EPHEMERAL = settings.SIGNING_KEY_EPHEMERAL  # "1": what --ephemeral-key does (./run-tests)
 ENV_PASSPHRASE = settings.SIGNING_KEY_PASSPHRASE
 
@@ -38,6 +39,7 @@ class KeyConfig:
 
     key_id: str | None = None
     key_file: Path | None = None
+    key_text: str | None = field(default=None, repr=False)  # an armored key (QSS_SIGNING_KEY)
     passphrase: str | None = field(default=None, repr=False)
     ephemeral: bool = False
 
@@ -49,10 +51,12 @@ class KeyConfig:
         key_id, key_file = given.signing_key_id, given.signing_key_file
         passphrase = given.signing_key_passphrase
         ephemeral = ephemeral or given.signing_key_ephemeral
-        if key_id is None and key_file is None and not ephemeral:
+        key_text = given.signing_key
+        if key_id is None and key_file is None and key_text is None and not ephemeral:
             raise ConfigurationError(
-                f"no signing key configured: set {ENV_KEY_ID} (a key in your gpg keyring) or "
-                f"{ENV_KEY_FILE} (an armored private key file), and {ENV_PASSPHRASE} if it has one",
+                f"no signing key configured: set {ENV_KEY_ID} (a key in your gpg keyring),"
+                f" {ENV_KEY_FILE} (an armored private key file) or {ENV_KEY} (the armored key"
+                f" itself, from a CI secret), and {ENV_PASSPHRASE} if it has one",
                 hint=f"export {ENV_KEY_ID}=<fingerprint> (tests: --ephemeral-key)",
             )
         if key_file is not None and not key_file.is_file():
@@ -60,9 +64,11 @@ class KeyConfig:
                 f"{ENV_KEY_FILE}={key_file} is not a readable file",
                 hint="point it at an armored private key (gpg --armor --export-secret-keys KEYID)",
             )
-        return cls(key_id=key_id, key_file=key_file, passphrase=passphrase, ephemeral=ephemeral)
+        return cls(key_id, key_file, key_text, passphrase, ephemeral=ephemeral)
 
     def describe(self) -> str:
+        if self.key_text is not None:
+            return f"{ENV_KEY} (an armored key in the environment)"
         if self.key_file is not None:
             return f"{ENV_KEY_FILE}={self.key_file}"
         if self.key_id is not None:
@@ -326,7 +332,15 @@ def _preset_passphrase(home: Path, key: SecretKey, passphrase: str) -> None:
 
 
 def _load(home: Path, config: KeyConfig) -> SecretKey:
-    if config.key_file is not None:
+    if config.key_text is not None:
+        try:
+            _gpg(home, "--import", input=config.key_text)
+        except CommandFailed as exc:
+            raise ConfigurationError(
+                f"{ENV_KEY}: gpg cannot import it",
+                hint="it must hold an armored private key (gpg --armor --export-secret-keys)",
+            ) from exc
+    elif config.key_file is not None:
         _import_key_file(home, config)
     elif config.key_id is not None:
         _import_from_user_keyring(home, config)
