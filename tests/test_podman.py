@@ -18,9 +18,10 @@ import pytest
 from fakes import FakeBackend, RecordingContainer
 from qss_toolkit import podman, smoke
 from qss_toolkit.container import NspawnBackend
+from qss_toolkit.errors import CommandFailed
 from qss_toolkit.rootfs import RootfsCache, cache_key
 from qss_toolkit.scenarios import ScenarioContext, ScenarioFailed, select_scenarios
-from qss_toolkit.targets import IMAGE_TARGETS, TARGETS, ImageRoot
+from qss_toolkit.targets import IMAGE_TARGETS, TARGETS, ImageRoot, Target
 
 FEDORA = IMAGE_TARGETS["fedora-45"]
 ROCKY = IMAGE_TARGETS["rocky-9"]
@@ -271,6 +272,31 @@ def test_a_skipped_target_reports_each_scenario_as_skipped_with_the_reason(
     assert "install-standin           skip" in table
     assert "skipped" in smoke.junit_xml([outcome])
     assert smoke.failure_report([outcome]) == ""
+
+
+def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = FakeBackend(RecordingContainer())
+
+    def fails(target: Target) -> str | None:
+        raise CommandFailed("exit 1: podman run ... dnf -y install msmtp")
+
+    monkeypatch.setattr(backend, "prepare", fails)
+    outcome = smoke.run_target(
+        ROCKY,
+        select_scenarios(["install-standin", "status"]),
+        dist=tmp_path,
+        previous=None,
+        logs=tmp_path / "logs",
+        backend=backend,
+    )
+    assert outcome.skipped is None and backend.started == []
+    assert [r.status for r in outcome.results] == [smoke.Status.ERROR, smoke.Status.ERROR]
+    assert outcome.results[0].message == (
+        "preparing rocky-9 for fake: exit 1: podman run ... dnf -y install msmtp"
+    )
+    assert "ERROR rocky-9 / install-standin" in smoke.failure_report([outcome])
 
 
 @pytest.mark.parametrize(

@@ -169,24 +169,22 @@ def run_target(
     """
     outcome = TargetRun(target)
     started = time.monotonic()
+
+    def none_run(status: Status, message: str) -> TargetRun:
+        """Every scenario of the target, unrun, with `status` and why."""
+        for unrun in (s for s in scenarios if s.applies_to(target)):
+            result = ScenarioResult(target.name, unrun.name, status, 0.0, message)
+            outcome.results.append(result)
+            report(result)
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
     try:
         outcome.skipped = backend.prepare(target)
-    except (FatalError, OSError) as exc:
-        outcome.skipped = None
-        failed = f"preparing {target.name} for {backend.name}: {exc}"
-        for lost in (s for s in scenarios if s.applies_to(target)):
-            result = ScenarioResult(target.name, lost.name, Status.ERROR, 0.0, failed)
-            outcome.results.append(result)
-            report(result)
-        outcome.seconds = time.monotonic() - started
-        return outcome
+    except (FatalError, OSError) as exc:  # the image could be had, but making it failed
+        return none_run(Status.ERROR, f"preparing {target.name} for {backend.name}: {exc}")
     if outcome.skipped is not None:
-        for skipped in (s for s in scenarios if s.applies_to(target)):
-            result = ScenarioResult(target.name, skipped.name, Status.SKIP, 0.0, outcome.skipped)
-            outcome.results.append(result)
-            report(result)
-        outcome.seconds = time.monotonic() - started
-        return outcome
+        return none_run(Status.SKIP, outcome.skipped)
     for kind, group in plan(target, scenarios):
         if cancel is not None and cancel.is_set():
             break
