@@ -16,6 +16,7 @@ import re
 import shlex
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from qss_toolkit import PROJECT_ROOT, payload, version
 from qss_toolkit.container import OfflineRoot, offline
 from qss_toolkit.readme import readme_commands
+from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import run
 from qss_toolkit.targets import STOCK_TARGETS, Target
 
@@ -131,6 +133,20 @@ def one_line(step: Step) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def roots_built_at_once(request: pytest.FixtureRequest) -> None:
+    """Build the selected machines' roots side by side: a cold one takes a minute or more,
+    mostly mmdebstrap waiting on the mirror."""
+    targets = {
+        item.callspec.params["target"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.module is request.module
+    }
+    cache = RootfsCache()
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        list(pool.map(cache.ensure, targets))
+
+
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git clone of HEAD: what a user gets, uncommitted files not included."""
@@ -187,4 +203,6 @@ def test_the_readme_build_command_on_a_new_machine(target: Target, clone: Path) 
     print(f"{target.name} ({python}):")
     for step in (tests, refused, as_root, first, again):
         print(f"  {step.describe()}")
+        if step.returncode:
+            print(f"    {step.output.strip()}")
     print(f"output of the user's first build:\n{first.output}")
