@@ -54,7 +54,6 @@ def test_the_readme_opens_with_the_build_and_the_test_command() -> None:
     for command in (commands.build, commands.test):
         program = PROJECT_ROOT / shlex.split(command)[0]
         assert os.access(program, os.X_OK), f"{command!r}: no executable {program} in the clone"
-    assert shlex.split(commands.build)[1:] == ["-s", "packages"]
 
 
 def test_ci_runs_the_readmes_test_command_with_the_distributions_python() -> None:
@@ -160,19 +159,28 @@ def test_nox_without_ensurepip_names_python3_venv_and_makes_nothing(tmp_path: Pa
     assert not (clone / ".nox" / ".bootstrap").exists()
 
 
-def test_nox_that_pip_cannot_install_is_one_line_and_not_taken_as_made(tmp_path: Path) -> None:
+def test_nox_remakes_an_environment_of_another_python_and_pip_failing_is_one_line(
+    tmp_path: Path,
+) -> None:
     clone, env = nox_clone(tmp_path)
+    # An environment made from the Python of before a distribution upgrade.
+    stale = clone / ".nox" / ".bootstrap"
+    (stale / "bin").mkdir(parents=True)
+    (stale / "bin" / "python").write_text("#!/bin/sh\necho stale nox\n")
+    (stale / "bin" / "python").chmod(0o755)
+    (stale / ".made-from").write_text("3.9.2 /usr/bin/python3 nox>=2024.4.15\n")
     env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull)  # no index, no find-links
-    for _ in range(2):  # the second run finds the environment unfinished and starts again
-        result = subprocess.run(
-            [clone / "nox", "--version"], env=env, capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 2, result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert lines[0] == "./nox: installing nox>=2024.4.15 into .nox/.bootstrap (once)"
-        assert lines[-1] == (
-            "./nox: pip could not install nox>=2024.4.15 from PyPI (fix: let this machine"
-            " reach pypi.org, or set PIP_INDEX_URL to a mirror)"
-        )
-    assert (clone / ".nox" / ".bootstrap" / "bin" / "python").exists()
-    assert not (clone / ".nox" / ".bootstrap" / ".made-from").exists()
+    result = subprocess.run(
+        [clone / "nox", "--version"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "stale nox" not in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "./nox: installing nox>=2024.4.15 into .nox/.bootstrap (once)"
+    assert lines[-1] == (
+        "./nox: pip could not install nox>=2024.4.15 from PyPI (fix: let this machine"
+        " reach pypi.org, or set PIP_INDEX_URL to a mirror)"
+    )
+    # Made but not finished: the next run starts again instead of running a nox-less venv.
+    assert (stale / "bin" / "python").is_symlink()  # a new environment in its place
+    assert not (stale / ".made-from").exists()
