@@ -160,7 +160,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_readme_build_command_on_a_new_machine(target: Target, clone: Path) -> None:
     commands = readme_commands()
     expected = expected_packages(clone)
-    assert len(expected) == 6
+    assert expected, "the clone has no packaging/nfpm/*.yaml"
     with offline(target) as machine:
         env = network_env(machine)
         machine.run(f"useradd --create-home --shell /bin/bash {USER}")
