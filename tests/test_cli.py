@@ -124,7 +124,12 @@ def test_dpkg_root_is_the_default_root(
 
 def test_entry_point_script(tmp_path: Path) -> None:
     # The helper is imported from a copy, which must stay free of __pycache__ (purge).
-    shutil.copytree(SRC / "qmail_send_systemd", tmp_path / "qmail_send_systemd")
+    # Not the tree's own __pycache__: the test run itself may have written one there.
+    shutil.copytree(
+        SRC / "qmail_send_systemd",
+        tmp_path / "qmail_send_systemd",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     done = subprocess.run(
         [sys.executable, str(ENTRY_POINT), "--root", str(tmp_path), "verify"],

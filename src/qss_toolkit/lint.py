@@ -49,10 +49,15 @@ def _mypy(_dist: Path) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+# The scripts a builder runs from the clone (the README's two commands, and CI's).
+FRONT_DOOR_SCRIPTS = ("nox", "run-tests", ".ci/run")
+
+
 def shell_scripts() -> list[Path]:
     """Every shell script we ship: payload files with a sh shebang or, for a library that is
-    sourced rather than run, a `# shellcheck shell=sh` first line; and the maintainer scripts."""
-    found: set[Path] = set()
+    sourced rather than run, a `# shellcheck shell=sh` first line; the maintainer scripts; and
+    the clone's own front door."""
+    found: set[Path] = {PROJECT_ROOT / p for p in FRONT_DOOR_SCRIPTS}
     for package in payload.load_packages():
         for fmt_scripts in package.scripts.values():
             found.update(PROJECT_ROOT / p for p in fmt_scripts.values())

@@ -71,28 +71,39 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "qmail-send-systemd" / "rootfs"
 
 
+def build_steps(target: Target) -> tuple[str, ...]:
+    """The shell steps run in a fresh root: a stock root (a new machine) gets its own alone."""
+    return target.customize if target.stock else (*COMMON_CUSTOMIZE, *target.customize)
+
+
+def variant(target: Target) -> str:
+    """mmdebstrap's variant: minbase (required packages only) is what a new machine starts from."""
+    return "minbase" if target.stock else "apt"
+
+
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
-    material = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "suite": target.suite,
-            "mirror": target.mirror,
-            "packages": sorted(target.packages),
-            "customize": [*COMMON_CUSTOMIZE, *target.customize],
-        },
-        sort_keys=True,
-    )
-    return f"{target.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    material: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "suite": target.suite,
+        "mirror": target.mirror,
+        "packages": sorted(target.packages),
+        "customize": list(build_steps(target)),
+    }
+    if target.stock:  # only then, so that the smoke roots keep the keys they are cached under
+        material["variant"] = variant(target)
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return f"{target.suite}-{digest[:16]}"
 
 
 def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
+    include = ["--include=" + ",".join(target.packages)] if target.packages else []
     return [
         "mmdebstrap",
         "--quiet",
         "--mode=root",
-        "--variant=apt",
-        "--include=" + ",".join(target.packages),
+        f"--variant={variant(target)}",
+        *include,
         target.suite,
         str(dest),
         target.mirror,
@@ -151,7 +162,7 @@ class RootfsCache:
         """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in (*COMMON_CUSTOMIZE, *target.customize):
+            for step in build_steps(target):
                 nspawn = [
                     "systemd-nspawn",
                     "--quiet",

