@@ -1,6 +1,12 @@
-"""Thin nox sessions: each one calls `python -m qss_toolkit ...`, where the logic lives."""
+"""Thin nox sessions: each one calls `python -m qss_toolkit ...`, where the logic lives.
+
+The toolkit runs from this checkout (src/ on PYTHONPATH), never installed: it reads the
+repository's packaging/ tree. `-e .` installs the helper, the project's one distribution.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
@@ -12,6 +18,12 @@ nox.options.sessions = ["tests", "lint", "packages", "smoke", "repo", "stock"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 GROUPS = PYPROJECT["dependency-groups"]
+SRC = str(Path(__file__).resolve().parent / "src")
+
+
+def _install(session: nox.Session, *groups: str) -> None:
+    session.env["PYTHONPATH"] = SRC
+    session.install("-e", ".", *(dep for group in groups for dep in GROUPS[group]))
 
 
 def _toolkit(session: nox.Session, command: str, *extra: str) -> None:
@@ -21,28 +33,31 @@ def _toolkit(session: nox.Session, command: str, *extra: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Fast unit tests: no root, no containers."""
-    session.install("-e", ".", *GROUPS["test"])
+    _install(session, "test")
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint on dist/."""
-    session.install("-e", ".", *GROUPS["lint"])
-    _toolkit(session, "lint")
+    _install(session, "lint")
+    # A second mypy, for src/'s Python 3.9 check, beside the session's own.
+    py39 = Path(session.virtualenv.location) / "mypy-py39"
+    session.install("--quiet", "--upgrade", "--target", str(py39), *GROUPS["lint-py39"])
+    _toolkit(session, "lint", "--py39-mypy", str(py39))
 
 
 @nox.session
 def packages(session: nox.Session) -> None:
     """Build every package into dist/ (nfpm by default; `-- --builder native` for dpkg/rpmbuild)."""
-    session.install("-e", ".", *GROUPS["packages"])
+    _install(session, "packages")
     _toolkit(session, "packages")
 
 
 @nox.session
 def smoke(session: nox.Session) -> None:
     """Boot each distro target with systemd as PID 1, install the packages, run the scenarios."""
-    session.install("-e", ".", *GROUPS["test"])
+    _install(session, "test")
     # The harness itself first (the stock-machine test is a session of its own).
     session.run("pytest", "-m", "container and not stock", "tests/container")
     _toolkit(session, "smoke")
@@ -51,19 +66,19 @@ def smoke(session: nox.Session) -> None:
 @nox.session
 def repo(session: nox.Session) -> None:
     """Build signed apt and dnf repositories from dist/ (key from QSS_SIGNING_KEY*)."""
-    session.install("-e", ".", *GROUPS["packages"])
+    _install(session, "packages")
     _toolkit(session, "repo")
 
 
 @nox.session
 def stock(session: nox.Session) -> None:
     """The README's commands on new Debian machines (minbase + python3 + git), as root and not."""
-    session.install("-e", ".", *GROUPS["test"])
+    _install(session, "test")
     session.run("pytest", "-m", "stock", "-rA", "tests/container", *session.posargs)
 
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Print and write the benchmark table (builds, containers, flush latency)."""
-    session.install("-e", ".", *GROUPS["test"], *GROUPS["packages"])
+    _install(session, "test", "packages")
     _toolkit(session, "bench")

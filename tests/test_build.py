@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import build, payload, version
 from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
+from qss_toolkit.families import Family
 
-PROJECT = Path(__file__).resolve().parents[1]
 VERSION = version.read_version()
 EXPECTED = {
     f"qmail-send-systemd_{VERSION}-1_all.deb",
@@ -39,7 +40,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_dist_holds_every_package_and_nothing_half_written(dist: Path):
+def test_dist_holds_every_package_and_nothing_half_written(dist: Path) -> None:
     names = {p.name for p in dist.iterdir()}
     assert names >= EXPECTED
     assert not [n for n in names if n.startswith(".")], "a temporary build dir was left"
@@ -58,7 +59,7 @@ def _deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
     return {m.name.lstrip("."): m for m in data.getmembers() if m.name not in (".", "./")}
 
 
-def test_deb_metadata(dist: Path):
+def test_deb_metadata(dist: Path) -> None:
     control = _deb_control(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert control["Version"] == f"{VERSION}-1"
     assert control["Architecture"] == "all"
@@ -77,7 +78,7 @@ def test_deb_metadata(dist: Path):
     assert (hook.mode, hook.uid, hook.gid) == (0o755, 0, 0)  # networkd-dispatcher's check_perms
 
 
-def test_deb_contents_modes_and_docs(dist: Path):
+def test_deb_contents_modes_and_docs(dist: Path) -> None:
     members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert members["/usr/sbin/qmail-send-systemd"].mode == 0o755
     assert members["/usr/lib/systemd/system/qmail-send.service"].mode == 0o644
@@ -94,6 +95,7 @@ def test_deb_contents_modes_and_docs(dist: Path):
     assert "configure --family deb" in scripts["postinst"].decode()
     assert b"#DEBHELPER#" not in scripts["postinst"]
     copyright_text = deb.data.get_content("./usr/share/doc/qmail-send-systemd/copyright")
+    assert copyright_text is not None
     assert copyright_text.startswith(b"Format: https://www.debian.org/doc/packaging-manuals/")
 
 
@@ -109,7 +111,7 @@ def _rpm_requires(rpm: Path) -> list[str]:
     return [r for r in _rpm_query(rpm, query).splitlines() if not r.startswith("rpmlib(")]
 
 
-def test_rpm_metadata_and_scriptlets(dist: Path):
+def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     rpm = dist / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"
     fields = _rpm_query(rpm, "%{VERSION}|%{RELEASE}|%{LICENSE}|%{URL}|%{BUILDHOST}|%{ARCH}")
     assert fields.split("|") == [
@@ -130,13 +132,14 @@ def test_rpm_metadata_and_scriptlets(dist: Path):
     assert _rpm_requires(networkd) == [f"qmail-send-systemd = {VERSION}", "networkd-dispatcher  "]
 
 
-def test_man_page_is_the_source_gzipped(dist: Path):
+def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert members["/usr/share/man/man8/qmail-send-systemd.8.gz"].size > 0
     from debian import debfile
 
     deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
     packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
+    assert packed is not None
     source = (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
     assert gzip.decompress(packed) == source
 
@@ -144,7 +147,7 @@ def test_man_page_is_the_source_gzipped(dist: Path):
 # -- failures: clear errors, nothing written ------------------------------------------------
 
 
-def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingToolError) as excinfo:
         build.build("native", ("rpm",), tmp_path / "dist")
@@ -157,14 +160,14 @@ def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_a_bad_version_stops_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.setattr(version, "read_version", lambda: version.validate("1.0-beta"))
     with pytest.raises(ConfigurationError, match="not valid for both Debian and RPM"):
         build.build("nfpm", payload.FORMATS, tmp_path / "dist")
     assert not (tmp_path / "dist").exists()
 
 
-def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch):
+def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigurationError, match="SOURCE_DATE_EPOCH"):
         build.source_date_epoch()
@@ -172,23 +175,27 @@ def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch):
     assert build.source_date_epoch() == 1700000000
 
 
-def test_an_unknown_builder_is_a_usage_error():
+def test_an_unknown_builder_is_a_usage_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown builder"):
         build.prepare("fpm", payload.FORMATS)
 
 
-def test_a_failing_build_leaves_dist_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_a_failing_build_leaves_dist_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _need("nfpm")
     dist = tmp_path / "dist"
     dist.mkdir()
     (dist / "older.deb").write_bytes(b"kept")
-    calls = []
+    calls: list[Family] = []
 
-    def fail_on_rpm(self: object, ctx: build.BuildContext, fmt: str, staging: Path, out: Path):
+    def fail_on_rpm(
+        self: build.NfpmBuilder, ctx: build.BuildContext, fmt: Family, staging: Path, out: Path
+    ) -> None:
         calls.append(fmt)
-        if fmt == "rpm":
+        if fmt is Family.RPM:
             raise CommandFailed("exit 1: nfpm package ... (simulated)")
-        original(self, ctx, fmt, staging, out)  # type: ignore[arg-type]
+        original(self, ctx, fmt, staging, out)
 
     original = build.NfpmBuilder.build
     monkeypatch.setattr(build.NfpmBuilder, "build", fail_on_rpm)
@@ -198,23 +205,31 @@ def test_a_failing_build_leaves_dist_as_it_was(tmp_path: Path, monkeypatch: pyte
     assert [p.name for p in dist.iterdir()] == ["older.deb"]
 
 
-def test_broken_native_sources_stop_before_anything_is_written(tmp_path: Path):
-    for rel in ("debian", "rpm"):
+def test_broken_native_sources_stop_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _need("dpkg-buildpackage", "dh", "fakeroot", "rpmbuild")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    for rel in ("debian", "rpm", "packaging", "units", "src/qmail_send_systemd"):
         shutil.copytree(PROJECT / rel, tmp_path / rel)
-    native = build.BUILDERS["native"]
-    native.check(tmp_path, payload.FORMATS)
+    build.prepare("native", payload.FORMATS, tmp_path)
     spec = tmp_path / "rpm/qmail-send-systemd.spec"
-    spec.write_text(spec.read_text().replace("@VERSION@", "1.0"), encoding="utf-8")
+    good = spec.read_text(encoding="utf-8")
+    spec.write_text(good.replace("@VERSION@", "1.0"), encoding="utf-8")
     with pytest.raises(ConfigurationError, match="@VERSION@"):
-        native.check(tmp_path, ("rpm",))
-    native.check(tmp_path, ("deb",))
+        build.prepare("native", ("rpm",), tmp_path)
+    build.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
+    # The spec's own package is the main one of packaging/nfpm/.
+    spec.write_text(good.replace("Name:           qmail-send-systemd", "Name: x"), "utf-8")
+    with pytest.raises(ConfigurationError, match="Name: is not qmail-send-systemd"):
+        build.prepare("native", ("rpm",), tmp_path)
     with (tmp_path / "debian/control").open("a") as control:
         control.write("\nPackage: stale\n")
     with pytest.raises(ConfigurationError, match="Source stanza only"):
-        native.check(tmp_path, ("deb",))
+        build.prepare("native", ("deb",), tmp_path)
 
 
-def test_generated_native_metadata_matches_the_payload():
+def test_generated_native_metadata_matches_the_payload() -> None:
     packages = payload.load_packages()
     main, *_ = packages
     stanza = build.debian_stanza(main, "9.9")
@@ -227,19 +242,7 @@ def test_generated_native_metadata_matches_the_payload():
     ]
 
 
-def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks():
-    spec = (PROJECT / "rpm/qmail-send-systemd.spec").read_text(encoding="utf-8")
-    assert "Version:        @VERSION@" in spec
-    for macro in ("systemd_post", "systemd_preun", "systemd_postun"):
-        assert f"%if %{{undefined {macro}}}" in spec
-    rules = (PROJECT / "debian/rules").read_text(encoding="utf-8")
-    assert "dh_installsystemd --no-enable --no-start" in rules
-    control = (PROJECT / "debian/control").read_text(encoding="utf-8")
-    assert "Build-Depends: debhelper-compat (= 13)" in control
-    assert not (PROJECT / "debian/changelog").exists(), "generated at build time only"
-
-
-def test_rpm_changelog_from_the_debian_one(tmp_path: Path):
+def test_rpm_changelog_from_the_debian_one(tmp_path: Path) -> None:
     (tmp_path / "generated").mkdir()
     text = payload.debian_changelog(PROJECT, "4.2", 0)
     (tmp_path / "generated/changelog").write_text(text, encoding="utf-8")

@@ -1,4 +1,5 @@
-"""configure / remove / flush: each row of design.md's maintainer-script table, calls recorded."""
+"""configure / remove / flush: each row of docs/design.md's "Maintainer-script semantics" table,
+calls recorded."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def _deb_view(deb: Path) -> tuple[dict[str, str], dict[str, tuple[str, int, int,
 
 
 @pytest.mark.parametrize("name", PACKAGES)
-def test_debs_agree(routes: dict[str, Path], name: str):
+def test_debs_agree(routes: dict[str, Path], name: str) -> None:
     nfpm_fields, nfpm_files = _deb_view(routes["nfpm"] / f"{name}_{VERSION}-1_all.deb")
     native_fields, native_files = _deb_view(routes["native"] / f"{name}_{VERSION}-1_all.deb")
     assert nfpm_fields == native_fields
@@ -88,7 +88,7 @@ def _declared(lines: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("name", PACKAGES)
-def test_rpms_agree(routes: dict[str, Path], name: str):
+def test_rpms_agree(routes: dict[str, Path], name: str) -> None:
     nfpm = routes["nfpm"] / f"{name}-{VERSION}-1.noarch.rpm"
     native = routes["native"] / f"{name}-{VERSION}-1.noarch.rpm"
     assert _rpm(nfpm, RPM_FIELDS) == _rpm(native, RPM_FIELDS)
@@ -97,7 +97,7 @@ def test_rpms_agree(routes: dict[str, Path], name: str):
         assert _declared(_rpm(nfpm, query)) == _declared(_rpm(native, query)), kind
 
 
-def test_native_rpm_scriptlets_are_the_shared_scripts(routes: dict[str, Path]):
+def test_native_rpm_scriptlets_are_the_shared_scripts(routes: dict[str, Path]) -> None:
     native = routes["native"] / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"
     post = "\n".join(_rpm(native, "%{POSTIN}"))
     shared = Path(__file__).resolve().parents[1] / "packaging/scripts/rpm/post"
@@ -107,7 +107,7 @@ def test_native_rpm_scriptlets_are_the_shared_scripts(routes: dict[str, Path]):
     assert "systemd-update-helper install-system-units qmail-send.service" in post
 
 
-def test_native_deb_keeps_one_enable_and_start(routes: dict[str, Path]):
+def test_native_deb_keeps_one_enable_and_start(routes: dict[str, Path]) -> None:
     from debian import debfile
 
     deb = debfile.DebFile(str(routes["native"] / f"qmail-send-systemd_{VERSION}-1_all.deb"))

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import payload, version
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
 
-PROJECT = Path(__file__).resolve().parents[1]
 MAIN = "qmail-send-systemd"
+DEB, RPM = Family.DEB, Family.RPM
 NM = "qmail-send-systemd-networkmanager"
 NETWORKD = "qmail-send-systemd-networkd"
 
@@ -39,17 +41,69 @@ def _architecture_paths() -> list[tuple[str, int, str, bool]]:
     return rows
 
 
-def test_the_main_package_comes_first_and_every_config_loads(packages: dict[str, payload.Package]):
-    loaded = payload.load_packages()
-    assert loaded[0].name == MAIN
-    assert {MAIN, NM, NETWORKD} <= set(packages)
+def test_the_main_package_is_the_one_marked_main_and_comes_first(tree: Path) -> None:
+    loaded = payload.load_packages(tree)
+    assert [p.main for p in loaded] == [True] + [False] * (len(loaded) - 1)
+    assert [p.name for p in loaded[1:]] == sorted(p.name for p in loaded[1:])
+    # Move the mark: another package is the main one, whatever its name's length.
+    nm = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
+    _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", "x-qss: {main: true}\n", "")
+    _edit(nm, "arch: all\n", "x-qss: {main: true}\narch: all\n")
+    assert payload.load_packages(tree)[0].name == "qmail-send-systemd-networkmanager"
 
 
-def test_every_installed_path_of_the_architecture_is_in_the_payload(packages):
+@pytest.mark.parametrize(("marks", "count"), [(0, "0 packages"), (2, "2 packages")])
+def test_exactly_one_package_is_marked_main(tree: Path, marks: int, count: str) -> None:
+    _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", "x-qss: {main: true}\n", "")
+    for config in sorted((tree / "packaging/nfpm").glob("*.yaml"))[:marks]:
+        _edit(config, "arch: all\n", "x-qss: {main: true}\narch: all\n")
+    with pytest.raises(ConfigurationError, match=count) as info:
+        payload.load_packages(tree)
+    assert info.value.hint is not None and "x-qss: {main: true}" in info.value.hint
+
+
+def test_the_toolkit_key_is_checked_and_kept_from_nfpm(tree: Path) -> None:
+    config = tree / "packaging/nfpm/qmail-send-systemd.yaml"
+    text = config.read_text(encoding="utf-8")
+    for_nfpm = payload.nfpm_config(text)
+    assert "x-qss" not in for_nfpm
+    assert for_nfpm == text.replace("x-qss: {main: true}\n", "")  # every other byte as written
+    block = "x-qss:\n  main: true\n\n  # indented comment\nname: x\n"
+    assert payload.nfpm_config("a: 1\n" + block) == "a: 1\nname: x\n"
+    _edit(config, "x-qss: {main: true}", "x-qss: {main: yes please}")
+    with pytest.raises(ConfigurationError, match=r"x-qss\.main must be true or false"):
+        payload.load_packages(tree)
+    _edit(config, "x-qss: {main: yes please}", "x-qss: {main: true, mian: true}")
+    with pytest.raises(ConfigurationError, match="x-qss must be a mapping with only"):
+        payload.load_packages(tree)
+
+
+def test_the_helpers_own_names_are_the_payloads(packages: dict[str, payload.Package]) -> None:
+    """The shipped helper cannot read packaging/nfpm/: its program and unit names are its
+    own copies, which must be what the main package installs."""
+    from qmail_send_systemd import cli, systemd
+
+    main = payload.main_package()
+    assert payload.main_unit() == systemd.UNIT
+    assert main.ships(f"/usr/sbin/{cli.PROG}")
+    assert main.name == cli.PROG
+
+
+def test_owner_names_the_package_that_installs_a_path(packages: dict[str, payload.Package]) -> None:
+    hook = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
+    assert payload.owner(hook) == "qmail-send-systemd-networkmanager"
+    assert payload.owner("/usr/sbin/sendmail") == "qmail-send-systemd-sendmail"  # deb only
+    with pytest.raises(ConfigurationError, match="installs /usr/sbin/exim4"):
+        payload.owner("/usr/sbin/exim4")
+
+
+def test_every_installed_path_of_the_architecture_is_in_the_payload(
+    packages: dict[str, payload.Package],
+) -> None:
     rows = _architecture_paths()
     assert len(rows) >= 6
     for path, mode, package, rpm_only in rows:
-        formats = {"rpm"} if rpm_only else {"deb", "rpm"}
+        formats = {RPM} if rpm_only else {DEB, RPM}
         for fmt in formats:
             files = packages[package].files_for(fmt)
             if path.endswith("/*.py"):
@@ -60,20 +114,24 @@ def test_every_installed_path_of_the_architecture_is_in_the_payload(packages):
             assert matches, f"{path} missing from the {fmt} of {package}"
             assert {f.mode for f in matches} == {mode}, path
         if rpm_only:
-            assert not [f for f in packages[package].files_for("deb") if f.destination == path]
+            assert not [f for f in packages[package].files_for(DEB) if f.destination == path]
 
 
-def test_every_helper_module_is_shipped(packages):
-    shipped = {Path(f.destination).name for f in packages[MAIN].files if f.kind == "file"}
+def test_every_helper_module_is_shipped(packages: dict[str, payload.Package]) -> None:
+    shipped = {
+        Path(f.destination).name for f in packages[MAIN].files if f.kind is payload.ContentKind.FILE
+    }
     modules = {p.name for p in (PROJECT / "src" / "qmail_send_systemd").glob("*.py")}
     assert modules <= shipped
 
 
-def test_both_formats_carry_the_same_files_apart_from_documented_ones(packages):
+def test_both_formats_carry_the_same_files_apart_from_documented_ones(
+    packages: dict[str, payload.Package],
+) -> None:
     per_format_dirs = ("/usr/share/doc/", "/usr/share/licenses/", "/usr/share/lintian/")
     for package in packages.values():
-        deb = {f.destination: f.mode for f in package.files_for("deb")}
-        rpm = {f.destination: f.mode for f in package.files_for("rpm")}
+        deb = {f.destination: f.mode for f in package.files_for(DEB)}
+        rpm = {f.destination: f.mode for f in package.files_for(RPM)}
         only = set(deb) ^ set(rpm)
         only = {p for p in only if not p.startswith(per_format_dirs)}
         only -= {"/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset"}
@@ -84,50 +142,63 @@ def test_both_formats_carry_the_same_files_apart_from_documented_ones(packages):
         assert all(deb[p] == rpm[p] for p in set(deb) & set(rpm)), package.name
 
 
-def test_metadata_a_repository_accepts(packages):
+def test_metadata_a_repository_accepts(packages: dict[str, payload.Package]) -> None:
+    """What lintian and rpmlint ask of every package (a copyright file, a licence, a
+    description that says something), whatever package is added."""
     for package in packages.values():
-        raw = package.raw
-        assert raw["license"] == "GPL-2.0-or-later"
-        assert raw["homepage"].startswith("https://")
-        assert raw["section"] == "mail" and raw["priority"] == "optional"
         assert len(package.description.split()) >= 15, package.name
-        assert any(f.destination.endswith("/copyright") for f in package.files_for("deb"))
-        assert any(f.kind == "license" for f in package.files_for("rpm"))
-    main = packages[MAIN]
-    assert main.relation("deb", "depends", "1") == ("python3 (>= 3.9)", "systemd")
-    assert main.relation("rpm", "depends", "1") == ("python3 >= 3.9", "systemd")
-    nm = packages[NM]
-    assert nm.relation("deb", "depends", "2.0") == (
-        "qmail-send-systemd (= 2.0-1)",
-        "network-manager",
-    )
-    assert nm.relation("rpm", "depends", "2.0") == ("qmail-send-systemd = 2.0", "NetworkManager")
-    networkd = packages[NETWORKD]
-    # Debian and Fedora both call the dispatcher's package networkd-dispatcher.
-    assert networkd.relation("deb", "depends", "2.0") == (
-        "qmail-send-systemd (= 2.0-1)",
-        "networkd-dispatcher",
-    )
-    assert networkd.relation("rpm", "depends", "2.0") == (
-        "qmail-send-systemd = 2.0",
-        "networkd-dispatcher",
-    )
-    assert main.units() == ("qmail-send.service",)
+        assert any(f.destination.endswith("/copyright") for f in package.files_for(DEB))
+        assert any(f.kind is payload.ContentKind.LICENSE for f in package.files_for(RPM))
 
 
-def test_maintainer_scripts_are_the_shared_ones(packages):
-    main = packages[MAIN]
-    assert main.scripts["deb"] == {
-        "preinst": "packaging/scripts/deb/preinst",
+_SCRIPTED = """name: scripted
+arch: all
+platform: linux
+version: ${QSS_VERSION}
+release: "1"
+changelog: generated/changelog.yml
+maintainer: m <m@example.org>
+homepage: https://example.org
+license: GPL-2.0-or-later
+description: |-
+  a synopsis
+  An extended text.
+depends:
+  - scripted-base (= ${QSS_VERSION}-1)
+overrides:
+  rpm:
+    depends:
+      - scripted-base = ${QSS_VERSION}
+scripts:
+  postinstall: packaging/scripts/deb/postinst
+  preremove: packaging/scripts/deb/prerm
+contents:
+  - src: units/qmail-send.service
+    dst: /usr/lib/systemd/system/scripted.service
+    file_info: {mode: 0644}
+"""
+
+
+def test_scripts_get_each_formats_own_names_and_relations_the_version(tree: Path) -> None:
+    config = tree / "packaging/nfpm/scripted.yaml"
+    config.write_text(_SCRIPTED, encoding="utf-8")
+    package = payload.load_package(config, tree)
+    assert package.scripts[DEB] == {
         "postinst": "packaging/scripts/deb/postinst",
         "prerm": "packaging/scripts/deb/prerm",
-        "postrm": "packaging/scripts/deb/postrm",
     }
-    assert main.scripts["rpm"] == {
-        "post": "packaging/scripts/rpm/post",
-        "preun": "packaging/scripts/rpm/preun",
-        "postun": "packaging/scripts/rpm/postun",
+    assert package.scripts[RPM] == {
+        "post": "packaging/scripts/deb/postinst",
+        "preun": "packaging/scripts/deb/prerm",
     }
+    assert package.relation(DEB, "depends", "2.0") == ("scripted-base (= 2.0-1)",)
+    assert package.relation(RPM, "depends", "2.0") == ("scripted-base = 2.0",)
+    assert package.units() == ("scripted.service",) and not package.main
+    # What build.py reads for debian/control and the spec: typed, with the defaults nfpm has.
+    assert (package.section, package.priority, package.vendor) == ("mail", "optional", None)
+    _edit(config, "  postinstall:", "  postinstal:")
+    with pytest.raises(ConfigurationError, match="script postinstal is not supported"):
+        payload.load_package(config, tree)
 
 
 # -- errors: clear, one line, before anything is written ------------------------------------
@@ -137,8 +208,7 @@ def test_maintainer_scripts_are_the_shared_ones(packages):
 def tree(tmp_path: Path) -> Path:
     """A copy of what load_packages reads, to break on purpose."""
     for rel in ("packaging", "units", "src/qmail_send_systemd"):
-        if (PROJECT / rel).exists():
-            shutil.copytree(PROJECT / rel, tmp_path / rel)
+        shutil.copytree(PROJECT / rel, tmp_path / rel)
     return tmp_path
 
 
@@ -159,7 +229,9 @@ def _edit(path: Path, old: str, new: str) -> None:
         ("version: ${QSS_VERSION}", "version: 1.0", "version must be"),
     ],
 )
-def test_a_broken_configuration_is_a_one_line_error(tree: Path, old: str, new: str, message: str):
+def test_a_broken_configuration_is_a_one_line_error(
+    tree: Path, old: str, new: str, message: str
+) -> None:
     _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", old, new)
     with pytest.raises(ConfigurationError, match=re.escape(message)) as excinfo:
         payload.load_packages(tree)
@@ -167,7 +239,7 @@ def test_a_broken_configuration_is_a_one_line_error(tree: Path, old: str, new: s
     assert "qmail-send-systemd.yaml" in str(excinfo.value)
 
 
-def test_a_file_installed_twice_is_refused(tree: Path):
+def test_a_file_installed_twice_is_refused(tree: Path) -> None:
     config = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
     _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/copyright",
           "dst: /usr/lib/NetworkManager/dispatcher.d/90-qmail-send\n    packager: rpm")  # fmt: skip
@@ -177,7 +249,7 @@ def test_a_file_installed_twice_is_refused(tree: Path):
         payload.load_packages(tree)
 
 
-def test_a_doc_type_without_packager_rpm_is_refused(tree: Path):
+def test_a_doc_type_without_packager_rpm_is_refused(tree: Path) -> None:
     doc = "    type: doc\n    file_info: {mode: 0644}\n"
     _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", doc + "    packager: rpm\n", doc)
     with pytest.raises(ConfigurationError, match="nfpm drops it"):
@@ -187,7 +259,7 @@ def test_a_doc_type_without_packager_rpm_is_refused(tree: Path):
 # -- generated sources ----------------------------------------------------------------------
 
 
-def test_gzip_is_reproducible_and_maximal():
+def test_gzip_is_reproducible_and_maximal() -> None:
     data = b"x" * 1000
     packed = payload.gzip_bytes(data)
     assert packed == payload.gzip_bytes(data)
@@ -197,7 +269,7 @@ def test_gzip_is_reproducible_and_maximal():
     assert gzip.decompress(packed) == data
 
 
-def test_changelog_gets_version_and_date_and_parses():
+def test_changelog_gets_version_and_date_and_parses() -> None:
     text = payload.debian_changelog(PROJECT, "2.5", 86400 * 365)
     assert text.startswith("qmail-send-systemd (2.5-1) unstable; urgency=medium\n")
     assert "  Fri, 01 Jan 1971 00:00:00 +0000\n" in text
@@ -208,12 +280,14 @@ def test_changelog_gets_version_and_date_and_parses():
     assert "semver: 2.5-1" in chglog and "date: '1971-01-01T00:00:00Z'" in chglog
 
 
-def test_changelog_that_cannot_be_parsed_is_an_error():
+def test_changelog_that_cannot_be_parsed_is_an_error() -> None:
     with pytest.raises(ConfigurationError, match="cannot parse"):
         payload.parse_changelog("qmail-send-systemd (1-1) unstable; urgency=low\n\nrandom text\n")
 
 
-def test_staging_lays_out_sources_with_payload_modes(tmp_path: Path, packages):
+def test_staging_lays_out_sources_with_payload_modes(
+    tmp_path: Path, packages: dict[str, payload.Package]
+) -> None:
     ver = version.read_version()
     staged = payload.stage(tmp_path / "s", tuple(packages.values()), ver, 0)
     assert (staged / "packaging/qmail-send-systemd.sbin").stat().st_mode & 0o777 == 0o755
@@ -228,7 +302,7 @@ def test_staging_lays_out_sources_with_payload_modes(tmp_path: Path, packages):
     assert "#DEBHELPER#" in (PROJECT / "packaging/scripts/deb/postinst").read_text(encoding="utf-8")
 
 
-def test_rpm_file_list_has_modes_and_flags(packages):
+def test_rpm_file_list_has_modes_and_flags(packages: dict[str, payload.Package]) -> None:
     listing = payload.rpm_file_list(packages[MAIN]).splitlines()
     assert "%attr(0755,root,root) /usr/sbin/qmail-send-systemd" in listing
     assert "%attr(0755,root,root) %dir /usr/share/qmail-send-systemd" in listing
@@ -240,27 +314,31 @@ def test_rpm_file_list_has_modes_and_flags(packages):
 
 
 @pytest.mark.parametrize("good", ["1.0.0", "2", "1.0~rc1", "1.0+git20260101", "10.2.3a"])
-def test_versions_both_formats_accept(good: str):
+def test_versions_both_formats_accept(good: str) -> None:
     assert version.validate(good) == good
 
 
 @pytest.mark.parametrize("bad", ["", "v1.0", "1.0-1", "1.0 beta", "1..0", "1.0.", "1:1.0", "1_0"])
-def test_versions_refused_before_any_build(bad: str):
+def test_versions_refused_before_any_build(bad: str) -> None:
     with pytest.raises(ConfigurationError, match="version"):
         version.validate(bad)
 
 
-def test_version_is_read_without_importing_the_helper():
+def test_version_is_read_without_importing_the_helper() -> None:
     assert version.read_version('"""doc"""\n__version__ = "3.1"\n') == "3.1"
     with pytest.raises(ConfigurationError, match="no __version__"):
         version.read_version("__version__ = compute()\n")
     import qmail_send_systemd
 
     assert version.read_version() == qmail_send_systemd.__version__
-    assert version.file_names("x", "1.2") == {
-        "deb": "x_1.2-1_all.deb",
-        "rpm": "x-1.2-1.noarch.rpm",
-    }
+
+
+def test_each_family_names_its_package_files_as_its_tools_do() -> None:
+    assert DEB.manager.file_name("x", "1.2") == "x_1.2-1_all.deb"
+    assert RPM.manager.file_name("x", "1.2") == "x-1.2-1.noarch.rpm"
+    assert RPM.manager.is_package_file(Path("x-1.2-1.noarch.rpm"))
+    assert not RPM.manager.is_package_file(Path("x-1.2-1.src.rpm"))
+    assert not DEB.manager.is_package_file(Path("x-1.2-1.noarch.rpm"))
 
 
 # -- maintainer scripts: thin shell calling the helper --------------------------------------
@@ -268,7 +346,7 @@ def test_version_is_read_without_importing_the_helper():
 SCRIPTS = PROJECT / "packaging" / "scripts"
 
 
-def test_maintainer_scripts_are_shellcheck_clean():
+def test_maintainer_scripts_are_shellcheck_clean() -> None:
     if not shutil.which("shellcheck"):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     scripts = sorted(p for p in SCRIPTS.rglob("*") if p.is_file())
@@ -318,7 +396,7 @@ PRERM = f"{HELPER} remove --family deb --stage prerm --action"
 )
 def test_deb_scripts_call_the_helper(
     fake_root: Path, script: str, args: list[str], calls: list[str]
-):
+) -> None:
     assert _run_script(SCRIPTS / script, fake_root, *args) == calls
 
 
@@ -333,11 +411,13 @@ def test_deb_scripts_call_the_helper(
         ("postun", "1", ["qmail-send-systemd remove --family rpm --stage postun --count 1"]),
     ],
 )
-def test_rpm_scripts_pass_the_count_on(fake_root: Path, script: str, count: str, calls: list[str]):
+def test_rpm_scripts_pass_the_count_on(
+    fake_root: Path, script: str, count: str, calls: list[str]
+) -> None:
     assert _run_script(SCRIPTS / "rpm" / script, fake_root, count, rpm=True) == calls
 
 
-def test_install_after_remove_is_a_first_install_again(fake_root: Path):
+def test_install_after_remove_is_a_first_install_again(fake_root: Path) -> None:
     """dpkg passes the kept version to postinst after a remove; preinst tells it apart."""
     marker = fake_root / "var/lib/qmail-send-systemd/reinstall"
     assert _run_script(SCRIPTS / "deb/preinst", fake_root, "install", "0.9-1") == []
@@ -350,30 +430,49 @@ def test_install_after_remove_is_a_first_install_again(fake_root: Path):
     assert not marker.parent.exists()
 
 
-def test_purge_removes_a_marker_left_by_an_aborted_install(fake_root: Path):
+def test_purge_removes_a_marker_left_by_an_aborted_install(fake_root: Path) -> None:
     _run_script(SCRIPTS / "deb/preinst", fake_root, "install", "0.9-1")
     _run_script(SCRIPTS / "deb/postrm", fake_root, "abort-install", "0.9-1")
     assert not (fake_root / "var/lib/qmail-send-systemd").exists()
 
 
-def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path):
+def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path) -> None:
     """On erase the helper is gone: no call to it, only systemd's own reload (if booted)."""
     calls = _run_script(SCRIPTS / "rpm" / "postun", fake_root, "0", rpm=True)
     booted = Path("/run/systemd/system").is_dir()
     assert calls == (["systemctl daemon-reload"] if booted else [])
-    text = (SCRIPTS / "deb" / "postrm").read_text(encoding="utf-8")
-    assert "qmail-send-systemd " not in text.replace("'qmail-send.service'", "")
-    assert '[ -x "/usr/bin/deb-systemd-helper" ]' in text
 
 
-def test_each_hook_sources_a_library_of_its_exact_main_package(packages):
+def test_deb_postrm_purge_forgets_the_enablement_without_the_helper(fake_root: Path) -> None:
+    """dpkg runs postrm after our files are gone: on purge it asks deb-systemd-helper (when
+    init-system-helpers is there) to forget the unit, and never calls our helper."""
+    if not Path("/usr/bin/deb-systemd-helper").exists():
+        pytest.skip("no /usr/bin/deb-systemd-helper (init-system-helpers) on this host")
+    log = fake_root / "calls.log"
+    stub = fake_root / "bin/deb-systemd-helper"
+    stub.write_text(f'#!/bin/sh\necho "deb-systemd-helper $*" >> {log}\n', encoding="utf-8")
+    stub.chmod(0o755)
+    calls = _run_script(SCRIPTS / "deb/postrm", fake_root, "purge")
+    assert calls == [
+        "deb-systemd-helper purge qmail-send.service",
+        "deb-systemd-helper unmask qmail-send.service",
+    ]
+    log.unlink()
+    assert _run_script(SCRIPTS / "deb/postrm", fake_root, "remove") == []
+
+
+def test_each_hook_sources_a_library_of_its_exact_main_package(
+    packages: dict[str, payload.Package],
+) -> None:
     """A dispatcher hook's FLUSH= names a file the main package ships, and the hook's package
     depends on that very version of it, so the two always match."""
     main_files = {f.destination for f in packages[MAIN].files}
     hooks = []
     for package in packages.values():
         for f in package.files:
-            if f.source is None or f.kind != "file" or f.source.startswith("generated/"):
+            if f.source is None or f.kind is not payload.ContentKind.FILE:
+                continue
+            if f.source.startswith(payload.GENERATED_PREFIX):
                 continue
             text = (PROJECT / f.source).read_text(encoding="utf-8", errors="replace")
             for line in text.splitlines():
@@ -381,15 +480,15 @@ def test_each_hook_sources_a_library_of_its_exact_main_package(packages):
                     hooks.append(package.name)
                     assert line.removeprefix("FLUSH=") in main_files, f.source
                     assert package.name != MAIN
-                    assert "qmail-send-systemd (= 1.0-1)" in package.relation(
-                        "deb", "depends", "1.0"
-                    )
-                    assert "qmail-send-systemd = 1.0" in package.relation("rpm", "depends", "1.0")
+                    assert f"{MAIN} (= 1.0-1)" in package.relation(DEB, "depends", "1.0")
+                    assert f"{MAIN} = 1.0" in package.relation(RPM, "depends", "1.0")
     assert sorted(hooks) == [NETWORKD, NM]
 
 
-def test_the_networkd_hook_passes_the_dispatchers_permission_check(packages):
+def test_the_networkd_hook_passes_the_dispatchers_permission_check(
+    packages: dict[str, payload.Package],
+) -> None:
     """networkd-dispatcher's check_perms(): root:root, mode exactly 0755, else it never runs."""
     [hook] = [f for f in packages[NETWORKD].files if "/networkd-dispatcher/" in f.destination]
     assert hook.destination == "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
-    assert hook.mode == 0o755 and hook.formats == {"deb", "rpm"}
+    assert hook.mode == 0o755 and hook.formats == {DEB, RPM}

@@ -10,6 +10,7 @@ import pytest
 
 from qss_toolkit import PROJECT_ROOT, previous
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
 
 RELEASE = previous.PREVIOUS_RELEASE
 HELPER_INIT = "usr/share/qmail-send-systemd/qmail_send_systemd/__init__.py"
@@ -74,11 +75,7 @@ def test_a_format_not_yet_cached_is_built(tmp_path: Path, monkeypatch: pytest.Mo
         out = work / "packages"
         out.mkdir()
         for fmt in formats:
-            name = (
-                f"qmail-send-systemd_{release.version}-1_all.deb"
-                if fmt == "deb"
-                else f"qmail-send-systemd-{release.version}-1.noarch.rpm"
-            )
+            name = Family(fmt).manager.file_name("qmail-send-systemd", release.version)
             (out / name).write_text(fmt)
         built.append(tuple(formats))
         return out

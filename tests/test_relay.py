@@ -40,7 +40,7 @@ def setup(root: Path, *argv: str) -> tuple[int, list[str]]:
     return code, out.getvalue().splitlines()
 
 
-def snapshot(root: Path) -> dict[str, tuple[bytes, int, float]]:
+def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
     found = {}
     for path in sorted(root.rglob("*")):
         if path.is_file():

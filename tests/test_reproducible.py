@@ -6,13 +6,16 @@ Two full builds take about a second, so this stays in the default (fast) suite.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from qss_toolkit import build, payload
+from qss_toolkit.errors import ConfigurationError
 
 
 def _digests(dist: Path) -> dict[str, str]:
@@ -27,7 +30,7 @@ def _tools() -> None:
 
 def test_two_builds_with_the_same_epoch_are_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build.build("nfpm", payload.FORMATS, tmp_path / "a")
     time.sleep(1.1)  # a clock that leaked into a package would now differ
@@ -37,7 +40,9 @@ def test_two_builds_with_the_same_epoch_are_identical(
     assert first == second
 
 
-def test_the_epoch_is_what_the_packages_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_epoch_is_what_the_packages_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Proves the test above is not vacuous: another epoch gives other bytes."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build.build("nfpm", ("rpm",), tmp_path / "a")
@@ -48,14 +53,25 @@ def test_the_epoch_is_what_the_packages_record(tmp_path: Path, monkeypatch: pyte
     assert all(first[name] != second[name] for name in first)
 
 
-def test_default_epoch_is_the_last_commit(monkeypatch: pytest.MonkeyPatch):
+def test_default_epoch_is_the_last_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without SOURCE_DATE_EPOCH the build time is the last commit's, not the clock's: a
+    repository whose commits carry known dates."""
+    if not shutil.which("git"):
+        pytest.skip("git is not installed")
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists() or not shutil.which("git"):
-        pytest.skip("not a git checkout")
-    import subprocess
-
-    last = subprocess.run(
-        ["git", "log", "-1", "--format=%ct"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert build.source_date_epoch() == int(last)
+    with pytest.raises(ConfigurationError, match="no SOURCE_DATE_EPOCH and no git history"):
+        build.source_date_epoch(tmp_path)
+    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+    for stamp in ("1500000000", "1600000000"):
+        dated = {
+            **env,
+            "GIT_AUTHOR_DATE": f"@{stamp} +0000",
+            "GIT_COMMITTER_DATE": f"@{stamp} +0000",
+        }
+        for argv in (
+            ["git", "init", "-q"],
+            ["git", "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q", "--allow-empty",
+             "-m", stamp],
+        ):  # fmt: skip
+            subprocess.run(argv, cwd=tmp_path, env={**os.environ, **dated}, check=True)
+    assert build.source_date_epoch(tmp_path) == 1600000000

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from fakes import FakeBackend, RecordingContainer
+from qss_toolkit import container as container_module
 from qss_toolkit import rootfs, smoke
 from qss_toolkit.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
-from qss_toolkit.container import NspawnContainer, command_line, find_child, machine_name
+from qss_toolkit.container import (
+    BootKind,
+    ContainerError,
+    NspawnContainer,
+    OfflineRoot,
+    booted,
+    command_line,
+    find_child,
+    machine_name,
+)
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
 from qss_toolkit.scenarios import (
     SCENARIOS,
     Scenario,
@@ -21,83 +35,70 @@ from qss_toolkit.scenarios import (
     ScenarioFailed,
     load_scenarios,
     scenario,
+    select_scenarios,
 )
-from qss_toolkit.targets import TARGETS, host_provides_script, select_targets
+from qss_toolkit.settings import Settings
+from qss_toolkit.smoke import Status
+from qss_toolkit.targets import BASE_PACKAGES, TARGETS, host_provides_script, select_targets
+
+D12 = TARGETS["debian-12"]
+RPM = TARGETS["rpm-on-debian-13"]
 
 
-class RecordingContainer:
-    """A Container that answers from a table: command line -> (exit code, stdout)."""
-
-    name = "fake"
-
-    def __init__(self, answers: Mapping[str, tuple[int, str]]) -> None:
-        self.answers = answers
-        self.commands: list[str] = []
-
-    def run(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 120,
-        env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        line = cmd if isinstance(cmd, str) else " ".join(cmd)
-        self.commands.append(line)
-        code, out = self.answers.get(line, (0, ""))
-        return subprocess.CompletedProcess([line], code, out, "stderr text")
-
-    def copy_into(self, src: Path, dest: str) -> None:
-        self.commands.append(f"copy {src} {dest}")
-
-    def copy_out(self, src: str, dest: Path) -> None:
-        dest.write_text(f"copied {src}")
-
-    def journal(self, unit: str | None = None) -> str:
-        return "journal lines"
-
-    cpu = 0.0
-
-    def cpu_seconds(self) -> float | None:
-        """Each reading is 1.5 s after the one before."""
-        self.cpu += 1.5
-        return self.cpu
-
-
-def test_targets_cover_the_matrix() -> None:
-    assert list(TARGETS) == ["debian-11", "debian-12", "debian-13", "rpm-on-debian-13"]
-    assert {t.suite for t in TARGETS.values()} == {"bullseye", "bookworm", "trixie"}
-    rpm = TARGETS["rpm-on-debian-13"]
-    assert rpm.family == "rpm"
-    assert "RPM-on-Debian" in rpm.label and "not Fedora" in rpm.label
-    assert {"rpm", "dnf", "createrepo-c"} <= set(rpm.packages)
+def test_every_family_has_a_target_and_every_root_can_boot_systemd() -> None:
+    assert {t.family for t in TARGETS.values()} == set(Family)  # no family goes untested
     for target in TARGETS.values():
-        assert {"systemd", "dbus", "python3"} <= set(target.packages)
+        assert set(BASE_PACKAGES) <= set(target.root.packages), target.name
         # What our packages depend on, read from packaging/nfpm/*.yaml: the hooks' dispatchers.
-        assert {"network-manager", "networkd-dispatcher"} <= set(target.packages)
-        assert not [p for p in target.packages if p.startswith("qmail-send-systemd")]
+        assert {"network-manager", "networkd-dispatcher"} <= set(target.root.packages)
+        assert not [p for p in target.root.packages if p.startswith("qmail-send-systemd")]
+    # Extra packages add to the base set; they never replace it.
+    extra = replace(D12.root, extra_packages=("strace",))
+    assert set(extra.packages) == {*D12.root.packages, "strace"}
 
 
-def test_select_targets_rejects_unknown_names_with_the_choices() -> None:
-    assert [t.name for t in select_targets(["debian-12", "debian-12"])] == ["debian-12"]
+def test_select_targets_rejects_unknown_names_with_a_suggestion() -> None:
+    assert [t.name for t in select_targets(["debian-12", "debian-11", "debian-12"])] == [
+        "debian-12",
+        "debian-11",
+    ]
     assert len(select_targets(None)) == len(TARGETS)
     with pytest.raises(ConfigurationError, match="debian-99") as info:
         select_targets(["debian-99"])
-    assert info.value.hint is not None and "debian-12" in info.value.hint
     assert info.value.return_code == 2
+    assert info.value.hint is not None and "did you mean debian-" in info.value.hint
+    with pytest.raises(ConfigurationError) as far:
+        select_targets(["fedora-41"])
+    assert far.value.hint is not None and "did you mean" not in far.value.hint
+    assert "choose from debian-11, debian-12" in far.value.hint
+
+
+def test_select_scenarios_drops_duplicates_and_suggests_like_targets() -> None:
+    chosen = select_scenarios(["upgrade", "remove", "upgrade"])
+    assert [s.name for s in chosen] == ["upgrade", "remove"]
+    with pytest.raises(ConfigurationError, match="'upgarde'") as info:
+        select_scenarios(["upgarde"])
+    assert info.value.hint is not None and info.value.hint.startswith("did you mean upgrade? ")
+
+
+def test_smoke_names_an_unknown_target_before_it_boots_anything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    with pytest.raises(ConfigurationError, match="unknown smoke target 'debian-2'"):
+        smoke.main(["--target", "debian-2"])
 
 
 def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    d12 = TARGETS["debian-12"]
-    key = rootfs.cache_key(d12)
+    key = rootfs.cache_key(D12)
     assert key.startswith("bookworm-")
-    assert rootfs.cache_key(d12) == key  # stable
-    assert rootfs.cache_key(replace(d12, extra_packages=("strace",))) != key
-    assert rootfs.cache_key(replace(d12, customize=("true",))) != key
-    assert rootfs.cache_key(TARGETS["debian-13"]) != rootfs.cache_key(TARGETS["rpm-on-debian-13"])
+    assert rootfs.cache_key(D12) == key  # stable
+    assert rootfs.cache_key(replace(D12, root=replace(D12.root, extra_packages=("strace",)))) != key
+    assert rootfs.cache_key(replace(D12, root=replace(D12.root, customize=("true",)))) != key
+    assert rootfs.cache_key(replace(D12, name="renamed", note="x")) == key  # the root alone
+    assert rootfs.cache_key(TARGETS["debian-13"]) != rootfs.cache_key(RPM)
     monkeypatch.setattr(rootfs, "FORMAT_VERSION", rootfs.FORMAT_VERSION + 1)
-    assert rootfs.cache_key(d12) != key
+    assert rootfs.cache_key(D12) != key
 
 
 def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -107,28 +108,35 @@ def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert rootfs.default_cache_dir().parts[-2:] == ("qmail-send-systemd", "rootfs")
 
 
-def test_copy_method_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(rootfs.COPY_ENV, "copy")
-    assert rootfs.copy_method() == "copy"
-    monkeypatch.setenv(rootfs.COPY_ENV, "hardlink")
+def test_copy_method_is_validated() -> None:
+    assert Settings.from_env({"QSS_ROOTFS_COPY": "copy"}).rootfs_copy == "copy"
+    assert Settings.from_env({}).rootfs_copy == "overlay"
     with pytest.raises(ConfigurationError, match="hardlink"):
-        rootfs.copy_method()
+        Settings.from_env({"QSS_ROOTFS_COPY": "hardlink"})
 
 
 def test_mmdebstrap_command_builds_a_systemd_root(tmp_path: Path) -> None:
-    argv = rootfs.mmdebstrap_command(TARGETS["debian-11"], tmp_path / "root")
+    argv = rootfs.mmdebstrap_command(TARGETS["debian-11"].root, tmp_path / "root")
     assert argv[0] == "mmdebstrap" and "--variant=apt" in argv
     include = next(a for a in argv if a.startswith("--include="))
     assert set(include.removeprefix("--include=").split(",")) >= {"systemd", "dbus", "python3"}
     assert argv[-3:] == ["bullseye", str(tmp_path / "root"), "http://deb.debian.org/debian"]
 
 
-def test_nspawn_command_line(tmp_path: Path) -> None:
-    plain = NspawnContainer(tmp_path / "root", "qssd12-abc").nspawn_command()
-    assert plain[1:5] == ["--boot", "--register=no", "--keep-unit", "--quiet"]
-    assert f"--directory={tmp_path / 'root'}" in plain and "--network-veth" not in plain
-    veth = NspawnContainer(tmp_path / "root", "x", network_veth=True).nspawn_command()
-    assert "--network-veth" in veth
+def test_commands_enter_a_root_the_way_its_kind_needs(tmp_path: Path) -> None:
+    inner = ["/usr/bin/env", "-i", "PATH=/bin", "sh", "-c", "echo --boot"]
+    # Where systemd runs, a command joins its namespaces (nsenter) and never starts nspawn.
+    booted_root = NspawnContainer(tmp_path / "root", "qssd12-abc")
+    booted_root.init_pid = 4242
+    argv = booted_root._host_command(inner)
+    assert argv[:3] == ["nsenter", "--target=4242", "--all"] and argv[-len(inner) :] == inner
+    # Where it does not, each command is its own nspawn --pipe, in the root's cgroups.
+    argv = OfflineRoot(tmp_path, "x", [tmp_path / "cg"])._host_command(inner)
+    nspawn = argv[argv.index("--", 4) + 1 :]  # after in_cgroups' own `--`
+    assert nspawn[-len(inner) - 1 :] == ["--", *inner]
+    options = nspawn[: -len(inner) - 1]
+    assert "--pipe" in options and "--boot" not in options
+    assert {"--register=no", "--keep-unit", f"--directory={tmp_path}"} <= set(options)
 
 
 def test_machine_names_fit_a_veth_name() -> None:
@@ -175,12 +183,16 @@ def test_scenario_registry_rejects_duplicates_and_bad_boot_kinds() -> None:
 
     try:
         registered = SCENARIOS["test-only-registry"]
-        assert registered.families == ("deb",) and registered.boot == "shared"
+        # The words are taken for the enums: scenarios may be written either way.
+        assert registered.families == (Family.DEB,) and registered.boot is BootKind.SHARED
         assert registered.description == "First line is the description."
         with pytest.raises(ConfigurationError, match="twice"):
             scenario("test-only-registry")(lambda ctx: None)
-        with pytest.raises(ConfigurationError, match="boot"):
+        with pytest.raises(ConfigurationError, match="'vm'") as boot:
             scenario("test-only-bad-boot", boot="vm")
+        assert boot.value.hint is not None and "'offline'" in boot.value.hint
+        with pytest.raises(ConfigurationError, match="'apk'"):
+            scenario("test-only-bad-family", families=("apk",))
     finally:
         del SCENARIOS["test-only-registry"]
 
@@ -201,8 +213,8 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
         "networkd-hook",
         "status",
     } <= names
-    assert not SCENARIOS["purge"].applies_to(TARGETS["rpm-on-debian-13"])
-    assert SCENARIOS["upgrade"].applies_to(TARGETS["rpm-on-debian-13"])
+    assert not SCENARIOS["purge"].applies_to(RPM)
+    assert SCENARIOS["upgrade"].applies_to(RPM)
 
 
 def _noop(ctx: ScenarioContext) -> None:
@@ -210,19 +222,22 @@ def _noop(ctx: ScenarioContext) -> None:
 
 
 def test_plan_shares_one_boot_and_isolates_offline() -> None:
+    both, shared, offline = tuple(Family), BootKind.SHARED, BootKind.OFFLINE
     scenarios = [
-        Scenario("a", _noop, ("deb", "rpm"), "shared", ""),
-        Scenario("b", _noop, ("deb", "rpm"), "shared", ""),
-        Scenario("c", _noop, ("deb",), "shared", ""),
-        Scenario("d", _noop, ("deb", "rpm"), "offline", ""),
+        Scenario("d", _noop, both, offline, ""),
+        Scenario("a", _noop, both, shared, ""),
+        Scenario("b", _noop, both, shared, ""),
+        Scenario("c", _noop, (Family.DEB,), shared, ""),
+        Scenario("e", _noop, both, offline, ""),
     ]
-    deb = smoke.plan(TARGETS["debian-12"], scenarios)
+    deb = smoke.plan(D12, scenarios)
     assert [(kind, [s.name for s in group]) for kind, group in deb] == [
-        ("shared", ["a", "b", "c"]),
-        ("offline", ["d"]),
+        (shared, ["a", "b", "c"]),
+        (offline, ["d"]),
+        (offline, ["e"]),
     ]
-    rpm = smoke.plan(TARGETS["rpm-on-debian-13"], scenarios)
-    assert [s.name for _, group in rpm for s in group] == ["a", "b", "d"]
+    rpm = smoke.plan(RPM, scenarios)
+    assert [s.name for _, group in rpm for s in group] == ["a", "b", "d", "e"]
 
 
 def test_check_output_failure_names_command_exit_code_and_output() -> None:
@@ -257,19 +272,19 @@ def test_starts_since_counts_finished_start_jobs() -> None:
 
 
 def _result(
-    target: str, name: str, status: str, seconds: float, msg: str = ""
+    target: str, name: str, status: Status, seconds: float, msg: str = ""
 ) -> smoke.ScenarioResult:
     return smoke.ScenarioResult(target, name, status, seconds, msg)
 
 
 def _runs() -> list[smoke.TargetRun]:
-    d12 = smoke.TargetRun(TARGETS["debian-12"], seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
+    d12 = smoke.TargetRun(D12, seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
     d12.results = [
-        _result("debian-12", "install", "pass", 1.25),
-        _result("debian-12", "upgrade", "fail", 3.0, "exit 1: apt-get install x\nE: broken"),
+        _result("debian-12", "install", Status.PASS, 1.25),
+        _result("debian-12", "upgrade", Status.FAIL, 3.0, "exit 1: apt-get install x\nE: broken"),
     ]
-    rpm = smoke.TargetRun(TARGETS["rpm-on-debian-13"], seconds=9.0)
-    rpm.results = [_result("rpm-on-debian-13", "install", "error", 0.0, "boot: no systemd")]
+    rpm = smoke.TargetRun(RPM, seconds=9.0)
+    rpm.results = [_result("rpm-on-debian-13", "install", Status.ERROR, 0.0, "boot: no systemd")]
     return [d12, rpm]
 
 
@@ -305,23 +320,31 @@ def test_failure_report_names_target_scenario_command_and_output() -> None:
     report = smoke.failure_report(_runs())
     assert "FAIL debian-12 / upgrade\n  exit 1: apt-get install x\n  E: broken" in report
     assert "ERROR rpm-on-debian-13 / install" in report
-    long = [_result("debian-12", "x", "fail", 1.0, "\n".join(f"line {i}" for i in range(100)))]
-    run_ = smoke.TargetRun(TARGETS["debian-12"], results=long)
+    long = [_result("debian-12", "x", Status.FAIL, 1.0, "\n".join(f"line {i}" for i in range(100)))]
+    run_ = smoke.TargetRun(D12, results=long)
     assert len(smoke.failure_report([run_]).splitlines()) <= 35
 
 
-def test_failure_logs_keep_message_journal_and_files(tmp_path: Path) -> None:
-    container = RecordingContainer({})
-    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("."))
-    result = _result("debian-12", "upgrade", "fail", 1.0, "exit 1: boom")
-    where = smoke.save_failure_logs(ctx, result, tmp_path / "debian-12" / "upgrade")
-    assert "scenario: upgrade" in (where / "failure.txt").read_text()
-    assert (where / "journal.txt").read_text() == "journal lines"
-    assert (where / "var_qmail_standin").read_text() == "copied /var/qmail/standin"
+def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path) -> None:
+    # `test -e` says which of the files exist in the container: only /var/log/dpkg.log and
+    # the stand-in's logs (the answers default to exit 0: make every other one missing).
+    missing = [*smoke.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
+    present = ["/var/log/dpkg.log", "/var/qmail/standin"]
+    container = RecordingContainer({f"test -e {p}": (1, "") for p in missing if p not in present})
+    ctx = ScenarioContext(D12, container, Path("."))
+    ctx.artifacts.append("/etc/extra")
+    where = tmp_path / "debian-12" / "upgrade"
+    (where / "stale-from-last-run").parent.mkdir(parents=True)
+    (where / "stale-from-last-run").write_text("old")
+    result = _result("debian-12", "upgrade", Status.FAIL, 1.0, "exit 1: boom")
+    assert smoke.save_failure_logs(ctx, result, where) == where
+    kept = sorted(p.name for p in where.iterdir())
+    assert kept == ["failure.txt", "journal.txt", "var_log_dpkg.log", "var_qmail_standin"]
+    assert (where / "failure.txt").read_text().endswith("scenario: upgrade\n\nexit 1: boom\n")
 
 
 def test_smoke_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(smoke.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ConfigurationError, match="must run as root"):
         smoke.main(["--target", "debian-12"])
 
@@ -356,18 +379,77 @@ def test_cpu_seconds_sums_cgroup2_usage_and_skips_v1_hierarchies(tmp_path: Path)
     assert cpu_seconds([v1]) is None
 
 
-def test_run_scenario_records_the_cpu_time_the_scenario_used() -> None:
-    container = RecordingContainer({})
-    ctx = ScenarioContext(TARGETS["debian-12"], container, Path("."))
-    noop = Scenario("noop", lambda ctx: None, ("deb",), "shared", "")
-    result = smoke.run_scenario(ctx, noop, Path("unused"))
-    assert (result.status, result.cpu_seconds) == ("pass", 1.5)
+def test_run_scenario_counts_the_cpu_time_used_while_it_ran(tmp_path: Path) -> None:
+    container = RecordingContainer()
+    container.cpu = 40.0  # what the container used before this scenario
+
+    def busy(ctx: ScenarioContext) -> None:
+        container.cpu = 42.5
+
+    ctx = ScenarioContext(D12, container, tmp_path)
+    busy_scenario = Scenario("busy", busy, (Family.DEB,), BootKind.SHARED, "")
+    result = smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs")
+    assert result.status is Status.PASS
+    assert result.cpu_seconds == pytest.approx(2.5)
+    container.cpu = None  # a host without cgroup2 counts nothing: no figure, not 0
+    assert smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs").cpu_seconds is None
 
 
-def test_cgroup_hierarchies_are_under_sys_fs_cgroup() -> None:
-    for mount, path in cgroup_hierarchies():
-        assert mount.is_relative_to(Path("/sys/fs/cgroup"))
-        assert path.startswith("/")
+def test_run_scenario_tells_a_failed_check_from_a_broken_harness(tmp_path: Path) -> None:
+    def fails(ctx: ScenarioContext) -> None:
+        ctx.expect(False, "the unit is masked")
+
+    def asserts(ctx: ScenarioContext) -> None:
+        assert ctx.is_active() == "nonsense"
+
+    def breaks(ctx: ScenarioContext) -> None:
+        raise ConfigurationError("no dist/")
+
+    ctx = ScenarioContext(D12, RecordingContainer(), tmp_path)
+    outcomes = {}
+    for function in (fails, asserts, breaks):
+        one = Scenario(function.__name__, function, (Family.DEB,), BootKind.SHARED, "")
+        outcomes[one.name] = smoke.run_scenario(ctx, one, tmp_path / one.name)
+    assert outcomes["fails"].status is Status.FAIL
+    assert outcomes["fails"].message == "the unit is masked"
+    assert outcomes["asserts"].status is Status.FAIL
+    assert outcomes["asserts"].message.startswith("assertion failed at test_smoke_harness.py:")
+    assert outcomes["breaks"].status is Status.ERROR
+    assert all((tmp_path / name / "failure.txt").is_file() for name in outcomes)
+
+
+@pytest.mark.parametrize(
+    ("membership", "mounted", "expected"),
+    [
+        (
+            "0::/user.slice/session-1.scope\n",
+            ["cgroup.controllers"],
+            [("", "/user.slice/session-1.scope")],
+        ),
+        (
+            "12:cpu,cpuacct:/x\n1:name=systemd:/init.scope\n0::/init.scope\n",
+            ["systemd/cgroup.procs", "unified/cgroup.procs"],
+            [("systemd", "/init.scope"), ("unified", "/init.scope")],
+        ),
+        (
+            "12:cpu,cpuacct:/x\n1:name=systemd:/init.scope\n",
+            ["systemd/cgroup.procs"],
+            [("systemd", "/init.scope")],
+        ),
+        ("1:name=systemd:/init.scope\n", [], []),
+    ],
+    ids=["cgroup2-only", "hybrid", "v1-only", "none-mounted"],
+)
+def test_cgroup_hierarchies_follow_the_hosts_layout(
+    tmp_path: Path, membership: str, mounted: list[str], expected: list[tuple[str, str]]
+) -> None:
+    (tmp_path / "self").write_text(membership)
+    base = tmp_path / "sys-fs-cgroup"
+    for rel in mounted:
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_text("")
+    found = cgroup_hierarchies(tmp_path / "self", base)
+    assert found == [(base / mount if mount else base, path) for mount, path in expected]
 
 
 def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
@@ -446,19 +528,15 @@ def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> Non
 
     script = apt_subset_script()
     for name in ("debian-11", "debian-12", "debian-13"):
-        assert script in TARGETS[name].customize  # so the cache key changes with it
-    assert script not in TARGETS["rpm-on-debian-13"].customize
+        assert script in TARGETS[name].root.customize  # so the cache key changes with it
+    assert script not in RPM.root.customize
     assert "apt-get install -d -y -q bsd-mailx" in script
     assert f"file:{APT_SUBSET_DIR} ./" in script and APT_SUBSET_LIST in script
     (tmp_path / "s.sh").write_text(script)
     assert subprocess.run(["sh", "-n", str(tmp_path / "s.sh")], check=False).returncode == 0
 
 
-def test_only_a_passed_scenario_hands_its_state_to_the_next(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    import contextlib
-
+def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> None:
     from qss_toolkit.scenarios import RUNNING_CURRENT
 
     seen: list[tuple[str, str | None]] = []
@@ -471,7 +549,7 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(
             if fails:
                 raise ScenarioFailed("no")
 
-        return Scenario(name, function, ("deb",), "shared", "")
+        return Scenario(name, function, (Family.DEB,), BootKind.SHARED, "")
 
     group = [
         make("a", leaves=True, fails=False),
@@ -480,17 +558,12 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(
         make("d", leaves=True, fails=False),
         make("e", leaves=False, fails=False),
     ]
-    container = RecordingContainer({})
-    monkeypatch.setattr(smoke, "_container_for", lambda *a, **k: contextlib.nullcontext(container))
+    backend = FakeBackend(RecordingContainer())
     outcome = smoke.run_target(
-        TARGETS["debian-12"],
-        group,
-        dist=tmp_path,
-        previous=None,
-        logs=tmp_path,
-        cache=None,  # type: ignore[arg-type]
+        D12, group, dist=tmp_path, previous=None, logs=tmp_path, backend=backend
     )
     assert [r.status for r in outcome.results] == ["pass", "fail", "pass", "pass", "pass"]
+    assert backend.started == [(BootKind.SHARED, "debian-12")]  # one boot for the group
     assert seen == [
         ("a", None),
         ("b", RUNNING_CURRENT),
@@ -537,3 +610,223 @@ def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> N
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def _group(*names: str, boot: BootKind = BootKind.SHARED) -> list[Scenario]:
+    return [Scenario(n, _noop, tuple(Family), boot, "") for n in names]
+
+
+def test_a_boot_that_fails_is_an_error_for_its_scenarios_alone(tmp_path: Path) -> None:
+    backend = FakeBackend(RecordingContainer(), failing=[BootKind.SHARED])
+    scenarios = [*_group("a", "b"), *_group("offline", boot=BootKind.OFFLINE)]
+    reported: list[str] = []
+    outcome = smoke.run_target(
+        D12,
+        scenarios,
+        dist=tmp_path,
+        previous=None,
+        logs=tmp_path,
+        backend=backend,
+        report=lambda r: reported.append(r.scenario),
+    )
+    statuses = {r.scenario: (r.status, r.message) for r in outcome.results}
+    boot_error = "shared boot: systemd did not finish booting"
+    assert statuses == {
+        "a": (Status.ERROR, boot_error),
+        "b": (Status.ERROR, boot_error),
+        "offline": (Status.PASS, ""),  # the next boot of the target still runs
+    }
+    assert reported == ["a", "b", "offline"]
+    assert backend.stopped == 1  # the offline root's container, torn down
+
+
+def test_ctrl_c_starts_no_further_target_and_tears_down(tmp_path: Path) -> None:
+    backend = FakeBackend(RecordingContainer())
+
+    def interrupted(result: smoke.ScenarioResult) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        smoke.run_matrix(
+            [D12, RPM],
+            _group("a", "b"),
+            dist=tmp_path,
+            previous=None,
+            logs=tmp_path,
+            backend=backend,
+            jobs=1,
+            report=interrupted,
+        )
+    assert backend.started == [(BootKind.SHARED, "debian-12")]  # rpm-on-debian-13 never
+    assert backend.stopped == 1
+
+
+def test_booted_tears_down_after_an_exception_inside_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    events: list[str] = []
+
+    class Cache(rootfs.RootfsCache):
+        @contextlib.contextmanager
+        def checkout(self, target: object, name: str, *, keep: bool = False) -> Iterator[Path]:
+            events.append(f"checkout keep={keep}")
+            try:
+                yield tmp_path / "root"
+            finally:
+                events.append("discard")
+
+    def start(self: NspawnContainer) -> None:
+        events.append("start")
+        if self.name.endswith("!"):
+            raise ContainerError("no systemd")
+
+    monkeypatch.setattr(container_module, "require", lambda tool: tool)
+    monkeypatch.setattr(NspawnContainer, "start", start)
+    monkeypatch.setattr(NspawnContainer, "stop", lambda self: events.append("stop"))
+    cache = Cache(tmp_path)
+    with pytest.raises(RuntimeError, match="scenario broke"), booted(D12, cache=cache):
+        raise RuntimeError("scenario broke")
+    assert events == ["checkout keep=False", "start", "stop", "discard"]
+    events.clear()
+    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x!")
+    with pytest.raises(ContainerError), booted(D12, cache=cache):
+        events.append("never reached")
+    assert events == ["checkout keep=False", "start", "stop", "discard"]  # a failed boot too
+    events.clear()
+    monkeypatch.setenv("QSS_KEEP_CONTAINER", "1")
+    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x")
+    with booted(D12, cache=cache):
+        pass
+    assert events == ["checkout keep=True", "start", "discard"]  # kept: not stopped
+
+
+def _fake_dist(tmp_path: Path, family: Family, names: list[str]) -> Path:
+    """A dist/ whose package files the manager reads from a table (no dpkg-deb, no rpm)."""
+    dist = tmp_path / f"dist-{family}"
+    dist.mkdir()
+    for name in names:
+        (dist / family.manager.file_name(name, "1.1.0")).write_text(name)
+    return dist
+
+
+@pytest.fixture
+def identities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The managers read a package file's name from its content, its version is 1.1.0-1."""
+    for family in Family:
+        monkeypatch.setattr(
+            type(family.manager), "_identity", lambda self, path: (path.read_text(), "1.1.0-1")
+        )
+
+
+@pytest.mark.usefixtures("identities")
+def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: Path) -> None:
+    from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE
+
+    dist = _fake_dist(tmp_path, Family.DEB, [MAIN, SENDMAIL_PACKAGE])
+    container = RecordingContainer()
+    ctx = ScenarioContext(D12, container, dist)
+    ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
+    main_deb = f"/srv/qss/debs/{MAIN}_1.1.0-1_all.deb"
+    sendmail_deb = f"/srv/qss/debs/{SENDMAIL_PACKAGE}_1.1.0-1_all.deb"
+    assert container.copied == {main_deb: dist / Path(main_deb).name,
+                                sendmail_deb: dist / Path(sendmail_deb).name}  # fmt: skip
+    assert container.commands[-1] == (
+        f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {main_deb} {sendmail_deb}"
+    )
+    with pytest.raises(ScenarioFailed, match="package qmail-send-systemd-networkd not built"):
+        ctx.install_packages(["qmail-send-systemd-networkd"])
+    container.answers[container.commands[-1]] = (100, "E: broken")
+    with pytest.raises(ScenarioFailed, match="E: broken"):
+        ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
+    assert ctx.install_packages([MAIN, SENDMAIL_PACKAGE], check=False).returncode == 100
+
+
+@pytest.mark.usefixtures("identities")
+def test_install_packages_makes_one_dnf_repository_per_build(tmp_path: Path) -> None:
+    from qss_toolkit.scenarios import MAIN, NM_PACKAGE
+
+    dist = _fake_dist(tmp_path, Family.RPM, [MAIN, NM_PACKAGE])
+    container = RecordingContainer()
+    ctx = ScenarioContext(RPM, container, dist)
+    ctx.install_packages()
+    made = [c for c in container.commands if c.startswith(("copy", "createrepo_c"))]
+    assert sorted(made) == sorted(
+        [f"copy {p} /srv/qss/rpms/{p.name}" for p in dist.iterdir()]
+        + ["createrepo_c --quiet /srv/qss/rpms"]
+    )
+    # An upgrade must name the version: `dnf install NAME` leaves an installed one as it is.
+    assert container.commands[-1].endswith(f" install {MAIN}-1.1.0-1")
+    assert "cat > /srv/qss/rpms/.qss-stamp" in container.commands  # what it was made from
+    # The container's repository already has this build (its stamp): not made again.
+    container.answers["cat /srv/qss/rpms/.qss-stamp"] = (0, _stamp(dist))
+    container.commands.clear()
+    ctx.install_packages([NM_PACKAGE])
+    assert not [c for c in container.commands if c.startswith(("copy", "createrepo_c"))]
+    assert container.commands[-1].endswith(f" install {NM_PACKAGE}-1.1.0-1")
+
+
+def _stamp(dist: Path) -> str:
+    return "".join(
+        f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in sorted(dist.iterdir())
+    )
+
+
+@pytest.mark.parametrize("target", [D12, RPM], ids=lambda t: t.name)
+def test_reset_purges_every_package_of_the_payload_in_one_command(target: object) -> None:
+    from qss_toolkit import payload
+
+    assert isinstance(target, type(D12))
+    container = RecordingContainer()
+    ScenarioContext(target, container, Path(".")).reset()
+    (command,) = container.commands
+    ours = [p.name for p in payload.load_packages()]
+    loop = command.split("; do", 1)[0]
+    # Every package of packaging/nfpm/, the ones that depend on the main package before it.
+    assert loop.split(" in ", 1)[1].split() == [*ours[1:], ours[0]]
+    assert ("dpkg --purge" in command) == (target.family is Family.DEB)
+    assert ("rpm -e" in command) == (target.family is Family.RPM)
+    assert "systemctl reset-failed qmail-send.service" in command
+
+
+def _stub(bindir: Path, name: str, script: str) -> None:
+    bindir.mkdir(exist_ok=True)
+    (bindir / name).write_text(f"#!/bin/sh\n{script}\n")
+    (bindir / name).chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("family", "stubs"),
+    [
+        (
+            Family.DEB,
+            {
+                # dpkg's view: one package installed, one removed (its conffiles are left).
+                "dpkg-query": 'case "$3" in a) echo installed;; b) echo config-files;;'
+                " *) exit 1;; esac",
+                "dpkg": 'echo "$@" >> "$LOG"',
+            },
+        ),
+        (
+            Family.RPM,
+            {
+                "rpm": 'if [ "$1" = -q ]; then case "$2" in a|b) exit 0;; *) exit 1;; esac;'
+                ' else echo "$@" >> "$LOG"; fi',
+            },
+        ),
+    ],
+    ids=["deb", "rpm"],
+)
+def test_reset_removes_what_is_left_of_each_package_and_nothing_else(
+    tmp_path: Path, family: Family, stubs: dict[str, str]
+) -> None:
+    for name, script in stubs.items():
+        _stub(tmp_path / "bin", name, script)
+    log = tmp_path / "log"
+    env = {"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "LOG": str(log)}
+    command = family.manager.reset(["a", "b", "c"])
+    subprocess.run(["sh", "-c", command], env=env, check=True)
+    removed = "--purge a b" if family is Family.DEB else "-e a b"
+    assert log.read_text() == f"{removed}\n"  # c was never installed: not named
+    log.unlink()
+    subprocess.run(["sh", "-c", family.manager.reset(["c"])], env=env, check=True)
+    assert not log.exists()  # nothing to remove: the low-level tool is not even run

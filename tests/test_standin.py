@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from qss_toolkit.settings import settings
+
 STANDIN = Path(__file__).resolve().parent / "standin"
 ME = "standin.test"
 # Split into conf-split's 23 subdirectories in a real qmail queue (hier.c's dsplit calls).
@@ -26,7 +28,7 @@ SPLIT_DIRS = ("mess", "info", "local", "remote")
 def install(argv: list[str]) -> None:
     """tests/standin/install.py's main(), run in this process (one interpreter less per test).
     QSS_STANDIN_PYTHON runs the programs with another interpreter (e.g. a Python 3.9)."""
-    python = os.environ.get("QSS_STANDIN_PYTHON")
+    python = settings().standin_python
     argv = argv + (["--python", python] if python else [])
     spec = importlib.util.spec_from_file_location("standin_install", STANDIN / "install.py")
     assert spec is not None and spec.loader is not None
@@ -576,3 +578,20 @@ def test_qmail_send_writes_its_pid_to_ready_once_it_handles_signals(qmail: Qmail
     proc.send_signal(signal.SIGALRM)  # ready means handled, not fatal
     qmail.wait_log("stand-in: received SIGALRM")
     assert proc.poll() is None
+
+
+def test_the_helpers_verify_passes_on_a_standin_install(tmp_path: Path) -> None:
+    """The smoke tests' qmail: everything `verify` asks of a qmail installation is there (its
+    programs, as verify.PROGRAMS lists them, among the stand-in's bin/)."""
+    from conftest import write_accounts
+    from qmail_send_systemd import verify
+
+    write_accounts(tmp_path)  # qmail's users, in the tree's own passwd and group files
+    install(["--root", str(tmp_path), "--me", ME])
+    findings = verify.check(tmp_path)
+    assert not verify.has_errors(findings), verify.render_text(findings)
+    installed = {p.name for p in (tmp_path / "var/qmail/bin").iterdir()}
+    assert set(verify.PROGRAMS) <= installed
+    # The check looks: the same tree without one of the programs verify needs fails it.
+    (tmp_path / "var/qmail/bin" / verify.PROGRAMS[0]).unlink()
+    assert verify.has_errors(verify.check(tmp_path))

@@ -1,4 +1,4 @@
-"""configure / remove / flush: design.md's maintainer-script table, for each package family.
+"""configure / remove / flush: docs/design.md's "Maintainer-script semantics", for each family.
 
 Debian follows what dh_installsystemd generates (deb-systemd-helper keeps the enablement state
 that purge removes, deb-systemd-invoke honours policy-rc.d); RPM follows the expansions of

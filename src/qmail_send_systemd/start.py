@@ -20,10 +20,10 @@ from qmail_send_systemd.errors import HelperError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import BinaryIO
+    from typing import BinaryIO, Union
 
     Exec = Callable[[str, list[str]], object]
-    Root = str | os.PathLike[str]
+    Root = Union[str, os.PathLike[str]]  # an alias is an expression: no `|` on Python 3.9
 
 DEFAULT_DELIVERY = "./Maildir/"
 ENTRY_POINT = "/usr/sbin/qmail-send-systemd"

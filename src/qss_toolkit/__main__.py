@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
+from qss_toolkit import settings
 from qss_toolkit.errors import FatalError
 
 # Command name -> module whose `main(argv) -> int` implements it. One module per concern.
@@ -23,16 +23,23 @@ USAGE = "usage: python -m qss_toolkit [--debug] {" + ",".join(COMMANDS) + "} [AR
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get("QSS_DEBUG") == "1"
+    debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    try:
+        debug = debug or settings.settings().debug
+    except FatalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.return_code
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(message)s", stream=sys.stderr
     )
+    settings.warn_unknown()
     if not args or args[0] not in COMMANDS:
         print(USAGE, file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[args[0]])
     try:
+        # Inside the handler: modules derive names from packaging/nfpm/ when they load.
+        module = importlib.import_module(COMMANDS[args[0]])
         return int(module.main(args[1:]))
     except FatalError as exc:
         if debug:

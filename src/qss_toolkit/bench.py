@@ -18,17 +18,18 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qss_toolkit import DIST
-from qss_toolkit.container import booted
+from qss_toolkit import DIST, payload
+from qss_toolkit.container import NspawnBackend, booted
 from qss_toolkit.errors import ConfigurationError
-from qss_toolkit.rootfs import COPY_ENV, COPY_METHODS, RootfsCache
+from qss_toolkit.families import Family
+from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import require, run
-from qss_toolkit.scenarios import package_files
+from qss_toolkit.scenarios import package_files, select_scenarios
+from qss_toolkit.settings import COPY_METHODS
 from qss_toolkit.smoke import default_jobs, interrupt_on_sigterm
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
@@ -91,7 +92,7 @@ def measure_cold_roots(args: argparse.Namespace) -> SectionResult:
                 cache = RootfsCache(Path(tmp))
                 samples.append(timed(functools.partial(cache.ensure, target)))
         data[target.name] = _summary(samples)
-        rows.append([target.name, target.suite, f"{median(samples):.1f} s", str(len(samples))])
+        rows.append([target.name, target.root.suite, f"{median(samples):.1f} s", str(len(samples))])
     table = markdown_table(["target", "suite", "cold root build (median)", "runs"], rows)
     return SectionResult(table, data)
 
@@ -99,28 +100,20 @@ def measure_cold_roots(args: argparse.Namespace) -> SectionResult:
 def measure_checkout(args: argparse.Namespace) -> SectionResult:
     """A run's private copy of a cached root: overlayfs mount vs `cp --reflink=auto -a`."""
     target = _targets(args)[0]
-    cache = RootfsCache()
-    cache.ensure(target)
+    RootfsCache().ensure(target)
     data: Numbers = {}
     rows = []
-    saved = os.environ.get(COPY_ENV)
-    try:
-        for method in COPY_METHODS:
-            os.environ[COPY_ENV] = method
-            samples = []
-            for i in range(args.runs):
-                started = time.monotonic()
-                with cache.checkout(target, f"bench-{method}-{i}-{os.getpid()}"):
-                    ready = time.monotonic() - started
-                samples.append(time.monotonic() - started)
-                log.debug("%s: ready after %.2fs", method, ready)
-            data[method] = _summary(samples)
-            rows.append([method, f"{median(samples):.2f} s", str(len(samples))])
-    finally:
-        if saved is None:
-            os.environ.pop(COPY_ENV, None)
-        else:
-            os.environ[COPY_ENV] = saved
+    for method in COPY_METHODS:
+        cache = RootfsCache(copy=method)
+        samples = []
+        for i in range(args.runs):
+            started = time.monotonic()
+            with cache.checkout(target, f"bench-{method}-{i}-{os.getpid()}"):
+                ready = time.monotonic() - started
+            samples.append(time.monotonic() - started)
+            log.debug("%s: ready after %.2fs", method, ready)
+        data[method] = _summary(samples)
+        rows.append([method, f"{median(samples):.2f} s", str(len(samples))])
     table = markdown_table(
         [f"copy method ({target.name})", "create + delete (median)", "runs"], rows
     )
@@ -151,28 +144,31 @@ def _smoke_once(targets: Sequence[Target], jobs: int, dist: Path) -> dict[str, f
     """One warm smoke run: seconds per target and the wall time of the whole run."""
     from qss_toolkit import smoke
 
-    RootfsCache().prune_stale_runs()
-    scenarios = smoke.select_scenarios(None)
-    cache = RootfsCache()
+    backend = NspawnBackend()
+    backend.cache.prune_stale_runs()
+    scenarios = select_scenarios(None)
     logs = Path(tempfile.mkdtemp(prefix="qss-bench-logs-"))
     formats = sorted({t.family for t in targets})
     try:
         with smoke.previous_build(None, formats) as previous:
             started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
-                runs = list(
-                    pool.map(
-                        lambda t: smoke.run_target(
-                            t, scenarios, dist=dist, previous=previous, logs=logs, cache=cache
-                        ),
-                        targets,
-                    )
-                )
+            runs = smoke.run_matrix(
+                targets,
+                scenarios,
+                dist=dist,
+                previous=previous,
+                logs=logs,
+                backend=backend,
+                jobs=jobs,
+            )
             wall = time.monotonic() - started
     finally:
         shutil.rmtree(logs, ignore_errors=True)
     failed = [
-        f"{r.target}/{r.scenario}" for run_ in runs for r in run_.results if r.status != "pass"
+        f"{r.target}/{r.scenario}"
+        for run_ in runs
+        for r in run_.results
+        if r.status is not smoke.Status.PASS
     ]
     if failed:
         log.warning("bench: smoke failures (times still count): %s", " ".join(failed))
@@ -213,12 +209,10 @@ def measure_piuparts(args: argparse.Namespace) -> SectionResult:
     """The peer: piuparts' install/purge test of the same .deb on Debian 12."""
     require("piuparts")
     target = TARGETS["debian-12"]
-    debs = package_files(args.dist, "deb")
-    main_deb = debs.get("qmail-send-systemd")
+    main = payload.main_package().name
+    main_deb = package_files(args.dist, Family.DEB).get(main)
     if main_deb is None:
-        raise ConfigurationError(
-            f"no qmail-send-systemd .deb in {args.dist}", hint="nox -s packages"
-        )
+        raise ConfigurationError(f"no {main} .deb in {args.dist}", hint="nox -s packages")
     # Our cached Debian 12 root as piuparts' base: the same systemd + python3 system the smoke
     # tests start from (from a minbase chroot, systemd pulled in as a dependency leaves
     # /var/lib/private & co. after the purge, and piuparts blames our package for them).
@@ -231,8 +225,8 @@ def measure_piuparts(args: argparse.Namespace) -> SectionResult:
                 [
                     "piuparts",
                     f"--existing-chroot={base}",
-                    "--distribution=" + target.suite,
-                    "--mirror=" + target.mirror,
+                    "--distribution=" + target.root.suite,
+                    "--mirror=" + target.root.mirror,
                     "--tmpdir=" + tmp,
                     "--no-upgrade-test",
                     "--skip-logrotatefiles-test",
@@ -274,7 +268,7 @@ def _scratch() -> Path:
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--target", action="append", choices=list(TARGETS))
+    parser.add_argument("--target", action="append", help=f"repeat; default: {', '.join(TARGETS)}")
     parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
     parser.add_argument("--smoke-runs", type=int, default=3, help="warm smoke runs")
     parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")

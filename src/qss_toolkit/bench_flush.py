@@ -33,7 +33,16 @@ from typing import Any
 from qss_toolkit import DIST
 from qss_toolkit.container import Container, booted
 from qss_toolkit.errors import CheckFailed
-from qss_toolkit.scenarios import MAIN, NETWORKD_PACKAGE, NM_PACKAGE, UNIT, ScenarioContext
+from qss_toolkit.scenarios import (
+    MAIN,
+    NETWORKD_HOOK,
+    NETWORKD_PACKAGE,
+    NM_HOOK,
+    NM_PACKAGE,
+    SUBMISSION_PACKAGE,
+    UNIT,
+    ScenarioContext,
+)
 from qss_toolkit.smtp_tls import PKI_DIR, SERVER_NAME, TLS_DIR, USER, make_pki, tls_server
 from qss_toolkit.targets import TARGETS, Target
 
@@ -42,13 +51,8 @@ log = logging.getLogger("qss_toolkit")
 DEFAULT_TARGET = "debian-12"
 DEFAULT_EVENTS = 120
 DEFAULT_DELIVERIES = 20  # per route: each sample waits for a deferral and a server restart
-SUBMISSION_PACKAGE = "qmail-send-systemd-submission"
 HOOK_TARGET_MS = 50.0
 ALRM_TARGET_MS = 250.0
-
-
-NM_HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
-NETWORKD_HOOK = "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
 
 
 @dataclass(frozen=True)
@@ -107,21 +111,16 @@ EVENT_LABELS = {
 }
 
 # Runs in the container (python3 of the target, 3.9 at the oldest). argv: hook-argv-as-JSON
-# count warmup env-as-JSON hook [pid] (default: the unit's main PID). Prints one JSON list.
+# count warmup env-as-JSON hook pid (qmail-send's: the unit's main PID). Prints one JSON list.
 DRIVER = r"""
 import json, os, select, subprocess, sys, time
 
 args, count, warmup = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 env.update(json.loads(sys.argv[4]))
-HOOK = sys.argv[5]
-if len(sys.argv) > 6:
-    pid = int(sys.argv[6])
-else:
-    pid = int(subprocess.check_output(
-        ["systemctl", "show", "--value", "-p", "MainPID", "qmail-send.service"], text=True))
+HOOK, pid = sys.argv[5], int(sys.argv[6])
 if pid <= 0:
-    sys.exit("qmail-send.service has no main PID")
+    sys.exit("qmail-send has no main PID")
 tracer = subprocess.Popen(
     ["strace", "-qq", "-ttt", "-e", "trace=none", "-e", "signal=SIGALRM", "-p", str(pid)],
     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -419,7 +418,8 @@ def measure_deliveries(ctx: ScenarioContext, count: int) -> list[DeliveryStats]:
 def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:
     env = json.dumps(dict(event.env))
     hook_argv = json.dumps(list(event.argv))
-    argv = ["python3", "-c", DRIVER, hook_argv, str(events), "3", env, event.hook]
+    pid = container.run(["systemctl", "show", "--value", "-p", "MainPID", UNIT]).stdout.strip()
+    argv = ["python3", "-c", DRIVER, hook_argv, str(events), "3", env, event.hook, pid]
     result = container.run(argv, check=False, timeout=60 + events * 6)
     if result.returncode != 0:
         raise CheckFailed(

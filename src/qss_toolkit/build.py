@@ -13,12 +13,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from qss_toolkit import DIST, PROJECT_ROOT, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
 
 log = logging.getLogger("qss_toolkit")
@@ -34,7 +36,7 @@ class BuildContext:
     version: str
     epoch: int
     packages: tuple[payload.Package, ...]
-    formats: tuple[str, ...]
+    formats: tuple[Family, ...]
     root: Path = PROJECT_ROOT
 
     def env(self) -> dict[str, str]:
@@ -44,8 +46,8 @@ class BuildContext:
             "TZ": "UTC",
         }
 
-    def expected(self, fmt: str) -> list[str]:
-        return [version.file_names(p.name, self.version)[fmt] for p in self.packages]
+    def expected(self, fmt: Family) -> list[str]:
+        return [fmt.manager.file_name(p.name, self.version) for p in self.packages]
 
 
 def source_date_epoch(root: Path = PROJECT_ROOT) -> int:
@@ -72,12 +74,12 @@ class Builder:
     """One way of turning the staged payload into packages; `formats` it can make."""
 
     name: ClassVar[str]
-    tools: ClassVar[dict[str, tuple[str, ...]]]  # format -> commands it needs
+    tools: ClassVar[dict[Family, tuple[str, ...]]]  # format -> commands it needs
 
-    def check(self, root: Path, formats: tuple[str, ...]) -> None:
+    def check(self, ctx: BuildContext) -> None:
         """Raise ConfigurationError if this builder's own sources are broken."""
 
-    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+    def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
         raise NotImplementedError
 
 
@@ -85,11 +87,11 @@ class NfpmBuilder(Builder):
     """nfpm reads packaging/nfpm/<package>.yaml as it is, from the staging directory."""
 
     name = "nfpm"
-    tools: ClassVar[dict[str, tuple[str, ...]]] = {"deb": ("nfpm",), "rpm": ("nfpm",)}
+    tools: ClassVar[dict[Family, tuple[str, ...]]] = {Family.DEB: ("nfpm",), Family.RPM: ("nfpm",)}
 
-    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+    def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
         for package in ctx.packages:
-            target = out / version.file_names(package.name, ctx.version)[fmt]
+            target = out / fmt.manager.file_name(package.name, ctx.version)
             config = package.config.relative_to(ctx.root)
             run(
                 ["nfpm", "package", "--config", config, "--packager", fmt, "--target", target],
@@ -103,30 +105,35 @@ class NativeBuilder(Builder):
     """dpkg-buildpackage with debian/, rpmbuild with rpm/qmail-send-systemd.spec."""
 
     name = "native"
-    tools: ClassVar[dict[str, tuple[str, ...]]] = {
-        "deb": ("dpkg-buildpackage", "dh", "fakeroot"),
-        "rpm": ("rpmbuild",),
+    tools: ClassVar[dict[Family, tuple[str, ...]]] = {
+        Family.DEB: ("dpkg-buildpackage", "dh", "fakeroot"),
+        Family.RPM: ("rpmbuild",),
     }
 
-    def check(self, root: Path, formats: tuple[str, ...]) -> None:
-        spec = root / "rpm" / "qmail-send-systemd.spec"
-        if "rpm" in formats and "\nVersion:        @VERSION@\n" not in spec.read_text("utf-8"):
-            raise ConfigurationError(
-                "rpm/qmail-send-systemd.spec has no 'Version:        @VERSION@' line",
-                hint="the toolkit fills in the version from qmail_send_systemd.__version__",
-            )
-        control = (root / "debian" / "control").read_text(encoding="utf-8")
-        if "deb" in formats and ("\nSource: " not in control or "\nPackage:" in control):
+    def check(self, ctx: BuildContext) -> None:
+        if Family.RPM in ctx.formats:
+            spec = spec_path(ctx.root).read_text(encoding="utf-8")
+            where = spec_path(ctx.root).relative_to(ctx.root)
+            if "\nVersion:        @VERSION@\n" not in spec:
+                raise ConfigurationError(
+                    f"{where} has no 'Version:        @VERSION@' line",
+                    hint="the toolkit fills in the version from qmail_send_systemd.__version__",
+                )
+            main = ctx.packages[0].name
+            if f"\nName:           {main}\n" not in spec:
+                raise ConfigurationError(
+                    f"{where}: Name: is not {main}, the main package",
+                    hint=f"the spec's own package is packaging/nfpm/{main}.yaml (x-qss: main)",
+                )
+        control = (ctx.root / "debian" / "control").read_text(encoding="utf-8")
+        if Family.DEB in ctx.formats and ("\nSource: " not in control or "\nPackage:" in control):
             raise ConfigurationError(
                 "debian/control must hold the Source stanza only",
                 hint="the binary stanzas are generated from packaging/nfpm/*.yaml",
             )
 
-    def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
-        if fmt == "deb":
-            self._build_deb(ctx, staging, out)
-        else:
-            self._build_rpm(ctx, staging, out)
+    def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
+        {Family.DEB: self._build_deb, Family.RPM: self._build_rpm}[fmt](ctx, staging, out)
 
     def _build_deb(self, ctx: BuildContext, staging: Path, out: Path) -> None:
         top = staging.parent / "deb-build"
@@ -139,21 +146,22 @@ class NativeBuilder(Builder):
             for package in ctx.packages:
                 control.write("\n" + debian_stanza(package, ctx.version))
         for package in ctx.packages:
-            for script, path in package.scripts["deb"].items():
+            for script, path in package.scripts[Family.DEB].items():
                 # From the tree, not the staging dir: dh_installdeb fills in #DEBHELPER#.
                 target = debian / f"{package.name}.{script}"
                 shutil.copyfile(ctx.root / path, target)
                 target.chmod(0o755)
-            payload.install_tree(package, "deb", staging, source / "payload" / "deb" / package.name)
+            tree = source / "payload" / "deb" / package.name
+            payload.install_tree(package, Family.DEB, staging, tree)
         run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=ctx.env(), capture=True)
-        for name in ctx.expected("deb"):
+        for name in ctx.expected(Family.DEB):
             shutil.move(str(top / name), out / name)
 
     def _build_rpm(self, ctx: BuildContext, staging: Path, out: Path) -> None:
         sources = staging.parent / "rpm-sources"
         sources.mkdir()
-        spec_text = (ctx.root / "rpm" / "qmail-send-systemd.spec").read_text(encoding="utf-8")
-        spec = sources / "qmail-send-systemd.spec"
+        spec_text = spec_path(ctx.root).read_text(encoding="utf-8")
+        spec = sources / spec_path(ctx.root).name
         spec.write_text(spec_text.replace("@VERSION@", ctx.version), encoding="utf-8")
         main, *_ = ctx.packages
         (sources / "preamble.inc").write_text(rpm_preamble(main, ctx.version), encoding="utf-8")
@@ -167,7 +175,7 @@ class NativeBuilder(Builder):
             (sources / "filelists" / f"{package.name}.files").write_text(
                 payload.rpm_file_list(package), encoding="utf-8"
             )
-            payload.install_tree(package, "rpm", staging, sources / "payload" / "rpm")
+            payload.install_tree(package, Family.RPM, staging, sources / "payload" / "rpm")
         topdir = staging.parent / "rpm-top"
         defines = {
             "_topdir": topdir,
@@ -189,6 +197,11 @@ class NativeBuilder(Builder):
 BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder())}
 
 
+def spec_path(root: Path) -> Path:
+    """The native RPM route's spec, named after the main package (its Name:)."""
+    return root / "rpm" / f"{payload.main_package(root).name}.spec"
+
+
 def debian_description(package: payload.Package) -> str:
     """Synopsis, then the extended text with " ." for blank lines, as nfpm writes it."""
     lines = [f"Description: {package.synopsis}"]
@@ -198,16 +211,16 @@ def debian_description(package: payload.Package) -> str:
 
 def debian_stanza(package: payload.Package, ver: str) -> str:
     """The debian/control stanza of `package`, from its nfpm configuration."""
-    raw = package.raw
+    depends = package.relation(Family.DEB, "depends", ver)
     fields = [
         f"Package: {package.name}",
         "Architecture: all",
-        f"Section: {raw.get('section', 'mail')}",
-        f"Priority: {raw.get('priority', 'optional')}",
-        "Depends: " + ", ".join(["${misc:Depends}", *package.relation("deb", "depends", ver)]),
+        f"Section: {package.section}",
+        f"Priority: {package.priority}",
+        "Depends: " + ", ".join(["${misc:Depends}", *depends]),
     ]
     for kind in payload.RELATIONS[1:]:
-        entries = package.relation("deb", kind, ver)
+        entries = package.relation(Family.DEB, kind, ver)
         if entries:
             fields.append(f"{kind.capitalize()}: {', '.join(entries)}")
     fields.append(debian_description(package))
@@ -216,24 +229,22 @@ def debian_stanza(package: payload.Package, ver: str) -> str:
 
 def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
     lines = []
-    raw_group = (package.raw.get("rpm") or {}).get("group")
-    if raw_group:
-        lines.append(f"Group:          {raw_group}")
+    if package.rpm_group:
+        lines.append(f"Group:          {package.rpm_group}")
     tags = {"depends": "Requires", "recommends": "Recommends", "suggests": "Suggests"}
     tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
     for kind, tag in tags.items():
-        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation("rpm", kind, ver)]
+        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation(Family.RPM, kind, ver)]
     return lines
 
 
 def rpm_preamble(main: payload.Package, ver: str) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
-    packager = (main.raw.get("rpm") or {}).get("packager")
-    if packager:
-        lines.append(f"Packager:       {packager}")
-    if main.raw.get("vendor"):
-        lines.append(f"Vendor:         {main.raw['vendor']}")
+    if main.rpm_packager:
+        lines.append(f"Packager:       {main.rpm_packager}")
+    if main.vendor:
+        lines.append(f"Vendor:         {main.vendor}")
     return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
 
 
@@ -253,7 +264,7 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
     description = "\n".join([package.synopsis, package.description])
     out += [f"%description{n}", _rpm_escape(description), ""]
     units = " ".join(package.units())
-    for script, path in package.scripts["rpm"].items():
+    for script, path in package.scripts[Family.RPM].items():
         out.append(f"%{script}{n}")
         if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
@@ -276,7 +287,7 @@ def rpm_changelog(staging: Path) -> str:
 
 def prepare(
     builder_name: str,
-    formats: tuple[str, ...],
+    formats: Sequence[str],
     root: Path = PROJECT_ROOT,
     version_override: str | None = None,
 ) -> BuildContext:
@@ -286,24 +297,28 @@ def prepare(
             f"unknown builder {builder_name!r}", hint=f"use one of {', '.join(BUILDERS)}"
         )
     builder = BUILDERS[builder_name]
-    for fmt in formats:
+    families = tuple(Family(f) for f in formats)
+    for fmt in families:
         for tool in builder.tools[fmt]:
             require(tool)
     # The smoke tests' "previous build" is the same payload under another version.
     ver = version.validate(version_override) if version_override else version.read_version()
     packages = payload.load_packages(root)
     payload.generated_sources(root, ver, 0)  # the generated inputs exist and are well-formed
-    return BuildContext(ver, source_date_epoch(root), packages, formats, root)
+    ctx = BuildContext(ver, source_date_epoch(root), packages, families, root)
+    builder.check(ctx)
+    return ctx
 
 
 def build(
     builder_name: str,
-    formats: tuple[str, ...],
+    formats: Sequence[str],
     dist: Path = DIST,
     version_override: str | None = None,
+    root: Path = PROJECT_ROOT,
 ) -> list[Path]:
-    """Build every package in `formats` into `dist`; return the files written there."""
-    ctx = prepare(builder_name, formats, version_override=version_override)
+    """Build every package of `root` in `formats` into `dist`; return the files written there."""
+    ctx = prepare(builder_name, formats, root, version_override=version_override)
     builder = BUILDERS[builder_name]
     dist.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -312,11 +327,11 @@ def build(
         staging = payload.stage(work / "stage", ctx.packages, ctx.version, ctx.epoch, ctx.root)
         out = work / "out"
         out.mkdir()
-        for fmt in formats:
+        for fmt in ctx.formats:
             started = time.monotonic()
             builder.build(ctx, fmt, staging, out)
             log.info("%s %s: built in %.1fs", builder.name, fmt, time.monotonic() - started)
-        names = [n for fmt in formats for n in ctx.expected(fmt)]
+        names = [n for fmt in ctx.formats for n in ctx.expected(fmt)]
         missing = [n for n in names if not (out / n).is_file()]
         if missing:
             raise CheckFailed(f"{builder.name} did not produce {', '.join(missing)}")
@@ -330,7 +345,9 @@ def build(
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m qss_toolkit packages", description=__doc__)
     parser.add_argument("--builder", choices=sorted(BUILDERS), default="nfpm")
-    parser.add_argument("--format", dest="formats", action="append", choices=payload.FORMATS)
+    parser.add_argument(
+        "--format", dest="formats", action="append", choices=[f.value for f in payload.FORMATS]
+    )
     parser.add_argument("--dist", type=Path, default=DIST, help="output directory (dist/)")
     args = parser.parse_args(argv)
     build(args.builder, tuple(args.formats or payload.FORMATS), args.dist.resolve())

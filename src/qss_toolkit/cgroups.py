@@ -16,14 +16,16 @@ log = logging.getLogger("qss_toolkit")
 ENTER = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
 
 
-def cgroup_hierarchies() -> list[tuple[Path, str]]:
+def cgroup_hierarchies(
+    membership: Path = Path("/proc/self/cgroup"), base: Path = Path("/sys/fs/cgroup")
+) -> list[tuple[Path, str]]:
     """(mount point, our path in it) of each hierarchy that systemd in a container uses:
-    name=systemd and the unified one on hybrid hosts, the single one on cgroup2-only hosts."""
+    name=systemd and the unified one on hybrid hosts, the single one on cgroup2-only hosts;
+    none where neither is mounted. `membership` is cgroups(7)'s /proc/PID/cgroup."""
     mine: dict[str, str] = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
+    for line in membership.read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         mine[controllers] = path
-    base = Path("/sys/fs/cgroup")
     if (base / "cgroup.controllers").exists():
         return [(base, mine.get("", "/"))]
     found = []

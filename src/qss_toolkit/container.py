@@ -4,7 +4,8 @@
 boots it, waits for systemd to settle, yields a `Container`, and always tears it down (also on
 failure or Ctrl-C) unless QSS_KEEP_CONTAINER=1. `offline(target)` gives the same interface on a
 root where systemd is NOT running (an image build or chroot install). Scenarios only see the
-`Container` protocol, so a Podman backend can implement it later.
+`Container` protocol, and the smoke runner only a `Backend` (which starts containers of a boot
+kind): nspawn is `NspawnBackend`; another engine (Podman) is another class beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -30,15 +32,17 @@ from qss_toolkit.cgroups import (
     remove_cgroup,
 )
 from qss_toolkit.errors import CheckFailed
+from qss_toolkit.families import Word
+from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import clean_env, require, run
+from qss_toolkit.settings import settings
 from qss_toolkit.targets import Target
 
 log = logging.getLogger("qss_toolkit")
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BOOT_TIMEOUT = 90.0
-KEEP_ENV = "QSS_KEEP_CONTAINER"
 
 
 class ContainerCommandFailed(CheckFailed):
@@ -181,27 +185,14 @@ class NspawnContainer(_RootDirectoryContainer):
         # owns that); this sibling cgroup counts their CPU time.
         self.exec_cgroup: Path | None = None
 
-    def nspawn_command(self) -> list[str]:
-        # --register=no --keep-unit: PID 1 of the host need not be systemd (no machined here).
-        argv = [
-            require("systemd-nspawn"),
-            "--boot",
-            "--register=no",
-            "--keep-unit",
-            "--quiet",
-            "--console=pipe",
-            f"--machine={self.name}",
-            f"--directory={self.root}",
-        ]
-        if self.network_veth:
-            argv.append("--network-veth")
-        return argv
-
     def start(self) -> None:
         started = time.monotonic()
         self.cgroups = make_cgroups(f"qss-{self.name}")
         self.exec_cgroup = make_accounting_cgroup(f"qss-{self.name}.exec")
-        argv = in_cgroups(self.cgroups, self.nspawn_command())
+        nspawn = nspawn_command(
+            self.root, boot=True, machine=self.name, network_veth=self.network_veth
+        )
+        argv = in_cgroups(self.cgroups, nspawn)
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open("wb") as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.
@@ -312,27 +303,18 @@ class OfflineRoot(_RootDirectoryContainer):
     "offline", and maintainer scripts must only enable by symlinks.
     """
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, cgroups: list[Path]) -> None:
         self.root = root
         self.name = name
-        self.cgroups = make_cgroups(f"qss-{name}")
+        self.cgroups = cgroups
 
     def close(self) -> None:
         for cgroup in self.cgroups:
             remove_cgroup(cgroup)
 
     def _host_command(self, inner: list[str]) -> list[str]:
-        nspawn = [
-            "systemd-nspawn",
-            "--register=no",
-            "--keep-unit",
-            "--quiet",
-            "--pipe",
-            f"--machine={self.name}",
-            f"--directory={self.root}",
-            "--",
-        ]
-        return in_cgroups(self.cgroups, [*nspawn, *inner])
+        nspawn = nspawn_command(self.root, machine=self.name, command=inner)
+        return in_cgroups(self.cgroups, nspawn)
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
@@ -362,7 +344,7 @@ def machine_name(target: Target) -> str:
 
 
 def keep_requested(keep: bool) -> bool:
-    return keep or os.environ.get(KEEP_ENV) == "1"
+    return keep or settings().keep_container
 
 
 @contextlib.contextmanager
@@ -407,8 +389,43 @@ def offline(
     cache = cache or RootfsCache()
     name = machine_name(target)
     with cache.checkout(target, name, keep=keep_requested(keep)) as root:
-        container = OfflineRoot(root, name)
+        container = OfflineRoot(root, name, make_cgroups(f"qss-{name}"))
         try:
             yield container
         finally:
             container.close()
+
+
+class BootKind(Word):
+    """How a scenario's root runs. SHARED: the target's one booted container, in a network
+    namespace of its own (--network-veth: NetworkManager may run in it, and no port or address
+    meets the host's); OFFLINE: a fresh root where systemd is not running (an image build)."""
+
+    SHARED = "shared"
+    OFFLINE = "offline"
+
+
+class Backend(Protocol):
+    """An engine that starts a target's root as a `Container` of a boot kind, and always
+    removes it again when the block ends (unless `keep`)."""
+
+    name: str
+
+    def start(
+        self, kind: BootKind, target: Target, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Container]: ...
+
+
+@dataclass
+class NspawnBackend:
+    """systemd-nspawn on a private copy of the target's cached Debian root (rootfs.py)."""
+
+    cache: RootfsCache = field(default_factory=RootfsCache)
+    name: str = field(default="nspawn", init=False)
+
+    def start(
+        self, kind: BootKind, target: Target, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Container]:
+        if kind is BootKind.OFFLINE:
+            return offline(target, keep=keep, cache=self.cache)
+        return booted(target, network_veth=True, keep=keep, cache=self.cache)

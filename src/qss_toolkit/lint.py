@@ -1,4 +1,5 @@
-"""`lint`: ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint, all steps reported.
+"""`lint`: ruff, mypy (strict; src/ also against Python 3.9), shellcheck, systemd-analyze verify,
+lintian and rpmlint, all steps reported.
 
 Every step runs even when an earlier one fails, and the session fails at the end naming each
 failed step. Nothing is filtered here: a lintian or rpmlint tag that must stay is overridden in
@@ -9,75 +10,127 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, PROJECT_ROOT, build, payload
-from qss_toolkit.errors import CheckFailed, CommandFailed, FatalError
+from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
 
 log = logging.getLogger("qss_toolkit")
 
 PYTHON_PATHS = ("src", "tests", "noxfile.py")
-UNIT = PROJECT_ROOT / "units" / "qmail-send.service"
+# The helper ships to Debian 11's Python 3.9, and the toolkit runs there too: both are checked
+# against 3.9's standard library by the last mypy that still targets 3.9 (mypy 2 needs 3.10),
+# installed apart from the lint one.
+OLDEST_PYTHON = "3.9"
+OLDEST_PYTHON_PATHS = ("src/qmail_send_systemd", "src/qss_toolkit")
 RPMLINT_CONFIG = PROJECT_ROOT / "packaging" / "rpm" / "rpmlint.toml"
-RPMLINTRC = PROJECT_ROOT / "packaging" / "rpm" / "qmail-send-systemd.rpmlintrc"
 HOST_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
 _RPMLINT_SUMMARY = re.compile(r"(\d+) errors?, (\d+) warnings?")
+_MYPY_SUMMARY = re.compile(r"^(Success: .*|Found \d+ errors? in .*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the steps need besides dist/: where the mypy for Python 3.9 is installed."""
+
+    py39_mypy: Path | None = None
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
-    check: Callable[[Path], str]  # returns a one-line summary, raises FatalError on failure
+    check: Callable[[Path, Options], str]  # a one-line summary; raises FatalError on failure
 
 
-def _ruff(_dist: Path) -> str:
+def _ruff(_dist: Path, _options: Options) -> str:
     run(["ruff", "check", *PYTHON_PATHS], cwd=PROJECT_ROOT, capture=True)
     run(["ruff", "format", "--check", *PYTHON_PATHS], cwd=PROJECT_ROOT, capture=True)
     return "ruff check and ruff format --check: clean"
 
 
-def _mypy(_dist: Path) -> str:
-    # Files and strictness (strict on qss_toolkit) come from pyproject.toml's [tool.mypy].
+def mypy_summary(output: str) -> str:
+    """mypy's last line, `Success: ...` or `Found N errors in M files ...`."""
+    found = _MYPY_SUMMARY.findall(output)
+    if not found:
+        raise CheckFailed(f"mypy printed no summary: {output.strip()[-300:] or '(nothing)'}")
+    return str(found[-1])
+
+
+def _mypy(_dist: Path, _options: Options) -> str:
+    # Files and strictness come from pyproject.toml's [tool.mypy]: src/, tests/, noxfile.py.
     result = run(["mypy"], cwd=PROJECT_ROOT, capture=True)
-    return result.stdout.strip().splitlines()[-1]
+    return mypy_summary(result.stdout)
+
+
+def _mypy_py39(_dist: Path, options: Options) -> str:
+    if options.py39_mypy is None or not (options.py39_mypy / "mypy").is_dir():
+        raise MissingToolError(
+            f"no mypy for Python {OLDEST_PYTHON} checks (mypy 2 refuses --python-version 3.9)",
+            hint="nox -s lint installs it; else pip install --target DIR 'mypy<2' and pass "
+            "--py39-mypy DIR",
+        )
+    result = run(
+        [sys.executable, "-m", "mypy", "--strict", "--python-version", OLDEST_PYTHON,
+         *OLDEST_PYTHON_PATHS],
+        cwd=PROJECT_ROOT,
+        capture=True,
+        env={"PYTHONPATH": os.fspath(options.py39_mypy)},
+    )  # fmt: skip
+    return f"src/ on Python {OLDEST_PYTHON}: " + mypy_summary(result.stdout)
 
 
 # The scripts a builder runs from the clone (the README's two commands, and CI's).
 FRONT_DOOR_SCRIPTS = ("nox", "run-tests", ".ci/run")
 
 
-def shell_scripts() -> list[Path]:
+def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
     """Every shell script we ship: payload files with a sh shebang or, for a library that is
     sourced rather than run, a `# shellcheck shell=sh` first line; the maintainer scripts; and
     the clone's own front door."""
-    found: set[Path] = {PROJECT_ROOT / p for p in FRONT_DOOR_SCRIPTS}
-    for package in payload.load_packages():
+    found: set[Path] = {root / p for p in FRONT_DOOR_SCRIPTS}
+    for package in payload.load_packages(root):
         for fmt_scripts in package.scripts.values():
-            found.update(PROJECT_ROOT / p for p in fmt_scripts.values())
+            found.update(root / p for p in fmt_scripts.values())
         for f in package.files:
-            if f.source and f.kind == "file" and not f.source.startswith("generated/"):
-                head = (PROJECT_ROOT / f.source).read_bytes()[:64]
+            if (
+                f.source
+                and f.kind is payload.ContentKind.FILE
+                and not f.source.startswith(payload.GENERATED_PREFIX)
+            ):
+                head = (root / f.source).read_bytes()[:64]
                 if re.match(
                     rb"(#!\s*/(usr/)?bin/(env )?|# shellcheck shell=)(sh|bash|dash)\b", head
                 ):
-                    found.add(PROJECT_ROOT / f.source)
+                    found.add(root / f.source)
     return sorted(p for p in found if p.is_file())
 
 
-def _shellcheck(_dist: Path) -> str:
+def _shellcheck(_dist: Path, _options: Options) -> str:
     scripts = shell_scripts()
     # -x: follow the hooks' `. "$FLUSH"` to the library their source= directive names.
     run(["shellcheck", "-x", "--severity=style", *scripts], cwd=PROJECT_ROOT, capture=True)
     return f"{len(scripts)} scripts clean: " + ", ".join(
         str(p.relative_to(PROJECT_ROOT)) for p in scripts
     )
+
+
+def unit_files(root: Path = PROJECT_ROOT) -> dict[str, Path]:
+    """Unit name -> its source, for every unit a package of `root` ships."""
+    return {
+        Path(f.destination).name: root / str(f.source)
+        for package in payload.load_packages(root)
+        for f in package.unit_files()
+    }
 
 
 def _exec_programs(unit_text: str) -> list[str]:
@@ -89,32 +142,45 @@ def _exec_programs(unit_text: str) -> list[str]:
     return programs
 
 
-def _systemd_analyze(_dist: Path) -> str:
-    """verify in a root holding the host's units, ours, and stand-ins for the programs it runs.
+def host_unit_dir() -> Path | None:
+    """The host's own unit directory (the units ours are verified against), if it has one."""
+    return next((d for d in HOST_UNIT_DIRS if (d / "multi-user.target").exists()), None)
 
-    The programs (our helper, qmail's) are installed by the packages, not on the build host.
+
+def systemd_verify(units: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`systemd-analyze verify` of `units` (name -> text) in a root that holds the host's
+    units, these, and stand-ins for the programs they run.
+
+    verify checks that each Exec*= program exists and is executable; the real ones (our
+    helper, qmail's) are installed by the packages and by qmail, not on the build host.
     """
-    host_units = next((d for d in HOST_UNIT_DIRS if (d / "multi-user.target").exists()), None)
+    host_units = host_unit_dir()
     if host_units is None:
         raise CheckFailed("no systemd units on this host to verify against", hint="install systemd")
     with tempfile.TemporaryDirectory(prefix="qss-verify-") as tmp:
         root = Path(tmp)
-        units = root / "usr/lib/systemd/system"
-        shutil.copytree(host_units, units, symlinks=True)
-        text = UNIT.read_text(encoding="utf-8")
-        (units / UNIT.name).write_text(text, encoding="utf-8")
-        for program in _exec_programs(text):
-            stub = root / program.lstrip("/")
-            stub.parent.mkdir(parents=True, exist_ok=True)
-            stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
-            stub.chmod(0o755)
-        result = run(
-            ["systemd-analyze", "verify", f"--root={root}", UNIT.name], capture=True, check=False
+        unit_dir = root / "usr/lib/systemd/system"
+        shutil.copytree(host_units, unit_dir, symlinks=True)
+        for name, text in units.items():
+            (unit_dir / name).write_text(text, encoding="utf-8")
+            for program in _exec_programs(text):
+                stub = root / program.lstrip("/")
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+                stub.chmod(0o755)
+        return run(
+            ["systemd-analyze", "verify", f"--root={root}", *units], capture=True, check=False
         )
+
+
+def _systemd_analyze(_dist: Path, _options: Options) -> str:
+    units = {name: path.read_text(encoding="utf-8") for name, path in unit_files().items()}
+    result = systemd_verify(units)
     output = (result.stdout + result.stderr).strip()
+    names = " ".join(units)
     if result.returncode != 0 or output:
-        raise CheckFailed(f"systemd-analyze verify {UNIT.name}: {output or result.returncode}")
-    return f"systemd-analyze verify {UNIT.name}: no output"
+        raise CheckFailed(f"systemd-analyze verify {names}: {output or result.returncode}")
+    return f"systemd-analyze verify {names}: no output"
 
 
 def _packages(dist: Path, pattern: str) -> list[Path]:
@@ -124,37 +190,52 @@ def _packages(dist: Path, pattern: str) -> list[Path]:
     return found
 
 
-def _lintian(dist: Path) -> str:
+def _lintian(dist: Path, _options: Options) -> str:
     debs = _packages(dist, "*.deb")
     result = run(
         ["lintian", "--fail-on", "error,warning", "--display-level", ">=warning", *debs],
         capture=True,
         check=False,
     )
+    return lintian_verdict(result, len(debs))
+
+
+def lintian_verdict(result: subprocess.CompletedProcess[str], count: int) -> str:
+    """The summary of a lintian run on `count` packages, or CheckFailed naming every error
+    and warning tag (an override in the package is how a tag is accepted)."""
     tags = [ln for ln in result.stdout.splitlines() if re.match(r"^[EW]: ", ln)]
     if result.returncode != 0 or tags:
         raise CheckFailed("lintian: " + ("; ".join(tags) or f"exit {result.returncode}"))
-    return f"lintian on {len(debs)} .deb: 0 errors, 0 warnings"
+    return f"lintian on {count} .deb: 0 errors, 0 warnings"
 
 
-def _rpmlint(dist: Path) -> str:
+def _rpmlint(dist: Path, _options: Options) -> str:
     rpms = _packages(dist, "*.rpm")
+    rpmlintrc = PROJECT_ROOT / "packaging" / "rpm" / f"{payload.main_package().name}.rpmlintrc"
     result = run(
-        ["rpmlint", "--config", RPMLINT_CONFIG, "--rpmlintrc", RPMLINTRC, *rpms],
+        ["rpmlint", "--config", RPMLINT_CONFIG, "--rpmlintrc", rpmlintrc, *rpms],
         capture=True,
         check=False,
     )
+    return rpmlint_verdict(result, len(rpms))
+
+
+def rpmlint_verdict(result: subprocess.CompletedProcess[str], count: int) -> str:
+    """The summary of an rpmlint run on `count` packages, or CheckFailed naming every error
+    and warning (filters in the rpmlintrc are how one is accepted); a run that printed no
+    summary line did not check anything."""
     summary = _RPMLINT_SUMMARY.search(result.stdout)
     tags = [ln for ln in result.stdout.splitlines() if re.search(r": [EW]: ", ln)]
     if result.returncode != 0 or summary is None or tags:
         detail = "; ".join(tags) or (result.stdout + result.stderr).strip()[-300:]
         raise CheckFailed(f"rpmlint: {detail}")
-    return f"rpmlint on {len(rpms)} .rpm: {summary.group(0)}"
+    return f"rpmlint on {count} .rpm: {summary.group(0)}"
 
 
 STEPS: tuple[Step, ...] = (
     Step("ruff", _ruff),
     Step("mypy", _mypy),
+    Step("mypy-py39", _mypy_py39),
     Step("shellcheck", _shellcheck),
     Step("systemd-analyze", _systemd_analyze),
     Step("lintian", _lintian),
@@ -162,23 +243,26 @@ STEPS: tuple[Step, ...] = (
 )
 
 
-def lint(dist: Path, only: list[str] | None = None) -> list[str]:
+def lint(
+    dist: Path,
+    only: Sequence[str] | None = None,
+    options: Options | None = None,
+    steps: Sequence[Step] = STEPS,
+) -> list[str]:
     """Run every step; return their summaries, or raise CheckFailed naming the failed ones."""
-    if not any(dist.glob("*.deb")) or not any(dist.glob("*.rpm")):
+    options = options or Options()
+    chosen = [s for s in steps if not only or s.name in only]
+    needs_packages = {"lintian", "rpmlint"} & {s.name for s in chosen}
+    if needs_packages and (not any(dist.glob("*.deb")) or not any(dist.glob("*.rpm"))):
         log.info("lint: %s has no packages yet; building them with nfpm first", dist)
         build.build("nfpm", payload.FORMATS, dist)
     summaries: list[str] = []
     failed: list[str] = []
-    for step in STEPS:
-        if only and step.name not in only:
-            continue
+    for step in chosen:
         started = time.monotonic()
         try:
-            line = f"ok   {step.name}: {step.check(dist)}"
-        except (CheckFailed, CommandFailed) as exc:
-            line = f"FAIL {step.name}: {exc}"
-            failed.append(step.name)
-        except FatalError as exc:  # a missing tool: the step cannot run, which is a failure
+            line = f"ok   {step.name}: {step.check(dist, options)}"
+        except FatalError as exc:  # a check failed, or a missing tool: the step could not pass
             line = f"FAIL {step.name}: {exc}"
             failed.append(step.name)
         line += f" ({time.monotonic() - started:.1f}s)"
@@ -193,6 +277,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m qss_toolkit lint", description=__doc__)
     parser.add_argument("--dist", type=Path, default=DIST, help="packages to check (dist/)")
     parser.add_argument("--step", action="append", choices=[s.name for s in STEPS])
+    parser.add_argument(
+        "--py39-mypy",
+        type=Path,
+        default=None,
+        help="a directory holding a mypy < 2 (pip install --target), for the helper's 3.9 check",
+    )
     args = parser.parse_args(argv)
-    lint(args.dist.resolve(), args.step)
+    lint(args.dist.resolve(), args.step, Options(py39_mypy=args.py39_mypy))
     return 0

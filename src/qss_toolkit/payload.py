@@ -1,13 +1,17 @@
 """The payload as data: every file, its destination, mode, package and formats (from nfpm configs).
 
-packaging/nfpm/<package>.yaml is the one place that says what each package carries; the nfpm
-route hands it to nfpm as it is, and the native routes (debian/rules, the RPM spec) install the
-same files from the same staging directory that this module lays out. Adding a package is adding
-one such file (and its stanza in debian/control and the spec, which a test checks).
+packaging/nfpm/<package>.yaml is the one place that says what each package is and carries; the
+nfpm route hands it to nfpm (less the toolkit's own `x-qss:` key, which nfpm would refuse), and
+the native routes (debian/rules, the RPM spec) install the same files from the same staging
+directory that this module lays out, with debian/control's binary stanzas and the spec's
+sub-packages generated from the same files. Adding a package is adding one such file. The main
+package is the one whose file says `x-qss: {main: true}`; every other list of our packages,
+names and paths in the toolkit is derived from these files (`project_packages()`, `owner()`).
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import io
@@ -15,29 +19,29 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from qss_toolkit import PROJECT_ROOT
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family, Word
 from qss_toolkit.version import RELEASE
 
 NFPM_DIR = PROJECT_ROOT / "packaging" / "nfpm"
-FORMATS = ("deb", "rpm")
+FORMATS: tuple[Family, ...] = tuple(Family)
 # nfpm script keys -> the name of that script in each format.
-SCRIPT_NAMES: dict[str, dict[str, str]] = {
-    "deb": {
+SCRIPT_NAMES: dict[Family, dict[str, str]] = {
+    Family.DEB: {
         "preinstall": "preinst",
         "postinstall": "postinst",
         "preremove": "prerm",
         "postremove": "postrm",
     },
-    "rpm": {
+    Family.RPM: {
         "preinstall": "pre",
         "postinstall": "post",
         "preremove": "preun",
@@ -49,15 +53,30 @@ GENERATED_PREFIX = "generated/"
 CHANGELOG = "generated/changelog.yml"
 # nfpm writes this from `changelog:`; dh_installchangelogs from debian/changelog.
 DEB_CHANGELOG = "/usr/share/doc/{name}/changelog.Debian.gz"
+# The toolkit's own key in a package's nfpm file: nfpm refuses keys it does not know, so the
+# copy that nfpm reads (in the staging directory) goes without it.
+TOOLKIT_KEY = "x-qss"
+_TOOLKIT_KEYS = {"main"}
 _KNOWN_KEYS = {
     "name", "arch", "platform", "version", "version_schema", "release", "changelog", "section",
     "priority",
     "maintainer", "vendor", "homepage", "license", "description", "depends", "overrides",
     "rpm", "deb", "contents", "recommends", "suggests", "conflicts", "replaces", "provides",
-    "scripts",
+    "scripts", TOOLKIT_KEY,
 }  # fmt: skip
 _REQUIRED_KEYS = ("name", "version", "maintainer", "homepage", "license", "description")
-_CONTENT_TYPES = {None, "dir", "doc", "license", "symlink"}
+UNIT_DIR = "/usr/lib/systemd/system/"
+UNIT_SUFFIXES = (".service", ".socket", ".timer")
+
+
+class ContentKind(Word):
+    """What a payload entry is (nfpm's `type:`; doc and license are RPM file flags)."""
+
+    FILE = "file"
+    DIR = "dir"
+    DOC = "doc"
+    LICENSE = "license"
+    SYMLINK = "symlink"
 
 
 @dataclass(frozen=True)
@@ -67,11 +86,11 @@ class PayloadFile:
     package: str
     destination: str
     mode: int
-    formats: frozenset[str]
+    formats: frozenset[Family]
     source: str | None = None  # for a symlink: its target
-    kind: str = "file"  # file | dir | doc | license | symlink (doc and license: RPM flags)
+    kind: ContentKind = ContentKind.FILE
 
-    def in_format(self, fmt: str) -> bool:
+    def in_format(self, fmt: Family) -> bool:
         return fmt in self.formats
 
 
@@ -87,27 +106,39 @@ class Package:
     summary: str  # RPM's Summary (rpm.summary, else the synopsis)
     synopsis: str  # the description's first line: Debian's short description
     description: str  # the extended text, without the synopsis
-    relations: dict[str, dict[str, tuple[str, ...]]]  # format -> relation -> entries
-    scripts: dict[str, dict[str, str]]  # format -> {native script name: source path}
+    relations: dict[Family, dict[str, tuple[str, ...]]]  # format -> relation -> entries
+    scripts: dict[Family, dict[str, str]]  # format -> {native script name: source path}
     files: tuple[PayloadFile, ...]
-    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    main: bool = False  # x-qss.main: the package the others extend (the spec's own Name:)
+    section: str = "mail"
+    priority: str = "optional"
+    vendor: str | None = None
+    rpm_group: str | None = None
+    rpm_packager: str | None = None
 
-    def files_for(self, fmt: str) -> tuple[PayloadFile, ...]:
+    def files_for(self, fmt: Family) -> tuple[PayloadFile, ...]:
         return tuple(f for f in self.files if f.in_format(fmt))
 
-    def relation(self, fmt: str, kind: str, version: str) -> tuple[str, ...]:
+    def relation(self, fmt: Family, kind: str, version: str) -> tuple[str, ...]:
         """`kind` (depends, provides, ...) for `fmt`, with the version filled in."""
         marker = "${" + VERSION_VARIABLE + "}"
         return tuple(d.replace(marker, version) for d in self.relations[fmt][kind])
 
     def units(self) -> tuple[str, ...]:
         """The systemd units this package ships (for the %systemd_* macros)."""
+        return tuple(Path(f.destination).name for f in self.unit_files())
+
+    def unit_files(self) -> tuple[PayloadFile, ...]:
+        """The payload entries that are systemd units (their source is the unit file)."""
         return tuple(
-            Path(f.destination).name
+            f
             for f in self.files
-            if f.destination.startswith("/usr/lib/systemd/system/")
-            and f.destination.endswith((".service", ".socket", ".timer"))
+            if f.destination.startswith(UNIT_DIR) and f.destination.endswith(UNIT_SUFFIXES)
         )
+
+    def ships(self, path: str) -> bool:
+        """Whether some format of this package installs `path`."""
+        return any(f.destination == path for f in self.files)
 
 
 def _fail(config: Path, message: str) -> ConfigurationError:
@@ -144,25 +175,26 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("dst"), str):
             raise _fail(config, f"content entry without dst: {entry!r}")
-        kind = entry.get("type")
-        if kind not in _CONTENT_TYPES:
-            raise _fail(config, f"content type {kind!r} is not supported here")
+        kind_name = entry.get("type") or ContentKind.FILE.value
+        if kind_name not in {k.value for k in ContentKind}:
+            raise _fail(config, f"content type {kind_name!r} is not supported here")
+        kind = ContentKind(kind_name)
         packager = entry.get("packager")
-        if packager is not None and packager not in FORMATS:
+        if packager is not None and packager not in {f.value for f in FORMATS}:
             raise _fail(config, f"packager {packager!r} is not one of {', '.join(FORMATS)}")
-        formats = frozenset([packager] if packager else FORMATS)
+        formats = frozenset([Family(packager)] if packager else FORMATS)
         if entry["dst"] == DEB_CHANGELOG.format(name=name):
             raise _fail(config, f"{entry['dst']} is written by nfpm from `changelog:`; remove it")
-        if kind in ("doc", "license") and formats != {"rpm"}:
+        if kind in (ContentKind.DOC, ContentKind.LICENSE) and formats != {Family.RPM}:
             raise _fail(
                 config,
                 f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
             )
         info = entry.get("file_info") or {}
-        if kind == "symlink":
+        if kind is ContentKind.SYMLINK:
             if not isinstance(entry.get("src"), str):
                 raise _fail(config, f"{entry['dst']}: a symlink needs src (its target)")
-            files.append(PayloadFile(name, entry["dst"], 0o777, formats, entry["src"], "symlink"))
+            files.append(PayloadFile(name, entry["dst"], 0o777, formats, entry["src"], kind))
             continue
         mode = info.get("mode")
         if not isinstance(mode, int) or mode & ~0o7777:
@@ -170,8 +202,8 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         for key in ("owner", "group"):
             if info.get(key, "root") != "root":
                 raise _fail(config, f"{entry['dst']}: only root-owned files are supported")
-        if kind == "dir":
-            files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, "dir"))
+        if kind is ContentKind.DIR:
+            files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, kind))
             continue
         src = entry.get("src")
         if not isinstance(src, str):
@@ -179,7 +211,7 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         for one_src, dst in _expand_source(root, config, src, entry["dst"]):
             if not one_src.startswith(GENERATED_PREFIX) and not (root / one_src).is_file():
                 raise _fail(config, f"source {one_src} does not exist")
-            files.append(PayloadFile(name, dst, mode, formats, one_src, kind or "file"))
+            files.append(PayloadFile(name, dst, mode, formats, one_src, kind))
     for fmt in FORMATS:
         seen: set[str] = set()
         for f in files:
@@ -217,10 +249,10 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
     if "\n" not in description.strip():
         raise _fail(config, "description needs a summary line and an extended text")
     overrides = raw.get("overrides") or {}
-    relations: dict[str, dict[str, tuple[str, ...]]] = {}
-    scripts: dict[str, dict[str, str]] = {}
+    relations: dict[Family, dict[str, tuple[str, ...]]] = {}
+    scripts: dict[Family, dict[str, str]] = {}
     for fmt in FORMATS:
-        override = overrides.get(fmt) or {}
+        override = overrides.get(fmt.value) or {}
         unknown = set(override) - {*RELATIONS, "scripts"}
         if unknown:
             raise _fail(config, f"unknown keys in overrides.{fmt}: {', '.join(sorted(unknown))}")
@@ -238,26 +270,102 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
             native[SCRIPT_NAMES[fmt][key]] = path
         scripts[fmt] = native
     files = _load_contents(root, config, name, raw.get("contents"))
+    rpm = raw.get("rpm") or {}
     return Package(
         name=name,
         config=config,
-        summary=str((raw.get("rpm") or {}).get("summary") or description.splitlines()[0]),
+        summary=str(rpm.get("summary") or description.splitlines()[0]),
         synopsis=description.splitlines()[0],
         description=description.split("\n", 1)[1].strip("\n"),
         relations=relations,
         scripts=scripts,
         files=files,
-        raw=raw,
+        main=_toolkit_settings(config, raw.get(TOOLKIT_KEY)),
+        section=str(raw.get("section") or "mail"),
+        priority=str(raw.get("priority") or "optional"),
+        vendor=_optional_str(raw.get("vendor")),
+        rpm_group=_optional_str(rpm.get("group")),
+        rpm_packager=_optional_str(rpm.get("packager")),
     )
 
 
+def _optional_str(value: object) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _toolkit_settings(config: Path, value: object) -> bool:
+    """The `x-qss:` mapping (only `main: true|false` so far); returns whether it is the main."""
+    if value is None:
+        return False
+    if not isinstance(value, dict) or set(value) - _TOOLKIT_KEYS:
+        raise _fail(config, f"{TOOLKIT_KEY} must be a mapping with only {sorted(_TOOLKIT_KEYS)}")
+    main = value.get("main", False)
+    if not isinstance(main, bool):
+        raise _fail(config, f"{TOOLKIT_KEY}.main must be true or false")
+    return main
+
+
 def load_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:
-    """Every package of packaging/nfpm/, the main package first."""
+    """Every package of packaging/nfpm/, the main package first, then by name."""
     configs = sorted((root / "packaging" / "nfpm").glob("*.yaml"))
     if not configs:
         raise ConfigurationError("no packaging/nfpm/*.yaml", hint="run from a full checkout")
-    packages = sorted((load_package(c, root) for c in configs), key=lambda p: (len(p.name), p.name))
-    return tuple(packages)
+    packages = [load_package(c, root) for c in configs]
+    mains = [p.name for p in packages if p.main]
+    if len(mains) != 1:
+        raise ConfigurationError(
+            f"packaging/nfpm/: {len(mains)} packages marked main ({', '.join(mains) or 'none'})",
+            hint=f"mark exactly one package with `{TOOLKIT_KEY}: {{main: true}}`",
+        )
+    return tuple(sorted(packages, key=lambda p: (not p.main, p.name)))
+
+
+@functools.lru_cache(maxsize=8)
+def project_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:
+    """load_packages(root), read once per process (the tree does not change under a run)."""
+    return load_packages(root)
+
+
+def main_package(root: Path = PROJECT_ROOT) -> Package:
+    return project_packages(root)[0]
+
+
+def main_unit(root: Path = PROJECT_ROOT) -> str:
+    """The systemd unit the main package ships (there is one: qmail-send.service)."""
+    main = main_package(root)
+    units = main.units()
+    if len(units) != 1:
+        raise ConfigurationError(
+            f"packaging/nfpm/{main.name}.yaml ships {len(units)} units, not one",
+            hint=f"the main package carries the one unit under {UNIT_DIR}",
+        )
+    return units[0]
+
+
+def owner(path: str, root: Path = PROJECT_ROOT) -> str:
+    """The name of the package that installs `path` (in some format)."""
+    for package in project_packages(root):
+        if package.ships(path):
+            return package.name
+    raise ConfigurationError(
+        f"no package of packaging/nfpm/ installs {path}", hint="add it to a package's contents"
+    )
+
+
+def nfpm_config(text: str) -> str:
+    """A package's nfpm file as nfpm must read it: without the toolkit's top-level key (its
+    line and the indented or blank lines under it), every other byte as written."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(f"{TOOLKIT_KEY}:"):
+            skipping = True
+            continue
+        if skipping and (line[:1] in (" ", "\t") or not line.strip()):
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,10 +485,16 @@ def stage(
     generated = generated_sources(root, version, epoch)
     wanted: set[str] = set()
     for package in packages:
-        wanted.update(f.source for f in package.files if f.source and f.kind != "symlink")
+        wanted.update(
+            f.source for f in package.files if f.source and f.kind is not ContentKind.SYMLINK
+        )
         for scripts in package.scripts.values():
             wanted.update(scripts.values())
-        wanted.add(str(package.config.relative_to(root)))
+        config = package.config.relative_to(root)
+        (dest / config).parent.mkdir(parents=True, exist_ok=True)
+        (dest / config).write_text(
+            nfpm_config(package.config.read_text(encoding="utf-8")), encoding="utf-8"
+        )
     for rel in sorted(wanted):
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -395,11 +509,11 @@ def stage(
         (dest / rel).write_bytes(data)
     for package in packages:
         for f in package.files:
-            if f.source is not None and f.kind != "symlink":
+            if f.source is not None and f.kind is not ContentKind.SYMLINK:
                 os.chmod(dest / f.source, f.mode)
         for fmt, scripts in package.scripts.items():
             for path in scripts.values():
-                if fmt == "deb":
+                if fmt is Family.DEB:
                     _drop_debhelper_token(dest / path)
                 os.chmod(dest / path, 0o755)  # noqa: S103 - maintainer scripts are executables
     return dest
@@ -411,15 +525,15 @@ def _drop_debhelper_token(script: Path) -> None:
     script.write_text("".join(ln for ln in lines if ln.strip() != "#DEBHELPER#"), encoding="utf-8")
 
 
-def install_tree(package: Package, fmt: str, staging: Path, root: Path) -> None:
+def install_tree(package: Package, fmt: Family, staging: Path, root: Path) -> None:
     """Lay out `package`'s files for `fmt` under `root` (what debian/rules and %install call)."""
     for f in package.files_for(fmt):
         target = root / f.destination.lstrip("/")
-        if f.kind == "dir":
+        if f.kind is ContentKind.DIR:
             target.mkdir(parents=True, exist_ok=True)
             os.chmod(target, f.mode)
             continue
-        if f.kind == "symlink":
+        if f.kind is ContentKind.SYMLINK:
             assert f.source is not None
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
@@ -434,10 +548,15 @@ def install_tree(package: Package, fmt: str, staging: Path, root: Path) -> None:
 def rpm_file_list(package: Package) -> str:
     """The %files list of `package` (rpmbuild's `%files -f`), with the payload's modes."""
     lines = []
-    for f in package.files_for("rpm"):
+    prefixes = {
+        ContentKind.DIR: "%dir ",
+        ContentKind.DOC: "%doc ",
+        ContentKind.LICENSE: "%license ",
+    }
+    for f in package.files_for(Family.RPM):
         attr = f"%attr({f.mode:04o},root,root)"
-        if f.kind == "symlink":
+        if f.kind is ContentKind.SYMLINK:
             attr = "%attr(-,root,root)"
-        prefix = {"dir": "%dir ", "doc": "%doc ", "license": "%license "}.get(f.kind, "")
+        prefix = prefixes.get(f.kind, "")
         lines.append(f"{attr} {prefix}{f.destination}")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,6 @@ reproducible, so they are built once per commit and kept in the cache.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -21,8 +20,10 @@ from pathlib import Path
 
 from qss_toolkit import PROJECT_ROOT
 from qss_toolkit.errors import CheckFailed, ConfigurationError
+from qss_toolkit.families import Family
+from qss_toolkit.locks import exclusive
 from qss_toolkit.run import Arg, run
-from qss_toolkit.version import RELEASE
+from qss_toolkit.settings import settings
 
 log = logging.getLogger("qss_toolkit")
 
@@ -36,21 +37,14 @@ class Release:
 # What administrators have installed today; move it forward with each release.
 PREVIOUS_RELEASE = Release("1.0.0", "245c2a58b9ae6ae4fb56a86b89780ab10cf83f14")
 
-SUFFIXES = {"deb": f"-{RELEASE}_all.deb", "rpm": f"-{RELEASE}.noarch.rpm"}
-
 
 def cache_dir() -> Path:
-    base = os.environ.get("QSS_CACHE")
-    root = Path(base) if base else Path.home() / ".cache" / "qmail-send-systemd"
-    return root / "previous"
+    return settings().cache_dir / "previous"
 
 
 def package_files(directory: Path, release: Release, fmt: str) -> list[Path]:
     """The release's packages of format `fmt` in `directory`, by their file names."""
-    marker = f"_{release.version}" if fmt == "deb" else f"-{release.version}"
-    return sorted(
-        p for p in directory.glob(f"*{SUFFIXES[fmt]}") if p.name.endswith(marker + SUFFIXES[fmt])
-    )
+    return sorted(directory.glob(Family(fmt).manager.file_name("*", release.version)))
 
 
 def packages(
@@ -64,8 +58,7 @@ def packages(
     directory = (cache or cache_dir()) / f"{release.version}-{release.commit[:12]}"
     directory.parent.mkdir(parents=True, exist_ok=True)
     # One builder at a time: smoke runs of several checkouts share the cache.
-    with (directory.parent / f"{directory.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(directory.parent / f"{directory.name}.lock"):
         have = _formats_in(directory, release)
         if set(formats) <= have:
             log.info("previous release %s: packages from %s", release.version, directory)
@@ -82,7 +75,7 @@ def packages(
 def _formats_in(directory: Path, release: Release) -> set[str]:
     if not directory.is_dir():
         return set()
-    return {fmt for fmt in SUFFIXES if package_files(directory, release, fmt)}
+    return {fmt.value for fmt in Family if package_files(directory, release, fmt)}
 
 
 def build(release: Release, formats: Sequence[str], work: Path, repository: Path) -> Path:

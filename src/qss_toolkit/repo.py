@@ -28,7 +28,6 @@ import argparse
 import ctypes
 import ctypes.util
 import errno
-import fcntl
 import filecmp
 import gzip
 import logging
@@ -41,14 +40,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from qss_toolkit import DIST
+from qss_toolkit import DIST, payload
 from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
+from qss_toolkit.locks import exclusive
 from qss_toolkit.run import run
 from qss_toolkit.signing import KeyConfig, Signer, signer
 
 log = logging.getLogger("qss_toolkit")
 
-NAME = "qmail-send-systemd"
+# The repository is named after the main package (packaging/nfpm/, `x-qss: {main: true}`).
+NAME = payload.main_package().name
 COMPONENT = "main"
 APT_ARCH = "all"  # every package we ship is Architecture: all / BuildArch: noarch
 DEFAULT_SUITE = "stable"
@@ -61,6 +63,14 @@ REPO_FILE = f"{NAME}.repo"
 # Where the client configuration expects the keys (README says to copy them there).
 CLIENT_APT_KEYRING = f"/etc/apt/keyrings/{APT_KEYRING}"
 CLIENT_RPM_KEY = f"/etc/pki/rpm-gpg/{RPM_KEY}"
+# What a client of each family copies from the published tree, and where (README).
+CLIENT_FILES: dict[Family, tuple[tuple[str, str], ...]] = {
+    Family.DEB: (
+        (APT_KEYRING, CLIENT_APT_KEYRING),
+        (SOURCES_FILE, f"/etc/apt/sources.list.d/{SOURCES_FILE}"),
+    ),
+    Family.RPM: ((RPM_KEY, CLIENT_RPM_KEY), (REPO_FILE, f"/etc/yum.repos.d/{REPO_FILE}")),
+}
 
 
 @dataclass(frozen=True)
@@ -121,17 +131,17 @@ def find_packages(dist: Path) -> tuple[list[Path], list[Path]]:
     Not recursive: dist/ also holds the published repository, smoke logs and build scratch
     directories, none of which is a package to publish.
     """
-    debs: list[Path] = []
-    rpms: list[Path] = []
-    for path in sorted(dist.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        if path.name.endswith(".deb"):
-            debs.append(path)
-        elif path.name.endswith(".src.rpm"):
+    files = [p for p in sorted(dist.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    for path in files:
+        if path.name.endswith(".src.rpm"):
             log.info("skipping source package %s (the dnf repository is binary)", path.name)
-        elif path.name.endswith(".rpm"):
-            rpms.append(path)
+    return split_packages(files)
+
+
+def split_packages(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The binary .deb and the binary .rpm files among `paths`, each in the given order."""
+    debs = [p for p in paths if Family.DEB.manager.is_package_file(p)]
+    rpms = [p for p in paths if Family.RPM.manager.is_package_file(p)]
     return debs, rpms
 
 
@@ -381,13 +391,11 @@ def swap_into_place(new: Path, out: Path) -> None:
 def _publish_lock(out: Path) -> Iterator[None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.with_name(f".{out.name}.lock")
-    with open(lock_path, "w", encoding="ascii") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive(lock_path, wait=False) as held:
+        if not held:
             raise ConfigurationError(
                 f"another publish into {out} is running", hint=f"wait for it (lock: {lock_path})"
-            ) from None
+            )
         yield
 
 

@@ -10,7 +10,6 @@ deleted on exit.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -22,15 +21,15 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from qss_toolkit.cgroups import in_cgroups, make_cgroups, remove_cgroup
-from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.locks import exclusive
+from qss_toolkit.nspawn import nspawn_command
 from qss_toolkit.run import run
-from qss_toolkit.targets import Target
+from qss_toolkit.settings import settings
+from qss_toolkit.targets import DebianRoot, Target
 
 log = logging.getLogger("qss_toolkit")
 
 FORMAT_VERSION = 1
-COPY_METHODS = ("overlay", "copy")
-COPY_ENV = "QSS_ROOTFS_COPY"
 KEPT_MARKER = "KEPT"
 # A copy is stale when no run holds its lock and it is this old (older toolkits took no lock).
 STALE_AFTER = 3600.0
@@ -65,65 +64,51 @@ COMMON_CUSTOMIZE: tuple[str, ...] = (
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("QSS_CACHE")
-    if env:
-        return Path(env) / "rootfs"
-    return Path.home() / ".cache" / "qmail-send-systemd" / "rootfs"
+    return settings().cache_dir / "rootfs"
 
 
-def build_steps(target: Target) -> tuple[str, ...]:
-    """The shell steps run in a fresh root: a stock root (a new machine) gets its own alone."""
-    return target.customize if target.stock else (*COMMON_CUSTOMIZE, *target.customize)
-
-
-def variant(target: Target) -> str:
-    """mmdebstrap's variant: minbase (required packages only) is what a new machine starts from."""
-    return "minbase" if target.stock else "apt"
+def build_steps(root: DebianRoot) -> tuple[str, ...]:
+    """The shell steps run in a fresh root: a smoke root gets the common ones first, another
+    variant (a new machine's stock root) its own alone."""
+    return (*COMMON_CUSTOMIZE, *root.customize) if root.smoke else root.customize
 
 
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
+    root = target.root
     material: dict[str, object] = {
         "format": FORMAT_VERSION,
-        "suite": target.suite,
-        "mirror": target.mirror,
-        "packages": sorted(target.packages),
-        "customize": list(build_steps(target)),
+        "suite": root.suite,
+        "mirror": root.mirror,
+        "packages": sorted(root.packages),
+        "customize": list(build_steps(root)),
     }
-    if target.stock:  # only then, so that the smoke roots keep the keys they are cached under
-        material["variant"] = variant(target)
+    if not root.smoke:  # only then, so that the smoke roots keep the keys they are cached under
+        material["variant"] = root.variant
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-    return f"{target.suite}-{digest[:16]}"
+    return f"{root.suite}-{digest[:16]}"
 
 
-def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
-    include = ["--include=" + ",".join(target.packages)] if target.packages else []
+def mmdebstrap_command(root: DebianRoot, dest: Path) -> list[str]:
+    include = ["--include=" + ",".join(root.packages)] if root.packages else []
     return [
         "mmdebstrap",
         "--quiet",
         "--mode=root",
-        f"--variant={variant(target)}",
+        f"--variant={root.variant}",
         *include,
-        target.suite,
+        root.suite,
         str(dest),
-        target.mirror,
+        root.mirror,
     ]
-
-
-def copy_method() -> str:
-    method = os.environ.get(COPY_ENV, "overlay")
-    if method not in COPY_METHODS:
-        raise ConfigurationError(
-            f"{COPY_ENV}={method!r} is not a copy method", hint=f"use one of {COPY_METHODS}"
-        )
-    return method
 
 
 class RootfsCache:
     """Cached root trees under `directory`, one per cache key, plus per-run copies in runs/."""
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, *, copy: str | None = None) -> None:
         self.directory = directory or default_cache_dir()
+        self.copy = copy  # how a run gets its private root; None: QSS_ROOTFS_COPY (overlay)
         self.last_build_seconds: dict[str, float] = {}
 
     def path(self, target: Target) -> Path:
@@ -133,8 +118,7 @@ class RootfsCache:
         """The cached root for `target`, built first if missing (one builder at a time per key)."""
         final = self.path(target)
         self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / f"{final.name}.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.directory / f"{final.name}.lock"):
             if rebuild and final.exists():
                 self._remove(final)
             if final.exists():
@@ -145,8 +129,8 @@ class RootfsCache:
             tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
             self._remove(tmp)
             try:
-                run(mmdebstrap_command(target, tmp), timeout=900)
-                self._customize(target, tmp)
+                run(mmdebstrap_command(target.root, tmp), timeout=900)
+                self._customize(target.root, tmp)
                 (tmp / "etc" / "qss-rootfs.json").write_text(
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
@@ -158,23 +142,12 @@ class RootfsCache:
             return final
 
     @staticmethod
-    def _customize(target: Target, tmp: Path) -> None:
+    def _customize(root: DebianRoot, tmp: Path) -> None:
         """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in build_steps(target):
-                nspawn = [
-                    "systemd-nspawn",
-                    "--quiet",
-                    "--register=no",
-                    "--keep-unit",
-                    "--pipe",
-                    f"--directory={tmp}",
-                    "--",
-                    "/bin/sh",
-                    "-ec",
-                    step,
-                ]
+            for step in build_steps(root):
+                nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
                 run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
         finally:
             for cgroup in cgroups:
@@ -191,8 +164,7 @@ class RootfsCache:
         runs = self.directory / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         lock_path = runs / f"{name}.lock"
-        with lock_path.open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(lock_path):
             work = runs / name
             work.mkdir()
             root = work / "root"
@@ -207,7 +179,7 @@ class RootfsCache:
                     lock_path.unlink(missing_ok=True)
 
     def _populate(self, lower: Path, work: Path, root: Path) -> None:
-        if copy_method() == "overlay":
+        if (self.copy or settings().rootfs_copy) == "overlay":
             # The overlay's writable layer lives in memory: a run's changes (packages, journals)
             # are thrown away at its end, and writing them back to disk was a tenth of a warm
             # matrix's CPU time (kernel writeback, then rm -rf).
@@ -273,10 +245,8 @@ class RootfsCache:
     @staticmethod
     def _remove_unheld(lock_path: Path, remove: Callable[[Path], None], path: Path) -> bool:
         """`remove(path)`, then delete `lock_path`, unless another run holds that lock."""
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+        with exclusive(lock_path, wait=False) as held:
+            if not held:
                 return False  # a live run (checkout or ensure) holds it
             remove(path)
             lock_path.unlink(missing_ok=True)

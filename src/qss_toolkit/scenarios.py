@@ -13,7 +13,6 @@ Other modules add scenarios by defining them in a module named `qss_toolkit.scen
 
 from __future__ import annotations
 
-import functools
 import importlib
 import pkgutil
 import shlex
@@ -22,34 +21,31 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qss_toolkit import payload
-from qss_toolkit.container import Container, ContainerCommandFailed
+from qss_toolkit import PROJECT_ROOT, payload
+from qss_toolkit.container import BootKind, Container, ContainerCommandFailed
 from qss_toolkit.errors import CheckFailed, ConfigurationError
-from qss_toolkit.run import run
+from qss_toolkit.families import Family, PackageFile, PackageManager
+from qss_toolkit.selection import select
 from qss_toolkit.targets import Target
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_DIR = PROJECT_ROOT / "tests" / "standin"
 
-MAIN = "qmail-send-systemd"
-NM_PACKAGE = "qmail-send-systemd-networkmanager"
-NETWORKD_PACKAGE = "qmail-send-systemd-networkd"
-SENDMAIL_PACKAGE = "qmail-send-systemd-sendmail"
-UNIT = "qmail-send.service"
+# Our packages and their names, from packaging/nfpm/*.yaml (payload.py): the main package, the
+# ones that ship the NetworkManager hook, the networkd-dispatcher hook, /usr/sbin/sendmail and
+# the submission route's qmail-remote, and the main package's unit.
+NM_HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
+NETWORKD_HOOK = "/usr/lib/networkd-dispatcher/routable.d/90-qmail-send"
+SUBMISSION_QMAIL_REMOTE = "/usr/lib/qmail-send-systemd/qmail-remote"
+MAIN = payload.main_package().name
+NM_PACKAGE = payload.owner(NM_HOOK)
+NETWORKD_PACKAGE = payload.owner(NETWORKD_HOOK)
+SENDMAIL_PACKAGE = payload.owner("/usr/sbin/sendmail")
+SUBMISSION_PACKAGE = payload.owner(SUBMISSION_QMAIL_REMOTE)
+UNIT = payload.main_unit()
 QUEUE = "/var/qmail/queue"
 QUEUE_MESSAGE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce")
 STANDIN_LOGS = "/var/qmail/standin"  # the stand-in's own record of signals and runs
-WANTS_LINK = "/etc/systemd/system/multi-user.target.wants/qmail-send.service"
-
-# Where a scenario's container keeps what it is given.
-DEB_DIR = "/srv/qss/debs"
-RPM_REPO = "/srv/qss/rpms"
-PREVIOUS_SUFFIX = "-previous"
-
-# boot kinds: "shared" = the target's one booted container, in a network namespace of its own
-# (--network-veth: NetworkManager may run in it, and no port or address meets the host's);
-# "offline" = a root where systemd is not running.
-BOOT_KINDS = ("shared", "offline")
+WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT}"
 
 
 # A handover state: our current package alone installed and enabled (not masked), qmail-send
@@ -69,8 +65,8 @@ ScenarioFunction = Callable[["ScenarioContext"], None]
 class Scenario:
     name: str
     function: ScenarioFunction
-    families: tuple[str, ...]
-    boot: str
+    families: tuple[Family, ...]
+    boot: BootKind
     description: str
 
     def applies_to(self, target: Target) -> bool:
@@ -81,17 +77,27 @@ SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, *, families: Sequence[str] = ("deb", "rpm"), boot: str = "shared"
+    name: str, *, families: Sequence[str] = tuple(Family), boot: str = BootKind.SHARED
 ) -> Callable[[ScenarioFunction], ScenarioFunction]:
-    """Register the decorated function as the scenario `name` (names are unique)."""
-    if boot not in BOOT_KINDS:
-        raise ConfigurationError(f"scenario {name!r}: boot {boot!r} not in {BOOT_KINDS}")
+    """Register the decorated function as the scenario `name` (names are unique).
+
+    `families` and `boot` take the enums or their words ("deb", "offline").
+    """
+    try:
+        kinds = tuple(Family(f) for f in families)
+        boot_kind = BootKind(boot)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"scenario {name!r}: {exc}",
+            hint=f"families from {[f.value for f in Family]}, boot one of "
+            f"{[b.value for b in BootKind]}",
+        ) from None
 
     def register(function: ScenarioFunction) -> ScenarioFunction:
         if name in SCENARIOS and SCENARIOS[name].function is not function:
             raise ConfigurationError(f"scenario {name!r} is registered twice")
         doc = (function.__doc__ or "").strip().splitlines()
-        SCENARIOS[name] = Scenario(name, function, tuple(families), boot, doc[0] if doc else "")
+        SCENARIOS[name] = Scenario(name, function, kinds, boot_kind, doc[0] if doc else "")
         return function
 
     return register
@@ -107,36 +113,14 @@ def load_scenarios() -> dict[str, Scenario]:
     return SCENARIOS
 
 
-@functools.lru_cache(maxsize=256)
-def _package_identity(path: str, mtime_ns: int, family: str) -> tuple[str, str]:
-    """(name, name-version-release) read from a package file; cached per file and mtime."""
-    if family == "deb":
-        out = run(
-            ["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", path], capture=True
-        )
-        name, version = out.stdout.strip().split("\t")
-        return name, f"{name}={version}"
-    qf = "%{NAME}\\t%{NAME}-%{VERSION}-%{RELEASE}"
-    out = run(["rpm", "-qp", "--nosignature", "--qf", qf, path], capture=True)
-    name, nevra = out.stdout.strip().split("\t")
-    return name, nevra
+def select_scenarios(names: Sequence[str] | None) -> list[Scenario]:
+    """The scenarios named on the command line (all when none), or a usage error with a hint."""
+    return select("scenario", names, load_scenarios())
 
 
-def package_identities(directory: Path, family: str) -> dict[str, tuple[Path, str]]:
-    """Package name -> (file, versioned name) for every .deb or .rpm in `directory`."""
-    found: dict[str, tuple[Path, str]] = {}
-    pattern = "*.deb" if family == "deb" else "*.rpm"
-    for path in sorted(directory.glob(pattern)):
-        if path.name.endswith(".src.rpm"):
-            continue
-        name, versioned = _package_identity(str(path), path.stat().st_mtime_ns, family)
-        found[name] = (path, versioned)
-    return found
-
-
-def package_files(directory: Path, family: str) -> dict[str, Path]:
-    """Package name -> file for every .deb or .rpm in `directory` (read from the files)."""
-    return {name: path for name, (path, _) in package_identities(directory, family).items()}
+def package_files(directory: Path, family: Family) -> dict[str, Path]:
+    """Package name -> file for every package of `family` in `directory` (read from the files)."""
+    return {name: f.path for name, f in family.manager.package_files(directory).items()}
 
 
 @dataclass
@@ -146,13 +130,15 @@ class ScenarioContext:
     target: Target
     container: Container
     dist: Path  # the packages under test
-    previous_dist: Path | None = None  # the "previous build": same payload, lower version
+    previous_dist: Path | None = None  # the "previous build": a lower version of the payload
     # container paths worth keeping when the scenario fails
     artifacts: list[str] = field(default_factory=lambda: [STANDIN_LOGS, "/var/qmail/queue"])
     # The state the scenario before this one in the same container left and vouched for (its
     # `leaves`, set only after all its assertions held), or None; see RUNNING_CURRENT.
     handover: str | None = None
     leaves: str | None = None
+    # The tree whose packaging/nfpm/*.yaml says which packages are ours (reset() purges them).
+    project: Path = PROJECT_ROOT
 
     # -- running commands -------------------------------------------------------------
 
@@ -190,114 +176,100 @@ class ScenarioContext:
 
     # -- packages ---------------------------------------------------------------------
 
-    def packages(self, *, previous: bool = False) -> dict[str, Path]:
+    @property
+    def manager(self) -> PackageManager:
+        """The target's package manager (apt, dnf): every package step goes through it."""
+        return self.target.family.manager
+
+    @property
+    def main(self) -> str:
+        """The main package's name (packaging/nfpm/, `x-qss: {main: true}`)."""
+        return payload.main_package(self.project).name
+
+    def our_packages(self) -> list[str]:
+        """Every package of packaging/nfpm/, the ones that depend on the main package first."""
+        names = [p.name for p in payload.project_packages(self.project)]
+        return [*names[1:], names[0]]
+
+    def built(self, *, previous: bool = False) -> dict[str, PackageFile]:
+        """Package name -> built package of the target's family, in dist (or the previous)."""
         directory = self.previous_dist if previous else self.dist
         if directory is None:
             raise ScenarioFailed("no previous build to upgrade from")
-        found = package_files(directory, self.target.family)
-        if MAIN not in found:
-            raise ScenarioFailed(f"no {self.target.family} package {MAIN} in {directory}")
+        found = self.manager.package_files(directory)
+        if self.main not in found:
+            raise ScenarioFailed(f"no {self.target.family} package {self.main} in {directory}")
         return found
 
-    def install_packages(
-        self, names: Sequence[str] = (MAIN,), *, previous: bool = False, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        """Install (or upgrade to) our packages with the family's own front end (apt / dnf)."""
-        files = self.packages(previous=previous)
-        missing = [n for n in names if n not in files]
+    def packages(self, *, previous: bool = False) -> dict[str, Path]:
+        """Package name -> package file (built(), as paths)."""
+        return {name: f.path for name, f in self.built(previous=previous).items()}
+
+    def _staged(self, names: Sequence[str] | None, previous: bool) -> tuple[list[PackageFile], str]:
+        """Our packages `names` (the main one by default), put where the manager installs
+        them from."""
+        built = self.built(previous=previous)
+        wanted = list(names) if names is not None else [self.main]
+        missing = [n for n in wanted if n not in built]
         if missing:
             raise ScenarioFailed(f"package {missing[0]} not built in {self.dist}")
-        if self.target.family == "deb":
-            where = DEB_DIR + (PREVIOUS_SUFFIX if previous else "")
-            for name in names:
-                self.container.copy_into(files[name], f"{where}/{files[name].name}")
-            paths = " ".join(shlex.quote(f"{where}/{files[n].name}") for n in names)
-            cmd = f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q {paths}"
-        else:
-            repo = self._rpm_repo(files, previous=previous)
-            # name-version-release: `dnf install NAME` would not upgrade an installed package.
-            directory = self.previous_dist if previous else self.dist
-            assert directory is not None
-            ids = package_identities(directory, "rpm")
-            nevras = " ".join(ids[n][1] for n in names)
-            cmd = (
-                f"dnf -y --disablerepo='*' --repofrompath=qss,{repo} --enablerepo=qss"
-                f" --nogpgcheck --setopt=install_weak_deps=False install {nevras}"
-            )
+        where = self.manager.staging(previous=previous)
+        files = [built[n] for n in wanted]
+        self.manager.stage(self.container, files, list(built.values()), where)
+        return files, where
+
+    def install_packages(
+        self, names: Sequence[str] | None = None, *, previous: bool = False, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Install (or upgrade to) our packages (the main one by default) with the family's
+        own front end (apt / dnf)."""
+        files, where = self._staged(names, previous)
+        cmd = self.manager.install(files, where)
         if not check:
             return self.run(cmd, timeout=300)
         return self.run_expect([0], cmd, timeout=300)
 
-    def _rpm_repo(self, files: dict[str, Path], *, previous: bool) -> str:
-        """The container's dnf repository of `files`; made once per boot and set of files (a
-        stamp names each file with its size and mtime), since every rpm scenario installs."""
-        repo = RPM_REPO + (PREVIOUS_SUFFIX if previous else "")
-        stamp = "".join(
-            f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in sorted(files.values())
-        )
-        if self.run(["cat", f"{repo}/.qss-stamp"]).stdout == stamp:
-            return repo
-        self.check_output(["rm", "-rf", repo])
-        for path in files.values():
-            self.container.copy_into(path, f"{repo}/{path.name}")
-        self.check_output(["createrepo_c", "--quiet", repo])
-        self.run_expect([0], f"cat > {repo}/.qss-stamp", input=stamp)
-        return repo
+    def reinstall_packages(self, names: Sequence[str] | None = None) -> str:
+        """Install the same build of installed packages again (apt --reinstall, dnf reinstall)."""
+        files, where = self._staged(names, False)
+        return self.check_output(self.manager.install(files, where, reinstall=True), timeout=300)
 
-    def remove(self, names: Sequence[str] = (MAIN,)) -> subprocess.CompletedProcess[str]:
-        if self.target.family == "deb":
-            cmd = "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q " + " ".join(names)
-        else:
-            cmd = "dnf -y -q remove " + " ".join(names)
+    def remove(self, names: Sequence[str] | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = self.manager.remove(list(names) if names is not None else [self.main])
         return self.run_expect([0], cmd, timeout=300)
 
-    def purge(self, names: Sequence[str] = (MAIN,)) -> subprocess.CompletedProcess[str]:
-        if self.target.family != "deb":
-            return self.remove(names)
-        cmd = "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q " + " ".join(names)
+    def purge(self, names: Sequence[str] | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = self.manager.purge(list(names) if names is not None else [self.main])
         return self.run_expect([0], cmd, timeout=300)
 
-    def installed(self, name: str = MAIN) -> bool:
-        if self.target.family == "deb":
-            return self.deb_status(name) == "installed"
-        return self.run(["rpm", "-q", name]).returncode == 0
+    def package_state(self, name: str | None = None) -> str:
+        """The package manager's word for `name`'s state: installed, not-installed, or one
+        between (dpkg's config-files, ...)."""
+        return self.check_output(self.manager.query(name or self.main)).strip()
+
+    def installed(self, name: str | None = None) -> bool:
+        return self.package_state(name) == "installed"
 
     def deb_status(self, name: str) -> str:
         """dpkg's status of `name`: installed, config-files, ... or "not-installed"."""
-        out = self.run(["dpkg-query", "-W", "-f=${db:Status-Status}", name]).stdout.strip()
-        return out or "not-installed"
+        return self.package_state(name)
 
-    def version(self, name: str = MAIN) -> str:
-        if self.target.family == "deb":
-            return self.check_output(["dpkg-query", "-W", "-f=${Version}", name]).strip()
-        return self.check_output(["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}", name]).strip()
+    def version(self, name: str | None = None) -> str:
+        """The installed version, as PackageFile.version has it (1.1.0-1)."""
+        return self.check_output(self.manager.query_version(name or self.main)).strip()
 
     def reset(self) -> None:
         """Purge every package of ours and clear admin state on the unit: a clean start.
 
         One shell command with dpkg/rpm directly (not apt/dnf): it runs before every scenario.
-        A removed .deb keeps its conffiles and enablement state until purged, so any state
-        but not-installed is purged.
         """
-        names = " ".join(p.name for p in payload.load_packages())
-        if self.target.family == "deb":
-            find = (
-                f"for p in {names}; do"
-                " s=$(dpkg-query -W -f='${db:Status-Status}' $p 2>/dev/null) || continue;"
-                ' [ -n "$s" ] && [ "$s" != not-installed ] && set -- "$@" $p; done;'
-                ' [ $# -eq 0 ] || dpkg --purge "$@"'
-            )
-        else:
-            find = (
-                f'for p in {names}; do rpm -q $p >/dev/null && set -- "$@" $p; done;'
-                ' [ $# -eq 0 ] || rpm -e "$@"'
-            )
+        purge = self.manager.reset(self.our_packages())
         # unmask reloads systemd (90 ms of CPU): only when a scenario left the unit masked.
         clear = (
             f'[ "$(systemctl is-enabled {UNIT} 2>/dev/null)" != masked ]'
             f" || systemctl unmask {UNIT}; systemctl reset-failed {UNIT} 2>/dev/null; true"
         )
-        self.check_output(f"set --; {find} && {{ {clear}; }}", timeout=300)
+        self.check_output(f"{purge} && {{ {clear}; }}", timeout=300)
 
     # -- qmail -------------------------------------------------------------------------
 

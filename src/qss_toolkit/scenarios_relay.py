@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 
+from qss_toolkit.families import Family
 from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE, UNIT, ScenarioContext, scenario
 from qss_toolkit.smtp_sink import SINK_DIR, SmtpSink, smtp_sink
 from qss_toolkit.targets import APT_SUBSET_LIST
@@ -37,18 +38,6 @@ def _queued_messages(ctx: ScenarioContext) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-def _provide_alternatives(ctx: ScenarioContext) -> None:
-    """RPM-on-Debian: Debian's update-alternatives answers as Fedora's alternatives(8) does.
-
-    Both take the same --install/--remove/--display arguments; Fedora ships the command as
-    /usr/sbin/alternatives, which is where the package's scriptlets find it.
-    """
-    ctx.check_output(
-        "command -v alternatives >/dev/null"
-        ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
-    )
-
-
 def _other_mta(ctx: ScenarioContext) -> None:
     ctx.check_output(
         f"mkdir -p {shlex.quote(OTHER_MTA.rsplit('/', 1)[0])}"
@@ -63,8 +52,6 @@ def sendmail_git_send_email(ctx: ScenarioContext) -> None:
     """`sendmail -i -t` run by a user, as git send-email calls it, puts the mail in the queue."""
     ctx.reset()
     ctx.install_standin()
-    if ctx.target.family == "rpm":
-        _provide_alternatives(ctx)
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     for link in SENDMAIL_LINKS:
         target = _sendmail_target(ctx, link)
@@ -100,7 +87,7 @@ APT_DEBIAN = (
 )
 
 
-@scenario("sendmail-mta-for-apt", families=("deb",))
+@scenario("sendmail-mta-for-apt", families=(Family.DEB,))
 def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
     """With the sendmail package, bsd-mailx pulls in no other MTA; a purge leaves no link."""
     ctx.reset()
@@ -131,12 +118,11 @@ def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
     ctx.check_output(["test", "-x", QMAIL_SENDMAIL])  # qmail's own file is never ours to remove
 
 
-@scenario("sendmail-mta-alternative", families=("rpm",))
+@scenario("sendmail-mta-alternative", families=(Family.RPM,))
 def sendmail_mta_alternative(ctx: ScenarioContext) -> None:
     """RPM: the package wins the `mta` alternative beside another MTA; erasing restores that one."""
     ctx.reset()
     ctx.install_standin()
-    _provide_alternatives(ctx)
     _other_mta(ctx)
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     provides = ctx.check_output(["rpm", "-q", "--provides", SENDMAIL_PACKAGE]).split("\n")
@@ -225,8 +211,6 @@ def relay_root_mail_after_reconnect(ctx: ScenarioContext) -> None:
     ctx.reset()
     ctx.remove_qmail()
     ctx.install_standin()
-    if ctx.target.family == "rpm":
-        _provide_alternatives(ctx)
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     ctx.wait_ready()
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from qss_toolkit.scenarios import QUEUE, ScenarioContext, ScenarioFailed, scenario
+from qss_toolkit.scenarios import QUEUE, UNIT, ScenarioContext, ScenarioFailed, scenario
 from qss_toolkit.scenarios_lifecycle import _queue_remote_messages
 
 SMARTHOST = "smarthost.example.net"
@@ -99,9 +99,9 @@ def status_report(ctx: ScenarioContext) -> None:
     ctx.expect(any("has waited 2 h" in p for p in old), f"attention: {old}")
 
     # The service stopped: that comes first, with its fix.
-    ctx.check_output("systemctl stop qmail-send.service")
+    ctx.check_output(f"systemctl stop {UNIT}")
     stopped = _status(ctx, 1)
-    ctx.expect(_problems(stopped)[0] == "qmail-send.service is inactive", f"attention: {stopped}")
+    ctx.expect(_problems(stopped)[0] == f"{UNIT} is inactive", f"attention: {stopped}")
     ctx.expect(_part(stopped, "service")["MainPID"] == "0", f"service: {stopped['service']}")
     text = ctx.run_expect([1], "qmail-send-systemd status").stdout
     ctx.expect("(fix: sudo systemctl start qmail-send" in text, f"status:\n{text}")

@@ -12,14 +12,16 @@ import shlex
 
 from qss_toolkit.scenarios import (
     MAIN,
+    NM_HOOK,
     NM_PACKAGE,
     QUEUE,
     SENDMAIL_PACKAGE,
+    SUBMISSION_PACKAGE,
     UNIT,
     ScenarioContext,
     scenario,
 )
-from qss_toolkit.scenarios_relay import FORWARD, _provide_alternatives, _restore_lwq_state
+from qss_toolkit.scenarios_relay import FORWARD, _restore_lwq_state
 from qss_toolkit.smtp_tls import (
     PASSWORD,
     PKI_DIR,
@@ -32,20 +34,16 @@ from qss_toolkit.smtp_tls import (
     trust_system_wide,
 )
 
-SUBMISSION_PACKAGE = "qmail-send-systemd-submission"
 PASSWORD_FILE = "/root/smarthost-password"  # noqa: S105 - a path, not a password
 MSMTPRC = "/etc/qmail-send-systemd/msmtprc"
-DROPIN = "/etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf"
+DROPIN = f"/etc/systemd/system/{UNIT}.d/50-{SUBMISSION_PACKAGE}.conf"
 SENDER = "dev"
-HOOK = "/usr/lib/NetworkManager/dispatcher.d/90-qmail-send"
 
 
 def _prepare(ctx: ScenarioContext, *extra: str) -> None:
     ctx.reset()
     ctx.remove_qmail()
-    ctx.install_standin()
-    if ctx.target.family == "rpm":
-        _provide_alternatives(ctx)
+    ctx.install_standin()  # RPM-on-Debian's root has Fedora's /usr/sbin/alternatives (targets.py)
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE, SUBMISSION_PACKAGE, *extra])
     ctx.wait_ready()
     make_pki(ctx)
@@ -240,7 +238,7 @@ def submission_offline_flush(ctx: ScenarioContext) -> None:
             # The hook as NetworkManager-dispatcher runs it: interface, action, environment.
             ctx.check_output(
                 f"env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CONNECTIVITY_STATE=FULL"
-                f" DEVICE_IFACE=host0 NM_DISPATCHER_ACTION=up {HOOK} host0 up"
+                f" DEVICE_IFACE=host0 NM_DISPATCHER_ACTION=up {NM_HOOK} host0 up"
             )
             mail = "".join(server.wait_messages(5))
             ctx.check_output(["qmail-send-systemd", "flush"])  # a second flush sends nothing

@@ -17,15 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from qss_toolkit import settings
 from qss_toolkit.errors import CommandFailed, ConfigurationError
 from qss_toolkit.run import Arg, require, run
 
 log = logging.getLogger("qss_toolkit")
 
-ENV_KEY_ID = "QSS_SIGNING_KEY_ID"
-ENV_KEY_FILE = "QSS_SIGNING_KEY_FILE"
-ENV_EPHEMERAL = "QSS_SIGNING_KEY_EPHEMERAL"  # "1": what --ephemeral-key does (./run-tests sets it)
-ENV_PASSPHRASE = "QSS_SIGNING_KEY_PASSPHRASE"  # noqa: S105 - a variable name
+ENV_KEY_ID = settings.SIGNING_KEY_ID
+ENV_KEY_FILE = settings.SIGNING_KEY_FILE
+ENV_EPHEMERAL = settings.SIGNING_KEY_EPHEMERAL  # "1": what --ephemeral-key does (./run-tests)
+ENV_PASSPHRASE = settings.SIGNING_KEY_PASSPHRASE
 
 # Digest for every signature we make: apt >= 2.7 (sqv) and rpm >= 4.18 refuse SHA-1.
 DIGEST = "SHA512"
@@ -44,12 +45,10 @@ class KeyConfig:
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, ephemeral: bool = False
     ) -> KeyConfig:
-        env = os.environ if env is None else env
-        key_id = env.get(ENV_KEY_ID, "").strip() or None
-        key_file_s = env.get(ENV_KEY_FILE, "").strip()
-        passphrase = env.get(ENV_PASSPHRASE) or None
-        key_file = Path(key_file_s).expanduser() if key_file_s else None
-        ephemeral = ephemeral or env.get(ENV_EPHEMERAL) == "1"
+        given = settings.Settings.from_env(env)
+        key_id, key_file = given.signing_key_id, given.signing_key_file
+        passphrase = given.signing_key_passphrase
+        ephemeral = ephemeral or given.signing_key_ephemeral
         if key_id is None and key_file is None and not ephemeral:
             raise ConfigurationError(
                 f"no signing key configured: set {ENV_KEY_ID} (a key in your gpg keyring) or "

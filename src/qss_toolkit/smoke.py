@@ -23,29 +23,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qss_toolkit import DIST
-from qss_toolkit.container import Container, booted, offline
+from qss_toolkit.container import Backend, BootKind, NspawnBackend
 from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
-from qss_toolkit.rootfs import RootfsCache
+from qss_toolkit.families import Word
 from qss_toolkit.scenarios import (
     Scenario,
     ScenarioContext,
-    load_scenarios,
     package_files,
+    select_scenarios,
 )
+from qss_toolkit.settings import PREVIOUS_DIST, settings
 from qss_toolkit.targets import TARGETS, Target, select_targets
 
 log = logging.getLogger("qss_toolkit")
 
-PREVIOUS_ENV = "QSS_PREVIOUS_DIST"
 # What to keep from a container when a scenario fails (besides the whole boot's journal).
 FAILURE_FILES = ("/var/log/apt/term.log", "/var/log/dpkg.log", "/var/log/dnf.log")
+
+
+class Status(Word):
+    """A scenario's outcome: ERROR when the harness (a boot, a tool), not the scenario, broke."""
+
+    PASS = "pass"  # noqa: S105 - a scenario's outcome, not a password
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def word(self) -> str:
+        """How the table prints it: failures stand out."""
+        return str(self) if self is Status.PASS else str(self).upper()
 
 
 @dataclass
 class ScenarioResult:
     target: str
     scenario: str
-    status: str  # "pass", "fail" or "error" (the harness, not the scenario, broke)
+    status: Status
     seconds: float
     message: str = ""
     logs: str = ""
@@ -74,7 +87,7 @@ def default_jobs() -> int:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m qss_toolkit smoke")
     parser.add_argument(
-        "--target", action="append", choices=list(TARGETS), help="repeat; default: every target"
+        "--target", action="append", help=f"repeat; default: every target ({', '.join(TARGETS)})"
     )
     parser.add_argument("--scenario", action="append", help="run only these scenarios (repeat)")
     parser.add_argument(
@@ -88,7 +101,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--previous",
         type=Path,
         default=None,
-        help=f"the previous release's packages (default: ${PREVIOUS_ENV}, else from its commit)",
+        help=f"the previous release's packages (default: ${PREVIOUS_DIST}, else from its commit)",
     )
     parser.add_argument("--keep", action="store_true", help="keep containers (debugging)")
     return parser.parse_args(list(argv))
@@ -102,35 +115,15 @@ def require_root() -> None:
         )
 
 
-def select_scenarios(names: list[str] | None) -> list[Scenario]:
-    registry = load_scenarios()
-    if not names:
-        return list(registry.values())
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise ConfigurationError(
-            f"unknown scenario {unknown[0]!r}", hint=f"choose from {', '.join(registry)}"
-        )
-    return [registry[n] for n in names]
-
-
-def plan(target: Target, scenarios: Sequence[Scenario]) -> list[tuple[str, list[Scenario]]]:
+def plan(target: Target, scenarios: Sequence[Scenario]) -> list[tuple[BootKind, list[Scenario]]]:
     """Boot groups of one target: one shared boot, then a fresh root per offline scenario."""
     mine = [s for s in scenarios if s.applies_to(target)]
-    groups: list[tuple[str, list[Scenario]]] = []
-    shared = [s for s in mine if s.boot == "shared"]
+    groups: list[tuple[BootKind, list[Scenario]]] = []
+    shared = [s for s in mine if s.boot is BootKind.SHARED]
     if shared:
-        groups.append(("shared", shared))
-    groups += [(s.boot, [s]) for s in mine if s.boot == "offline"]
+        groups.append((BootKind.SHARED, shared))
+    groups += [(s.boot, [s]) for s in mine if s.boot is BootKind.OFFLINE]
     return groups
-
-
-def _container_for(
-    kind: str, target: Target, cache: RootfsCache, keep: bool
-) -> contextlib.AbstractContextManager[Container]:
-    if kind == "offline":
-        return offline(target, cache=cache, keep=keep)
-    return booted(target, network_veth=True, cache=cache, keep=keep)
 
 
 def run_target(
@@ -140,7 +133,7 @@ def run_target(
     dist: Path,
     previous: Path | None,
     logs: Path,
-    cache: RootfsCache,
+    backend: Backend,
     keep: bool = False,
     report: Callable[[ScenarioResult], None] = lambda r: None,
     cancel: threading.Event | None = None,
@@ -157,7 +150,7 @@ def run_target(
             break
         pending = list(group)
         try:
-            with _container_for(kind, target, cache, keep) as container:
+            with backend.start(kind, target, keep=keep) as container:
                 boot = getattr(container, "boot_seconds", None)
                 if isinstance(boot, float):
                     outcome.boot_seconds.append(boot)
@@ -167,13 +160,14 @@ def run_target(
                     ctx = ScenarioContext(target, container, dist, previous, handover=handover)
                     result = run_scenario(ctx, current, logs / target.name / current.name)
                     # Only a passed scenario vouches for the state it leaves, and only to the next.
-                    handover = ctx.leaves if result.status == "pass" else None
+                    handover = ctx.leaves if result.status is Status.PASS else None
                     outcome.results.append(result)
                     report(result)
         except (FatalError, OSError) as exc:
             # The container itself failed: every scenario not yet run in it is an error.
             for lost in pending:
-                result = ScenarioResult(target.name, lost.name, "error", 0.0, f"{kind} boot: {exc}")
+                message = f"{kind} boot: {exc}"
+                result = ScenarioResult(target.name, lost.name, Status.ERROR, 0.0, message)
                 outcome.results.append(result)
                 report(result)
     outcome.seconds = time.monotonic() - started
@@ -183,24 +177,24 @@ def run_target(
 def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> ScenarioResult:
     started = time.monotonic()
     cpu_before = ctx.container.cpu_seconds()
-    status, message = "pass", ""
+    status, message = Status.PASS, ""
     try:
         scenario.function(ctx)
     except CheckFailed as exc:
-        status, message = "fail", str(exc)
+        status, message = Status.FAIL, str(exc)
     except AssertionError as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        status = "fail"
+        status = Status.FAIL
         message = f"assertion failed at {Path(where.filename).name}:{where.lineno}: {exc}"
     except FatalError as exc:
-        status, message = "error", str(exc)
+        status, message = Status.ERROR, str(exc)
     seconds = time.monotonic() - started
     cpu_after = ctx.container.cpu_seconds()
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     result = ScenarioResult(
         ctx.target.name, scenario.name, status, seconds, message, cpu_seconds=cpu
     )
-    if status != "pass":
+    if status is not Status.PASS:
         result.logs = str(save_failure_logs(ctx, result, logs))
     return result
 
@@ -232,8 +226,7 @@ def render_table(runs: Sequence[TargetRun]) -> str:
         for res in run_.results:
             if res.scenario not in scenarios:
                 scenarios.append(res.scenario)
-            word = {"pass": "pass", "fail": "FAIL", "error": "ERROR"}[res.status]
-            cells[(res.scenario, run_.target.name)] = f"{word} {res.seconds:.1f}s"
+            cells[(res.scenario, run_.target.name)] = f"{res.status.word} {res.seconds:.1f}s"
     footer = {
         "(boot, median)": {
             r.target.name: f"{sorted(r.boot_seconds)[len(r.boot_seconds) // 2]:.1f}s"
@@ -257,8 +250,8 @@ def render_table(runs: Sequence[TargetRun]) -> str:
 def junit_xml(runs: Sequence[TargetRun]) -> str:
     suites = ET.Element("testsuites", name="smoke")
     for run_ in runs:
-        failures = sum(r.status == "fail" for r in run_.results)
-        errors = sum(r.status == "error" for r in run_.results)
+        failures = sum(r.status is Status.FAIL for r in run_.results)
+        errors = sum(r.status is Status.ERROR for r in run_.results)
         suite = ET.SubElement(
             suites,
             "testsuite",
@@ -276,8 +269,8 @@ def junit_xml(runs: Sequence[TargetRun]) -> str:
                 name=res.scenario,
                 time=f"{res.seconds:.3f}",
             )
-            if res.status != "pass":
-                tag = "failure" if res.status == "fail" else "error"
+            if res.status is not Status.PASS:
+                tag = "failure" if res.status is Status.FAIL else "error"
                 first = res.message.splitlines()[0] if res.message else res.status
                 node = ET.SubElement(case, tag, message=first)
                 node.text = res.message + (f"\nlogs: {res.logs}" if res.logs else "")
@@ -290,21 +283,23 @@ def failure_report(runs: Sequence[TargetRun], max_lines: int = 30) -> str:
     blocks = []
     for run_ in runs:
         for res in run_.results:
-            if res.status == "pass":
+            if res.status is Status.PASS:
                 continue
             body = res.message.splitlines()
             if len(body) > max_lines:
                 body = [*body[: max_lines // 3], "[...]", *body[-(max_lines * 2 // 3) :]]
             logs = f"\n  logs: {res.logs}" if res.logs else ""
             text = "\n  ".join(body)
-            blocks.append(f"{res.status.upper()} {res.target} / {res.scenario}\n  {text}{logs}")
+            blocks.append(
+                f"{res.status.value.upper()} {res.target} / {res.scenario}\n  {text}{logs}"
+            )
     return "\n\n".join(blocks)
 
 
 @contextlib.contextmanager
 def previous_build(explicit: Path | None, formats: Sequence[str]) -> Iterator[Path]:
     """The previous release's packages: --previous, $QSS_PREVIOUS_DIST, else from its commit."""
-    given = explicit or (Path(os.environ[PREVIOUS_ENV]) if os.environ.get(PREVIOUS_ENV) else None)
+    given = explicit or settings().previous_dist
     if given:
         yield given
         return
@@ -336,6 +331,58 @@ def interrupt_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
+def run_matrix(
+    targets: Sequence[Target],
+    scenarios: Sequence[Scenario],
+    *,
+    dist: Path,
+    previous: Path | None,
+    logs: Path,
+    backend: Backend,
+    jobs: int,
+    keep: bool = False,
+    report: Callable[[ScenarioResult], None] = lambda r: None,
+) -> list[TargetRun]:
+    """Every target's scenarios, `jobs` targets at a time, in the order of `targets`.
+
+    A missing root is built by its target's first boot (RootfsCache locks per key), so on a
+    cold cache the mmdebstrap runs overlap each other and the warm targets' scenarios. On
+    Ctrl-C (or SIGTERM, see interrupt_on_sigterm) no further scenario starts, the running ones
+    finish and their containers are torn down, then KeyboardInterrupt goes on up.
+    """
+    cancel = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        return list(
+            pool.map(
+                lambda t: run_target(
+                    t,
+                    scenarios,
+                    dist=dist,
+                    previous=previous,
+                    logs=logs,
+                    backend=backend,
+                    keep=keep,
+                    report=report,
+                    cancel=cancel,
+                ),
+                targets,
+            )
+        )
+    except KeyboardInterrupt:
+        log.warning("interrupted: finishing the current scenarios and tearing down")
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def report_line(res: ScenarioResult) -> None:
+    """Log one finished scenario, as it finishes."""
+    cpu = f" (CPU {res.cpu_seconds:.1f}s)" if res.cpu_seconds is not None else ""
+    log.info("%-17s %-28s %-5s %5.1fs%s", res.target, res.scenario, res.status, res.seconds, cpu)
+
+
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
     require_root()
@@ -347,49 +394,26 @@ def main(argv: Sequence[str]) -> int:
     logs = DIST / "smoke-logs"
     if logs.exists():
         shutil.rmtree(logs)
-    cache = RootfsCache()
-    cache.prune_stale_runs()
-    cache.prune_superseded_roots(TARGETS.values())
+    backend = NspawnBackend()
+    backend.cache.prune_stale_runs()
+    backend.cache.prune_superseded_roots(TARGETS.values())
     for target in targets:
         if target.note:
             log.info("%s: %s", target.name, target.note)
-
-    def report(res: ScenarioResult) -> None:
-        cpu = f" (CPU {res.cpu_seconds:.1f}s)" if res.cpu_seconds is not None else ""
-        log.info(
-            "%-17s %-28s %-5s %5.1fs%s", res.target, res.scenario, res.status, res.seconds, cpu
-        )
-
     started = time.monotonic()
     formats = sorted({t.family for t in targets})
     with previous_build(args.previous, formats) as previous:
-        # A missing root is built by its target's first boot (RootfsCache locks per key), so on
-        # a cold cache the mmdebstrap runs overlap each other and the warm targets' scenarios.
-        cancel = threading.Event()
-        pool = ThreadPoolExecutor(max_workers=max(1, args.jobs))
-        try:
-            runs = list(
-                pool.map(
-                    lambda t: run_target(
-                        t,
-                        scenarios,
-                        dist=dist,
-                        previous=previous,
-                        logs=logs,
-                        cache=cache,
-                        keep=args.keep,
-                        report=report,
-                        cancel=cancel,
-                    ),
-                    targets,
-                )
-            )
-        except KeyboardInterrupt:
-            log.warning("interrupted: finishing the current scenarios and tearing down")
-            cancel.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        runs = run_matrix(
+            targets,
+            scenarios,
+            dist=dist,
+            previous=previous,
+            logs=logs,
+            backend=backend,
+            jobs=args.jobs,
+            keep=args.keep,
+            report=report_line,
+        )
     wall = time.monotonic() - started
     DIST.mkdir(exist_ok=True)
     (DIST / "smoke-junit.xml").write_text(junit_xml(runs))

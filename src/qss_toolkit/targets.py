@@ -1,12 +1,19 @@
-"""Smoke-test targets as data: which root to build, which package family to install, how."""
+"""Smoke-test targets as data: a name, the package family it installs, and the root it boots.
+
+A target says nothing about the engine that boots it: a root source (`DebianRoot`, built by
+mmdebstrap and cached by rootfs.py) is what a container backend (container.py) turns into a
+running system. Adding a distribution is one `Target` entry in TARGETS.
+"""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qss_toolkit import payload
-from qss_toolkit.errors import ConfigurationError
+from qss_toolkit.families import Family
+from qss_toolkit.selection import select
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
@@ -22,12 +29,12 @@ def dependency_packages() -> tuple[str, ...]:
     rootfs.py) and networkd-dispatcher starts only once a hook is installed (its unit's
     ConditionPathExistsGlob=): only their scenarios start them, in a boot with a network
     namespace of its own (--network-veth), never beside the host's interfaces."""
-    packages = payload.load_packages()
+    packages = payload.project_packages()
     ours = {p.name for p in packages}
     names = {
         alternative.split("(")[0].strip()
         for p in packages
-        for dependency in p.relation("deb", "depends", "0")
+        for dependency in p.relation(Family.DEB, "depends", "0")
         for alternative in dependency.split("|")
     }
     return tuple(sorted(names - ours))
@@ -43,28 +50,45 @@ SUBMISSION_PACKAGES: tuple[str, ...] = ("python3-aiosmtpd", "openssl", "ca-certi
 RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
 
 
-@dataclass(frozen=True)
-class Target:
-    """One row of the smoke matrix."""
+SMOKE_VARIANT = "apt"
 
-    name: str
-    suite: str  # Debian suite the root is built from
-    family: str  # "deb" or "rpm": which packages from dist/ it installs, and how
-    systemd: str  # the systemd version it proves (documentation, printed in the table)
-    python: str
+
+@dataclass(frozen=True)
+class DebianRoot:
+    """A root that mmdebstrap builds from a Debian archive, with the packages systemd needs."""
+
+    suite: str
     extra_packages: tuple[str, ...] = ()
     # Shell steps run once in the fresh root (systemd not running) before it is cached.
     customize: tuple[str, ...] = ()
-    note: str = ""
     mirror: str = DEBIAN_MIRROR
-    # A stock root is a new machine's: mmdebstrap's minbase (Debian's required packages) plus
-    # extra_packages and customize alone, without the smoke roots' packages and build steps.
-    stock: bool = False
+    # mmdebstrap's variant. SMOKE_VARIANT ("apt"): a smoke root, which systemd boots, with
+    # BASE_PACKAGES, our packages' dependencies and rootfs.COMMON_CUSTOMIZE. Any other is a
+    # machine as others have it, with extra_packages and customize alone: "minbase" (Debian's
+    # required packages) is a new machine's stock root.
+    variant: str = SMOKE_VARIANT
     packages: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        base = () if self.stock else (*BASE_PACKAGES, *dependency_packages(), *SUBMISSION_PACKAGES)
+        base = (*BASE_PACKAGES, *dependency_packages(), *SUBMISSION_PACKAGES) if self.smoke else ()
         object.__setattr__(self, "packages", tuple(sorted({*base, *self.extra_packages})))
+
+    @property
+    def smoke(self) -> bool:
+        """A smoke root (prepared for booting and our scenarios), not a new machine's stock root."""
+        return self.variant == SMOKE_VARIANT
+
+
+@dataclass(frozen=True)
+class Target:
+    """One column of the smoke matrix."""
+
+    name: str
+    family: Family  # which packages from dist/ it installs, and with which package manager
+    root: DebianRoot
+    systemd: str  # the systemd version it proves (documentation, printed in the table)
+    python: str
+    note: str = ""
 
     @property
     def label(self) -> str:
@@ -188,41 +212,48 @@ def host_provides_script() -> str:
     return "\n".join(lines)
 
 
+# Fedora's alternatives(8) is Debian's update-alternatives under another name (the same
+# --install/--remove/--display arguments); the sendmail package's scriptlets call
+# /usr/sbin/alternatives, as on Fedora.
+RPM_ALTERNATIVES = (
+    "command -v alternatives >/dev/null"
+    ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
+)
+
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
         Target(
             "debian-11",
-            "bullseye",
-            "deb",
+            Family.DEB,
+            DebianRoot("bullseye", customize=(apt_subset_script(),)),
             systemd="247",
             python="3.9",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "debian-12",
-            "bookworm",
-            "deb",
+            Family.DEB,
+            DebianRoot("bookworm", customize=(apt_subset_script(),)),
             systemd="252",
             python="3.11",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "debian-13",
-            "trixie",
-            "deb",
+            Family.DEB,
+            DebianRoot("trixie", customize=(apt_subset_script(),)),
             systemd="257",
             python="3.13",
-            customize=(apt_subset_script(),),
         ),
         Target(
             "rpm-on-debian-13",
-            "trixie",
-            "rpm",
+            Family.RPM,
+            DebianRoot(
+                "trixie",
+                extra_packages=RPM_PACKAGES,
+                customize=(host_provides_script(), RPM_ALTERNATIVES),
+            ),
             systemd="257",
             python="3.13",
-            extra_packages=RPM_PACKAGES,
-            customize=(host_provides_script(),),
             note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
         ),
     )
@@ -237,12 +268,10 @@ STOCK_TARGETS: dict[str, Target] = {
     for t in (
         Target(
             f"stock-debian-{release}",
-            suite,
-            "deb",
+            Family.DEB,
+            DebianRoot(suite, extra_packages=STOCK_PACKAGES, variant="minbase"),
             systemd="",  # minbase has no init system: nothing is booted
             python=python,
-            extra_packages=STOCK_PACKAGES,
-            stock=True,
         )
         for release, suite, python in (
             ("11", "bullseye", "3.9"),
@@ -253,13 +282,6 @@ STOCK_TARGETS: dict[str, Target] = {
 }
 
 
-def select_targets(names: list[str] | None) -> list[Target]:
+def select_targets(names: Sequence[str] | None) -> list[Target]:
     """The targets named on the command line (all when none), or a usage error with a hint."""
-    if not names:
-        return list(TARGETS.values())
-    unknown = [n for n in names if n not in TARGETS]
-    if unknown:
-        raise ConfigurationError(
-            f"unknown smoke target {unknown[0]!r}", hint=f"choose from {', '.join(TARGETS)}"
-        )
-    return [TARGETS[n] for n in dict.fromkeys(names)]
+    return select("smoke target", names, TARGETS)

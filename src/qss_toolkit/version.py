@@ -52,11 +52,3 @@ def read_version(source: str | None = None) -> str:
         f"no __version__ = '...' string in {VERSION_SOURCE}",
         hint="define __version__ as a plain string literal",
     )
-
-
-def file_names(name: str, version: str) -> dict[str, str]:
-    """The file each format's package of `name` is written to in dist/."""
-    return {
-        "deb": f"{name}_{version}-{RELEASE}_all.deb",
-        "rpm": f"{name}-{version}-{RELEASE}.noarch.rpm",
-    }

@@ -64,3 +64,27 @@ def test_offline_root_has_no_running_systemd() -> None:
         assert state == "offline"
         root.run("touch /etc/offline-mark")
         assert (root.root / "etc" / "offline-mark").exists()
+
+
+def test_a_added_package_is_installed_and_reset_purges_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: adding a package is adding its YAML. The harness installs one it was never told
+    about, and reset() leaves nothing of it (purged, not just removed)."""
+    from added_package import EXTRA, EXTRA_FILE, make_tree
+    from qss_toolkit import build
+    from qss_toolkit.scenarios import MAIN, ScenarioContext
+
+    tree = make_tree(tmp_path / "tree")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(build.source_date_epoch()))
+    dist = tmp_path / "dist"
+    build.build("nfpm", [TARGET.family], dist, root=tree)
+    with booted(TARGET) as container:
+        ctx = ScenarioContext(TARGET, container, dist, project=tree)
+        ctx.install_packages([MAIN, EXTRA])
+        assert ctx.installed(EXTRA)
+        assert container.run(["test", "-f", EXTRA_FILE], check=False).returncode == 0
+        ctx.reset()
+        assert ctx.package_state(EXTRA) == "not-installed"
+        assert ctx.package_state(MAIN) == "not-installed"
+        assert container.run(["test", "-e", EXTRA_FILE], check=False).returncode == 1

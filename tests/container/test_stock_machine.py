@@ -25,6 +25,7 @@ import pytest
 
 from qss_toolkit import PROJECT_ROOT, payload, version
 from qss_toolkit.container import OfflineRoot, offline
+from qss_toolkit.families import Family
 from qss_toolkit.readme import readme_commands
 from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import run
@@ -97,27 +98,17 @@ def typed(machine: OfflineRoot, user: str, command: str, env: Mapping[str, str])
     return Step(user, command, result.returncode, output, seconds)
 
 
-def expected_packages(clone: Path) -> dict[str, tuple[str, str]]:
-    """File name in dist/ -> (package name, version-release), from the clone's own sources."""
+def expected_packages(clone: Path) -> dict[str, tuple[Family, str, str]]:
+    """File name in dist/ -> (family, package name, version-release), from the clone's own
+    sources."""
     source = (clone / "src" / "qmail_send_systemd" / "__init__.py").read_text(encoding="utf-8")
     ver = version.read_version(source)
     full = f"{ver}-{version.RELEASE}"
     return {
-        file: (package.name, full)
+        family.manager.file_name(package.name, ver): (family, package.name, full)
         for package in payload.load_packages(clone)
-        for file in version.file_names(package.name, ver).values()
+        for family in Family
     }
-
-
-def package_identity(path: Path) -> tuple[str, str]:
-    """(name, version-release) as dpkg or rpm reads them from the package file."""
-    if path.suffix == ".deb":
-        fields = run(["dpkg-deb", "--field", path, "Package", "Version"], capture=True).stdout
-        values = dict(line.split(": ", 1) for line in fields.splitlines())
-        return values["Package"], values["Version"]
-    query = ["rpm", "-qp", "--nosignature", "--queryformat", "%{NAME} %{VERSION}-%{RELEASE}"]
-    name, full = run([*query, path], capture=True).stdout.split()
-    return name, full
 
 
 def built(machine: OfflineRoot, home: str) -> dict[str, str]:
@@ -193,8 +184,9 @@ def test_the_readme_build_command_on_a_new_machine(target: Target, clone: Path) 
         assert set(packages) == set(expected), first.output
         assert packages == built(machine, "/root"), "root's and the user's builds differ"
         dist = machine.root / "home" / USER / CLONE / "dist"
-        for name, identity in expected.items():
-            assert package_identity(dist / name) == identity
+        for name, (family, package, full) in expected.items():
+            found = family.manager.read(dist / name)  # as dpkg or rpm reads the file
+            assert (found.name, found.version) == (package, full)
         # The second run reuses nox's environment and the session's: nothing is made again.
         assert "./nox: installing" in first.output
         assert "./nox: installing" not in again.output, again.output

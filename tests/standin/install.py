@@ -37,20 +37,8 @@ sys.path.insert(0, str(HERE / "lib"))
 
 import qmail_standin  # noqa: E402 - the programs' own module, found beside this file
 
-PROGRAMS = (
-    "qmail-start",
-    "qmail-send",
-    "qmail-lspawn",
-    "qmail-rspawn",
-    "qmail-clean",
-    "qmail-local",
-    "qmail-remote",
-    "qmail-tcpok",
-    "qmail-queue",
-    "qmail-inject",
-    "sendmail",
-    "maildirmake",
-)
+# Every program the stand-in has: its bin/ directory is the one list of them.
+PROGRAMS = tuple(sorted(p.name for p in (HERE / "bin").iterdir() if p.is_file()))
 # (owner, group, mode) per program; qmail-start and qmail-tcpok are root's alone, as in LWQ.
 PROGRAM_MODES = {
     "qmail-start": ("root", "qmail", 0o700),

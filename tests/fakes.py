@@ -1,0 +1,96 @@
+"""Stand-ins for the smoke harness's engines, for fast tests: a Container that answers from a
+table and records every command, and a Backend that starts it (or fails to). mypy checks that
+both conform to the protocols the harness types them with (see the end of this file)."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from qss_toolkit.container import Backend, BootKind, Container, ContainerError
+from qss_toolkit.targets import Target
+
+
+class RecordingContainer:
+    """A Container that answers from a table: command line -> (exit code, stdout).
+
+    Every command and copy is recorded in `commands`; a `copy_out` writes the file it names.
+    `cpu` is what cpu_seconds() reads (None: the host cannot count it).
+    """
+
+    def __init__(
+        self, answers: Mapping[str, tuple[int, str]] | None = None, name: str = "fake"
+    ) -> None:
+        self.name = name
+        self.answers = dict(answers or {})
+        self.commands: list[str] = []
+        self.copied: dict[str, Path] = {}
+        self.cpu: float | None = 0.0
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        line = cmd if isinstance(cmd, str) else " ".join(cmd)
+        self.commands.append(line)
+        code, out = self.answers.get(line, (0, ""))
+        return subprocess.CompletedProcess([line], code, out, "stderr text")
+
+    def copy_into(self, src: Path, dest: str) -> None:
+        self.commands.append(f"copy {src} {dest}")
+        self.copied[dest] = src
+
+    def copy_out(self, src: str, dest: Path) -> None:
+        dest.write_text(f"copied {src}")
+
+    def journal(self, unit: str | None = None) -> str:
+        return "journal lines"
+
+    def cpu_seconds(self) -> float | None:
+        return self.cpu
+
+
+class FakeBackend:
+    """Starts `container` for every boot, or raises `fails` for the boot kinds in `failing`."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        container: RecordingContainer,
+        *,
+        failing: Sequence[BootKind] = (),
+        fails: Exception | None = None,
+    ) -> None:
+        self.container = container
+        self.failing = tuple(failing)
+        self.fails = fails or ContainerError("systemd did not finish booting")
+        self.started: list[tuple[BootKind, str]] = []
+        self.stopped = 0
+
+    def start(
+        self, kind: BootKind, target: Target, *, keep: bool = False
+    ) -> contextlib.AbstractContextManager[Container]:
+        return self._start(kind, target)
+
+    @contextlib.contextmanager
+    def _start(self, kind: BootKind, target: Target) -> Iterator[Container]:
+        self.started.append((kind, target.name))
+        if kind in self.failing:
+            raise self.fails
+        try:
+            yield self.container
+        finally:
+            self.stopped += 1
+
+
+def _conforms(container: RecordingContainer, backend: FakeBackend) -> tuple[Container, Backend]:
+    """Never called: mypy fails here if a fake drifts from the protocol it stands for."""
+    return container, backend

@@ -1,0 +1,55 @@
+"""The one subprocess wrapper: what a failure, a timeout and a missing tool look like."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit.errors import CommandFailed, MissingToolError
+from qss_toolkit.run import require, run
+
+
+def test_a_command_that_hangs_is_stopped_at_its_timeout() -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandFailed) as info:
+        run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert str(info.value).startswith("timed out after 0.5s: ")
+    assert "time.sleep(30)" in str(info.value)  # the command line, copy-pasteable
+    assert info.value.return_code == 4
+
+
+def test_a_failure_names_the_command_and_the_end_of_its_stderr() -> None:
+    script = "import sys; [print('line', i, file=sys.stderr) for i in range(40)]; sys.exit(3)"
+    argv = [sys.executable, "-c", script]
+    with pytest.raises(CommandFailed) as info:
+        run(argv, capture=True)
+    first, *detail = str(info.value).splitlines()
+    assert first == f"exit 3: {shlex.join(argv)}"
+    assert [d.strip() for d in detail] == [f"line {i}" for i in range(25, 40)]
+    assert run(argv, check=False, capture=True).returncode == 3
+
+
+def test_the_child_gets_a_clean_locale_and_no_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de")
+    script = (
+        "import os, sys; print(os.environ['LC_ALL'], 'LANGUAGE' in os.environ, sys.stdin.read())"
+    )
+    out = run([sys.executable, "-c", script], capture=True, env={"EXTRA": "1"}).stdout
+    assert out == "C.UTF-8 False \n"
+
+
+def test_a_missing_tool_is_one_line_naming_its_package(tmp_path: Path) -> None:
+    with pytest.raises(MissingToolError) as info:
+        require("createrepo_c", directory=tmp_path, needed_for="the dnf repository")
+    assert str(info.value) == (
+        f"{tmp_path}/createrepo_c is not installed (the dnf repository)"
+        " (fix: apt-get install createrepo-c or dnf install createrepo_c)"
+    )
+    with pytest.raises(MissingToolError, match=r"^no-such-tool-qss is not installed \(fix: "):
+        run(["no-such-tool-qss", "--version"])
