@@ -238,3 +238,17 @@ def test_rpm_changelog_from_the_debian_one(tmp_path: Path):
     assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
     assert lines[1].endswith("> - 4.2-1")
     assert lines[2].startswith("- ")
+
+
+def test_rpm_license_is_the_gpl_text_itself(dist: Path):
+    """Fedora has no /usr/share/common-licenses: the RPMs ship the licence text as %license."""
+    for name in (p.name for p in payload.load_packages()):
+        rpm = dist / f"{name}-{VERSION}-1.noarch.rpm"
+        query = "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"
+        files = dict(line.rsplit(" ", 1) for line in _rpm_query(rpm, query).splitlines())
+        licence = f"/usr/share/licenses/{name}/COPYING"
+        assert files.get(licence) == "l", name  # %license
+        assert not [f for f in files if f.endswith("/copyright")], name
+    text = (PROJECT / "COPYING").read_text(encoding="utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE\n                       Version 2, June 1991" in text
+    assert "How to Apply These Terms to Your New Programs" in text  # the whole text, not a notice

@@ -128,6 +128,7 @@ def tree(tmp_path: Path) -> Path:
     for rel in ("packaging", "units", "src/qmail_send_systemd"):
         if (PROJECT / rel).exists():
             shutil.copytree(PROJECT / rel, tmp_path / rel)
+    shutil.copyfile(PROJECT / "COPYING", tmp_path / "COPYING")
     return tmp_path
 
 
@@ -158,7 +159,7 @@ def test_a_broken_configuration_is_a_one_line_error(tree: Path, old: str, new: s
 
 def test_a_file_installed_twice_is_refused(tree: Path):
     config = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
-    _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/copyright",
+    _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/COPYING",
           "dst: /usr/lib/NetworkManager/dispatcher.d/90-qmail-send\n    packager: rpm")  # fmt: skip
     text = config.read_text(encoding="utf-8").replace("    packager: rpm\n    packager: rpm", "")
     config.write_text(text, encoding="utf-8")
