@@ -43,6 +43,7 @@ PROGRAMS = (
     "qmail-tcpok",
     "qmail-queue",
     "qmail-inject",
+    "qmail-qread",
     "sendmail",
 )
 # (owner, group, mode) per program; qmail-start and qmail-tcpok are root's alone, as in LWQ.
