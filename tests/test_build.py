@@ -108,7 +108,18 @@ def test_rpm_metadata_and_scriptlets(dist: Path):
         VERSION, "1", "GPL-2.0-or-later",
         "https://github.com/qmail-send-systemd/qmail-send-systemd", "reproducible", "noarch",
     ]  # fmt: skip
-    assert _rpm_requires(rpm) == ["python3 >= 3.9", "systemd  "]
+    # Requires for the helper's run time, the same for each scriptlet (Fedora's systemd macros
+    # require systemd for post, preun and postun), and their interpreter, as rpmbuild writes it.
+    assert _rpm_requires(rpm) == [
+        *("/bin/sh  ", "/bin/sh  ", "/bin/sh  "),
+        *("python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9"),
+        *("systemd  ", "systemd  ", "systemd  ", "systemd  "),
+    ]
+    contexts = _rpm_query(rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:deptype}\n]").splitlines()
+    for context in ("post", "preun", "postun"):
+        assert f"python3 {context}" in contexts and f"systemd {context}" in contexts
+        assert f"/bin/sh {context},interp" in contexts
+    assert _rpm_query(rpm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
     files = _rpm_query(rpm, "[%{FILEMODES:octal} %{FILEUSERNAME} %{FILENAMES}\n]").splitlines()
     assert "100755 root /usr/sbin/qmail-send-systemd" in files
     assert "100644 root /usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" in files
@@ -117,7 +128,9 @@ def test_rpm_metadata_and_scriptlets(dist: Path):
     assert "--stage preun --count" in scripts and "--stage postun --count" in scripts
     assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
     nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
-    assert _rpm_requires(nm) == [f"qmail-send-systemd = {VERSION}", "NetworkManager  "]
+    assert sorted(_rpm_requires(nm)) == ["NetworkManager  ", f"qmail-send-systemd = {VERSION}"]
+    # One source RPM for every package: the one `nox -s sources` makes.
+    assert _rpm_query(nm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
 
 
 def test_man_page_is_the_source_gzipped(dist: Path):
@@ -211,10 +224,13 @@ def test_generated_native_metadata_matches_the_payload():
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    assert build.rpm_preamble(main, "9.9").splitlines()[-2:] == [
-        "Requires:       python3 >= 3.9",
-        "Requires:       systemd",
-    ]
+    preamble = build.rpm_preamble(main, "9.9").splitlines()
+    assert (
+        preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
+    )
+    for script in ("post", "preun", "postun"):
+        label = f"Requires({script}):".ljust(15)
+        assert f"{label} python3 >= 3.9" in preamble and f"{label} systemd" in preamble
 
 
 def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks():

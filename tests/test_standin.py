@@ -574,7 +574,9 @@ def test_qmail_qread_lists_preprocessed_messages_and_their_recipients(qmail: Qma
     proc = qmail.run("qmail-qread")
     assert proc.returncode == 0, proc.stdout
     head, *recipients = proc.stdout.decode().splitlines()
-    assert re.fullmatch(rf"\d{{1,2}} \w{{3}} \d{{4}} \d\d:\d\d:\d\d GMT  #{number}  {size}  <me@x.test> ", head)
+    assert re.fullmatch(
+        rf"\d{{1,2}} \w{{3}} \d{{4}} \d\d:\d\d:\d\d GMT  #{number}  {size}  <me@x.test> ", head
+    )
     assert sorted(recipients) == ["\tremote\tfriend@example.org", "\tremote\tother@example.net"]
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from qss_toolkit import DIST, PROJECT_ROOT, payload, version
+from qss_toolkit import DIST, PROJECT_ROOT, nfpm_rpm, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.run import require, run
 
@@ -97,6 +97,8 @@ class NfpmBuilder(Builder):
                 env=ctx.env(),
                 capture=True,
             )
+            if fmt == "rpm":  # what nfpm cannot write, as rpmbuild writes it
+                nfpm_rpm.complete(target, package, ctx.packages[0].name, ctx.version)
 
 
 class NativeBuilder(Builder):
@@ -223,6 +225,9 @@ def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
     tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
     for kind, tag in tags.items():
         lines += [f"{tag + ':':<16}{entry}" for entry in package.relation("rpm", kind, ver)]
+    # What the scriptlets run, for each scriptlet (nfpm_rpm.py gives nfpm's RPMs the same).
+    for script in package.scripts["rpm"]:
+        lines += [f"{f'Requires({script}):':<15} {r}" for r in package.scriptlet_requires]
     return lines
 
 

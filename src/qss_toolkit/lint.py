@@ -2,7 +2,7 @@
 
 Every step runs even when an earlier one fails, and the session fails at the end naming each
 failed step. Nothing is filtered here: a lintian or rpmlint tag that must stay is overridden in
-the package (packaging/lintian/<package>, packaging/rpm/*.rpmlintrc) with its reason.
+the package (packaging/lintian/<package>) or in packaging/rpm/rpmlint.toml, with its reason.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ log = logging.getLogger("qss_toolkit")
 PYTHON_PATHS = ("src", "tests", "noxfile.py")
 UNIT = PROJECT_ROOT / "units" / "qmail-send.service"
 RPMLINT_CONFIG = PROJECT_ROOT / "packaging" / "rpm" / "rpmlint.toml"
-RPMLINTRC = PROJECT_ROOT / "packaging" / "rpm" / "qmail-send-systemd.rpmlintrc"
 HOST_UNIT_DIRS = (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system"))
 _RPMLINT_SUMMARY = re.compile(r"(\d+) errors?, (\d+) warnings?")
 
@@ -131,7 +130,7 @@ def _lintian(dist: Path) -> str:
 def _rpmlint(dist: Path) -> str:
     rpms = _packages(dist, "*.rpm")
     result = run(
-        ["rpmlint", "--config", RPMLINT_CONFIG, "--rpmlintrc", RPMLINTRC, *rpms],
+        ["rpmlint", "--config", RPMLINT_CONFIG, *rpms],
         capture=True,
         check=False,
     )

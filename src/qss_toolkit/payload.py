@@ -57,7 +57,9 @@ _KNOWN_KEYS = {
     "scripts",
 }  # fmt: skip
 _REQUIRED_KEYS = ("name", "version", "maintainer", "homepage", "license", "description")
-_CONTENT_TYPES = {None, "dir", "doc", "license", "symlink"}
+_CONTENT_TYPES = {None, "dir", "doc", "license", "symlink", "ghost"}
+# Types that only RPM has (nfpm drops them from a deb).
+_RPM_ONLY_TYPES = ("doc", "license", "ghost")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ class PayloadFile:
     mode: int
     formats: frozenset[str]
     source: str | None = None  # for a symlink: its target
-    kind: str = "file"  # file | dir | doc | license | symlink (doc and license: RPM flags)
+    # file | dir | doc | license | symlink | ghost (doc, license, ghost: RPM file flags; a
+    # ghost is owned by the package but not in its payload, as alternatives' links are)
+    kind: str = "file"
 
     def in_format(self, fmt: str) -> bool:
         return fmt in self.formats
@@ -90,6 +94,9 @@ class Package:
     relations: dict[str, dict[str, tuple[str, ...]]]  # format -> relation -> entries
     scripts: dict[str, dict[str, str]]  # format -> {native script name: source path}
     files: tuple[PayloadFile, ...]
+    # What the RPM scriptlets run (rpm.requires.post): nfpm writes them as Requires(post), and
+    # both routes declare them for each of the package's scriptlets (nfpm_rpm.py, the spec).
+    scriptlet_requires: tuple[str, ...] = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def files_for(self, fmt: str) -> tuple[PayloadFile, ...]:
@@ -153,7 +160,7 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         formats = frozenset([packager] if packager else FORMATS)
         if entry["dst"] == DEB_CHANGELOG.format(name=name):
             raise _fail(config, f"{entry['dst']} is written by nfpm from `changelog:`; remove it")
-        if kind in ("doc", "license") and formats != {"rpm"}:
+        if kind in _RPM_ONLY_TYPES and formats != {"rpm"}:
             raise _fail(
                 config,
                 f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
@@ -170,8 +177,8 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         for key in ("owner", "group"):
             if info.get(key, "root") != "root":
                 raise _fail(config, f"{entry['dst']}: only root-owned files are supported")
-        if kind == "dir":
-            files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, "dir"))
+        if kind in ("dir", "ghost"):
+            files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, kind))
             continue
         src = entry.get("src")
         if not isinstance(src, str):
@@ -238,6 +245,10 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
             native[SCRIPT_NAMES[fmt][key]] = path
         scripts[fmt] = native
     files = _load_contents(root, config, name, raw.get("contents"))
+    requires = ((raw.get("rpm") or {}).get("requires") or {}).get("post")
+    scriptlet_requires = _as_str_list(config, requires, "rpm.requires.post")
+    if scriptlet_requires and "post" not in scripts["rpm"]:
+        raise _fail(config, "rpm.requires.post without an rpm postinstall script")
     return Package(
         name=name,
         config=config,
@@ -247,6 +258,7 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
         relations=relations,
         scripts=scripts,
         files=files,
+        scriptlet_requires=scriptlet_requires,
         raw=raw,
     )
 
@@ -257,6 +269,17 @@ def load_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:
     if not configs:
         raise ConfigurationError("no packaging/nfpm/*.yaml", hint="run from a full checkout")
     packages = sorted((load_package(c, root) for c in configs), key=lambda p: (len(p.name), p.name))
+    main = packages[0]
+    for package in packages[1:]:
+        # dpkg-gencontrol names the source package in every binary package but the one of
+        # its name; nfpm writes only the fields it is given.
+        source = ((package.raw.get("deb") or {}).get("fields") or {}).get("Source")
+        if source != main.name:
+            raise _fail(
+                package.config,
+                f"deb.fields.Source must be {main.name}, the source package"
+                f" (add `deb: {{fields: {{Source: {main.name}}}}}`)",
+            )
     return tuple(packages)
 
 
@@ -349,10 +372,15 @@ def chglog_yaml(entries: tuple[ChangelogEntry, ...]) -> str:
     return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000))
 
 
+def man_pages(root: Path) -> list[Path]:
+    """packaging/man/NAME.SECTION: each is shipped as generated/NAME.SECTION.gz."""
+    pages = sorted((root / "packaging" / "man").glob("*.[1-9]"))
+    if not pages:
+        raise ConfigurationError("packaging/man/ holds no man page", hint="run from a checkout")
+    return pages
+
+
 def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
-    man = root / "packaging" / "man" / "qmail-send-systemd.8"
-    if not man.is_file():
-        raise ConfigurationError(f"{man.relative_to(root)} is missing", hint="add the man page")
     changelog = debian_changelog(root, version, epoch)
     entries = parse_changelog(changelog)
     if entries[0].version != f"{version}-{RELEASE}":
@@ -360,8 +388,11 @@ def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
             f"packaging/changelog's top entry is {entries[0].version}, not {version}-{RELEASE}",
             hint="its first line must read 'qmail-send-systemd (@VERSION@-1) ...'",
         )
+    generated = {
+        f"{GENERATED_PREFIX}{man.name}.gz": gzip_bytes(man.read_bytes()) for man in man_pages(root)
+    }
     return {
-        "generated/qmail-send-systemd.8.gz": gzip_bytes(man.read_bytes()),
+        **generated,
         "generated/changelog": changelog.encode("utf-8"),
         CHANGELOG: chglog_yaml(entries).encode("utf-8"),
     }
@@ -425,10 +456,17 @@ def install_tree(package: Package, fmt: str, staging: Path, root: Path) -> None:
             target.unlink(missing_ok=True)
             target.symlink_to(f.source)
             continue
-        assert f.source is not None
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staging / f.source, target)
+        if f.kind == "ghost":  # rpmbuild wants it in the build root; %ghost leaves it out
+            target.touch()
+        else:
+            assert f.source is not None
+            shutil.copyfile(staging / f.source, target)
         os.chmod(target, stat.S_IMODE(f.mode))
+
+
+# The %files directive of each content type that needs one.
+RPM_FILE_PREFIX = {"dir": "%dir ", "doc": "%doc ", "license": "%license ", "ghost": "%ghost "}
 
 
 def rpm_file_list(package: Package) -> str:
@@ -438,6 +476,6 @@ def rpm_file_list(package: Package) -> str:
         attr = f"%attr({f.mode:04o},root,root)"
         if f.kind == "symlink":
             attr = "%attr(-,root,root)"
-        prefix = {"dir": "%dir ", "doc": "%doc ", "license": "%license "}.get(f.kind, "")
+        prefix = RPM_FILE_PREFIX.get(f.kind, "")
         lines.append(f"{attr} {prefix}{f.destination}")
     return "\n".join(lines) + "\n"
