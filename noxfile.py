@@ -6,7 +6,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "packages", "smoke", "repo"]
+nox.options.sessions = ["tests", "lint", "packages", "sources", "smoke", "repo"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 GROUPS = PYPROJECT["dependency-groups"]
@@ -35,6 +35,13 @@ def packages(session: nox.Session) -> None:
     """Build every package into dist/ (nfpm by default; `-- --builder native` for dpkg/rpmbuild)."""
     session.install("-e", ".", *GROUPS["packages"])
     _toolkit(session, "packages")
+
+
+@nox.session
+def sources(session: nox.Session) -> None:
+    """The Debian source package (.dsc) and the source RPM into dist/."""
+    session.install("-e", ".", *GROUPS["packages"])
+    _toolkit(session, "sources")
 
 
 @nox.session

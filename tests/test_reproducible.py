@@ -1,6 +1,7 @@
-"""The nfpm route is reproducible: the same SOURCE_DATE_EPOCH gives byte-identical packages.
+"""The nfpm route and the source packages are reproducible: the same tree and
+SOURCE_DATE_EPOCH give byte-identical packages.
 
-Two full builds take about a second, so this stays in the default (fast) suite.
+Two full builds take a few seconds, so this stays in the default (fast) suite.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, payload
+from qss_toolkit import build, payload, sources
 
 
 def _digests(dist: Path) -> dict[str, str]:
@@ -27,7 +28,7 @@ def _tools() -> None:
 
 def test_two_builds_with_the_same_epoch_are_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build.build("nfpm", payload.FORMATS, tmp_path / "a")
     time.sleep(1.1)  # a clock that leaked into a package would now differ
@@ -37,7 +38,9 @@ def test_two_builds_with_the_same_epoch_are_identical(
     assert first == second
 
 
-def test_the_epoch_is_what_the_packages_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_epoch_is_what_the_packages_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Proves the test above is not vacuous: another epoch gives other bytes."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build.build("nfpm", ("rpm",), tmp_path / "a")
@@ -48,7 +51,7 @@ def test_the_epoch_is_what_the_packages_record(tmp_path: Path, monkeypatch: pyte
     assert all(first[name] != second[name] for name in first)
 
 
-def test_default_epoch_is_the_last_commit(monkeypatch: pytest.MonkeyPatch):
+def test_default_epoch_is_the_last_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists() or not shutil.which("git"):
@@ -59,3 +62,37 @@ def test_default_epoch_is_the_last_commit(monkeypatch: pytest.MonkeyPatch):
         ["git", "log", "-1", "--format=%ct"], cwd=root, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert build.source_date_epoch() == int(last)
+
+
+@pytest.fixture
+def _source_tools() -> None:
+    for tool in ("dpkg-source", "dpkg-genchanges", "rpmbuild", "git"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (see apt-packages.txt)")
+
+
+@pytest.mark.usefixtures("_source_tools")
+def test_two_source_builds_with_the_same_epoch_are_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sources.write_sources(tmp_path / "a")
+    time.sleep(1.1)  # a clock that leaked into a file would now differ
+    sources.write_sources(tmp_path / "b")
+    first, second = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert sorted(first) == sorted(sources.prepare().file_names().values())
+    assert first == second
+
+
+@pytest.mark.usefixtures("_source_tools")
+def test_the_epoch_is_what_the_source_packages_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proves the test above is not vacuous: another epoch gives other bytes."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    sources.write_sources(tmp_path / "a")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700086400")
+    sources.write_sources(tmp_path / "b")
+    first, second = _digests(tmp_path / "a"), _digests(tmp_path / "b")
+    assert first.keys() == second.keys()
+    assert all(first[name] != second[name] for name in first)

@@ -102,19 +102,21 @@ class NfpmBuilder(Builder):
 
 
 class NativeBuilder(Builder):
-    """dpkg-buildpackage with debian/, rpmbuild with rpm/qmail-send-systemd.spec."""
+    """dpkg-buildpackage and rpmbuild, on the source packages that `sources` makes."""
 
     name = "native"
     tools: ClassVar[dict[str, tuple[str, ...]]] = {
-        "deb": ("dpkg-buildpackage", "dh", "fakeroot"),
-        "rpm": ("rpmbuild",),
+        "deb": ("dpkg-buildpackage", "dh", "fakeroot", "git"),
+        "rpm": ("rpmbuild", "git"),
     }
 
     def check(self, root: Path, formats: tuple[str, ...]) -> None:
-        spec = root / "rpm" / "qmail-send-systemd.spec"
+        from qss_toolkit import sources  # builds on this module's stanzas and sections
+
+        spec = root / sources.SPEC_TEMPLATE
         if "rpm" in formats and "\nVersion:        @VERSION@\n" not in spec.read_text("utf-8"):
             raise ConfigurationError(
-                "rpm/qmail-send-systemd.spec has no 'Version:        @VERSION@' line",
+                f"{sources.SPEC_TEMPLATE} has no 'Version:        @VERSION@' line",
                 hint="the toolkit fills in the version from qmail_send_systemd.__version__",
             )
         control = (root / "debian" / "control").read_text(encoding="utf-8")
@@ -125,67 +127,21 @@ class NativeBuilder(Builder):
             )
 
     def build(self, ctx: BuildContext, fmt: str, staging: Path, out: Path) -> None:
+        from qss_toolkit import sources
+
+        source = sources.prepare(ctx.root, version_override=ctx.version)
         if fmt == "deb":
-            self._build_deb(ctx, staging, out)
-        else:
-            self._build_rpm(ctx, staging, out)
-
-    def _build_deb(self, ctx: BuildContext, staging: Path, out: Path) -> None:
-        top = staging.parent / "deb-build"
-        source = top / "qmail-send-systemd"
-        shutil.copytree(ctx.root / "debian", source / "debian", symlinks=True)
-        debian = source / "debian"
-        (debian / "changelog").write_bytes((staging / "generated" / "changelog").read_bytes())
-        shutil.copyfile(staging / "packaging" / "copyright", debian / "copyright")
-        with (debian / "control").open("a", encoding="utf-8") as control:
-            for package in ctx.packages:
-                control.write("\n" + debian_stanza(package, ctx.version))
-        for package in ctx.packages:
-            for script, path in package.scripts["deb"].items():
-                # From the tree, not the staging dir: dh_installdeb fills in #DEBHELPER#.
-                target = debian / f"{package.name}.{script}"
-                shutil.copyfile(ctx.root / path, target)
-                target.chmod(0o755)
-            payload.install_tree(package, "deb", staging, source / "payload" / "deb" / package.name)
-        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=ctx.env(), capture=True)
-        for name in ctx.expected("deb"):
-            shutil.move(str(top / name), out / name)
-
-    def _build_rpm(self, ctx: BuildContext, staging: Path, out: Path) -> None:
-        sources = staging.parent / "rpm-sources"
-        sources.mkdir()
-        spec_text = (ctx.root / "rpm" / "qmail-send-systemd.spec").read_text(encoding="utf-8")
-        spec = sources / "qmail-send-systemd.spec"
-        spec.write_text(spec_text.replace("@VERSION@", ctx.version), encoding="utf-8")
-        main, *_ = ctx.packages
-        (sources / "preamble.inc").write_text(rpm_preamble(main, ctx.version), encoding="utf-8")
-        (sources / "packages.inc").write_text(
-            "".join(rpm_package_section(p, ctx.version, staging, p is main) for p in ctx.packages)
-            + rpm_changelog(staging),
-            encoding="utf-8",
-        )
-        (sources / "filelists").mkdir()
-        for package in ctx.packages:
-            (sources / "filelists" / f"{package.name}.files").write_text(
-                payload.rpm_file_list(package), encoding="utf-8"
-            )
-            payload.install_tree(package, "rpm", staging, sources / "payload" / "rpm")
+            top = sources.unpack(source, staging.parent / "deb-build")
+            run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=top, env=ctx.env(), capture=True)
+            for name in ctx.expected("deb"):
+                shutil.move(str(top.parent / name), out / name)
+            return
         topdir = staging.parent / "rpm-top"
-        defines = {
-            "_topdir": topdir,
-            "_sourcedir": sources,
-            "_builddir": topdir / "BUILD",
-            "_rpmdir": out,
-            "_build_name_fmt": "%%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
-            "_buildhost": "reproducible",
-            "use_source_date_epoch_as_buildtime": "1",
-            "clamp_mtime_to_source_date_epoch": "1",
-            "_binary_payload": "w9.gzdio",  # what nfpm uses, so both routes need the same rpm
-        }
-        args: list[str | os.PathLike[str]] = ["rpmbuild", "-bb", "--quiet"]
-        for key, value in defines.items():
-            args += ["--define", f"{key} {value}"]
-        run([*args, spec], cwd=sources, env=ctx.env(), capture=True)
+        spec = sources.rpm_sources(source, topdir / "SOURCES")
+        args = ["rpmbuild", "-bb", "--quiet", *sources.rpm_defines(source, topdir)]
+        args += ["--define", f"_rpmdir {out}"]
+        args += ["--define", "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm"]
+        run([*args, spec], env=ctx.env(), capture=True)
 
 
 BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder())}
@@ -234,9 +190,6 @@ def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
 def rpm_preamble(main: payload.Package, ver: str) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
-    packager = (main.raw.get("rpm") or {}).get("packager")
-    if packager:
-        lines.append(f"Packager:       {packager}")
     if main.raw.get("vendor"):
         lines.append(f"Vendor:         {main.raw['vendor']}")
     return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
@@ -246,8 +199,9 @@ def _rpm_escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_main: bool) -> str:
-    """%package (sub-packages), %description, scriptlets and %files of `package`."""
+def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main: bool) -> str:
+    """%package (sub-packages), %description, scriptlets and %files of `package`; the
+    scriptlets are read from `root`."""
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
@@ -262,14 +216,13 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
         out.append(f"%{script}{n}")
         if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
-        out += [_rpm_escape((staging / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
-    out += [f"%files{n} -f {package.name}.files", "", ""]
+        out += [_rpm_escape((root / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
+    out += [f"%files{n}", payload.rpm_file_list(package), ""]
     return "\n".join(out)
 
 
-def rpm_changelog(staging: Path) -> str:
-    """packaging/changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
-    text = (staging / "generated" / "changelog").read_text(encoding="utf-8")
+def rpm_changelog(text: str) -> str:
+    """A Debian changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
     out = ["%changelog"]
     for entry in payload.parse_changelog(text):
         stamp = time.strftime("%a %b %d %Y", time.gmtime(entry.epoch))

@@ -14,7 +14,6 @@ import io
 import os
 import re
 import shutil
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
@@ -437,32 +436,10 @@ def stage(
 
 
 def _drop_debhelper_token(script: Path) -> None:
-    """What dh_installdeb does to #DEBHELPER# when there is no snippet: nfpm has none to add."""
-    lines = script.read_text(encoding="utf-8").splitlines(keepends=True)
-    script.write_text("".join(ln for ln in lines if ln.strip() != "#DEBHELPER#"), encoding="utf-8")
-
-
-def install_tree(package: Package, fmt: str, staging: Path, root: Path) -> None:
-    """Lay out `package`'s files for `fmt` under `root` (what debian/rules and %install call)."""
-    for f in package.files_for(fmt):
-        target = root / f.destination.lstrip("/")
-        if f.kind == "dir":
-            target.mkdir(parents=True, exist_ok=True)
-            os.chmod(target, f.mode)
-            continue
-        if f.kind == "symlink":
-            assert f.source is not None
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            target.symlink_to(f.source)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if f.kind == "ghost":  # rpmbuild wants it in the build root; %ghost leaves it out
-            target.touch()
-        else:
-            assert f.source is not None
-            shutil.copyfile(staging / f.source, target)
-        os.chmod(target, stat.S_IMODE(f.mode))
+    """What dh_installdeb does to #DEBHELPER# when there is no snippet (it leaves the line
+    empty): nfpm has none to add, and both routes then ship the same script."""
+    text = script.read_text(encoding="utf-8")
+    script.write_text(re.sub(r"(?m)^#DEBHELPER#$", "", text), encoding="utf-8")
 
 
 # The %files directive of each content type that needs one.
