@@ -71,7 +71,7 @@ def test_targets_cover_the_matrix() -> None:
     rpm = TARGETS["rpm-on-debian-13"]
     assert rpm.family == "rpm"
     assert "RPM-on-Debian" in rpm.label and "not Fedora" in rpm.label
-    assert {"rpm", "dnf", "createrepo-c"} <= set(rpm.packages)
+    assert {"rpm", "dnf", "createrepo-c", "xz-utils"} <= set(rpm.packages)
     for target in TARGETS.values():
         assert {"systemd", "dbus", "python3"} <= set(target.packages)
 
@@ -95,6 +95,23 @@ def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.Monk
     assert rootfs.cache_key(TARGETS["debian-13"]) != rootfs.cache_key(TARGETS["rpm-on-debian-13"])
     monkeypatch.setattr(rootfs, "FORMAT_VERSION", rootfs.FORMAT_VERSION + 1)
     assert rootfs.cache_key(d12) != key
+
+
+def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_path: Path) -> None:
+    from qss_toolkit import rebuild, sources
+
+    for target in rebuild.BUILD_ROOTS.values():
+        argv = rootfs.mmdebstrap_command(target, tmp_path / "root")
+        assert "--variant=buildd" in argv
+        assert not [a for a in argv if a.startswith("--include=")]  # no systemd, no python3
+        # Only the Build-Depends, installed by apt as sbuild installs them.
+        [step] = rootfs.build_steps(target)
+        assert "apt-get satisfy" in step and sources.build_depends() in step
+        subprocess.run(["sh", "-n"], input=step, text=True, check=True)
+    # The smoke roots' keys do not change with the variant field (their cached roots stay).
+    d12 = TARGETS["debian-12"]
+    assert rootfs.build_steps(d12)[: len(rootfs.COMMON_CUSTOMIZE)] == rootfs.COMMON_CUSTOMIZE
+    assert rootfs.cache_key(replace(d12, variant="buildd")) != rootfs.cache_key(d12)
 
 
 def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -153,7 +170,8 @@ def test_find_child_parses_proc_stat() -> None:
 def test_host_provides_script_is_valid_shell_naming_the_capabilities() -> None:
     script = host_provides_script()
     assert "Name: qss-host-provides" in script
-    for capability in ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager"):
+    capabilities = ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager")
+    for capability in (*capabilities, "/usr/sbin/alternatives"):
         assert f"Provides: {capability}" in script
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 

@@ -312,9 +312,12 @@ class OfflineRoot(_RootDirectoryContainer):
     "offline", and maintainer scripts must only enable by symlinks.
     """
 
-    def __init__(self, root: Path, name: str) -> None:
+    def __init__(self, root: Path, name: str, *, private_network: bool = False) -> None:
         self.root = root
         self.name = name
+        # Without a network of its own the root shares the host's (apt in a smoke scenario);
+        # a package build gets none, as sbuild gives it none.
+        self.private_network = private_network
         self.cgroups = make_cgroups(f"qss-{name}")
 
     def close(self) -> None:
@@ -330,6 +333,7 @@ class OfflineRoot(_RootDirectoryContainer):
             "--pipe",
             f"--machine={self.name}",
             f"--directory={self.root}",
+            *(["--private-network"] if self.private_network else []),
             "--",
         ]
         return in_cgroups(self.cgroups, [*nspawn, *inner])
@@ -400,14 +404,18 @@ def booted(
 
 @contextlib.contextmanager
 def offline(
-    target: Target, *, keep: bool = False, cache: RootfsCache | None = None
+    target: Target,
+    *,
+    keep: bool = False,
+    cache: RootfsCache | None = None,
+    private_network: bool = False,
 ) -> Iterator[OfflineRoot]:
     """A private copy of `target`'s root in which systemd is not running."""
     require("systemd-nspawn")
     cache = cache or RootfsCache()
     name = machine_name(target)
     with cache.checkout(target, name, keep=keep_requested(keep)) as root:
-        container = OfflineRoot(root, name)
+        container = OfflineRoot(root, name, private_network=private_network)
         try:
             yield container
         finally:

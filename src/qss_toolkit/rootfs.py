@@ -71,19 +71,24 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "qmail-send-systemd" / "rootfs"
 
 
+def build_steps(target: Target) -> tuple[str, ...]:
+    """The shell steps run in `target`'s fresh root: a smoke root gets the common ones first."""
+    return (*COMMON_CUSTOMIZE, *target.customize) if target.variant == "apt" else target.customize
+
+
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
-    material = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "suite": target.suite,
-            "mirror": target.mirror,
-            "packages": sorted(target.packages),
-            "customize": [*COMMON_CUSTOMIZE, *target.customize],
-        },
-        sort_keys=True,
-    )
-    return f"{target.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    material: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "suite": target.suite,
+        "mirror": target.mirror,
+        "packages": sorted(target.packages),
+        "customize": list(build_steps(target)),
+    }
+    if target.variant != "apt":  # the smoke roots' keys stay what they were
+        material["variant"] = target.variant
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return f"{target.suite}-{digest[:16]}"
 
 
 def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
@@ -91,8 +96,8 @@ def mmdebstrap_command(target: Target, dest: Path) -> list[str]:
         "mmdebstrap",
         "--quiet",
         "--mode=root",
-        "--variant=apt",
-        "--include=" + ",".join(target.packages),
+        f"--variant={target.variant}",
+        *([f"--include={','.join(target.packages)}"] if target.packages else []),
         target.suite,
         str(dest),
         target.mirror,
@@ -151,7 +156,7 @@ class RootfsCache:
         """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in (*COMMON_CUSTOMIZE, *target.customize):
+            for step in build_steps(target):
                 nspawn = [
                     "systemd-nspawn",
                     "--quiet",

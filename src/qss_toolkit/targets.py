@@ -16,8 +16,10 @@ BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", 
 # interfaces.
 NM_PACKAGES: tuple[str, ...] = ("network-manager",)
 
-# The RPM toolchain that lets a Debian root install .rpm packages with dnf.
-RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
+# The RPM toolchain that lets a Debian root install .rpm packages with dnf, and rebuild the
+# source RPM (rebuild.py): rpmbuild unpacks its tarball with xz, which Fedora's rpm-build
+# requires and Debian's rpm does not.
+RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c", "xz-utils")
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,16 @@ class Target:
     customize: tuple[str, ...] = ()
     note: str = ""
     mirror: str = DEBIAN_MIRROR
+    # mmdebstrap's variant. "apt": a smoke root, which systemd boots, with BASE_PACKAGES and
+    # the common customisation (rootfs.COMMON_CUSTOMIZE). "buildd": a build root as sbuild
+    # makes one (essential packages and build-essential), with nothing but extra_packages and
+    # customize added (rebuild.py).
+    variant: str = "apt"
     packages: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "packages", tuple(sorted({*BASE_PACKAGES, *NM_PACKAGES, *self.extra_packages}))
-        )
+        base = (*BASE_PACKAGES, *NM_PACKAGES) if self.variant == "apt" else ()
+        object.__setattr__(self, "packages", tuple(sorted({*base, *self.extra_packages})))
 
     @property
     def label(self) -> str:
@@ -69,6 +75,7 @@ HOST_PROVIDES_FILES: tuple[str, ...] = (
     "/usr/bin/systemctl",
     "/usr/sbin/useradd",
     "/usr/sbin/groupadd",
+    "/usr/sbin/alternatives",
 )
 
 
@@ -155,6 +162,9 @@ def host_provides_script() -> str:
         'rpmbuild --quiet --define "_topdir $top" -bb "$top/SPECS/host.spec"',
         'rpm -i --nodeps "$top"/RPMS/noarch/qss-host-provides-1-1.noarch.rpm',
         'rm -rf "$top"',
+        # Fedora's alternatives(8) (chkconfig's) takes the arguments of Debian's
+        # update-alternatives that the sendmail package's scriptlets use, at its own path.
+        "ln -sf /usr/bin/update-alternatives /usr/sbin/alternatives",
         "mkdir -p /etc/dnf/vars /etc/yum.repos.d",
         "echo 13 > /etc/dnf/vars/releasever",
     ]
