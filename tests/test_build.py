@@ -245,7 +245,7 @@ def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks():
     assert not (PROJECT / "debian/changelog").exists(), "generated at build time only"
 
 
-def test_rpm_changelog_from_the_debian_one():
+def test_rpm_changelog_from_the_debian_one() -> None:
     text = payload.debian_changelog(PROJECT, "4.2", 0)
     lines = build.rpm_changelog(text).splitlines()
     assert lines[0] == "%changelog"
@@ -254,7 +254,7 @@ def test_rpm_changelog_from_the_debian_one():
     assert lines[2].startswith("- ")
 
 
-def test_rpm_license_is_the_gpl_text_itself(dist: Path):
+def test_rpm_license_is_the_gpl_text_itself(dist: Path) -> None:
     """Fedora has no /usr/share/common-licenses: the RPMs ship the licence text as %license."""
     for name in (p.name for p in payload.load_packages()):
         rpm = dist / f"{name}-{VERSION}-1.noarch.rpm"

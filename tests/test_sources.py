@@ -232,3 +232,11 @@ def test_outside_a_git_checkout_sources_says_so(tmp_path: Path) -> None:
     _need("git")
     with pytest.raises(ConfigurationError, match="is not a git checkout"):
         sources.tracked_files(tmp_path)
+
+
+def test_only_what_git_tracks_under_debian_reaches_the_debian_tarball(repo: Path) -> None:
+    """A build in the tree leaves debian/files and debian/<package>/ behind: none of it goes in."""
+    (repo / "debian/files").write_text("left by dpkg-buildpackage\n")
+    names = set(sources.debian_files(sources.prepare(repo)))
+    assert "debian/files" not in names
+    assert {"debian/rules", "debian/source/format", "debian/control", "debian/changelog"} <= names

@@ -30,6 +30,8 @@ from qss_toolkit import payload
 from qss_toolkit.run import run
 
 DEB_IGNORED_FIELDS = ("Installed-Size",)
+_DEB_RELATION_FIELDS = ("Depends", "Pre-Depends", "Recommends", "Suggests", "Enhances",
+                        "Breaks", "Conflicts", "Provides", "Replaces")  # fmt: skip
 DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config", "triggers", "conffiles")
 _DEBHELPER_SECTION = re.compile(
     r"# Automatically added by (?P<tool>dh_\S+)\n.*?# End automatically added section\n", re.S
@@ -134,10 +136,6 @@ def deb_view(deb: Path) -> View:
         files[doc] = (*files[doc][:3], "(its entries are compared)")
     dependencies = [f"{k}: {fields.pop(k)}" for k in list(fields) if k in _DEB_RELATION_FIELDS]
     return View(fields, dependencies, files, scripts, changelog, generated)
-
-
-_DEB_RELATION_FIELDS = ("Depends", "Pre-Depends", "Recommends", "Suggests", "Enhances",
-                        "Breaks", "Conflicts", "Provides", "Replaces")  # fmt: skip
 
 
 def _rpm_query(rpm: Path, fmt: str) -> str:

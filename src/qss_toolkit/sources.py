@@ -61,6 +61,7 @@ class SourceContext:
     epoch: int
     packages: tuple[payload.Package, ...]
     files: tuple[tuple[str, int], ...]  # (path, git mode) of the orig tarball, sorted
+    debian: tuple[tuple[str, int], ...]  # (path, git mode) of the tree's debian/
     root: Path = PROJECT_ROOT
     distribution: str | None = None
 
@@ -102,9 +103,13 @@ def tracked_files(root: Path) -> tuple[tuple[str, int], ...]:
             raise ConfigurationError(
                 f"{path} is tracked by git but missing", hint=f"git checkout -- {path}"
             )
-        if not path.startswith(f"{DEBIAN}/"):  # 3.0 (quilt): debian/ is the debian tarball's
-            files.append((path, mode))
+        files.append((path, mode))
     return tuple(sorted(files))
+
+
+def _in_debian(path: str) -> bool:
+    """3.0 (quilt): debian/ is the debian tarball's, not the orig tarball's."""
+    return path.startswith(f"{DEBIAN}/")
 
 
 def _payload_inputs(packages: Iterable[payload.Package], root: Path) -> set[str]:
@@ -141,7 +146,8 @@ def prepare(
     ver = version.validate(version_override) if version_override else version.read_version()
     packages = payload.load_packages(root)
     payload.generated_sources(root, ver, 0)  # the changelog and the man pages are well-formed
-    files = tracked_files(root)
+    tracked = tracked_files(root)
+    files = tuple(f for f in tracked if not _in_debian(f[0]))
     names = {path for path, _ in files}
     untracked = sorted(_payload_inputs(packages, root) - names)
     if untracked:
@@ -159,6 +165,7 @@ def prepare(
         build.source_date_epoch(root),
         packages,
         files,
+        tuple(f for f in tracked if _in_debian(f[0])),
         root,
         distribution,
     )
@@ -274,12 +281,11 @@ def install_script(ctx: SourceContext) -> str:
 
 
 def debian_files(ctx: SourceContext) -> dict[str, tuple[bytes, int]]:
-    """debian/ of the source package: path -> (content, mode)."""
-    tree = ctx.root / DEBIAN
+    """debian/ of the source package: path -> (content, mode). What git tracks under debian/
+    (nothing a build in the tree left there), completed."""
     files: dict[str, tuple[bytes, int]] = {}
-    for path in sorted(p for p in tree.rglob("*") if p.is_file()):
-        rel = str(path.relative_to(ctx.root))
-        files[rel] = (path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
+    for rel, mode in ctx.debian:
+        files[rel] = ((ctx.root / rel).read_bytes(), mode & 0o777)
     files["debian/control"] = (debian_control(ctx).encode(), 0o644)
     files["debian/changelog"] = (debian_changelog(ctx).encode(), 0o644)
     files["debian/copyright"] = ((ctx.root / "packaging" / "copyright").read_bytes(), 0o644)
