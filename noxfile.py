@@ -14,7 +14,7 @@ import nox
 # (Debian 11's pip 20.3 cannot install this project editable) and python3-venv play no part.
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests", "lint", "packages", "smoke", "repo", "stock"]
+nox.options.sessions = ["tests", "lint", "packages", "sources", "smoke", "repo", "stock"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 GROUPS = PYPROJECT["dependency-groups"]
@@ -52,6 +52,13 @@ def packages(session: nox.Session) -> None:
     """Build every package into dist/ (nfpm by default; `-- --builder native` for dpkg/rpmbuild)."""
     _install(session, "packages")
     _toolkit(session, "packages")
+
+
+@nox.session
+def sources(session: nox.Session) -> None:
+    """The Debian source package (.dsc) and the source RPM into dist/."""
+    _install(session, "packages")
+    _toolkit(session, "sources")
 
 
 @nox.session

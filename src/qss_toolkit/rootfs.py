@@ -69,7 +69,7 @@ def default_cache_dir() -> Path:
 
 def build_steps(root: DebianRoot) -> tuple[str, ...]:
     """The shell steps run in a fresh root: a smoke root gets the common ones first, another
-    variant (a new machine's stock root) its own alone."""
+    variant (a new machine's stock root, a build root) its own alone."""
     return (*COMMON_CUSTOMIZE, *root.customize) if root.smoke else root.customize
 
 

@@ -46,8 +46,10 @@ def dependency_packages() -> tuple[str, ...]:
 SUBMISSION_PACKAGES: tuple[str, ...] = ("python3-aiosmtpd", "openssl", "ca-certificates")
 
 
-# The RPM toolchain that lets a Debian root install .rpm packages with dnf.
-RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
+# The RPM toolchain that lets a Debian root install .rpm packages with dnf, and rebuild the
+# source RPM (rebuild.py): rpmbuild unpacks its tarball with xz, which Fedora's rpm-build
+# requires and Debian's rpm does not.
+RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c", "xz-utils")
 
 
 SMOKE_VARIANT = "apt"
@@ -65,7 +67,8 @@ class DebianRoot:
     # mmdebstrap's variant. SMOKE_VARIANT ("apt"): a smoke root, which systemd boots, with
     # BASE_PACKAGES, our packages' dependencies and rootfs.COMMON_CUSTOMIZE. Any other is a
     # machine as others have it, with extra_packages and customize alone: "minbase" (Debian's
-    # required packages) is a new machine's stock root.
+    # required packages) is a new machine's stock root, "buildd" (the essential packages and
+    # build-essential) a build root as sbuild makes one (rebuild.py).
     variant: str = SMOKE_VARIANT
     packages: tuple[str, ...] = field(init=False)
 
@@ -75,7 +78,7 @@ class DebianRoot:
 
     @property
     def smoke(self) -> bool:
-        """A smoke root (prepared for booting and our scenarios), not a new machine's stock root."""
+        """A smoke root (prepared for booting and our scenarios), not a stock or build root."""
         return self.variant == SMOKE_VARIANT
 
 
@@ -120,6 +123,7 @@ HOST_PROVIDES_FILES: tuple[str, ...] = (
     "/usr/bin/systemctl",
     "/usr/sbin/useradd",
     "/usr/sbin/groupadd",
+    "/usr/sbin/alternatives",
 )
 
 
@@ -214,7 +218,8 @@ def host_provides_script() -> str:
 
 # Fedora's alternatives(8) is Debian's update-alternatives under another name (the same
 # --install/--remove/--display arguments); the sendmail package's scriptlets call
-# /usr/sbin/alternatives, as on Fedora.
+# /usr/sbin/alternatives, as on Fedora, and its Requires(post) names that file, which
+# qss-host-provides provides (HOST_PROVIDES_FILES).
 RPM_ALTERNATIVES = (
     "command -v alternatives >/dev/null"
     ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
