@@ -10,19 +10,19 @@ mess/, info/, local/ and remote/ split into conf-split's 23 subdirectories (`que
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import signal
 import time
-from pathlib import Path
 
-# Every stand-in program imports this module at each start (five per service start): json,
-# threading and typing are imported where they are used, not here. Type checkers treat any
-# TYPE_CHECKING as true.
+# Every stand-in program imports this module at each start (five per service start, and one
+# qmail-local per local delivery): json, threading, pathlib, contextlib and typing are
+# imported where they are used, not here (pathlib alone doubles qmail-local's start-up).
+# Type checkers treat any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Callable
 
 # Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
@@ -51,9 +51,16 @@ USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")
 GROUPS = ("nofiles", "qmail")
 
 
-def qmail_home(program_file: str) -> Path:
+def qmail_home_dir(program_file: str) -> str:
     """The qmail home of a program installed as <home>/bin/<program> (symlinks followed)."""
-    return Path(program_file).resolve().parent.parent
+    return os.path.dirname(os.path.dirname(os.path.realpath(program_file)))
+
+
+def qmail_home(program_file: str) -> Path:
+    """qmail_home_dir() as a Path."""
+    from pathlib import Path
+
+    return Path(qmail_home_dir(program_file))
 
 
 def read_control(home: Path, name: str, default: str | None = None) -> str | None:
@@ -213,8 +220,11 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
             status, text = "deferral", f"Unable to run the delivery: {exc}. (#4.3.0)\n"
         report = encode_report(int(str(request["d"])), status, text)
         # If qmail-send is gone the message stays queued for its next run.
-        with lock, contextlib.suppress(OSError):
-            os.write(1, report)
+        with lock:
+            try:
+                os.write(1, report)
+            except OSError:
+                pass
 
     ensure_fd(2)
     requests = os.fdopen(0, "rb", buffering=0)
