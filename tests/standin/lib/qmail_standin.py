@@ -13,12 +13,11 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import signal
 import time
 
 # Every stand-in program imports this module at each start (five per service start, and one
-# qmail-local per local delivery): json, threading, pathlib, contextlib and typing are
-# imported where they are used, not here (pathlib alone doubles qmail-local's start-up).
+# qmail-local per local delivery): json, threading, pathlib, contextlib, signal and typing are
+# imported where they are used, not here (pathlib alone doubled qmail-local's start-up).
 # Type checkers treat any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +27,12 @@ if TYPE_CHECKING:
 # Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
 # after a start must not kill a Python interpreter that is still starting (in C the window is
 # a few microseconds; here it is the interpreter's start-up). Blocked signals stay pending
-# across execve, so qmail-send still sees them.
-QMAIL_SEND_SIGNALS = {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
+# across execve, so qmail-send still sees them. A function: the signal module (with enum)
+# would cost every qmail-local, which never needs it, a third of its imports.
+def qmail_send_signals() -> set[int]:
+    import signal
+
+    return {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
 
 QUEUE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce", "pid", "lock")
 # conf-split (qmail's default, 23): mess/, info/, local/ and remote/ keep message N's file in
