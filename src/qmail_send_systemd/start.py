@@ -228,6 +228,7 @@ class Supervisor:
         pid: int,
         log_fd: int,
         copier: LogCopier,
+        *,
         notify: Notify = notify_systemd,
         kill: Callable[[int, int], object] = send_signal,
         clock: Callable[[], float] | None = None,
@@ -303,7 +304,7 @@ def _spawn(program: str, argv: list[str], log_w: int) -> int:
                 signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.environ.pop("NOTIFY_SOCKET", None)  # systemd's socket is for the main process
-            os.execv(program, argv)
+            os.execv(program, argv)  # noqa: S606 (no shell: qmail-start's argv as it is)
         except OSError as exc:
             os.write(err_w, str(exc.errno or 0).encode())
         finally:
@@ -339,7 +340,8 @@ def run(root: Root) -> int:
             finally:
                 os.close(log_w)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
-            status = _supervise(Supervisor(pid, log_r, LogCopier(1, is_journal(1))), signals, wake_r)
+            supervisor = Supervisor(pid, log_r, LogCopier(1, is_journal(1)))
+            status = _supervise(supervisor, signals, wake_r)
         finally:
             os.close(log_r)
     finally:
@@ -396,11 +398,11 @@ def _end_as(status: int) -> int:
     """The exit code qmail-send's own status maps to; killed by a signal, die of the same
     signal, so that systemd sees what qmail-send did (a TERM death is a clean stop to it)."""
     if os.WIFSIGNALED(status):
+        import contextlib  # at the end only: not worth its import at every start
+
         signum = os.WTERMSIG(status)
-        try:
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
             signal.signal(signum, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass  # SIGKILL has no handler to reset
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
         os.kill(os.getpid(), signum)
         return 128 + signum  # a signal whose default action is not to terminate

@@ -12,8 +12,9 @@ own records signals.log and tcpok.log). With --users, as root, it first creates 
 (nofiles, qmail) and users (alias, qmaild, qmaill, qmailp, qmailq, qmailr, qmails) in DIR's
 /etc/group and /etc/passwd with groupadd/useradd --root, as system accounts; with
 --install-ids as qmail's INSTALL.ids creates them (`groupadd nofiles`, `useradd -g nofiles -d
-/var/qmail/alias alias`, ...: ordinary accounts, so uids from 1000 up). As root, files get LWQ's owners
-(looked up in DIR's own passwd and group files); as another user everything stays the caller's.
+/var/qmail/alias alias`, ...: ordinary accounts, so uids from 1000 up). As root, files get
+LWQ's owners (looked up in DIR's own passwd and group files); as another user everything stays
+the caller's.
 
 Deviations from a real qmail install, all forced by the programs being scripts: programs are
 readable (0755 instead of 0711; qmail-queue 4755 instead of 4711) because an interpreter must

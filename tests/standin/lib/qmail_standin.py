@@ -24,15 +24,18 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Callable
 
-# Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
-# after a start must not kill a Python interpreter that is still starting (in C the window is
-# a few microseconds; here it is the interpreter's start-up). Blocked signals stay pending
-# across execve, so qmail-send still sees them. A function: the signal module (with enum)
-# would cost every qmail-local, which never needs it, a third of its imports.
+
 def qmail_send_signals() -> set[int]:
+    """The signals held blocked from qmail-start's first line until qmail-send has its
+    handlers: a reload right after a start must not kill a Python interpreter that is still
+    starting (in C the window is a few microseconds; here it is the interpreter's start-up).
+    Blocked signals stay pending across execve, so qmail-send still sees them. A function:
+    the signal module (with enum) would cost every qmail-local, which never needs it, a
+    third of its imports."""
     import signal
 
     return {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
+
 
 QUEUE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce", "pid", "lock")
 # conf-split (qmail's default, 23): mess/, info/, local/ and remote/ keep message N's file in
@@ -211,6 +214,7 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
     """Main loop of qmail-lspawn and qmail-rspawn: one thread per delivery, as many at once as
     qmail-send asks for; on end of input (qmail-send closed its end) wait for the deliveries in
     flight, report them, and exit 0. Like qmail's spawns, no handler for TERM."""
+    import contextlib
     import threading
 
     lock = threading.Lock()
@@ -223,11 +227,8 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
             status, text = "deferral", f"Unable to run the delivery: {exc}. (#4.3.0)\n"
         report = encode_report(int(str(request["d"])), status, text)
         # If qmail-send is gone the message stays queued for its next run.
-        with lock:
-            try:
-                os.write(1, report)
-            except OSError:
-                pass
+        with lock, contextlib.suppress(OSError):
+            os.write(1, report)
 
     ensure_fd(2)
     requests = os.fdopen(0, "rb", buffering=0)
