@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     status.add_argument("--json", action="store_true", help="the report as JSON")
-    commands.add_parser("flush", help="qmail-tcpok and reload: retry deferred mail now")
+    commands.add_parser(
+        "flush", help="qmail-tcpok and reload: reread locals and virtualdomains, retry mail now"
+    )
     commands.add_parser(
         "run",
         aliases=["exec-qmail-start"],

@@ -151,6 +151,9 @@ def install_standin(ctx: ScenarioContext) -> None:
     status = ctx.check_output(["cat", f"/proc/{child}/status"])
     owner = ctx.check_output(["id", "-u", "qmails"]).strip()
     ctx.expect(f"\nUid:\t{owner}\t" in status, f"qmail-send does not run as qmails:\n{status}")
+    # The administrator's guide, as each family ships documentation.
+    guide = "README.gz" if ctx.target.family == "deb" else "README"
+    ctx.check_output(["test", "-s", f"/usr/share/doc/{MAIN}/{guide}"])
     ctx.leaves = RUNNING_CURRENT  # read-only checks: the fresh install is as it was
 
 
