@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -321,19 +322,27 @@ def test_deb_upgrade_of_a_running_unit_only_try_restarts(live: Path) -> None:
     assert system.restarts == 1
 
 
-@pytest.mark.parametrize(
-    ("state", "said"),
-    [
-        ({"links": False}, "is failed and disabled: left as it is"),
-        ({"masked": True}, "is failed and masked: left as it is"),
-        ({"failed": "timeout"}, "failed while it was being stopped: left stopped"),
-    ],
-)
+STOPPED_BY_THE_ADMINISTRATOR: list[tuple[Callable[[Path], FakeSystem], str]] = [
+    (lambda r: FakeSystem(r, state_file=True, failed="exit-code"), "is failed and disabled"),
+    (
+        lambda r: FakeSystem(r, state_file=True, links=True, masked=True, failed="exit-code"),
+        "is failed and masked: left as it is",
+    ),
+    (
+        lambda r: FakeSystem(r, state_file=True, links=True, failed="timeout"),
+        "failed while it was being stopped: left stopped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "said"), STOPPED_BY_THE_ADMINISTRATOR)
 def test_upgrade_leaves_a_failed_unit_the_administrator_stopped(
-    live: Path, capsys: pytest.CaptureFixture[str], state: dict[str, object], said: str
+    live: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], FakeSystem],
+    said: str,
 ) -> None:
-    settings: dict[str, object] = {"links": True, "failed": "exit-code", **state}
-    system = FakeSystem(live, state_file=True, **settings)  # type: ignore[arg-type]
+    system = make(live)
     lifecycle.configure(system, "deb", upgrade=True)
     assert not system.active
     assert f"systemctl reset-failed {UNIT}" not in system.commands()
