@@ -13,7 +13,7 @@ from pathlib import Path
 
 from qmail_send_systemd import QMAIL_HOME
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.systemd import UNIT, Result, System
+from qmail_send_systemd.systemd import REVIVE, UNIT, Result, System
 
 TYPE_CHECKING = False  # not typing's: see start.py
 if TYPE_CHECKING:
@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from qmail_send_systemd.verify import Finding
 
 START_HINT = f"fix what the warnings name, then: systemctl start {UNIT}"
-# The one command that brings a failed unit back: reset-failed also clears a start limit that
-# was hit (a 1.0.0 unit's, or a drop-in's), which a plain start would run into again.
-REVIVE = "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
 JOURNAL_HINT = "`journalctl -u qmail-send -e` says why"
 # A failed unit with this Result was being stopped when it failed (the stop outlasted
 # TimeoutStopSec=): an administrator's stop or a shutdown, which no package step undoes.

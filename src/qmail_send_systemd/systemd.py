@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 UNIT = "qmail-send.service"
+# The one command that brings a failed unit back: reset-failed also clears a start limit that
+# was hit (a 1.0.0 unit's, or a drop-in's), which a plain start would run into again.
+REVIVE = "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
 POLICY_RC_D = Path("usr/sbin/policy-rc.d")
 # policy-rc.d's answer that forbids the action (invoke-rc.d(8)); 0 and 104 allow it.
 POLICY_FORBIDDEN = 101
