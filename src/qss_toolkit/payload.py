@@ -470,6 +470,7 @@ def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
         )
     return {
         "generated/qmail-send-systemd.8.gz": gzip_bytes(man.read_bytes()),
+        "generated/README.gz": gzip_bytes((root / "packaging" / "doc" / "README").read_bytes()),
         "generated/changelog": changelog.encode("utf-8"),
         CHANGELOG: chglog_yaml(entries).encode("utf-8"),
     }
