@@ -160,6 +160,23 @@ def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     assert gzip.decompress(packed) == source
 
 
+def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
+    # /usr/share/doc/qmail-send-systemd: gzipped on Debian (over 4 kB), %doc in the RPM.
+    from debian import debfile
+
+    source = (PROJECT / "packaging/doc/README").read_bytes()
+    assert len(source) > 4096 and b"systemctl kill --kill-who=main -s HUP" in source
+    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
+    packed = deb.data.get_content("./usr/share/doc/qmail-send-systemd/README.gz")
+    assert packed is not None
+    assert gzip.decompress(packed) == source
+    rpm = dist / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"
+    docs = subprocess.run(
+        ["rpm", "-qp", "--docfiles", str(rpm)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "/usr/share/doc/qmail-send-systemd/README" in docs
+
+
 # -- failures: clear errors, nothing written ------------------------------------------------
 
 

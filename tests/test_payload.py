@@ -364,10 +364,12 @@ def test_staging_lays_out_sources_with_payload_modes(
     staged = payload.stage(tmp_path / "s", tuple(packages.values()), ver, 0)
     assert (staged / "packaging/qmail-send-systemd.sbin").stat().st_mode & 0o777 == 0o755
     assert (staged / "units/qmail-send.service").stat().st_mode & 0o777 == 0o644
-    assert (
-        gzip.decompress((staged / "generated/qmail-send-systemd.8.gz").read_bytes())
-        == (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
-    )
+    for generated, source in (
+        ("generated/qmail-send-systemd.8.gz", "packaging/man/qmail-send-systemd.8"),
+        ("generated/README.gz", "packaging/doc/README"),
+    ):
+        packed = (staged / generated).read_bytes()
+        assert gzip.decompress(packed) == (PROJECT / source).read_bytes()
     # nfpm has no debhelper snippets to put in: the token goes, the rest stays.
     postinst = (staged / "packaging/scripts/deb/postinst").read_text(encoding="utf-8")
     assert "#DEBHELPER#" not in postinst and "configure --family deb" in postinst
@@ -379,7 +381,10 @@ def test_rpm_file_list_has_modes_and_flags(packages: dict[str, payload.Package])
     assert "%attr(0755,root,root) /usr/sbin/qmail-send-systemd" in listing
     assert "%attr(0755,root,root) %dir /usr/share/qmail-send-systemd" in listing
     assert "%attr(0644,root,root) %doc /usr/share/man/man8/qmail-send-systemd.8.gz" in listing
-    assert not [ln for ln in listing if "/usr/share/doc/" in ln]
+    # The administrator's guide alone is in /usr/share/doc (the license is in licenses/).
+    assert [ln for ln in listing if "/usr/share/doc/" in ln] == [
+        "%attr(0644,root,root) %doc /usr/share/doc/qmail-send-systemd/README"
+    ]
 
 
 # -- the version's one source ---------------------------------------------------------------

@@ -225,7 +225,17 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
         "networkmanager-hook",
         "networkd-hook",
         "status",
+        # issue 17: load and faults, on every target
+        "log-burst",
+        "restart-storm",
+        "transient-faults",
+        "upgrade-failed-unit",
+        "last-words",
+        "reload-virtualdomain",
+        "journal-install-ids",
     } <= names
+    for name in ("log-burst", "last-words", "upgrade-failed-unit", "journal-install-ids"):
+        assert all(SCENARIOS[name].applies_to(target) for target in TARGETS.values()), name
     assert not SCENARIOS["purge"].applies_to(RPM)
     assert SCENARIOS["upgrade"].applies_to(RPM)
 

@@ -502,6 +502,25 @@ def man_pages(root: Path) -> list[Path]:
     return pages
 
 
+# packaging/doc/NAME files shipped gzipped as generated/NAME.gz (the man pages are the others).
+GZIPPED_DOCS = ("README",)
+
+
+def gzip_input(source: str) -> str:
+    """The tree file generated/NAME.gz is gzip -9n of: packaging/doc/NAME or packaging/man/NAME."""
+    name = source[len(GENERATED_PREFIX) :]
+    if not (source.startswith(GENERATED_PREFIX) and name.endswith(".gz")):
+        raise ConfigurationError(f"{source}: no recipe makes it", hint="generated/NAME.gz only")
+    name = name[: -len(".gz")]
+    return f"packaging/{'doc' if name in GZIPPED_DOCS else 'man'}/{name}"
+
+
+def gzipped_sources(root: Path) -> dict[str, str]:
+    """generated/NAME.gz -> the tree file it is made from, for every man page and guide."""
+    names = [man.name for man in man_pages(root)] + list(GZIPPED_DOCS)
+    return {f"{GENERATED_PREFIX}{n}.gz": gzip_input(f"{GENERATED_PREFIX}{n}.gz") for n in names}
+
+
 def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
     changelog = debian_changelog(root, version, epoch)
     entries = parse_changelog(changelog)
@@ -510,11 +529,11 @@ def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
             f"packaging/changelog's top entry is {entries[0].version}, not {version}-{RELEASE}",
             hint="its first line must read 'qmail-send-systemd (@VERSION@-1) ...'",
         )
-    generated = {
-        f"{GENERATED_PREFIX}{man.name}.gz": gzip_bytes(man.read_bytes()) for man in man_pages(root)
+    gzipped = {
+        name: gzip_bytes((root / tree).read_bytes()) for name, tree in gzipped_sources(root).items()
     }
     return {
-        **generated,
+        **gzipped,
         "generated/changelog": changelog.encode("utf-8"),
         CHANGELOG: chglog_yaml(entries).encode("utf-8"),
     }

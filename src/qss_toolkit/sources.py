@@ -127,13 +127,8 @@ def _payload_inputs(packages: Iterable[payload.Package], root: Path) -> set[str]
 
 
 def _tree_source(source: str) -> str:
-    """The tree file a payload source comes from: generated/NAME.gz is packaging/man/NAME."""
-    if not source.startswith(payload.GENERATED_PREFIX):
-        return source
-    name = source[len(payload.GENERATED_PREFIX) :]
-    if not name.endswith(".gz"):
-        raise ConfigurationError(f"{source}: the source packages know no recipe for it")
-    return f"packaging/man/{name[: -len('.gz')]}"
+    """The tree file a payload source comes from (generated/NAME.gz: see payload.gzip_input)."""
+    return payload.gzip_input(source) if source.startswith(payload.GENERATED_PREFIX) else source
 
 
 def prepare(
@@ -229,7 +224,7 @@ def install_commands(package: payload.Package, fmt: Family, dest: str) -> list[s
         else:
             assert f.source is not None
             source = _tree_source(f.source)
-            if source != f.source:  # a man page: gzip -9n, as dh_compress and nfpm's input
+            if source != f.source:  # a man page or the guide: gzip -9n, as dh_compress does
                 lines.append(
                     f"install -d {parent} && gzip -9nc {source} > {target}"
                     f" && chmod {f.mode:04o} {target}"
