@@ -5,6 +5,7 @@ use it to show that nothing else in the toolkit has to change."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from qss_toolkit import PROJECT_ROOT
@@ -41,8 +42,10 @@ overrides:
 rpm:
   summary: An extra package of qmail-send-systemd, for the toolkit's tests
   group: System Environment/Daemons
-  packager: qmail-send-systemd developers <qmail-send-systemd@users.noreply.github.com>
   buildhost: reproducible
+deb:
+  fields:
+    Source: qmail-send-systemd
 contents:
   - src: packaging/extra/README
     dst: {EXTRA_FILE}
@@ -51,28 +54,26 @@ contents:
     dst: /usr/share/doc/{EXTRA}/copyright
     file_info: {{mode: 0644}}
     packager: deb
-  - src: packaging/lintian/{EXTRA}
-    dst: /usr/share/lintian/overrides/{EXTRA}
-    file_info: {{mode: 0644}}
-    packager: deb
-  - src: packaging/copyright
-    dst: /usr/share/licenses/{EXTRA}/copyright
+  - src: COPYING
+    dst: /usr/share/licenses/{EXTRA}/COPYING
     type: license
     file_info: {{mode: 0644}}
     packager: rpm
 """
 
-LINTIAN = f"""# Built and published by its upstream, never uploaded to Debian: no ITP bug to close.
-{EXTRA}: initial-upload-closes-no-bugs
-"""
-
 
 def make_tree(dest: Path) -> Path:
-    """The project's packaging inputs copied to `dest`, plus the added package."""
+    """The project's packaging inputs copied to `dest`, plus the added package, every file
+    tracked by git (the source packages hold what git tracks)."""
     for rel in ("packaging", "units", "src/qmail_send_systemd", "debian", "rpm"):
-        shutil.copytree(PROJECT_ROOT / rel, dest / rel)
+        shutil.copytree(
+            PROJECT_ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    shutil.copyfile(PROJECT_ROOT / "COPYING", dest / "COPYING")
     (dest / "packaging/nfpm" / f"{EXTRA}.yaml").write_text(CONFIG, encoding="utf-8")
     (dest / "packaging/extra").mkdir()
     (dest / "packaging/extra/README").write_text("Nothing to read.\n", encoding="utf-8")
-    (dest / "packaging/lintian" / EXTRA).write_text(LINTIAN, encoding="utf-8")
+    git = ["git", "-c", "safe.directory=*", "-C", str(dest)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
     return dest

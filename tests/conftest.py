@@ -93,6 +93,10 @@ class FakeSystem(System):
     failing: Sequence[str] = ()
     calls: list[list[str]] = field(default_factory=list)
     restarts: int = 0
+    # systemd's Result= of a failed unit ("" while it is not failed), and SubState=.
+    failed: str = ""
+    sub_state: str = ""
+    as_root: bool = True
 
     def __post_init__(self) -> None:
         self.image_root = ""
@@ -111,13 +115,33 @@ class FakeSystem(System):
         helper = self.root / "usr/sbin/policy-rc.d"
         return not (os.access(helper, os.X_OK) and self.policy_code == 101)
 
+    def is_root(self) -> bool:
+        return self.as_root
+
+    def _show(self, args: list[str]) -> Result:
+        state = "failed" if self.failed else "active" if self.active else "inactive"
+        values = {
+            "ActiveState": "activating" if self.sub_state.startswith("auto-restart") else state,
+            "SubState": self.sub_state or ("running" if self.active else "dead"),
+            "Result": self.failed or "success",
+            "ExecMainCode": "1",
+            "ExecMainStatus": "111" if self.failed == "exit-code" else "0",
+            "InactiveEnterTimestamp": "Tue 2027-01-12 08:00:00 UTC" if self.failed else "",
+        }
+        names = [a.split("=", 1)[1] for a in args if a.startswith("--property=")]
+        return Result(0, "".join(f"{name}={values[name]}\n" for name in names))
+
     def _act(self, action: str) -> Result:
         if action == "start":
             if self.masked:
                 return Result(1, "", f"Failed to start {UNIT}: Unit {UNIT} is masked.")
-            self.active = True
+            if self.failed == "start-limit-hit":
+                return Result(1, "", f"Job for {UNIT} failed: start request repeated too quickly")
+            self.active, self.failed = True, ""
         elif action in ("restart", "try-restart") and self.active:
             self.restarts += 1
+        elif action == "reset-failed":
+            self.failed = ""
         elif action == "stop":
             self.active = False
         elif action == "reload" and not self.active:
@@ -146,6 +170,8 @@ class FakeSystem(System):
             return Result(0)
         if verb == "daemon-reload":
             return Result(0)
+        if verb == "show":
+            return self._show(words[1:])
         return self._act(verb)
 
     def _dsh(self, args: list[str]) -> Result:

@@ -11,7 +11,7 @@ import pytest
 
 from added_package import EXTRA, EXTRA_FILE, make_tree
 from fakes import RecordingContainer
-from qss_toolkit import build, lint, payload, version
+from qss_toolkit import build, lint, payload, sources, version
 from qss_toolkit.families import Family
 from qss_toolkit.scenarios import MAIN, ScenarioContext
 from qss_toolkit.targets import TARGETS
@@ -75,14 +75,23 @@ def test_both_routes_build_it_with_the_same_files(dists: dict[str, Path]) -> Non
     )
 
 
-def test_lintian_and_rpmlint_pass_it(dists: dict[str, Path]) -> None:
-    for tool in ("lintian", "rpmlint"):
+def test_lintian_and_rpmlint_pass_it(tree: Path, dists: dict[str, Path]) -> None:
+    for tool in ("lintian", "rpmlint", "rpm2archive", "dpkg-source"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SOURCE_DATE_EPOCH", str(build.source_date_epoch()))
+        sources.write_sources(dists["nfpm"], root=tree)  # its stanza and %package come along
     lines = lint.lint(dists["nfpm"], only=["lintian", "rpmlint"])
     count = len(payload.load_packages()) + 1
-    assert lines[0].startswith(f"ok   lintian: lintian on {count} .deb: 0 errors, 0 warnings")
-    assert lines[1].startswith(f"ok   rpmlint: rpmlint on {count} .rpm: 0 errors, 0 warnings")
+    assert lines[0].startswith(
+        f"ok   lintian: lintian on {count} .deb, 1 source .changes and its .dsc: 0 errors,"
+        " 0 warnings"
+    )
+    assert lines[1].startswith(
+        f"ok   rpmlint: rpmlint on {count + 1} .rpm (source RPM included) and 1 spec: 0 errors,"
+        " 0 warnings"
+    )
 
 
 @pytest.mark.parametrize("target", ["debian-12", "rpm-on-debian-13"])

@@ -118,7 +118,18 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
         VERSION, "1", "GPL-2.0-or-later",
         "https://github.com/qmail-send-systemd/qmail-send-systemd", "reproducible", "noarch",
     ]  # fmt: skip
-    assert _rpm_requires(rpm) == ["python3 >= 3.9", "systemd  "]
+    # Requires for the helper's run time, the same for each scriptlet (Fedora's systemd macros
+    # require systemd for post, preun and postun), and their interpreter, as rpmbuild writes it.
+    assert _rpm_requires(rpm) == [
+        *("/bin/sh  ", "/bin/sh  ", "/bin/sh  "),
+        *("python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9"),
+        *("systemd  ", "systemd  ", "systemd  ", "systemd  "),
+    ]
+    contexts = _rpm_query(rpm, "[%{REQUIRENAME} %{REQUIREFLAGS:deptype}\n]").splitlines()
+    for context in ("post", "preun", "postun"):
+        assert f"python3 {context}" in contexts and f"systemd {context}" in contexts
+        assert f"/bin/sh {context},interp" in contexts
+    assert _rpm_query(rpm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
     files = _rpm_query(rpm, "[%{FILEMODES:octal} %{FILEUSERNAME} %{FILENAMES}\n]").splitlines()
     assert "100755 root /usr/sbin/qmail-send-systemd" in files
     assert "100644 root /usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" in files
@@ -127,9 +138,14 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     assert "--stage preun --count" in scripts and "--stage postun --count" in scripts
     assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
     nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
-    assert _rpm_requires(nm) == [f"qmail-send-systemd = {VERSION}", "NetworkManager  "]
+    assert sorted(_rpm_requires(nm)) == ["NetworkManager  ", f"qmail-send-systemd = {VERSION}"]
     networkd = dist / f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm"
-    assert _rpm_requires(networkd) == [f"qmail-send-systemd = {VERSION}", "networkd-dispatcher  "]
+    assert sorted(_rpm_requires(networkd)) == [
+        "networkd-dispatcher  ",
+        f"qmail-send-systemd = {VERSION}",
+    ]
+    # One source RPM for every package: the one `nox -s sources` makes.
+    assert _rpm_query(nm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
 
 
 def test_man_page_is_the_source_gzipped(dist: Path) -> None:
@@ -142,6 +158,23 @@ def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     assert packed is not None
     source = (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
     assert gzip.decompress(packed) == source
+
+
+def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
+    # /usr/share/doc/qmail-send-systemd: gzipped on Debian (over 4 kB), %doc in the RPM.
+    from debian import debfile
+
+    source = (PROJECT / "packaging/doc/README").read_bytes()
+    assert len(source) > 4096 and b"systemctl kill --kill-who=main -s HUP" in source
+    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
+    packed = deb.data.get_content("./usr/share/doc/qmail-send-systemd/README.gz")
+    assert packed is not None
+    assert gzip.decompress(packed) == source
+    rpm = dist / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"
+    docs = subprocess.run(
+        ["rpm", "-qp", "--docfiles", str(rpm)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "/usr/share/doc/qmail-send-systemd/README" in docs
 
 
 # -- failures: clear errors, nothing written ------------------------------------------------
@@ -212,17 +245,19 @@ def test_broken_native_sources_stop_before_anything_is_written(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     for rel in ("debian", "rpm", "packaging", "units", "src/qmail_send_systemd"):
         shutil.copytree(PROJECT / rel, tmp_path / rel)
+    shutil.copyfile(PROJECT / "COPYING", tmp_path / "COPYING")
     build.prepare("native", payload.FORMATS, tmp_path)
-    spec = tmp_path / "rpm/qmail-send-systemd.spec"
+    spec = tmp_path / "rpm/qmail-send-systemd.spec.in"
     good = spec.read_text(encoding="utf-8")
     spec.write_text(good.replace("@VERSION@", "1.0"), encoding="utf-8")
     with pytest.raises(ConfigurationError, match="@VERSION@"):
         build.prepare("native", ("rpm",), tmp_path)
     build.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
-    # The spec's own package is the main one of packaging/nfpm/.
-    spec.write_text(good.replace("Name:           qmail-send-systemd", "Name: x"), "utf-8")
-    with pytest.raises(ConfigurationError, match="Name: is not qmail-send-systemd"):
+    # The spec's own package is the main one of packaging/nfpm/, filled in.
+    spec.write_text(good.replace("Name:           @NAME@", "Name: x"), "utf-8")
+    with pytest.raises(ConfigurationError, match=r"Name: +@NAME@") as info:
         build.prepare("native", ("rpm",), tmp_path)
+    assert info.value.hint is not None and "main one of packaging/nfpm/" in info.value.hint
     with (tmp_path / "debian/control").open("a") as control:
         control.write("\nPackage: stale\n")
     with pytest.raises(ConfigurationError, match="Source stanza only"):
@@ -236,18 +271,45 @@ def test_generated_native_metadata_matches_the_payload() -> None:
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    assert build.rpm_preamble(main, "9.9").splitlines()[-2:] == [
-        "Requires:       python3 >= 3.9",
-        "Requires:       systemd",
-    ]
+    preamble = build.rpm_preamble(main, "9.9").splitlines()
+    assert (
+        preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
+    )
+    for script in ("post", "preun", "postun"):
+        label = f"Requires({script}):".ljust(15)
+        assert f"{label} python3 >= 3.9" in preamble and f"{label} systemd" in preamble
 
 
-def test_rpm_changelog_from_the_debian_one(tmp_path: Path) -> None:
-    (tmp_path / "generated").mkdir()
+def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks() -> None:
+    spec = (PROJECT / "rpm/qmail-send-systemd.spec.in").read_text(encoding="utf-8")
+    assert "Version:        @VERSION@" in spec
+    for macro in ("systemd_post", "systemd_preun", "systemd_postun"):
+        assert f"%if %{{undefined {macro}}}" in spec
+    rules = (PROJECT / "debian/rules").read_text(encoding="utf-8")
+    assert "dh_installsystemd --no-enable --no-start" in rules
+    control = (PROJECT / "debian/control").read_text(encoding="utf-8")
+    assert "Build-Depends: debhelper-compat (= 13)" in control
+    assert not (PROJECT / "debian/changelog").exists(), "generated at build time only"
+
+
+def test_rpm_changelog_from_the_debian_one() -> None:
     text = payload.debian_changelog(PROJECT, "4.2", 0)
-    (tmp_path / "generated/changelog").write_text(text, encoding="utf-8")
-    lines = build.rpm_changelog(tmp_path).splitlines()
+    lines = build.rpm_changelog(text).splitlines()
     assert lines[0] == "%changelog"
     assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
     assert lines[1].endswith("> - 4.2-1")
     assert lines[2].startswith("- ")
+
+
+def test_rpm_license_is_the_gpl_text_itself(dist: Path) -> None:
+    """Fedora has no /usr/share/common-licenses: the RPMs ship the licence text as %license."""
+    for name in (p.name for p in payload.load_packages()):
+        rpm = dist / f"{name}-{VERSION}-1.noarch.rpm"
+        query = "[%{FILENAMES} %{FILEFLAGS:fflags}\n]"
+        files = dict(line.rsplit(" ", 1) for line in _rpm_query(rpm, query).splitlines())
+        licence = f"/usr/share/licenses/{name}/COPYING"
+        assert files.get(licence) == "l", name  # %license
+        assert not [f for f in files if f.endswith("/copyright")], name
+    text = (PROJECT / "COPYING").read_text(encoding="utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE\n                       Version 2, June 1991" in text
+    assert "How to Apply These Terms to Your New Programs" in text  # the whole text, not a notice

@@ -4,6 +4,7 @@ calls recorded."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,17 @@ import pytest
 from conftest import FakeSystem, make_qmail_tree, policy_rc_d, systemd_running
 from qmail_send_systemd import lifecycle
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.systemd import UNIT, System
+from qmail_send_systemd.systemd import UNIT, UNIT_STATE, System
 
 DSH = "deb-systemd-helper"
+# Whether the unit failed: asked before each start, try-restart and flush.
+SHOW = "systemctl show " + " ".join(f"--property={name}" for name in UNIT_STATE) + f" {UNIT}"
 FIRST_INSTALL_DEB = [
     f"{DSH} unmask {UNIT}",
     f"{DSH} --quiet was-enabled {UNIT}",
     f"{DSH} enable {UNIT}",
     "systemctl daemon-reload",
+    SHOW,
     f"deb-systemd-invoke start {UNIT}",
 ]
 
@@ -55,7 +59,7 @@ def test_deb_first_install_without_qmail_enables_only(
     systemd_running(tmp_path)
     system = FakeSystem(tmp_path)
     assert lifecycle.configure(system, "deb", upgrade=False) == 0
-    assert system.commands() == FIRST_INSTALL_DEB[:-1]
+    assert system.commands() == FIRST_INSTALL_DEB[:-2]
     assert (system.enabled_word(), system.active) == ("enabled", False)
     err = capsys.readouterr()
     assert "warning: " in err.err and "qmail's program directory is missing" in err.err
@@ -107,6 +111,7 @@ def test_deb_without_init_system_helpers(live: Path) -> None:
     assert system.commands() == [
         f"systemctl --no-reload enable {UNIT}",
         "systemctl daemon-reload",
+        SHOW,
         f"systemctl is-enabled {UNIT}",
         f"systemctl start {UNIT}",
     ]
@@ -121,6 +126,7 @@ def test_deb_upgrade_restarts_a_running_service(live: Path) -> None:
         f"{DSH} --quiet was-enabled {UNIT}",
         f"{DSH} enable {UNIT}",
         "systemctl daemon-reload",
+        SHOW,
         f"deb-systemd-invoke try-restart {UNIT}",
     ]
     assert (system.active, system.restarts) == (True, 1)
@@ -188,6 +194,7 @@ def test_rpm_first_install_presets_and_starts(live: Path) -> None:
     assert system.commands() == [
         f"systemctl --no-reload preset {UNIT}",
         "systemctl daemon-reload",
+        SHOW,
         f"systemctl is-enabled {UNIT}",
         f"systemctl start {UNIT}",
     ]
@@ -271,7 +278,7 @@ def test_rpm_old_packages_scripts_on_upgrade_keep_the_new_one(live: Path) -> Non
     lifecycle.remove_rpm(system, "preun", 1)
     assert system.calls == []
     lifecycle.remove_rpm(system, "postun", 1)
-    assert system.commands() == ["systemctl daemon-reload", f"systemctl try-restart {UNIT}"]
+    assert system.commands() == ["systemctl daemon-reload", SHOW, f"systemctl try-restart {UNIT}"]
     assert (system.enabled_word(), system.active, system.restarts) == ("enabled", True, 1)
 
 
@@ -288,6 +295,115 @@ def test_rpm_bad_arguments_are_usage_errors(live: Path) -> None:
         lifecycle.remove_rpm(FakeSystem(live), "preun", -1)
 
 
+# -- a failed unit ---------------------------------------------------------------------------
+# try-restart skips a failed unit and systemd restarts it no more: an upgrade brings it back
+# when qmail verifies, unless it failed while being stopped or the administrator disabled or
+# masked it.
+
+
+def test_deb_upgrade_brings_a_failed_unit_back(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    system = FakeSystem(live, links=True, state_file=True, failed="start-limit-hit")
+    assert lifecycle.configure(system, "deb", upgrade=True) == 0
+    assert system.commands()[-4:] == [
+        SHOW,
+        f"systemctl is-enabled {UNIT}",
+        f"systemctl reset-failed {UNIT}",
+        f"deb-systemd-invoke start {UNIT}",
+    ]
+    assert (system.active, system.failed) == (True, "")
+    assert "had failed (start-limit-hit: systemd stopped restarting it" in capsys.readouterr().out
+
+
+def test_deb_upgrade_of_a_running_unit_only_try_restarts(live: Path) -> None:
+    system = FakeSystem(live, links=True, state_file=True, active=True)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert f"systemctl reset-failed {UNIT}" not in system.commands()
+    assert system.restarts == 1
+
+
+STOPPED_BY_THE_ADMINISTRATOR: list[tuple[Callable[[Path], FakeSystem], str]] = [
+    (lambda r: FakeSystem(r, state_file=True, failed="exit-code"), "is failed and disabled"),
+    (
+        lambda r: FakeSystem(r, state_file=True, links=True, masked=True, failed="exit-code"),
+        "is failed and masked: left as it is",
+    ),
+    (
+        lambda r: FakeSystem(r, state_file=True, links=True, failed="timeout"),
+        "failed while it was being stopped: left stopped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "said"), STOPPED_BY_THE_ADMINISTRATOR)
+def test_upgrade_leaves_a_failed_unit_the_administrator_stopped(
+    live: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], FakeSystem],
+    said: str,
+) -> None:
+    system = make(live)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert not system.active
+    assert f"systemctl reset-failed {UNIT}" not in system.commands()
+    assert said in capsys.readouterr().out
+
+
+def test_upgrade_leaves_a_failed_unit_failed_while_qmail_is_broken(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (live / "var/qmail/bin/qmail-send").unlink()
+    system = FakeSystem(live, links=True, state_file=True, failed="exit-code")
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert (system.active, system.failed) == (False, "exit-code")
+    assert "is failed and qmail is incomplete: not started" in capsys.readouterr().out
+
+
+def test_upgrade_policy_rc_d_101_leaves_a_failed_unit_failed(live: Path) -> None:
+    policy_rc_d(live)
+    system = FakeSystem(live, links=True, state_file=True, failed="exit-code", policy_code=101)
+    lifecycle.configure(system, "deb", upgrade=True)
+    assert (system.active, system.failed) == (False, "exit-code")
+    assert f"systemctl reset-failed {UNIT}" not in system.commands()
+
+
+def test_rpm_upgrade_brings_a_failed_unit_back_in_the_old_postun(live: Path) -> None:
+    system = FakeSystem(live, links=True, failed="start-limit-hit")
+    lifecycle.configure(system, "rpm", upgrade=True)  # the new %post: no start yet
+    assert (system.active, system.failed) == (False, "start-limit-hit")
+    lifecycle.remove_rpm(system, "postun", 1)
+    assert system.commands()[-3:] == [
+        f"systemctl reset-failed {UNIT}",
+        f"systemctl is-enabled {UNIT}",
+        f"systemctl start {UNIT}",
+    ]
+    assert (system.active, system.failed, system.restarts) == (True, "", 0)
+
+
+def test_configure_by_hand_starts_a_failed_unit(live: Path) -> None:
+    # Not an upgrade: a first install or an administrator's own `configure` starts in any case.
+    system = FakeSystem(live, failed="timeout")
+    lifecycle.configure(system, "deb", upgrade=False)
+    assert (system.active, system.failed) == (True, "")
+
+
+@pytest.mark.parametrize(
+    ("failed", "code", "status", "words"),
+    [
+        ("start-limit-hit", "1", "111", "systemd stopped restarting it after too many starts"),
+        ("exit-code", "1", "111", "qmail-send exited with status 111"),
+        ("signal", "2", "9", "killed by SIGKILL"),
+        ("core-dump", "3", "11", "killed by SIGSEGV"),
+        ("signal", "2", "200", "killed by signal 200"),
+        ("oom-kill", "2", "9", "oom-kill"),
+    ],
+)
+def test_failure_in_words(failed: str, code: str, status: str, words: str) -> None:
+    state = {"Result": failed, "ExecMainCode": code, "ExecMainStatus": status}
+    assert words in lifecycle.failure(state)
+
+
 # -- flush ------------------------------------------------------------------------------------
 
 
@@ -295,7 +411,7 @@ def test_flush_when_active(live: Path) -> None:
     system = FakeSystem(live, active=True)
     assert lifecycle.flush(system) == 0
     assert system.commands() == [
-        f"systemctl is-active --quiet {UNIT}",
+        SHOW,
         "/var/qmail/bin/qmail-tcpok",
         f"systemctl reload {UNIT}",
     ]
@@ -304,7 +420,7 @@ def test_flush_when_active(live: Path) -> None:
 def test_flush_when_inactive_says_so(live: Path, capsys: pytest.CaptureFixture[str]) -> None:
     system = FakeSystem(live, active=False)
     assert lifecycle.flush(system) == 0
-    assert system.commands() == [f"systemctl is-active --quiet {UNIT}"]
+    assert system.commands() == [SHOW]
     assert "not active: nothing to flush" in capsys.readouterr().out
 
 
@@ -312,6 +428,34 @@ def test_flush_reload_failure_is_an_error(live: Path) -> None:
     system = FakeSystem(live, active=True, failing=(f"systemctl reload {UNIT}",))
     with pytest.raises(HelperError, match=r"systemctl reload qmail-send\.service failed"):
         lifecycle.flush(system)
+
+
+def test_flush_of_a_failed_unit_says_why_and_how(live: Path) -> None:
+    system = FakeSystem(live, failed="exit-code")
+    with pytest.raises(HelperError) as caught:
+        lifecycle.flush(system)
+    assert caught.value.code == 1
+    assert "has failed (exit-code: qmail-send exited with status 111)" in caught.value.message
+    assert "since Tue 2027-01-12 08:00:00 UTC" in caught.value.message
+    assert caught.value.fix == (
+        "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
+    )
+    assert system.commands() == [SHOW]
+
+
+def test_flush_while_the_unit_waits_to_be_restarted(live: Path) -> None:
+    system = FakeSystem(live, sub_state="auto-restart")
+    with pytest.raises(HelperError, match="waits to be restarted") as caught:
+        lifecycle.flush(system)
+    assert "journalctl -u qmail-send -e" in caught.value.fix
+
+
+def test_flush_as_an_ordinary_user_says_run_as_root(live: Path) -> None:
+    system = FakeSystem(live, active=True, as_root=False)
+    with pytest.raises(HelperError, match="flush needs root") as caught:
+        lifecycle.flush(system)
+    assert caught.value.fix == "sudo qmail-send-systemd flush"
+    assert system.commands() == [SHOW]  # neither qmail-tcpok nor a reload was tried
 
 
 # -- family detection and the real boundary ---------------------------------------------------

@@ -4,17 +4,12 @@ right (what counts as a pass, what as a finding)."""
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from qss_toolkit import PROJECT_ROOT, build, lint
+from qss_toolkit import PROJECT_ROOT, build, lint, sources
 from qss_toolkit.errors import CheckFailed, MissingToolError
-
-
-def _done(stdout: str, returncode: int = 0) -> subprocess.CompletedProcess[str]:
-    return subprocess.CompletedProcess(["tool"], returncode, stdout, "")
 
 
 def test_every_step_runs_and_the_failed_ones_are_named(
@@ -53,13 +48,15 @@ def test_every_step_runs_and_the_failed_ones_are_named(
 def test_packages_are_built_only_for_the_steps_that_read_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    built: list[Path] = []
-    monkeypatch.setattr(build, "build", lambda builder, formats, dist: built.append(dist))
+    built: list[str] = []
+    monkeypatch.setattr(build, "build", lambda builder, formats, dist: built.append("binary"))
+    monkeypatch.setattr(sources, "write_sources", lambda dist: built.append("source"))
     quiet = [lint.Step(name, lambda dist, options: "ok") for name in ("ruff", "rpmlint")]
     lint.lint(tmp_path, only=["ruff"], steps=quiet)
     assert built == []
     lint.lint(tmp_path, only=["rpmlint"], steps=quiet)
-    assert built == [tmp_path]  # an empty dist/: nfpm builds the packages first
+    # An empty dist/: nfpm builds the packages first, then the source packages.
+    assert built == ["binary", "source"]
 
 
 def test_mypy_summary_is_its_last_verdict_line() -> None:
@@ -79,28 +76,28 @@ def test_the_python39_check_needs_its_own_mypy(tmp_path: Path) -> None:
 
 def test_lintian_passes_on_info_lines_and_fails_on_errors_and_warnings() -> None:
     clean = "N: 3 hints overridden\nI: qmail-send-systemd: some-info-tag\n"
-    assert lint.lintian_verdict(_done(clean), 3) == "lintian on 3 .deb: 0 errors, 0 warnings"
+    assert lint.lintian_verdict(clean, 0, "3 .deb") == "lintian on 3 .deb: 0 errors, 0 warnings"
     found = (
         "E: qmail-send-systemd: bad-perm-for-file-in-etc-sudoers.d [etc/x]\n"
         "W: qmail-send-systemd-sendmail: no-manual-page [usr/sbin/x]\n"
     )
     with pytest.raises(CheckFailed) as info:
-        lint.lintian_verdict(_done(found, 2), 3)
+        lint.lintian_verdict(found, 2, "3 .deb")
     assert str(info.value) == "lintian: " + "; ".join(found.splitlines())
     with pytest.raises(CheckFailed, match="lintian: exit 2"):
-        lint.lintian_verdict(_done("", 2), 3)  # lintian broke without a tag
+        lint.lintian_verdict("", 2, "3 .deb")  # lintian broke without a tag
 
 
 def test_rpmlint_needs_its_summary_and_no_finding() -> None:
     summary = "3 packages and 0 specfiles checked; 0 errors, 0 warnings, 0 badness; has taken 0.2 s"
-    assert lint.rpmlint_verdict(_done(summary + "\n"), 3) == (
+    assert lint.rpmlint_verdict(summary + "\n", 0, "3 .rpm") == (
         "rpmlint on 3 .rpm: 0 errors, 0 warnings"
     )
     warned = "qmail-send-systemd.noarch: W: no-documentation\n" + summary.replace("0 w", "1 w")
     with pytest.raises(CheckFailed, match=r"no-documentation$"):
-        lint.rpmlint_verdict(_done(warned, 0), 3)
+        lint.rpmlint_verdict(warned, 0, "3 .rpm")
     with pytest.raises(CheckFailed, match="config error"):
-        lint.rpmlint_verdict(_done("config error: bad rpmlintrc\n", 0), 3)
+        lint.rpmlint_verdict("config error: bad rpmlint.toml\n", 0, "3 .rpm")
 
 
 def test_the_units_verified_are_the_ones_the_payload_ships() -> None:

@@ -49,6 +49,15 @@ def test_the_main_package_is_the_one_marked_main_and_comes_first(tree: Path) -> 
     nm = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
     _edit(tree / "packaging/nfpm/qmail-send-systemd.yaml", "x-qss: {main: true}\n", "")
     _edit(nm, "arch: all\n", "x-qss: {main: true}\narch: all\n")
+    # The other packages' .debs name the source package, which is now that one.
+    with pytest.raises(ConfigurationError, match=r"deb\.fields\.Source must be .*-networkmanager"):
+        payload.load_packages(tree)
+    for config in (tree / "packaging/nfpm").glob("*.yaml"):
+        text = config.read_text(encoding="utf-8")
+        text = text.replace("Source: qmail-send-systemd\n", f"Source: {nm.stem}\n")
+        if "\ndeb:\n" not in text:  # the former main package
+            text += f"deb:\n  fields:\n    Source: {nm.stem}\n"
+        config.write_text(text, encoding="utf-8")
     assert payload.load_packages(tree)[0].name == "qmail-send-systemd-networkmanager"
 
 
@@ -125,6 +134,19 @@ def test_every_helper_module_is_shipped(packages: dict[str, payload.Package]) ->
     assert modules <= shipped
 
 
+def _alternatives_counterparts(deb: dict[str, int], rpm: dict[str, int]) -> set[str]:
+    """Debian ships sendmail, mailq, newaliases and their pages by name; RPM ships each as
+    NAME.qmail (the `mta` alternative, same mode) and owns NAME as a %ghost."""
+    matched: set[str] = set()
+    for path, mode in deb.items():
+        directory, name = path.rsplit("/", 1)
+        base, dot, rest = name.partition(".")
+        suffixed = f"{directory}/{base}.qmail{dot}{rest}"
+        if rpm.get(suffixed) == mode and rpm.get(path) == mode:
+            matched |= {path, suffixed}
+    return matched
+
+
 def test_both_formats_carry_the_same_files_apart_from_documented_ones(
     packages: dict[str, payload.Package],
 ) -> None:
@@ -136,10 +158,12 @@ def test_both_formats_carry_the_same_files_apart_from_documented_ones(
         only = {p for p in only if not p.startswith(per_format_dirs)}
         only -= {"/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset"}
         if package.name.endswith("-sendmail"):
-            # RPM gives the links to `alternatives` (its %post), Debian ships them.
-            only -= {"/usr/sbin/sendmail", "/usr/lib/sendmail"}
+            only -= _alternatives_counterparts(deb, rpm)
         assert not only, package.name
-        assert all(deb[p] == rpm[p] for p in set(deb) & set(rpm)), package.name
+        ghosts = {
+            f.destination for f in package.files_for(RPM) if f.kind is payload.ContentKind.GHOST
+        }
+        assert all(deb[p] == rpm[p] for p in set(deb) & set(rpm) - ghosts), package.name
 
 
 def test_metadata_a_repository_accepts(packages: dict[str, payload.Package]) -> None:
@@ -209,6 +233,7 @@ def tree(tmp_path: Path) -> Path:
     """A copy of what load_packages reads, to break on purpose."""
     for rel in ("packaging", "units", "src/qmail_send_systemd"):
         shutil.copytree(PROJECT / rel, tmp_path / rel)
+    shutil.copyfile(PROJECT / "COPYING", tmp_path / "COPYING")
     return tmp_path
 
 
@@ -239,9 +264,56 @@ def test_a_broken_configuration_is_a_one_line_error(
     assert "qmail-send-systemd.yaml" in str(excinfo.value)
 
 
+SENDMAIL_YAML = "qmail-send-systemd-sendmail.yaml"
+NETWORKD_YAML = "qmail-send-systemd-networkd.yaml"
+
+
+@pytest.mark.parametrize(
+    ("config", "old", "new", "message"),
+    [
+        # Every package but the main one names it as its Debian source package.
+        (NETWORKD_YAML, "    Source: qmail-send-systemd\n", "    Source: other\n",
+         r"deb\.fields\.Source must be qmail-send-systemd, the source package"),
+        # What the scriptlets run is declared for a package that has them.
+        (SENDMAIL_YAML, "      postinstall: packaging/scripts/rpm/sendmail-postinstall\n", "",
+         r"rpm\.requires\.post without an rpm postinstall script"),
+        # The RPM Packager is the maintainer, as the source RPM's %packager is.
+        (NETWORKD_YAML, "  buildhost: reproducible\n",
+         "  buildhost: reproducible\n  packager: someone <s@example.org>\n",
+         r"rpm\.packager: an RPM's Packager is the maintainer"),
+        # A %ghost is an RPM file flag: nfpm would drop it from a deb.
+        (SENDMAIL_YAML, "    type: ghost\n    file_info: {mode: 0755}\n    packager: rpm\n",
+         "    type: ghost\n    file_info: {mode: 0755}\n",
+         "type ghost needs `packager: rpm`"),
+    ],
+)  # fmt: skip
+def test_the_source_package_and_rpm_rules_are_one_line_errors(
+    tree: Path, config: str, old: str, new: str, message: str
+) -> None:
+    payload.load_packages(tree)  # the tree as it is passes
+    _edit(tree / "packaging/nfpm" / config, old, new)
+    with pytest.raises(ConfigurationError, match=message) as excinfo:
+        payload.load_packages(tree)
+    assert "\n" not in str(excinfo.value) and config in str(excinfo.value)
+
+
+def test_scriptlet_requirements_and_typed_fields_come_from_the_yaml() -> None:
+    sendmail = payload.owner("/usr/sbin/sendmail")
+    packages = {p.name: p for p in payload.load_packages()}
+    assert packages[sendmail].scriptlet_requires == ("/usr/sbin/alternatives",)
+    assert packages[sendmail].deb_source == payload.main_package().name
+    main = packages[payload.main_package().name]
+    assert main.scriptlet_requires == ("python3 >= 3.9", "systemd")
+    assert main.maintainer.endswith("<qmail-send-systemd@users.noreply.github.com>")
+    assert (main.license, main.homepage) == (
+        "GPL-2.0-or-later",
+        "https://github.com/qmail-send-systemd/qmail-send-systemd",
+    )
+
+
 def test_a_file_installed_twice_is_refused(tree: Path) -> None:
     config = tree / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml"
-    _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/copyright",
+    _edit(config, "dst: /usr/share/licenses/qmail-send-systemd-networkmanager/COPYING",
           "dst: /usr/lib/NetworkManager/dispatcher.d/90-qmail-send\n    packager: rpm")  # fmt: skip
     text = config.read_text(encoding="utf-8").replace("    packager: rpm\n    packager: rpm", "")
     config.write_text(text, encoding="utf-8")
@@ -292,10 +364,12 @@ def test_staging_lays_out_sources_with_payload_modes(
     staged = payload.stage(tmp_path / "s", tuple(packages.values()), ver, 0)
     assert (staged / "packaging/qmail-send-systemd.sbin").stat().st_mode & 0o777 == 0o755
     assert (staged / "units/qmail-send.service").stat().st_mode & 0o777 == 0o644
-    assert (
-        gzip.decompress((staged / "generated/qmail-send-systemd.8.gz").read_bytes())
-        == (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
-    )
+    for generated, source in (
+        ("generated/qmail-send-systemd.8.gz", "packaging/man/qmail-send-systemd.8"),
+        ("generated/README.gz", "packaging/doc/README"),
+    ):
+        packed = (staged / generated).read_bytes()
+        assert gzip.decompress(packed) == (PROJECT / source).read_bytes()
     # nfpm has no debhelper snippets to put in: the token goes, the rest stays.
     postinst = (staged / "packaging/scripts/deb/postinst").read_text(encoding="utf-8")
     assert "#DEBHELPER#" not in postinst and "configure --family deb" in postinst
@@ -307,7 +381,10 @@ def test_rpm_file_list_has_modes_and_flags(packages: dict[str, payload.Package])
     assert "%attr(0755,root,root) /usr/sbin/qmail-send-systemd" in listing
     assert "%attr(0755,root,root) %dir /usr/share/qmail-send-systemd" in listing
     assert "%attr(0644,root,root) %doc /usr/share/man/man8/qmail-send-systemd.8.gz" in listing
-    assert not [ln for ln in listing if "/usr/share/doc/" in ln]
+    # The administrator's guide alone is in /usr/share/doc (the license is in licenses/).
+    assert [ln for ln in listing if "/usr/share/doc/" in ln] == [
+        "%attr(0644,root,root) %doc /usr/share/doc/qmail-send-systemd/README"
+    ]
 
 
 # -- the version's one source ---------------------------------------------------------------

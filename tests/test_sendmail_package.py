@@ -1,4 +1,4 @@
-"""The sendmail package as each family sees it: metadata, links, and the mta alternative."""
+"""The sendmail package as each family sees it: metadata, programs, and the mta alternative."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from qmail_send_systemd import __version__
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCRIPTS = PROJECT / "packaging/scripts/rpm"
+PROGRAMS = PROJECT / "packaging/sendmail"
 NAME = "qmail-send-systemd-sendmail"
-QMAIL_SENDMAIL = "/var/qmail/bin/sendmail"
+QMAIL = Path("/var/qmail")
+# What the package's programs run when qmail is installed.
+QMAIL_PROGRAMS = {"sendmail": "sendmail", "mailq": "qmail-qread", "newaliases": "newaliases"}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +61,7 @@ def test_deb_declares_itself_the_mail_transport_agent(deb: Path) -> None:
 
     control = Deb822(_out("dpkg-deb", "--field", str(deb)))
     assert control["Package"] == NAME
+    assert control["Source"] == "qmail-send-systemd"
     assert control["Architecture"] == "all"
     assert control["Version"].startswith(__version__)
     # Debian policy 7.5: one MTA at a time, and apt counts this one for mail-transport-agent.
@@ -66,41 +70,135 @@ def test_deb_declares_itself_the_mail_transport_agent(deb: Path) -> None:
     assert control["Depends"] == "qmail-send-systemd"
 
 
-def test_deb_links_both_sendmail_paths_to_qmail(deb: Path) -> None:
-    listing = _out("dpkg-deb", "--contents", str(deb)).splitlines()
-    links = {}
-    for line in listing:
-        if " -> " in line:
-            path, target = line.split()[5], line.split(" -> ")[1]
-            links[path] = target
-    assert links == {
-        "./usr/sbin/sendmail": QMAIL_SENDMAIL,
-        "./usr/lib/sendmail": QMAIL_SENDMAIL,
-    }
-    assert any(line.endswith("./usr/share/lintian/overrides/" + NAME) for line in listing)
+def test_deb_ships_sendmail_mailq_and_newaliases_as_policy_11_6_asks(deb: Path) -> None:
+    entries = {}
+    for line in _out("dpkg-deb", "--contents", str(deb)).splitlines():
+        fields = line.split(None, 5)
+        path = fields[5].split(" -> ")[0].lstrip(".")
+        entries[path] = (fields[0], line.split(" -> ")[1] if " -> " in line else "")
+    # Programs, not links to /var/qmail: nothing dangles while qmail is missing.
+    for path in ("/usr/sbin/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases"):
+        assert entries[path] == ("-rwxr-xr-x", ""), path
+    assert entries["/usr/lib/sendmail"][1] == "../sbin/sendmail"
+    for page in ("man8/sendmail.8.gz", "man1/mailq.1.gz", "man1/newaliases.1.gz"):
+        assert entries[f"/usr/share/man/{page}"][0] == "-rw-r--r--", page
+    assert not [p for p in entries if p.startswith("/var/")]
 
 
-def test_rpm_provides_mta_and_owns_no_link(rpm: Path) -> None:
+def test_rpm_follows_fedoras_alternatives_guideline(rpm: Path) -> None:
     provides = _out("rpm", "-qp", "--nosignature", "--provides", str(rpm)).split("\n")
     assert "MTA" in provides and "smtpdaemon" in provides
     assert "mail-transport-agent" not in provides
     assert not any(p.startswith("server(smtp)") for p in provides)
-    requires = _out("rpm", "-qp", "--nosignature", "--requires", str(rpm))
-    assert "qmail-send-systemd" in requires.split("\n")
-    files = _out("rpm", "-qp", "--nosignature", "--list", str(rpm))
-    # alternatives owns /usr/sbin/sendmail on RPM systems: a file there would clash with postfix.
-    assert "/usr/sbin/sendmail" not in files and "/usr/lib/sendmail" not in files
+    query = "[%{REQUIRENAME} %{REQUIREFLAGS:deptype}\n]"
+    requires = _out("rpm", "-qp", "--nosignature", "--qf", query, str(rpm)).splitlines()
+    assert {"/usr/sbin/alternatives post", "/usr/sbin/alternatives preun"} <= set(requires)
+    assert "qmail-send-systemd manual" in requires
+    listing = _out(
+        "rpm", "-qp", "--nosignature", "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\n]", str(rpm)
+    )
+    files = dict(line.rsplit(" ", 1) for line in listing.splitlines())
+    # The links alternatives makes are owned but never written (%ghost), the suffixed
+    # programs are what they point to.
+    for ghost in ("/usr/sbin/sendmail", "/usr/lib/sendmail", "/usr/bin/mailq",
+                  "/usr/bin/newaliases"):  # fmt: skip
+        assert files[ghost] == "g", ghost
+    for page in ("man8/sendmail.8.gz", "man1/mailq.1.gz", "man1/newaliases.1.gz"):
+        assert files[f"/usr/share/man/{page}"] == "dg", page
+        assert files[f"/usr/share/man/{page.replace('.', '.qmail.', 1)}"] == "d", page
+    for program in (
+        "/usr/sbin/sendmail.qmail",
+        "/usr/bin/mailq.qmail",
+        "/usr/bin/newaliases.qmail",
+    ):
+        assert files[program] == "", program
     assert _out("rpm", "-qp", "--nosignature", "--qf", "%{ARCH}", str(rpm)) == "noarch"
 
 
 def test_rpm_scriptlets_are_the_ones_in_the_tree(rpm: Path) -> None:
     scripts = _out("rpm", "-qp", "--nosignature", "--scripts", str(rpm))
-    assert "alternatives --install /usr/sbin/sendmail mta" in scripts
-    assert "alternatives --remove mta /var/qmail/bin/sendmail" in scripts
+    assert "alternatives --install /usr/sbin/sendmail mta /usr/sbin/sendmail.qmail 70" in scripts
+    assert "alternatives --remove mta /usr/sbin/sendmail.qmail" in scripts
     assert "postinstall scriptlet" in scripts and "preuninstall scriptlet" in scripts
 
 
-# The scriptlets themselves, with a recording alternatives(8) in front of PATH.
+# The programs themselves, on this host, where qmail is not installed.
+
+
+@pytest.fixture
+def no_qmail() -> None:
+    if QMAIL.exists():
+        pytest.skip("/var/qmail exists on this host; the smoke scenarios cover qmail present")
+
+
+def _program(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PROGRAMS / name), *args],
+        input="To: root\n\nbody\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_sendmail_without_qmail_is_a_temporary_failure_in_one_line(no_qmail: None) -> None:
+    result = _program("sendmail", "-i", "-t")
+    assert result.returncode == 75  # EX_TEMPFAIL: cron and mailx report it, the mail is not lost
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "/var/qmail/bin/sendmail is missing" in line and "(fix: install qmail" in line
+
+
+def test_mailq_without_qmail_says_so(no_qmail: None) -> None:
+    result = _program("mailq")
+    assert result.returncode == 69  # EX_UNAVAILABLE
+    [line] = result.stderr.splitlines()
+    assert "/var/qmail/bin/qmail-qread is missing" in line and "(fix: install qmail" in line
+
+
+def test_newaliases_without_fastforward_explains_and_succeeds(no_qmail: None) -> None:
+    result = _program("newaliases")
+    assert result.returncode == 0  # policy 11.6: a newaliases that does nothing must succeed
+    assert result.stdout.startswith("newaliases: qmail keeps its aliases in ~alias/.qmail-*")
+    assert result.stderr == ""
+
+
+# With qmail: each program runs qmail's own with the arguments exactly as given. Run in a
+# private mount namespace whose /var is a tmpfs holding recording stand-ins for qmail's programs.
+RECORDER = '#!/bin/sh\necho "$0"; for arg; do echo "[$arg]"; done; exit 3\n'
+ARGS = ("-f", "dev@example.org", "-t", "", "two words", "*")
+
+
+def _in_namespace_with_qmail(program: str, *args: str) -> subprocess.CompletedProcess[str]:
+    setup = "mount -t tmpfs qss /var && mkdir -p /var/qmail/bin"
+    for qmail_program in QMAIL_PROGRAMS.values():
+        target = f"/var/qmail/bin/{qmail_program}"
+        setup += f" && printf %s '{RECORDER}' > {target} && chmod 0755 {target}"
+    return subprocess.run(
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", f'{setup} && exec "$@"', "sh",
+         str(PROGRAMS / program), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("program", "qmail_program"), QMAIL_PROGRAMS.items())
+def test_each_program_runs_qmails_own_with_its_arguments(program: str, qmail_program: str) -> None:
+    probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], check=False)
+    if probe.returncode != 0:
+        pytest.skip("no unprivileged mount namespaces here; the smoke scenarios cover this")
+    result = _in_namespace_with_qmail(program, *ARGS)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 3, result.stderr  # qmail's exit status is passed on
+    assert lines[0] == f"/var/qmail/bin/{qmail_program}"
+    # qmail's sendmail -bp, which mailq stands for, takes no further options
+    expected = [] if program == "mailq" else [f"[{a}]" for a in ARGS]
+    assert lines[1:] == expected
+
+
+# The scriptlets, with a recording alternatives(8) in front of PATH.
 
 
 @pytest.fixture
@@ -120,32 +218,53 @@ def _scriptlet(name: str, arg: str, env: dict[str, str]) -> subprocess.Completed
     )
 
 
-@pytest.mark.parametrize("count", ["1", "2"])
+INSTALL = (
+    "--install /usr/sbin/sendmail mta /usr/sbin/sendmail.qmail 70"
+    " --slave /usr/lib/sendmail mta-sendmail /usr/sbin/sendmail.qmail"
+    " --slave /usr/bin/mailq mta-mailq /usr/bin/mailq.qmail"
+    " --slave /usr/bin/newaliases mta-newaliases /usr/bin/newaliases.qmail"
+)
+
+
 def test_post_registers_the_mta_alternative(
-    fake_alternatives: tuple[dict[str, str], Path], count: str
+    fake_alternatives: tuple[dict[str, str], Path],
+) -> None:
+    """This host has none of the package's man pages: they are not slaves then (as with
+    rpm --excludedocs); the RPM smoke scenario sees them as slaves where they are installed."""
+    if Path("/usr/share/man/man8/sendmail.qmail.8.gz").exists():
+        pytest.skip("the package's man pages are installed on this host")
+    env, log = fake_alternatives
+    result = _scriptlet("sendmail-postinstall", "1", env)
+    assert result.returncode == 0, result.stderr
+    assert log.read_text().splitlines() == [INSTALL]
+
+
+def test_post_on_upgrade_withdraws_the_alternative_of_1_0_0(
+    fake_alternatives: tuple[dict[str, str], Path],
 ) -> None:
     env, log = fake_alternatives
-    result = _scriptlet("sendmail-postinstall", count, env)
-    assert result.returncode == 0, result.stderr
-    assert log.read_text().splitlines() == [
-        "--install /usr/sbin/sendmail mta /var/qmail/bin/sendmail 70"
-        " --slave /usr/lib/sendmail mta-sendmail /var/qmail/bin/sendmail"
-    ]
+    assert _scriptlet("sendmail-postinstall", "2", env).returncode == 0
+    calls = log.read_text().splitlines()
+    assert calls[0] == "--remove mta /var/qmail/bin/sendmail"
+    assert calls[1].startswith(INSTALL)
 
 
-def test_post_never_fails_the_transaction(fake_alternatives: tuple[dict[str, str], Path]) -> None:
+def test_post_fails_when_alternatives_fails(
+    fake_alternatives: tuple[dict[str, str], Path],
+) -> None:
+    """The package provides MTA: a %post that cannot make it the sendmail must say so to rpm."""
     env, _ = fake_alternatives
-    result = _scriptlet("sendmail-postinstall", "1", {**env, "FAKE_ALT_EXIT": "2"})
-    assert result.returncode == 0
-    assert "could not register /var/qmail/bin/sendmail" in result.stderr
-    without = _scriptlet("sendmail-postinstall", "1", {"PATH": "/nonexistent"})
-    assert without.returncode == 0
-    assert "alternatives(8) not found" in without.stderr
+    assert _scriptlet("sendmail-postinstall", "1", {**env, "FAKE_ALT_EXIT": "2"}).returncode == 2
+    without = _scriptlet("sendmail-postinstall", "1", {"PATH": "/nonexistent:/usr/bin:/bin"})
+    if shutil.which("alternatives", path="/usr/bin:/bin") is None:
+        assert without.returncode == 127
 
 
-def test_preun_removes_only_on_erase(fake_alternatives: tuple[dict[str, str], Path]) -> None:
+def test_preun_removes_only_on_erase_and_never_fails(
+    fake_alternatives: tuple[dict[str, str], Path],
+) -> None:
     env, log = fake_alternatives
     assert _scriptlet("sendmail-preremove", "1", env).returncode == 0
     assert not log.exists()  # upgrade: the new package's %post already re-registered it
     assert _scriptlet("sendmail-preremove", "0", {**env, "FAKE_ALT_EXIT": "1"}).returncode == 0
-    assert log.read_text().splitlines() == ["--remove mta /var/qmail/bin/sendmail"]
+    assert log.read_text().splitlines() == ["--remove mta /usr/sbin/sendmail.qmail"]

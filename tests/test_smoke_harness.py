@@ -62,6 +62,8 @@ def test_every_family_has_a_target_and_every_root_can_boot_systemd() -> None:
     # Extra packages add to the base set; they never replace it.
     extra = replace(debian_root(D12), extra_packages=("strace",))
     assert set(extra.packages) == {*debian_root(D12).packages, "strace"}
+    # rpmbuild --rebuild (rebuild.py) unpacks the source RPM's tarball with xz.
+    assert "xz-utils" in debian_root(RPM).packages
 
 
 def test_select_targets_rejects_unknown_names_with_a_suggestion() -> None:
@@ -111,6 +113,23 @@ def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.Monk
     assert rootfs.cache_key(TARGETS["debian-13"]) != rootfs.cache_key(RPM)
     monkeypatch.setattr(rootfs, "FORMAT_VERSION", rootfs.FORMAT_VERSION + 1)
     assert rootfs.cache_key(D12) != key
+
+
+def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_path: Path) -> None:
+    from qss_toolkit import rebuild, sources
+
+    for target in rebuild.BUILD_ROOTS.values():
+        argv = rootfs.mmdebstrap_command(target.root, tmp_path / "root")
+        assert "--variant=buildd" in argv
+        assert not [a for a in argv if a.startswith("--include=")]  # no systemd, no python3
+        # Only the Build-Depends, installed by apt as sbuild installs them.
+        [step] = rootfs.build_steps(target.root)
+        assert "apt-get satisfy" in step and sources.build_depends() in step
+        subprocess.run(["sh", "-n"], input=step, text=True, check=True)
+    # The smoke roots' keys do not change with the variant field (their cached roots stay).
+    assert rootfs.build_steps(D12.root)[: len(rootfs.COMMON_CUSTOMIZE)] == rootfs.COMMON_CUSTOMIZE
+    buildd = replace(D12, root=replace(D12.root, variant="buildd"))
+    assert rootfs.cache_key(buildd) != rootfs.cache_key(D12)
 
 
 def test_cache_dir_follows_qss_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -176,14 +195,8 @@ def test_find_child_parses_proc_stat() -> None:
 def test_host_provides_script_is_valid_shell_naming_the_capabilities() -> None:
     script = host_provides_script()
     assert "Name: qss-host-provides" in script
-    for capability in (
-        "python3",
-        "systemd",
-        "/bin/sh",
-        "python(abi)",
-        "NetworkManager",
-        "networkd-dispatcher",
-    ):
+    capabilities = ("python3", "systemd", "/bin/sh", "python(abi)", "NetworkManager")
+    for capability in (*capabilities, "networkd-dispatcher", "/usr/sbin/alternatives"):
         assert f"Provides: {capability}" in script
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
 
@@ -224,7 +237,17 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
         "networkmanager-hook",
         "networkd-hook",
         "status",
+        # issue 17: load and faults, on every target
+        "log-burst",
+        "restart-storm",
+        "transient-faults",
+        "upgrade-failed-unit",
+        "last-words",
+        "reload-virtualdomain",
+        "journal-install-ids",
     } <= names
+    for name in ("log-burst", "last-words", "upgrade-failed-unit", "journal-install-ids"):
+        assert all(SCENARIOS[name].applies_to(target) for target in TARGETS.values()), name
     assert not SCENARIOS["purge"].applies_to(RPM)
     assert SCENARIOS["upgrade"].applies_to(RPM)
 

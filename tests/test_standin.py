@@ -1,11 +1,12 @@
 """The qmail stand-in keeps qmail's process contract (qmail-start(8), qmail-send(8),
-qmail-tcpok(8), qmail-queue(8), qmail-inject(8)): run as the current user in tmp_path, with an
-SMTP sink in the test as the remote host."""
+qmail-tcpok(8), qmail-queue(8), qmail-inject(8), qmail-qread(8)): run as the current user in
+tmp_path, with an SMTP sink in the test as the remote host."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -595,3 +596,44 @@ def test_the_helpers_verify_passes_on_a_standin_install(tmp_path: Path) -> None:
     # The check looks: the same tree without one of the programs verify needs fails it.
     (tmp_path / "var/qmail/bin" / verify.PROGRAMS[0]).unlink()
     assert verify.has_errors(verify.check(tmp_path))
+
+
+def test_qmail_qread_lists_preprocessed_messages_and_their_recipients(qmail: Qmail) -> None:
+    port = free_port()  # nobody listens: the remote deliveries are deferred and stay queued
+    qmail.control("smtproutes", f":127.0.0.1:{port}\n")
+    qmail.start()
+    qmail.sendmail("To: friend@example.org, other@example.net\n\nhello\n", "-t", "-fme@x.test")
+    qmail.wait_log("delivery 2: deferral: ")
+    [number] = qmail.queue("info")
+    size = (qmail.home / "queue" / "mess" / str(int(number) % 23) / number).stat().st_size
+    proc = qmail.run("qmail-qread")
+    assert proc.returncode == 0, proc.stdout
+    head, *recipients = proc.stdout.decode().splitlines()
+    assert re.fullmatch(
+        rf"\d{{1,2}} \w{{3}} \d{{4}} \d\d:\d\d:\d\d GMT  #{number}  {size}  <me@x.test> ", head
+    )
+    assert sorted(recipients) == ["\tremote\tfriend@example.org", "\tremote\tother@example.net"]
+
+
+def test_qmail_qread_skips_todo_and_marks_done_and_bouncing(qmail: Qmail) -> None:
+    queue = qmail.home / "queue"
+    qmail.sendmail("To: friend@example.org\n\nnot yet preprocessed\n", "-t")  # todo/ only
+    (queue / "mess" / "7" / "7").write_bytes(b"x" * 12)  # conf-split 23: message 7 in 7/
+    (queue / "info" / "7" / "7").write_bytes(b"Fbad\x01sender\0")
+    (queue / "remote" / "7" / "7").write_bytes(b"Dsent@example.org\0Tpending@example.org\0")
+    (queue / "bounce" / "7").write_bytes(b"")  # bounce/ is not split
+    (queue / "info" / "8" / "77").write_bytes(b"Fno-mess@x.test\0")  # 77 % 23 = 8; no mess
+    out = qmail.run("qmail-qread").stdout.decode().splitlines()
+    assert out[0].endswith("GMT  #7  12  <bad_sender>  bouncing")
+    assert out[1:] == [
+        "  done\tremote\tsent@example.org",
+        "\tremote\tpending@example.org",
+        "warning: trouble with #77: file does not exist",
+    ]
+
+
+def test_qmail_qread_without_a_queue_is_fatal(qmail: Qmail) -> None:
+    (qmail.home / "queue" / "info").rename(qmail.home / "queue" / "info.gone")
+    proc = qmail.run("qmail-qread")
+    assert proc.returncode == 111
+    assert proc.stdout.decode() == "fatal: unable to opendir info/0: file does not exist\n"

@@ -1,13 +1,15 @@
-"""exec-qmail-start's argv (os.execv recorded) and log-priority's journal prefixes."""
+"""`run`: qmail-start's argv, the log copied with journal priorities, signals passed on to
+qmail-send, READY=1, and the exit status mirrored; with a fake qmail-start (a shell script)
+that writes qmail-send's record on its output, as qmail-start(8) does without a logger."""
 
 from __future__ import annotations
 
-import io
 import os
-import select
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
 from pathlib import Path
 
 import pytest
@@ -16,20 +18,9 @@ from qmail_send_systemd import start
 from qmail_send_systemd.errors import HelperError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LOGGER = ["/usr/sbin/qmail-send-systemd", "log-priority"]
 HELPER = [sys.executable, "-m", "qmail_send_systemd.cli"]
 HELPER_ENV = {**os.environ, "PYTHONPATH": str(SRC)}
-
-
-def exec_argv(root: Path) -> tuple[str, list[str]]:
-    seen: list[tuple[str, list[str]]] = []
-
-    def fake_execv(program: str, argv: Sequence[str]) -> None:
-        seen.append((program, list(argv)))
-
-    assert start.exec_qmail_start(root, execv=fake_execv) == 0
-    assert len(seen) == 1
-    return seen[0]
+STATUS = "status: local 0/10 remote 0/20"
 
 
 def write_delivery(root: Path, content: bytes) -> None:
@@ -38,10 +29,10 @@ def write_delivery(root: Path, content: bytes) -> None:
     (control / "defaultdelivery").write_bytes(content)
 
 
-def test_without_defaultdelivery_uses_maildir(tmp_path: Path) -> None:
-    program, argv = exec_argv(tmp_path)
+def test_qmail_start_gets_the_maildir_and_no_logger(tmp_path: Path) -> None:
+    program, argv = start.qmail_start_argv(tmp_path)
     assert program == str(tmp_path / "var/qmail/bin/qmail-start")
-    assert argv == ["qmail-start", "./Maildir/", *LOGGER]
+    assert argv == ["qmail-start", "./Maildir/"]
 
 
 @pytest.mark.parametrize(
@@ -59,14 +50,14 @@ def test_without_defaultdelivery_uses_maildir(tmp_path: Path) -> None:
 )
 def test_defaultdelivery_contents(tmp_path: Path, content: bytes, delivery: str) -> None:
     write_delivery(tmp_path, content)
-    assert exec_argv(tmp_path)[1] == ["qmail-start", delivery, *LOGGER]
+    assert start.qmail_start_argv(tmp_path)[1] == ["qmail-start", delivery]
 
 
 def test_tilde_is_passed_on_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_delivery(tmp_path, b"~/.maildir/\n")
-    assert exec_argv(tmp_path)[1][1] == "~/.maildir/"
+    assert start.qmail_start_argv(tmp_path)[1][1] == "~/.maildir/"
     assert "qmail does not expand" in capsys.readouterr().err
 
 
@@ -76,37 +67,16 @@ def test_unreadable_defaultdelivery_is_an_error(tmp_path: Path) -> None:
     path.unlink()
     path.mkdir()  # reading a directory fails for root too
     with pytest.raises(HelperError, match="cannot read"):
-        exec_argv(tmp_path)
+        start.qmail_start_argv(tmp_path)
 
 
 def test_nul_byte_is_an_error(tmp_path: Path) -> None:
     write_delivery(tmp_path, b"./Maildir/\0\n")
     with pytest.raises(HelperError, match="NUL"):
-        exec_argv(tmp_path)
+        start.qmail_start_argv(tmp_path)
 
 
-def test_missing_qmail_start_is_one_line_error(tmp_path: Path) -> None:
-    with pytest.raises(HelperError, match=r"cannot execute .*qmail-start"):
-        start.exec_qmail_start(tmp_path)
-
-
-def test_exec_replaces_the_process(tmp_path: Path) -> None:
-    # A stand-in qmail-start that prints its argv: the helper's process becomes it (same PID).
-    bindir = tmp_path / "var/qmail/bin"
-    bindir.mkdir(parents=True)
-    (bindir / "qmail-start").write_text('#!/bin/sh\necho "pid=$$"\nprintf "[%s]" "$@"\n')
-    (bindir / "qmail-start").chmod(0o755)
-    child = subprocess.Popen(
-        [*HELPER, "--root", str(tmp_path), "exec-qmail-start"],
-        env=HELPER_ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    stdout, _ = child.communicate(timeout=30)
-    assert child.returncode == 0
-    pid_line, args = stdout.splitlines()
-    assert args == "[./Maildir/][/usr/sbin/qmail-send-systemd][log-priority]"
-    assert pid_line == f"pid={child.pid}"
+# -- the log ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -125,100 +95,6 @@ def test_priority_mapping(line: bytes, record: bytes) -> None:
     assert start.prefixed(line).startswith(record)
 
 
-def test_log_priority_copies_every_line(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    source = io.BytesIO(b"alert: a\nwarning: b\nstatus: c\n\xff\xfe bytes\nlast, no newline")
-    with out.open("wb") as sink:
-        assert start.log_priority(source, sink.fileno()) == 0
-    assert out.read_bytes() == (
-        b"<1>alert: a\n<4>warning: b\n<6>status: c\n<6>\xff\xfe bytes\n<6>last, no newline\n"
-    )
-
-
-def test_log_priority_keeps_reading_after_its_output_breaks() -> None:
-    # If the logger stopped reading, qmail-send would block on a full pipe.
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    source = io.BytesIO(b"status: x\n" * 10000)
-    assert start.log_priority(source, write_end) == 0
-    assert source.read() == b""
-    os.close(write_end)
-
-
-def test_log_priority_is_unbuffered() -> None:
-    # Each line must reach the journal while qmail-send is still running, not at exit.
-    child = subprocess.Popen(
-        [*HELPER, "log-priority"],
-        env=HELPER_ENV,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        for line, record in [
-            (b"warning: first\n", b"<4>warning: first\n"),
-            (b"status: second\n", b"<6>status: second\n"),
-        ]:
-            child.stdin.write(line)
-            child.stdin.flush()
-            ready, _, _ = select.select([child.stdout], [], [], 10)
-            assert ready, "log-priority held the line back"
-            assert child.stdout.readline() == record
-    finally:
-        child.stdin.close()
-        assert child.wait(timeout=10) == 0
-        child.stdout.close()
-
-
-def helper_stderr(root: Path, *, journal: bool, stream: str = "") -> str:
-    """What exec-qmail-start writes on fd 2 when $JOURNAL_STREAM names that fd (`journal`),
-    or names `stream`."""
-    err = root / "stderr"
-    with err.open("wb") as sink:
-        st = os.fstat(sink.fileno())
-        env = {**HELPER_ENV, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}" if journal else stream}
-        subprocess.run(
-            [*HELPER, "--root", str(root), "exec-qmail-start"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            check=False,
-            timeout=30,
-        )
-    return err.read_text()
-
-
-def fake_qmail_start(root: Path) -> None:
-    bindir = root / "var/qmail/bin"
-    bindir.mkdir(parents=True)
-    (bindir / "qmail-start").write_text("#!/bin/sh\nexit 0\n")
-    (bindir / "qmail-start").chmod(0o755)
-
-
-def test_helper_warning_has_warning_priority_in_the_journal(tmp_path: Path) -> None:
-    fake_qmail_start(tmp_path)
-    write_delivery(tmp_path, b"~/.maildir/\n")
-    assert helper_stderr(tmp_path, journal=True).startswith("<4>warning: ")
-    # Not the journal (a terminal, a file): the line as it is, no "<4>" in front.
-    assert helper_stderr(tmp_path, journal=False).startswith("warning: ")
-
-
-def test_helper_error_has_error_priority_in_the_journal(tmp_path: Path) -> None:
-    # No qmail-start under the root: exec-qmail-start fails with one error line.
-    assert helper_stderr(tmp_path, journal=True).startswith(
-        "<3>error: qmail-send-systemd exec-qmail-start: cannot execute "
-    )
-
-
-def test_a_journal_stream_of_another_file_is_not_ours(tmp_path: Path) -> None:
-    # $JOURNAL_STREAM is inherited: it counts only while fd 2 is still that stream.
-    other = os.stat(tmp_path)
-    write_delivery(tmp_path, b"~/.maildir/\n")
-    fake_qmail_start(tmp_path)
-    stderr = helper_stderr(tmp_path, journal=False, stream=f"{other.st_dev}:{other.st_ino}")
-    assert stderr.startswith("warning: ")
-
-
 @pytest.mark.parametrize(
     ("line", "helper", "qmail"),
     [
@@ -232,3 +108,291 @@ def test_a_journal_stream_of_another_file_is_not_ours(tmp_path: Path) -> None:
 def test_helper_and_qmail_priorities(line: bytes, helper: bytes, qmail: bytes) -> None:
     assert start.priority(line, start.HELPER_PRIORITIES) == helper
     assert start.priority(line) == qmail
+
+
+def copy(chunks: list[bytes], *, prefix: bool = True) -> tuple[bytes, start.LogCopier]:
+    read_end, write_end = os.pipe()
+    copier = start.LogCopier(write_end, prefix)
+    for chunk in chunks:
+        copier.feed(chunk)
+    copier.close()
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as out:
+        return out.read(), copier
+
+
+def test_lines_split_anywhere_are_copied_whole() -> None:
+    out, copier = copy([b"alert: a\nwarn", b"ing: b\nstat", b"us: c\n\xff\xfe bytes\nlast"])
+    assert out == b"<1>alert: a\n<4>warning: b\n<6>status: c\n<6>\xff\xfe bytes\n<6>last\n"
+    assert copier.seen_ready_line
+
+
+def test_no_prefix_where_the_output_is_not_the_journal() -> None:
+    out, copier = copy([b"alert: a\nwarning: b\n"], prefix=False)
+    assert out == b"alert: a\nwarning: b\n"
+    assert not copier.seen_ready_line  # no status: line yet
+
+
+def test_it_keeps_reading_after_its_output_breaks() -> None:
+    # If it stopped reading, qmail-send would block on a full pipe.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    copier = start.LogCopier(write_end, True)
+    for _ in range(1000):
+        copier.feed(b"delivery 1: success: did_1+0+0/\n" * 10)
+    copier.feed(b"status: local 0/10 remote 0/20\n")
+    assert not copier.writable and copier.seen_ready_line
+    os.close(write_end)
+
+
+def test_journal_stream_is_the_one_systemd_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (tmp_path / "out").open("wb") as sink:
+        st = os.fstat(sink.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert start.is_journal(sink.fileno())
+        other = os.stat(tmp_path)  # inherited from a parent whose stream this is not
+        monkeypatch.setenv("JOURNAL_STREAM", f"{other.st_dev}:{other.st_ino}")
+        assert not start.is_journal(sink.fileno())
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert not start.is_journal(sink.fileno())
+
+
+# -- signals and readiness (the process table faked) ------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def supervisor() -> tuple[start.Supervisor, list[tuple[int, int]], list[str], Clock]:
+    sent: list[tuple[int, int]] = []
+    told: list[str] = []
+    clock = Clock()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    copier = start.LogCopier(devnull, True)
+    sup = start.Supervisor(
+        4242, -1, copier, notify=told.append, kill=lambda p, s: sent.append((p, s)), clock=clock
+    )
+    return sup, sent, told, clock
+
+
+def test_term_goes_on_at_once() -> None:
+    sup, sent, told, _ = supervisor()
+    sup.on_signal(signal.SIGTERM)
+    assert sent == [(4242, signal.SIGTERM)]
+    assert told == []
+
+
+def test_alrm_and_hup_wait_for_qmail_sends_first_status_line() -> None:
+    # Before it, qmail-send may not have its handlers yet, and either signal would kill it.
+    sup, sent, told, _ = supervisor()
+    for signum in (signal.SIGHUP, signal.SIGALRM, signal.SIGHUP):
+        sup.on_signal(signum)
+    assert sent == []
+    sup.on_output(b"warning: trouble opening directory info/3; will try again later\n")
+    assert (sent, told) == ([], [])
+    sup.on_output(STATUS.encode() + b"\n")
+    assert told == ["READY=1\nSTATUS=qmail-send is running (PID 4242)"]
+    assert sent == [(4242, signal.SIGHUP), (4242, signal.SIGALRM)]
+    sup.on_signal(signal.SIGALRM)
+    assert sent[-1] == (4242, signal.SIGALRM)
+    sup.on_output(STATUS.encode() + b"\n")
+    assert len(told) == 1
+
+
+def test_ready_anyway_after_the_fallback_delay() -> None:
+    # A queue scan that takes long: systemctl start returns, ALRM still waits for the line.
+    sup, sent, told, clock = supervisor()
+    assert sup.timeout() == start.READY_FALLBACK_SECONDS
+    clock.now += start.READY_FALLBACK_SECONDS - 1
+    sup.on_tick()
+    assert told == []
+    clock.now += 1
+    sup.on_tick()
+    assert told == ["READY=1\nSTATUS=qmail-send is running (PID 4242)"]
+    assert sup.timeout() is None
+    sup.on_signal(signal.SIGALRM)
+    assert sent == []
+    sup.on_output(STATUS.encode() + b"\n")
+    assert sent == [(4242, signal.SIGALRM)] and len(told) == 1
+
+
+def test_no_ready_for_a_qmail_send_that_exited(monkeypatch: pytest.MonkeyPatch) -> None:
+    sup, _, told, clock = supervisor()
+    monkeypatch.setattr(os, "waitpid", lambda pid, flags: (pid, 111 << 8))
+    sup.on_signal(signal.SIGCHLD)
+    clock.now += start.READY_FALLBACK_SECONDS
+    sup.on_tick()
+    assert (told, sup.status) == ([], 111 << 8)
+
+
+def test_a_signal_for_qmail_send_uses_its_uid_when_root_may_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The unit's root has no CAP_KILL: kill() of a qmails process fails until euid is qmails.
+    events: list[tuple[str, int]] = []
+    euid = [0]
+
+    def fake_kill(pid: int, signum: int) -> None:
+        events.append(("kill", euid[0]))
+        if euid[0] != 7001:
+            raise PermissionError(1, "Operation not permitted")
+
+    def fake_seteuid(uid: int) -> None:
+        euid[0] = uid
+        events.append(("seteuid", uid))
+
+    class Entry:
+        pw_uid = 7001
+
+    monkeypatch.setattr(os, "kill", fake_kill)
+    monkeypatch.setattr(os, "seteuid", fake_seteuid)
+    monkeypatch.setattr("pwd.getpwnam", lambda name: Entry())
+    start.send_signal(4242, signal.SIGHUP)
+    assert events == [("kill", 0), ("seteuid", 7001), ("kill", 7001), ("seteuid", 0)]
+
+
+def test_notify_sends_one_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        start.notify_systemd("READY=1")
+        assert listener.recv(4096) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    start.notify_systemd("READY=1")  # not under systemd: nothing, no error
+
+
+# -- whole runs with a fake qmail-start ---------------------------------------------------------
+
+
+def fake_qmail_start(root: Path, script: str) -> None:
+    bindir = root / "var/qmail/bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    (bindir / "qmail-start").write_text("#!/bin/sh\n" + script)
+    (bindir / "qmail-start").chmod(0o755)
+
+
+def helper(root: Path, out: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`run` under --root with stdout to `out`, which $JOURNAL_STREAM names."""
+    with out.open("wb") as sink:
+        st = os.fstat(sink.fileno())
+        environ = {**HELPER_ENV, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", **env}
+        return subprocess.Popen(
+            [*HELPER, "--root", str(root), "run"], env=environ, stdout=sink, stderr=sink
+        )
+
+
+def wait_for(path: Path, text: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{text!r} never came: {path.read_text()!r}"
+        time.sleep(0.02)
+
+
+def test_a_start_failure_s_alert_reaches_the_log_with_its_exit_code(tmp_path: Path) -> None:
+    # What 1.0.0 lost: qmail-send exits at once, and its last line comes after its end.
+    fake_qmail_start(tmp_path, 'echo "alert: cannot start: qmail-send is already running"\n'
+                     "exit 111\n")  # fmt: skip
+    out = tmp_path / "out"
+    proc = helper(tmp_path, out)
+    assert proc.wait(timeout=30) == 111
+    assert out.read_bytes() == b"<1>alert: cannot start: qmail-send is already running\n"
+
+
+def test_term_reaches_qmail_send_and_its_last_words_are_kept(tmp_path: Path) -> None:
+    fake_qmail_start(
+        tmp_path,
+        f"trap 'echo \"status: exiting\"; exit 0' TERM\necho '{STATUS}'\n"
+        "while :; do sleep 0.05; done\n",
+    )
+    out = tmp_path / "out"
+    proc = helper(tmp_path, out)
+    wait_for(out, STATUS)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert out.read_bytes() == f"<6>{STATUS}\n<6>status: exiting\n".encode()
+
+
+def test_alrm_before_the_status_line_is_held_not_lost(tmp_path: Path) -> None:
+    # The child has no ALRM handler until it prints its status line: forwarded at once, the
+    # signal would kill it. Held, it arrives after.
+    fake_qmail_start(
+        tmp_path,
+        "echo 'warning: no handlers yet'\nsleep 1\ntrap 'echo got ALRM' ALRM\n"
+        f"trap 'exit 0' TERM\necho '{STATUS}'\nwhile :; do sleep 0.05; done\n",
+    )
+    out = tmp_path / "out"
+    proc = helper(tmp_path, out)
+    wait_for(out, "no handlers yet")  # the helper has its own handlers by now
+    proc.send_signal(signal.SIGALRM)
+    wait_for(out, "got ALRM")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
+def test_qmail_send_killed_means_the_helper_dies_of_the_same_signal(tmp_path: Path) -> None:
+    fake_qmail_start(tmp_path, f"echo '{STATUS}'\nkill -KILL $$\n")
+    proc = helper(tmp_path, tmp_path / "out")
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_qmail_start_gets_a_clean_process(tmp_path: Path) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec;
+    # systemd's notification socket is for the main process alone.
+    fake_qmail_start(
+        tmp_path,
+        'echo "notify=${NOTIFY_SOCKET:-none}"\nexec grep -E "^Sig(Ign|Blk)" /proc/self/status\n',
+    )
+    out = tmp_path / "out"
+    proc = helper(tmp_path, out, NOTIFY_SOCKET=str(tmp_path / "nobody-listens"))
+    assert proc.wait(timeout=30) == 0
+    text = out.read_text()
+    assert "<6>SigIgn:\t0000000000000000\n" in text
+    assert "<6>SigBlk:\t0000000000000000\n" in text
+    assert "<6>notify=none\n" in text
+
+
+def test_ready_is_told_at_the_status_line(tmp_path: Path) -> None:
+    fake_qmail_start(tmp_path, f"sleep 0.5\necho '{STATUS}'\nsleep 30\n")
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(20)
+        proc = helper(tmp_path, tmp_path / "out", NOTIFY_SOCKET=str(path))
+        try:
+            assert listener.recv(4096).startswith(b"READY=1\n")
+            assert STATUS in (tmp_path / "out").read_text()
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_missing_qmail_start_is_one_error_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = helper(tmp_path, out)
+    assert proc.wait(timeout=30) == 1
+    assert out.read_text().startswith(
+        f"<3>error: qmail-send-systemd run: cannot execute {tmp_path}/var/qmail/bin/qmail-start: "
+    )
+    assert out.read_text().count("\n") == 1
+
+
+def test_helper_warning_has_warning_priority_in_the_journal(tmp_path: Path) -> None:
+    fake_qmail_start(tmp_path, "exit 0\n")
+    write_delivery(tmp_path, b"~/.maildir/\n")
+    out = tmp_path / "out"
+    assert helper(tmp_path, out).wait(timeout=30) == 0
+    assert out.read_text().startswith("<4>warning: ")
+    # Not the journal (a terminal, a file): the line as it is, no "<4>" in front.
+    done = subprocess.run(
+        [*HELPER, "--root", str(tmp_path), "run"], env=HELPER_ENV, capture_output=True,
+        text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert done.stderr.startswith("warning: ")

@@ -283,7 +283,16 @@ def test_one_unreadable_message_file_is_counted_apart(root: Path) -> None:
     ("show", "problem", "fix"),
     [
         (INACTIVE, f"{UNIT} is inactive", "sudo systemctl start qmail-send"),
-        (INACTIVE.replace("inactive", "failed"), f"{UNIT} is failed", "sudo systemctl start"),
+        (
+            INACTIVE.replace("inactive", "failed"),
+            f"{UNIT} is failed",
+            "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send",
+        ),
+        (
+            INACTIVE.replace("=inactive", "=activating").replace("=dead", "=auto-restart"),
+            f"{UNIT} is down after a failure, waiting to be restarted",
+            "`journalctl -u qmail-send -p alert` says why it fails; it restarts by itself",
+        ),
         (
             INACTIVE.replace("ConditionResult=yes", "ConditionResult=no"),
             f"{UNIT} is inactive",

@@ -83,10 +83,10 @@ def test_mode_000_me_is_unreadable_by_everyone(qmail_tree: Path) -> None:
 
 
 def test_defaultdelivery_is_read_by_root_without_dac_override(qmail_tree: Path) -> None:
-    # exec-qmail-start has only CAP_SETUID and CAP_SETGID: root too needs a read bit.
+    # The unit's run has only CAP_SETUID and CAP_SETGID: root too needs a read bit.
     path = control(qmail_tree, "defaultdelivery", 0o000, "./Maildir/\n")
     [finding] = [f for f in findings_for(qmail_tree, path) if f.severity == ERROR]
-    assert finding.message == "is not readable by qmail-send-systemd exec-qmail-start (root:root)"
+    assert finding.message == "is not readable by qmail-send-systemd run (root:root)"
     assert "chmod a+r" not in finding.fix and "644" not in finding.fix
 
 

@@ -25,9 +25,11 @@ FAMILIES = ("deb", "rpm")
 # Steps that run inside package transactions: an unexpected error there is a warning, so that
 # a bug of ours never leaves the package half-configured (--debug shows it in full).
 TRANSACTION_STEPS = ("configure", "remove")
-# What the unit runs at every start (log-priority then lives as long as qmail-send). Given
-# alone, without options, they skip argparse and its imports: a third of the helper's start-up.
-SERVICE_COMMANDS = ("exec-qmail-start", "log-priority")
+# What the unit runs at every start; it then lives as long as qmail-send. Given alone, without
+# options, it skips argparse and its imports: a third of the helper's start-up.
+# exec-qmail-start is 1.0.0's name for it: a unit loaded before an upgrade still runs that
+# until systemd is reloaded.
+SERVICE_COMMANDS = ("run", "exec-qmail-start")
 
 
 def default_root() -> str:
@@ -73,9 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     status.add_argument("--json", action="store_true", help="the report as JSON")
-    commands.add_parser("flush", help="qmail-tcpok and reload: retry deferred mail now")
-    commands.add_parser("exec-qmail-start", help="the unit's ExecStart (execs qmail-start)")
-    commands.add_parser("log-priority", help="qmail-start's logger: journal priority prefixes")
+    commands.add_parser(
+        "flush", help="qmail-tcpok and reload: reread locals and virtualdomains, retry mail now"
+    )
+    commands.add_parser(
+        "run",
+        aliases=["exec-qmail-start"],
+        help="the unit's ExecStart: runs qmail-start and copies its log to the journal",
+    )
     setup = commands.add_parser(
         "setup",
         help="make qmail relay through a smarthost and forward root's mail",
@@ -112,12 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_service_command(command: str, root: str) -> int:
+def run_service_command(root: str) -> int:
     from qmail_send_systemd import start
 
-    if command == "exec-qmail-start":
-        return start.exec_qmail_start(root)
-    return start.log_priority(sys.stdin.buffer, sys.stdout.fileno())
+    return start.run(root)
 
 
 def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -126,7 +131,7 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     root = Path(args.root)
     command = args.command
     if command in SERVICE_COMMANDS:
-        return run_service_command(command, args.root)
+        return run_service_command(args.root)
     if command == "verify":
         from qmail_send_systemd import verify
 
@@ -167,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     action: Callable[[], int]
     if len(given) == 1 and given[0] in SERVICE_COMMANDS:
         command, debug = given[0], False
-        action = lambda: run_service_command(command, default_root())  # noqa: E731
+        action = lambda: run_service_command(default_root())  # noqa: E731
     else:
         parser = build_parser()
         args = parser.parse_args(given)

@@ -13,14 +13,20 @@ from pathlib import Path
 
 from qmail_send_systemd import QMAIL_HOME
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.systemd import UNIT, Result, System
+from qmail_send_systemd.systemd import REVIVE, UNIT, Result, System
 
 TYPE_CHECKING = False  # not typing's: see start.py
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import ClassVar
 
+    from qmail_send_systemd.verify import Finding
+
 START_HINT = f"fix what the warnings name, then: systemctl start {UNIT}"
+JOURNAL_HINT = "`journalctl -u qmail-send -e` says why"
+# A failed unit with this Result was being stopped when it failed (the stop outlasted
+# TimeoutStopSec=): an administrator's stop or a shutdown, which no package step undoes.
+STOPPED_RESULTS = ("timeout",)
 
 
 def info(message: str) -> None:
@@ -60,6 +66,11 @@ class Family:
 
     def stop(self, system: System) -> None:
         raise NotImplementedError
+
+    def revive(self, system: System) -> None:
+        """Start a unit that failed, its failed state and start limit cleared first."""
+        attempt(system, ["systemctl", "reset-failed", UNIT])
+        self.start(system)
 
 
 class Deb(Family):
@@ -103,6 +114,13 @@ class Deb(Family):
 
     def stop(self, system: System) -> None:
         self._invoke(system, "stop")
+
+    def revive(self, system: System) -> None:
+        # policy-rc.d first: where it forbids the start, the unit stays failed, as it was.
+        if system.policy_allows("start"):
+            super().revive(system)
+        else:
+            info(f"policy-rc.d forbids start of {UNIT}: left failed")
 
 
 class Rpm(Family):
@@ -164,12 +182,61 @@ def configure(system: System, family_name: str | None, upgrade: bool) -> int:
         return 0
     attempt(system, ["systemctl", "daemon-reload"])
     if upgrade:
-        family.restart_after_upgrade(system)
+        # RPM's restart is its old %postun's (remove_rpm), which brings a failed unit back too.
+        if family.name == "rpm" or not bring_back(system, family, findings):
+            family.restart_after_upgrade(system)
     elif verify.has_errors(findings):
         info(f"{UNIT} enabled, not started: qmail is missing or incomplete ({START_HINT})")
+    elif system.unit_state().get("ActiveState") == "failed":
+        family.revive(system)  # a first install, or configure by hand: start it in any case
     else:
         family.start(system)
     return 0
+
+
+def bring_back(system: System, family: Family, findings: list[Finding]) -> bool:
+    """A unit left failed (its start limit hit, a crash with Restart= changed by a drop-in)
+    comes back when qmail verifies; False when it is not failed, so the caller goes on.
+
+    try-restart skips a failed unit, and systemd restarts it no more, so queued mail would
+    wait for an administrator. Never a unit that was being stopped, or that the
+    administrator disabled or masked: those stay as they are.
+    """
+    from qmail_send_systemd import verify
+
+    state = system.unit_state()
+    if state.get("ActiveState") != "failed":
+        return False
+    enabled = system.is_enabled()
+    if state.get("Result") in STOPPED_RESULTS:
+        info(f"{UNIT} failed while it was being stopped: left stopped")
+    elif enabled != "enabled":
+        info(f"{UNIT} is failed and {enabled}: left as it is")
+    elif verify.has_errors(findings):
+        info(f"{UNIT} is failed and qmail is incomplete: not started ({START_HINT})")
+    else:
+        info(f"{UNIT} had failed ({failure(state)}): starting it again")
+        family.revive(system)
+    return True
+
+
+def failure(state: Mapping[str, str]) -> str:
+    """What systemd says of a failed unit, in words."""
+    result = state.get("Result", "")
+    code, status = state.get("ExecMainCode", ""), state.get("ExecMainStatus", "")
+    if result == "start-limit-hit":
+        return "start-limit-hit: systemd stopped restarting it after too many starts in a row"
+    if result == "exit-code" and code == "1":
+        return f"exit-code: qmail-send exited with status {status}"
+    if result in ("signal", "core-dump") and status.isdigit():
+        import signal
+
+        try:
+            name = signal.Signals(int(status)).name
+        except ValueError:
+            name = f"signal {status}"
+        return f"{result}: killed by {name}"
+    return result or "no result given"
 
 
 def remove_deb(system: System, stage: str, action: str) -> int:
@@ -191,18 +258,47 @@ def remove_rpm(system: System, stage: str, count: int) -> int:
     elif stage == "postun":
         if system.systemd_running():
             attempt(system, ["systemctl", "daemon-reload"])
-            if count >= 1:
+            if count >= 1 and not _bring_back_verified(system, FAMILIES["rpm"]):
                 attempt(system, ["systemctl", "try-restart", UNIT])
     else:
         raise UsageError(f"rpm has no {stage} step here", "use --stage preun or postun")
     return 0
 
 
+def _bring_back_verified(system: System, family: Family) -> bool:
+    from qmail_send_systemd import verify
+
+    if system.unit_state().get("ActiveState") != "failed":
+        return False  # the common case: no verify on every upgrade
+    return bring_back(system, family, verify.check(system.root))
+
+
 def flush(system: System) -> int:
     """Forget unreachable hosts and retry deferred mail now, when qmail-send runs."""
-    if not system.is_active():
+    state = system.unit_state()
+    active, sub = state.get("ActiveState", ""), state.get("SubState", "")
+    if active == "failed":
+        since = state.get("InactiveEnterTimestamp", "")
+        raise HelperError(
+            f"{UNIT} has failed ({failure(state)}){' since ' + since if since else ''}, and"
+            f" queued mail waits for it ({JOURNAL_HINT})",
+            REVIVE,
+        )
+    if sub.startswith("auto-restart"):
+        raise HelperError(
+            f"{UNIT} is down after a failure ({failure(state)}) and waits to be restarted:"
+            " nothing flushed",
+            f"{JOURNAL_HINT} it fails; once that is fixed, systemd starts it within 5 s",
+        )
+    if active not in ("active", "reloading"):
         info(f"{UNIT} is not active: nothing to flush (start it: systemctl start {UNIT})")
         return 0
+    if not system.is_root():
+        raise HelperError(
+            "flush needs root: qmail-tcpok writes queue/lock/tcpto, and only root may reload"
+            f" {UNIT}",
+            "sudo qmail-send-systemd flush",
+        )
     tcpok = system.root / QMAIL_HOME / "bin/qmail-tcpok"
     attempt(system, [str(tcpok)])
     result = system.systemctl("reload", UNIT)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from qmail_send_systemd.systemd import UNIT
+from qmail_send_systemd.systemd import REVIVE, UNIT
 
 TYPE_CHECKING = False  # not typing's: see start.py
 if TYPE_CHECKING:
@@ -297,11 +297,18 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
             }
         )
     elif "ActiveState" in service and service["ActiveState"] not in ("active", "reloading"):
+        problem = f"{UNIT} is {service['ActiveState']}"
         if service.get("ConditionResult") == "no":
             fix = "qmail is missing or broken: run `sudo qmail-send-systemd verify`"
+        elif service.get("SubState", "").startswith("auto-restart"):
+            # Down after a failure, restarted every RestartSec= by systemd itself.
+            problem = f"{UNIT} is down after a failure, waiting to be restarted"
+            fix = "`journalctl -u qmail-send -p alert` says why it fails; it restarts by itself"
+        elif service["ActiveState"] == "failed":
+            fix = f"{REVIVE} (`journalctl -u qmail-send -e`: why it failed)"
         else:
             fix = "sudo systemctl start qmail-send (`journalctl -u qmail-send -e`: why it stopped)"
-        found.append({"problem": f"{UNIT} is {service['ActiveState']}", "fix": fix})
+        found.append({"problem": problem, "fix": fix})
     queue = report["queue"]
     assert isinstance(queue, dict)
     oldest = queue.get("oldest")

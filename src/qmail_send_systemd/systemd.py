@@ -15,10 +15,17 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 UNIT = "qmail-send.service"
+# The one command that brings a failed unit back: reset-failed also clears a start limit that
+# was hit (a 1.0.0 unit's, or a drop-in's), which a plain start would run into again.
+REVIVE = "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
 POLICY_RC_D = Path("usr/sbin/policy-rc.d")
 # policy-rc.d's answer that forbids the action (invoke-rc.d(8)); 0 and 104 allow it.
 POLICY_FORBIDDEN = 101
 CALL_TIMEOUT = 300
+# What flush and the package steps need to know of the unit's state: whether it failed (and
+# why, and since when), or is waiting to be restarted (SubState auto-restart).
+UNIT_STATE = ("ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus",
+              "InactiveEnterTimestamp")  # fmt: skip
 
 
 class Result:
@@ -94,6 +101,18 @@ class System:
 
     def is_active(self) -> bool:
         return self.systemctl("is-active", "--quiet", UNIT).ok
+
+    def unit_state(self) -> dict[str, str]:
+        """UNIT_STATE's properties as `systemctl show` gives them ({} when it cannot)."""
+        args = [f"--property={name}" for name in UNIT_STATE]
+        result = self.systemctl("show", *args, UNIT)
+        if not result.ok:
+            return {}
+        pairs = (line.partition("=") for line in result.stdout.splitlines())
+        return {key: value for key, _, value in pairs if key in UNIT_STATE}
+
+    def is_root(self) -> bool:
+        return os.geteuid() == 0
 
     def is_enabled(self) -> str:
         """systemctl's word for the unit's state (enabled, disabled, masked, ...)."""

@@ -72,7 +72,7 @@ QMAIL_SEND = Reader("qmail-send", "qmails", "qmail")  # qmail-start gives it the
 QMAIL_REMOTE = Reader("qmail-remote", "qmailr", "qmail")
 QMAIL_SMTPD = Reader("qmail-smtpd", "qmaild", "nofiles")  # LWQ's tcpserver -u qmaild -g nofiles
 # The unit's ExecStart reads it as root, but without CAP_DAC_OVERRIDE (CapabilityBoundingSet=).
-HELPER = Reader("qmail-send-systemd exec-qmail-start", "root", "root")
+HELPER = Reader("qmail-send-systemd run", "root", "root")
 # The control files this helper knows (qmail-control(5) and each program's man page), each
 # with the one who reads it. Any other file (a TLS patch's servercert.pem, ...) is not judged.
 CONTROL_READERS: dict[str, Reader] = {

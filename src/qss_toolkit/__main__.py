@@ -12,6 +12,8 @@ from qss_toolkit.errors import FatalError
 # Command name -> module whose `main(argv) -> int` implements it. One module per concern.
 COMMANDS: dict[str, str] = {
     "packages": "qss_toolkit.build",
+    "sources": "qss_toolkit.sources",
+    "rebuild": "qss_toolkit.rebuild",
     "lint": "qss_toolkit.lint",
     "smoke": "qss_toolkit.smoke",
     "repo": "qss_toolkit.repo",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from qss_toolkit import DIST, PROJECT_ROOT, payload, version
+from qss_toolkit import DIST, PROJECT_ROOT, nfpm_rpm, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
@@ -99,32 +99,38 @@ class NfpmBuilder(Builder):
                 env=ctx.env(),
                 capture=True,
             )
+            if fmt is Family.RPM:  # what nfpm cannot write, as rpmbuild writes it
+                nfpm_rpm.complete(target, package, ctx.packages[0].name, ctx.version)
 
 
 class NativeBuilder(Builder):
-    """dpkg-buildpackage with debian/, rpmbuild with rpm/qmail-send-systemd.spec."""
+    """dpkg-buildpackage and rpmbuild, on the source packages that `sources` makes."""
 
     name = "native"
     tools: ClassVar[dict[Family, tuple[str, ...]]] = {
-        Family.DEB: ("dpkg-buildpackage", "dh", "fakeroot"),
-        Family.RPM: ("rpmbuild",),
+        Family.DEB: ("dpkg-buildpackage", "dh", "fakeroot", "git"),
+        Family.RPM: ("rpmbuild", "git"),
     }
 
+    # The spec template's lines that the toolkit fills in: its own package is the main one of
+    # packaging/nfpm/ (x-qss: main), its version __version__.
+    SPEC_TAGS = (
+        ("Name", "@NAME@", "the spec's own package is the main one of packaging/nfpm/"),
+        ("Version", "@VERSION@", "the toolkit fills in the version from __version__"),
+    )
+
     def check(self, ctx: BuildContext) -> None:
+        from qss_toolkit import sources  # builds on this module's stanzas and sections
+
         if Family.RPM in ctx.formats:
-            spec = spec_path(ctx.root).read_text(encoding="utf-8")
-            where = spec_path(ctx.root).relative_to(ctx.root)
-            if "\nVersion:        @VERSION@\n" not in spec:
-                raise ConfigurationError(
-                    f"{where} has no 'Version:        @VERSION@' line",
-                    hint="the toolkit fills in the version from qmail_send_systemd.__version__",
-                )
-            main = ctx.packages[0].name
-            if f"\nName:           {main}\n" not in spec:
-                raise ConfigurationError(
-                    f"{where}: Name: is not {main}, the main package",
-                    hint=f"the spec's own package is packaging/nfpm/{main}.yaml (x-qss: main)",
-                )
+            template = sources.spec_template(ctx.root)
+            spec = template.read_text(encoding="utf-8")
+            for tag, marker, why in self.SPEC_TAGS:
+                if f"\n{tag + ':':<16}{marker}\n" not in spec:
+                    raise ConfigurationError(
+                        f"{template.relative_to(ctx.root)} has no '{tag + ':':<16}{marker}' line",
+                        hint=why,
+                    )
         control = (ctx.root / "debian" / "control").read_text(encoding="utf-8")
         if Family.DEB in ctx.formats and ("\nSource: " not in control or "\nPackage:" in control):
             raise ConfigurationError(
@@ -133,73 +139,24 @@ class NativeBuilder(Builder):
             )
 
     def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
-        {Family.DEB: self._build_deb, Family.RPM: self._build_rpm}[fmt](ctx, staging, out)
+        from qss_toolkit import sources
 
-    def _build_deb(self, ctx: BuildContext, staging: Path, out: Path) -> None:
-        top = staging.parent / "deb-build"
-        source = top / "qmail-send-systemd"
-        shutil.copytree(ctx.root / "debian", source / "debian", symlinks=True)
-        debian = source / "debian"
-        (debian / "changelog").write_bytes((staging / "generated" / "changelog").read_bytes())
-        shutil.copyfile(staging / "packaging" / "copyright", debian / "copyright")
-        with (debian / "control").open("a", encoding="utf-8") as control:
-            for package in ctx.packages:
-                control.write("\n" + debian_stanza(package, ctx.version))
-        for package in ctx.packages:
-            for script, path in package.scripts[Family.DEB].items():
-                # From the tree, not the staging dir: dh_installdeb fills in #DEBHELPER#.
-                target = debian / f"{package.name}.{script}"
-                shutil.copyfile(ctx.root / path, target)
-                target.chmod(0o755)
-            tree = source / "payload" / "deb" / package.name
-            payload.install_tree(package, Family.DEB, staging, tree)
-        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=ctx.env(), capture=True)
-        for name in ctx.expected(Family.DEB):
-            shutil.move(str(top / name), out / name)
-
-    def _build_rpm(self, ctx: BuildContext, staging: Path, out: Path) -> None:
-        sources = staging.parent / "rpm-sources"
-        sources.mkdir()
-        spec_text = spec_path(ctx.root).read_text(encoding="utf-8")
-        spec = sources / spec_path(ctx.root).name
-        spec.write_text(spec_text.replace("@VERSION@", ctx.version), encoding="utf-8")
-        main, *_ = ctx.packages
-        (sources / "preamble.inc").write_text(rpm_preamble(main, ctx.version), encoding="utf-8")
-        (sources / "packages.inc").write_text(
-            "".join(rpm_package_section(p, ctx.version, staging, p is main) for p in ctx.packages)
-            + rpm_changelog(staging),
-            encoding="utf-8",
-        )
-        (sources / "filelists").mkdir()
-        for package in ctx.packages:
-            (sources / "filelists" / f"{package.name}.files").write_text(
-                payload.rpm_file_list(package), encoding="utf-8"
-            )
-            payload.install_tree(package, Family.RPM, staging, sources / "payload" / "rpm")
+        source = sources.prepare(ctx.root, version_override=ctx.version)
+        if fmt is Family.DEB:
+            top = sources.unpack(source, staging.parent / "deb-build")
+            run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=top, env=ctx.env(), capture=True)
+            for name in ctx.expected(Family.DEB):
+                shutil.move(str(top.parent / name), out / name)
+            return
         topdir = staging.parent / "rpm-top"
-        defines = {
-            "_topdir": topdir,
-            "_sourcedir": sources,
-            "_builddir": topdir / "BUILD",
-            "_rpmdir": out,
-            "_build_name_fmt": "%%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm",
-            "_buildhost": "reproducible",
-            "use_source_date_epoch_as_buildtime": "1",
-            "clamp_mtime_to_source_date_epoch": "1",
-            "_binary_payload": "w9.gzdio",  # what nfpm uses, so both routes need the same rpm
-        }
-        args: list[str | os.PathLike[str]] = ["rpmbuild", "-bb", "--quiet"]
-        for key, value in defines.items():
-            args += ["--define", f"{key} {value}"]
-        run([*args, spec], cwd=sources, env=ctx.env(), capture=True)
+        spec = sources.rpm_sources(source, topdir / "SOURCES")
+        args = ["rpmbuild", "-bb", "--quiet", *sources.rpm_defines(source, topdir)]
+        args += ["--define", f"_rpmdir {out}"]
+        args += ["--define", "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm"]
+        run([*args, spec], env=ctx.env(), capture=True)
 
 
 BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder())}
-
-
-def spec_path(root: Path) -> Path:
-    """The native RPM route's spec, named after the main package (its Name:)."""
-    return root / "rpm" / f"{payload.main_package(root).name}.spec"
 
 
 def debian_description(package: payload.Package) -> str:
@@ -235,14 +192,15 @@ def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
     tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
     for kind, tag in tags.items():
         lines += [f"{tag + ':':<16}{entry}" for entry in package.relation(Family.RPM, kind, ver)]
+    # What the scriptlets run, for each scriptlet (nfpm_rpm.py gives nfpm's RPMs the same).
+    for script in package.scripts[Family.RPM]:
+        lines += [f"{f'Requires({script}):':<15} {r}" for r in package.scriptlet_requires]
     return lines
 
 
 def rpm_preamble(main: payload.Package, ver: str) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
-    if main.rpm_packager:
-        lines.append(f"Packager:       {main.rpm_packager}")
     if main.vendor:
         lines.append(f"Vendor:         {main.vendor}")
     return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
@@ -252,8 +210,9 @@ def _rpm_escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_main: bool) -> str:
-    """%package (sub-packages), %description, scriptlets and %files of `package`."""
+def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main: bool) -> str:
+    """%package (sub-packages), %description, scriptlets and %files of `package`; the
+    scriptlets are read from `root`."""
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
@@ -268,14 +227,13 @@ def rpm_package_section(package: payload.Package, ver: str, staging: Path, is_ma
         out.append(f"%{script}{n}")
         if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
-        out += [_rpm_escape((staging / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
-    out += [f"%files{n} -f {package.name}.files", "", ""]
+        out += [_rpm_escape((root / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
+    out += [f"%files{n}", payload.rpm_file_list(package), ""]
     return "\n".join(out)
 
 
-def rpm_changelog(staging: Path) -> str:
-    """packaging/changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
-    text = (staging / "generated" / "changelog").read_text(encoding="utf-8")
+def rpm_changelog(text: str) -> str:
+    """A Debian changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
     out = ["%changelog"]
     for entry in payload.parse_changelog(text):
         stamp = time.strftime("%a %b %d %Y", time.gmtime(entry.epoch))

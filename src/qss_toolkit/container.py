@@ -345,17 +345,24 @@ class OfflineRoot(_RootDirectoryContainer):
     "offline", and maintainer scripts must only enable by symlinks.
     """
 
-    def __init__(self, root: Path, name: str, cgroups: list[Path]) -> None:
+    def __init__(
+        self, root: Path, name: str, cgroups: list[Path], *, private_network: bool = False
+    ) -> None:
         self.root = root
         self.name = name
         self.cgroups = cgroups
+        # Without a network of its own the root shares the host's (apt in a smoke scenario);
+        # a package build gets none, as sbuild gives it none.
+        self.private_network = private_network
 
     def close(self) -> None:
         for cgroup in self.cgroups:
             remove_cgroup(cgroup)
 
     def _host_command(self, inner: list[str]) -> list[str]:
-        nspawn = nspawn_command(self.root, machine=self.name, command=inner)
+        nspawn = nspawn_command(
+            self.root, machine=self.name, private_network=self.private_network, command=inner
+        )
         return in_cgroups(self.cgroups, nspawn)
 
     def journal(self, unit: str | None = None) -> str:
@@ -426,14 +433,20 @@ def booted(
 
 @contextlib.contextmanager
 def offline(
-    target: Target, *, keep: bool = False, cache: RootfsCache | None = None
+    target: Target,
+    *,
+    keep: bool = False,
+    cache: RootfsCache | None = None,
+    private_network: bool = False,
 ) -> Iterator[OfflineRoot]:
     """A private copy of `target`'s root in which systemd is not running."""
     require("systemd-nspawn")
     cache = cache or RootfsCache()
     name = machine_name(target)
     with cache.checkout(target, name, keep=keep_requested(keep)) as root:
-        container = OfflineRoot(root, name, make_cgroups(f"qss-{name}"))
+        container = OfflineRoot(
+            root, name, make_cgroups(f"qss-{name}"), private_network=private_network
+        )
         try:
             yield container
         finally:

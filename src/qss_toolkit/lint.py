@@ -3,25 +3,27 @@ lintian, rpmlint, and the CI pipelines (check-jsonschema, actionlint), all steps
 
 Every step runs even when an earlier one fails, and the session fails at the end naming each
 failed step. Nothing is filtered here: a lintian or rpmlint tag that must stay is overridden in
-the package (packaging/lintian/<package>, packaging/rpm/*.rpmlintrc) with its reason.
+the package (packaging/lintian/<package>) or in packaging/rpm/rpmlint.toml, with its reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qss_toolkit import DIST, PROJECT_ROOT, build, payload
+from qss_toolkit import DIST, PROJECT_ROOT, build, payload, sources
 from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
 
@@ -120,10 +122,15 @@ def _mypy_py39(_dist: Path, options: Options) -> str:
     return f"src/ on Python {OLDEST_PYTHON}: " + mypy_summary(result.stdout)
 
 
+# The scripts a builder runs from the clone (the README's two commands, and CI's).
+FRONT_DOOR_SCRIPTS = ("nox", "run-tests", ".ci/run")
+
+
 def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
     """Every shell script we ship: payload files with a sh shebang or, for a library that is
-    sourced rather than run, a `# shellcheck shell=sh` first line; and the maintainer scripts."""
-    found: set[Path] = set()
+    sourced rather than run, a `# shellcheck shell=sh` first line; the maintainer scripts; and
+    the clone's own front door."""
+    found: set[Path] = {root / p for p in FRONT_DOOR_SCRIPTS}
     for package in payload.load_packages(root):
         for fmt_scripts in package.scripts.values():
             found.update(root / p for p in fmt_scripts.values())
@@ -247,46 +254,63 @@ def _packages(dist: Path, pattern: str) -> list[Path]:
     return found
 
 
+# The review's flags: every tag, pedantic ones too, shown; errors and warnings fail.
+LINTIAN_ARGS = ("-EvIL", "+pedantic", "--fail-on", "error,warning")
+
+
+def lintian_verdict(output: str, returncode: int, what: str) -> str:
+    """The summary of a lintian run on `what`, or CheckFailed naming every error and warning
+    tag (an override in the package is how a tag is accepted)."""
+    tags = [ln for ln in output.splitlines() if re.match(r"^[EW]: ", ln)]
+    if returncode != 0 or tags:
+        raise CheckFailed("lintian: " + ("; ".join(tags) or f"exit {returncode}"))
+    return f"lintian on {what}: 0 errors, 0 warnings"
+
+
+def rpmlint_verdict(output: str, returncode: int, what: str) -> str:
+    """The summary of an rpmlint run on `what`, or CheckFailed naming every error and warning
+    (a filter in rpmlint.toml is how one is accepted); a run that printed no summary line did
+    not check anything."""
+    summary = _RPMLINT_SUMMARY.search(output)
+    tags = [ln for ln in output.splitlines() if re.search(r": [EW]: ", ln)]
+    if returncode != 0 or summary is None or tags:
+        detail = "; ".join(tags) or output.strip()[-300:]
+        raise CheckFailed(f"rpmlint: {detail}")
+    return f"rpmlint on {what}: {summary.group(0)}"
+
+
 def _lintian(dist: Path, _options: Options) -> str:
     debs = _packages(dist, "*.deb")
-    result = run(
-        ["lintian", "--fail-on", "error,warning", "--display-level", ">=warning", *debs],
-        capture=True,
-        check=False,
-    )
-    return lintian_verdict(result, len(debs))
+    changes = _packages(dist, "*_source.changes")  # the .dsc with it
+    result = run(["lintian", *LINTIAN_ARGS, *debs, *changes], capture=True, check=False)
+    what = f"{len(debs)} .deb, {len(changes)} source .changes and its .dsc"
+    return lintian_verdict(result.stdout + result.stderr, result.returncode, what)
 
 
-def lintian_verdict(result: subprocess.CompletedProcess[str], count: int) -> str:
-    """The summary of a lintian run on `count` packages, or CheckFailed naming every error
-    and warning tag (an override in the package is how a tag is accepted)."""
-    tags = [ln for ln in result.stdout.splitlines() if re.match(r"^[EW]: ", ln)]
-    if result.returncode != 0 or tags:
-        raise CheckFailed("lintian: " + ("; ".join(tags) or f"exit {result.returncode}"))
-    return f"lintian on {count} .deb: 0 errors, 0 warnings"
+def spec_of(srpm: Path, dest: Path) -> Path:
+    """The spec as the source RPM ships it, extracted into `dest`."""
+    with srpm.open("rb") as stdin:
+        archive = subprocess.run(["rpm2archive", "-"], stdin=stdin, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith(".spec"):
+                handle = tar.extractfile(member)
+                assert handle is not None
+                spec = dest / Path(member.name).name
+                spec.write_bytes(handle.read())
+                return spec
+    raise CheckFailed(f"{srpm.name} holds no spec")
 
 
 def _rpmlint(dist: Path, _options: Options) -> str:
-    rpms = _packages(dist, "*.rpm")
-    rpmlintrc = PROJECT_ROOT / "packaging" / "rpm" / f"{payload.main_package().name}.rpmlintrc"
-    result = run(
-        ["rpmlint", "--config", RPMLINT_CONFIG, "--rpmlintrc", rpmlintrc, *rpms],
-        capture=True,
-        check=False,
-    )
-    return rpmlint_verdict(result, len(rpms))
-
-
-def rpmlint_verdict(result: subprocess.CompletedProcess[str], count: int) -> str:
-    """The summary of an rpmlint run on `count` packages, or CheckFailed naming every error
-    and warning (filters in the rpmlintrc are how one is accepted); a run that printed no
-    summary line did not check anything."""
-    summary = _RPMLINT_SUMMARY.search(result.stdout)
-    tags = [ln for ln in result.stdout.splitlines() if re.search(r": [EW]: ", ln)]
-    if result.returncode != 0 or summary is None or tags:
-        detail = "; ".join(tags) or (result.stdout + result.stderr).strip()[-300:]
-        raise CheckFailed(f"rpmlint: {detail}")
-    return f"rpmlint on {count} .rpm: {summary.group(0)}"
+    rpms = _packages(dist, "*.rpm")  # the source RPM too
+    with tempfile.TemporaryDirectory(prefix="qss-spec-") as tmp:
+        specs = [spec_of(s, Path(tmp)) for s in _packages(dist, "*.src.rpm")]
+        result = run(
+            ["rpmlint", "--config", RPMLINT_CONFIG, *rpms, *specs], capture=True, check=False
+        )
+    what = f"{len(rpms)} .rpm (source RPM included) and {len(specs)} spec"
+    return rpmlint_verdict(result.stdout + result.stderr, result.returncode, what)
 
 
 STEPS: tuple[Step, ...] = (
@@ -312,9 +336,12 @@ def lint(
     options = options or Options()
     chosen = [s for s in steps if not only or s.name in only]
     needs_packages = {"lintian", "rpmlint"} & {s.name for s in chosen}
-    if needs_packages and (not any(dist.glob("*.deb")) or not any(dist.glob("*.rpm"))):
+    if needs_packages and (not any(dist.glob("*.deb")) or not any(dist.glob("*.noarch.rpm"))):
         log.info("lint: %s has no packages yet; building them with nfpm first", dist)
         build.build("nfpm", payload.FORMATS, dist)
+    if needs_packages and (not any(dist.glob("*.dsc")) or not any(dist.glob("*.src.rpm"))):
+        log.info("lint: %s has no source packages yet; building them first", dist)
+        sources.write_sources(dist)
     summaries: list[str] = []
     failed: list[str] = []
     for step in chosen:

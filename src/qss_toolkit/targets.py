@@ -49,8 +49,13 @@ def dependency_packages() -> tuple[str, ...]:
 SUBMISSION_PACKAGES: tuple[str, ...] = ("python3-aiosmtpd", "openssl", "ca-certificates")
 
 
-# The RPM toolchain that lets a Debian root install .rpm packages with dnf.
-RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c")
+# The RPM toolchain that lets a Debian root install .rpm packages with dnf, and rebuild the
+# source RPM (rebuild.py): rpmbuild unpacks its tarball with xz, which Fedora's rpm-build
+# requires and Debian's rpm does not.
+RPM_PACKAGES: tuple[str, ...] = ("rpm", "dnf", "createrepo-c", "xz-utils")
+
+
+SMOKE_VARIANT = "apt"
 
 
 @dataclass(frozen=True)
@@ -62,23 +67,22 @@ class DebianRoot:
     # Shell steps run once in the fresh root (systemd not running) before it is cached.
     customize: tuple[str, ...] = ()
     mirror: str = DEBIAN_MIRROR
+    # mmdebstrap's variant. SMOKE_VARIANT ("apt"): a smoke root, which systemd boots, with
+    # BASE_PACKAGES, our packages' dependencies and rootfs.COMMON_CUSTOMIZE. Any other is a
+    # machine as others have it, with extra_packages and customize alone: "minbase" (Debian's
+    # required packages) is a new machine's stock root, "buildd" (the essential packages and
+    # build-essential) a build root as sbuild makes one (rebuild.py).
+    variant: str = SMOKE_VARIANT
     packages: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self,
-            "packages",
-            tuple(
-                sorted(
-                    {
-                        *BASE_PACKAGES,
-                        *dependency_packages(),
-                        *SUBMISSION_PACKAGES,
-                        *self.extra_packages,
-                    }
-                )
-            ),
-        )
+        base = (*BASE_PACKAGES, *dependency_packages(), *SUBMISSION_PACKAGES) if self.smoke else ()
+        object.__setattr__(self, "packages", tuple(sorted({*base, *self.extra_packages})))
+
+    @property
+    def smoke(self) -> bool:
+        """A smoke root (prepared for booting and our scenarios), not a stock or build root."""
+        return self.variant == SMOKE_VARIANT
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ HOST_PROVIDES_FILES: tuple[str, ...] = (
     "/usr/bin/systemctl",
     "/usr/sbin/useradd",
     "/usr/sbin/groupadd",
+    "/usr/sbin/alternatives",
 )
 
 
@@ -230,7 +235,8 @@ def host_provides_script() -> str:
 
 # Fedora's alternatives(8) is Debian's update-alternatives under another name (the same
 # --install/--remove/--display arguments); the sendmail package's scriptlets call
-# /usr/sbin/alternatives, as on Fedora.
+# /usr/sbin/alternatives, as on Fedora, and its Requires(post) names that file, which
+# qss-host-provides provides (HOST_PROVIDES_FILES).
 RPM_ALTERNATIVES = (
     "command -v alternatives >/dev/null"
     ' || ln -s "$(command -v update-alternatives)" /usr/sbin/alternatives'
@@ -272,6 +278,28 @@ LOCAL_TARGETS: dict[str, Target] = {
             python="3.13",
             note="RPM-on-Debian: Debian 13 root with rpm + dnf, not Fedora",
         ),
+    )
+}
+
+
+# New machines as a builder has them (Debian's required packages, python3 and git), where
+# tests/container/test_stock_machine.py runs the README's build command.
+STOCK_PACKAGES: tuple[str, ...] = ("python3", "git")
+STOCK_TARGETS: dict[str, Target] = {
+    t.name: t
+    for t in (
+        Target(
+            f"stock-debian-{release}",
+            Family.DEB,
+            DebianRoot(suite, extra_packages=STOCK_PACKAGES, variant="minbase"),
+            systemd="",  # minbase has no init system: nothing is booted
+            python=python,
+        )
+        for release, suite, python in (
+            ("11", "bullseye", "3.9"),
+            ("12", "bookworm", "3.11"),
+            ("13", "trixie", "3.13"),
+        )
     )
 }
 

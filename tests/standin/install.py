@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Install the qmail stand-in as an LWQ-style /var/qmail under a root directory.
 
-Usage: python3 install.py --root DIR [--me HOST] [--python PATH] [--users] [--broken WHAT ...]
+Usage: python3 install.py --root DIR [--me HOST] [--python PATH] [--users [--install-ids]]
+       [--broken WHAT ...]
 
 Lays out DIR/var/qmail: bin/ (the stand-in programs), control/ (me, locals, rcpthosts,
 defaultdelivery ./Maildir/), alias/ with .qmail-root, .qmail-postmaster and
@@ -9,8 +10,11 @@ defaultdelivery ./Maildir/), alias/ with .qmail-root, .qmail-postmaster and
 lock/{sendmutex,tcpto,trigger}, and standin/ (the programs' shared module and the stand-in's
 own records signals.log and tcpok.log). With --users, as root, it first creates qmail's groups
 (nofiles, qmail) and users (alias, qmaild, qmaill, qmailp, qmailq, qmailr, qmails) in DIR's
-/etc/group and /etc/passwd with groupadd/useradd --root. As root, files get LWQ's owners
-(looked up in DIR's own passwd and group files); as another user everything stays the caller's.
+/etc/group and /etc/passwd with groupadd/useradd --root, as system accounts; with
+--install-ids as qmail's INSTALL.ids creates them (`groupadd nofiles`, `useradd -g nofiles -d
+/var/qmail/alias alias`, ...: ordinary accounts, so uids from 1000 up). As root, files get
+LWQ's owners (looked up in DIR's own passwd and group files); as another user everything stays
+the caller's.
 
 Deviations from a real qmail install, all forced by the programs being scripts: programs are
 readable (0755 instead of 0711; qmail-queue 4755 instead of 4711) because an interpreter must
@@ -125,13 +129,15 @@ def run(argv: list[str]) -> None:
         raise InstallError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
 
 
-def create_users(root: Path) -> None:
-    """qmail's groups and users, as system accounts in ROOT's passwd (idempotent)."""
+def create_users(root: Path, *, system: bool = True) -> None:
+    """qmail's groups and users in ROOT's passwd (idempotent): system accounts, or (not
+    `system`) ordinary ones, as INSTALL.ids's groupadd and useradd lines make them."""
     ids = Ids(root, chown=False)
     prefix = [] if root == Path("/") else ["--root", str(root)]
+    kind = ["--system"] if system else []
     for group in GROUPS:
         if group not in ids.groups:
-            run(["groupadd", *prefix, "--system", group])
+            run(["groupadd", *prefix, *kind, group])
     for user, (group, home) in USERS.items():
         if user not in ids.users:
             home_dir = "/var/qmail/" + home if home else "/var/qmail"
@@ -139,7 +145,7 @@ def create_users(root: Path) -> None:
                 [
                     "useradd",
                     *prefix,
-                    "--system",
+                    *kind,
                     "--gid",
                     group,
                     "--home-dir",
@@ -259,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         "--users", action="store_true", help="create qmail's users and groups (root only)"
     )
     parser.add_argument(
+        "--install-ids",
+        action="store_true",
+        help="with --users: ordinary accounts, as qmail's INSTALL.ids makes them (uids >= 1000)",
+    )
+    parser.add_argument(
         "--broken",
         action="append",
         default=[],
@@ -272,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.users:
             if not is_root:
                 raise InstallError("--users needs root (useradd/groupadd --root)")
-            create_users(root)
+            create_users(root, system=not args.install_ids)
         ids = Ids(root, chown=is_root)
         missing = ids.missing() if is_root else []
         if missing:

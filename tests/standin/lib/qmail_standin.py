@@ -10,26 +10,32 @@ mess/, info/, local/ and remote/ split into conf-split's 23 subdirectories (`que
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
-import signal
 import time
-from pathlib import Path
 
-# Every stand-in program imports this module at each start (five per service start): json,
-# threading and typing are imported where they are used, not here. Type checkers treat any
-# TYPE_CHECKING as true.
+# Every stand-in program imports this module at each start (five per service start, and one
+# qmail-local per local delivery): json, threading, pathlib, contextlib, signal and typing are
+# imported where they are used, not here (pathlib alone doubled qmail-local's start-up).
+# Type checkers treat any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Callable
 
-# Held blocked from qmail-start's first line until qmail-send has its handlers: a reload right
-# after a start must not kill a Python interpreter that is still starting (in C the window is
-# a few microseconds; here it is the interpreter's start-up). Blocked signals stay pending
-# across execve, so qmail-send still sees them.
-QMAIL_SEND_SIGNALS = {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
+
+def qmail_send_signals() -> set[int]:
+    """The signals held blocked from qmail-start's first line until qmail-send has its
+    handlers: a reload right after a start must not kill a Python interpreter that is still
+    starting (in C the window is a few microseconds; here it is the interpreter's start-up).
+    Blocked signals stay pending across execve, so qmail-send still sees them. A function:
+    the signal module (with enum) would cost every qmail-local, which never needs it, a
+    third of its imports."""
+    import signal
+
+    return {signal.SIGTERM, signal.SIGALRM, signal.SIGHUP}
+
 
 QUEUE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce", "pid", "lock")
 # conf-split (qmail's default, 23): mess/, info/, local/ and remote/ keep message N's file in
@@ -51,9 +57,16 @@ USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")
 GROUPS = ("nofiles", "qmail")
 
 
-def qmail_home(program_file: str) -> Path:
+def qmail_home_dir(program_file: str) -> str:
     """The qmail home of a program installed as <home>/bin/<program> (symlinks followed)."""
-    return Path(program_file).resolve().parent.parent
+    return os.path.dirname(os.path.dirname(os.path.realpath(program_file)))
+
+
+def qmail_home(program_file: str) -> Path:
+    """qmail_home_dir() as a Path."""
+    from pathlib import Path
+
+    return Path(qmail_home_dir(program_file))
 
 
 def read_control(home: Path, name: str, default: str | None = None) -> str | None:
@@ -201,6 +214,7 @@ def run_spawner(deliver: Callable[[dict[str, object]], tuple[str, str]]) -> int:
     """Main loop of qmail-lspawn and qmail-rspawn: one thread per delivery, as many at once as
     qmail-send asks for; on end of input (qmail-send closed its end) wait for the deliveries in
     flight, report them, and exit 0. Like qmail's spawns, no handler for TERM."""
+    import contextlib
     import threading
 
     lock = threading.Lock()

@@ -1,0 +1,78 @@
+"""What nfpm 2.48 cannot write into an RPM header, written after it the way rpmbuild would.
+
+- The source RPM: nfpm names `<package>-<v>-<r>.src.rpm` after each package itself; every
+  package of ours comes from one source RPM, `qmail-send-systemd-<v>-<r>.src.rpm`
+  (`nox -s sources`), which the spec route's packages name.
+- Scriptlet requirements: nfpm knows only Requires(post) (`rpm.requires.post`). Our other
+  scriptlets run the same programs, so each gets the same requirements (Requires(preun),
+  Requires(postun)), and each scriptlet's interpreter is required as rpmbuild requires it
+  (`Requires(interp,post): /bin/sh`).
+- Documentation flags: rpmbuild marks every file under /usr/share/man as %doc, the %ghost
+  manual pages that alternatives links too; an nfpm content has one type, ghost or doc.
+
+The parity test (tests/test_native_vs_nfpm.py) compares the result with rpmbuild's headers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qss_toolkit import payload, rpmheader, version
+from qss_toolkit.errors import CheckFailed
+from qss_toolkit.families import Family
+
+MAN_DIR = "/usr/share/man/"
+
+
+def source_rpm(main: str, ver: str) -> str:
+    return f"{main}-{ver}-{version.RELEASE}.src.rpm"
+
+
+def _requirements(pkg: rpmheader.Package) -> list[tuple[str, int, str]]:
+    entries = [pkg.get(t) for t in (rpmheader.REQUIRENAME, rpmheader.REQUIREFLAGS,
+                                    rpmheader.REQUIREVERSION)]  # fmt: skip
+    if any(e is None for e in entries):
+        return []
+    names, flags, versions = entries
+    assert names is not None and flags is not None and versions is not None
+    return list(zip(names.strings(), flags.ints(), versions.strings()))
+
+
+def scriptlet_requirements(
+    pkg: rpmheader.Package, package: payload.Package
+) -> list[tuple[str, int, str]]:
+    """The requirements rpmbuild gives `package`'s scriptlets that nfpm did not write."""
+    post = rpmheader.SCRIPTLETS["post"][1]
+    declared = [r for r in _requirements(pkg) if r[1] & post and not r[1] & rpmheader.SENSE_INTERP]
+    if len(declared) != len(package.scriptlet_requires):
+        raise CheckFailed(f"{package.name}: nfpm wrote Requires(post) {declared}, not its YAML's")
+    added = []
+    for script in package.scripts[Family.RPM]:
+        prog_tag, sense = rpmheader.SCRIPTLETS[script]
+        prog = pkg.get(prog_tag)
+        if prog is not None:
+            added.append((prog.strings()[0], rpmheader.SENSE_INTERP | sense, ""))
+        if script != "post":
+            added += [(name, flags & ~post | sense, ver) for name, flags, ver in declared]
+    return added
+
+
+def complete(path: Path, package: payload.Package, main: str, ver: str) -> None:
+    """Rewrite the nfpm-built `path` with the source RPM and scriptlet requirements."""
+    pkg = rpmheader.read(path)
+    pkg.set(rpmheader.string_entry(rpmheader.SOURCERPM, [source_rpm(main, ver)], rpmheader.STRING))
+    requirements = _requirements(pkg)
+    requirements += [r for r in scriptlet_requirements(pkg, package) if r not in requirements]
+    requirements.sort(key=lambda r: (r[0], r[1], r[2]))  # rpmbuild's order
+    names, flags, versions = zip(*requirements)
+    pkg.set(rpmheader.string_entry(rpmheader.REQUIRENAME, list(names)))
+    pkg.set(rpmheader.int32_entry(rpmheader.REQUIREFLAGS, list(flags)))
+    pkg.set(rpmheader.string_entry(rpmheader.REQUIREVERSION, list(versions)))
+    file_flags = pkg.get(rpmheader.FILEFLAGS)
+    if file_flags is not None:
+        marked = [
+            f | rpmheader.FILE_DOC if f & rpmheader.FILE_GHOST and name.startswith(MAN_DIR) else f
+            for f, name in zip(file_flags.ints(), pkg.file_names())
+        ]
+        pkg.set(rpmheader.int32_entry(rpmheader.FILEFLAGS, marked))
+    pkg.write(path)
