@@ -279,13 +279,24 @@ def fake_qmail_start(root: Path, script: str) -> None:
     (bindir / "qmail-start").chmod(0o755)
 
 
-def helper(root: Path, out: Path, **env: str) -> subprocess.Popen[bytes]:
-    """`run` under --root with stdout to `out`, which $JOURNAL_STREAM names."""
+def _ignore_interrupts() -> None:
+    """What a shell's background job inherits: SIGINT and SIGQUIT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+def helper(root: Path, out: Path, *, ignoring: bool = False, **env: str) -> subprocess.Popen[bytes]:
+    """`run` under --root with stdout to `out`, which $JOURNAL_STREAM names; `ignoring`
+    starts it with SIGINT and SIGQUIT ignored."""
     with out.open("wb") as sink:
         st = os.fstat(sink.fileno())
         environ = {**HELPER_ENV, "JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}", **env}
         return subprocess.Popen(
-            [*HELPER, "--root", str(root), "run"], env=environ, stdout=sink, stderr=sink
+            [*HELPER, "--root", str(root), "run"],
+            env=environ,
+            stdout=sink,
+            stderr=sink,
+            preexec_fn=_ignore_interrupts if ignoring else None,  # noqa: PLW1509 (no threads)
         )
 
 
@@ -343,15 +354,17 @@ def test_qmail_send_killed_means_the_helper_dies_of_the_same_signal(tmp_path: Pa
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
-def test_qmail_start_gets_a_clean_process(tmp_path: Path) -> None:
-    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec;
-    # systemd's notification socket is for the main process alone.
+@pytest.mark.parametrize("ignoring", [False, True], ids=["as-systemd-starts-it", "from-a-shell"])
+def test_qmail_start_gets_a_clean_process(tmp_path: Path, ignoring: bool) -> None:
+    # Python ignores SIGPIPE and SIGXFSZ, a shell's background job SIGINT and SIGQUIT, and an
+    # ignored signal stays ignored across exec; systemd's notification socket is for the main
+    # process alone.
     fake_qmail_start(
         tmp_path,
         'echo "notify=${NOTIFY_SOCKET:-none}"\nexec grep -E "^Sig(Ign|Blk)" /proc/self/status\n',
     )
     out = tmp_path / "out"
-    proc = helper(tmp_path, out, NOTIFY_SOCKET=str(tmp_path / "nobody-listens"))
+    proc = helper(tmp_path, out, ignoring=ignoring, NOTIFY_SOCKET=str(tmp_path / "nobody-listens"))
     assert proc.wait(timeout=30) == 0
     text = out.read_text()
     assert "<6>SigIgn:\t0000000000000000\n" in text

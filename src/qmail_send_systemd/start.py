@@ -299,10 +299,15 @@ def _spawn(program: str, argv: list[str], log_w: int) -> int:
             os.dup2(log_w, 1)
             if log_w != 1:
                 os.close(log_w)
-            # What an exec'd qmail should find: Python ignores SIGPIPE and SIGXFSZ, and an
-            # ignored signal stays ignored across exec.
-            for signum in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED, signal.SIGCHLD):
-                signal.signal(signum, signal.SIG_DFL)
+            # What an exec'd qmail should find, as systemd gives a service: every signal at
+            # its default. An ignored signal stays ignored across exec, and Python ignores
+            # SIGPIPE and SIGXFSZ; whoever started the helper may have ignored others (a
+            # shell's background job has SIGINT and SIGQUIT ignored).
+            for signum in signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}:
+                try:  # noqa: SIM105 (contextlib is imported only at exit: start-up cost)
+                    signal.signal(signum, signal.SIG_DFL)
+                except (OSError, ValueError):  # 32 and 33 are the C library's own
+                    pass
             signal.pthread_sigmask(signal.SIG_SETMASK, [])
             os.environ.pop("NOTIFY_SOCKET", None)  # systemd's socket is for the main process
             os.execv(program, argv)  # noqa: S606 (no shell: qmail-start's argv as it is)
