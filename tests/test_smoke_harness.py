@@ -119,16 +119,17 @@ def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_
     from qss_toolkit import rebuild, sources
 
     for target in rebuild.BUILD_ROOTS.values():
-        argv = rootfs.mmdebstrap_command(target.root, tmp_path / "root")
+        argv = rootfs.mmdebstrap_command(debian_root(target), tmp_path / "root")
         assert "--variant=buildd" in argv
         assert not [a for a in argv if a.startswith("--include=")]  # no systemd, no python3
         # Only the Build-Depends, installed by apt as sbuild installs them.
-        [step] = rootfs.build_steps(target.root)
+        [step] = rootfs.build_steps(debian_root(target))
         assert "apt-get satisfy" in step and sources.build_depends() in step
         subprocess.run(["sh", "-n"], input=step, text=True, check=True)
     # The smoke roots' keys do not change with the variant field (their cached roots stay).
-    assert rootfs.build_steps(D12.root)[: len(rootfs.COMMON_CUSTOMIZE)] == rootfs.COMMON_CUSTOMIZE
-    buildd = replace(D12, root=replace(D12.root, variant="buildd"))
+    d12 = debian_root(D12)
+    assert rootfs.build_steps(d12)[: len(rootfs.COMMON_CUSTOMIZE)] == rootfs.COMMON_CUSTOMIZE
+    buildd = replace(D12, root=replace(d12, variant="buildd"))
     assert rootfs.cache_key(buildd) != rootfs.cache_key(D12)
 
 

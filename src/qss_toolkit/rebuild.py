@@ -31,7 +31,7 @@ from qss_toolkit.container import Container, offline
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.rootfs import RootfsCache
-from qss_toolkit.targets import TARGETS, DebianRoot, Target
+from qss_toolkit.targets import TARGETS, DebianRoot, Target, debian_root
 
 log = logging.getLogger("qss_toolkit")
 
@@ -69,7 +69,7 @@ def build_root(name: str, suite: str) -> Target:
 
 # Each Debian release the .dsc must build on, with the smoke target of the same suite.
 BUILD_ROOTS: dict[str, Target] = {
-    name: build_root(name, TARGETS[name].root.suite) for name in ("debian-12", "debian-13")
+    name: build_root(name, debian_root(TARGETS[name]).suite) for name in ("debian-12", "debian-13")
 }
 RPM_ROOT = TARGETS["rpm-on-debian-13"]
 LINT_ROOT = Target(
