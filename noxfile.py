@@ -118,7 +118,9 @@ def repo(session: nox.Session) -> None:
 def stock(session: nox.Session) -> None:
     """The README's commands on new Debian machines (minbase + python3 + git), as root and not."""
     _install(session, "test")
-    session.run("pytest", "-m", "stock", "-rA", "tests/container", *session.posargs)
+    # One worker per machine (pytest-xdist): each mostly waits on apt's mirror and PyPI.
+    workers = ("-n", "4", "--dist", "load")
+    session.run("pytest", "-m", "stock", "-rA", *workers, "tests/container", *session.posargs)
 
 
 @nox.session(default=False)
