@@ -290,6 +290,9 @@ NETWORKD_YAML = "qmail-send-systemd-networkd.yaml"
          "      postinstall: packaging/scripts/rpm/sendmail-postinstall\n"
          "      preremove: packaging/scripts/rpm/sendmail-preremove\n", "",
          r"x-qss\.scriptlet-requires without an rpm script"),
+        # Each one is what a spec's Requires: takes, checked before anything is built.
+        (SENDMAIL_YAML, "    - /usr/sbin/alternatives\n", "    - alternatives 1.0\n",
+         r"x-qss\.scriptlet-requires: 'alternatives 1\.0' is not NAME or NAME OP VERSION"),
         # The RPM Packager is the maintainer, as the source RPM's %packager is.
         (NETWORKD_YAML, "  buildhost: reproducible\n",
          "  buildhost: reproducible\n  packager: someone <s@example.org>\n",

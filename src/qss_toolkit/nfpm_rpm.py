@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from qss_toolkit import payload, rpmheader, version
-from qss_toolkit.errors import CheckFailed
 from qss_toolkit.families import Family
 
 MAN_DIR = "/usr/share/man/"
@@ -39,20 +38,6 @@ def _requirements(pkg: rpmheader.Package) -> list[tuple[str, int, str]]:
     return list(zip(names.strings(), flags.ints(), versions.strings()))
 
 
-# A requirement's comparison, as rpm's header flags write it (RPMSENSE_LESS, _GREATER, _EQUAL).
-_COMPARISON = {"<": 0x02, ">": 0x04, "=": 0x08, "<=": 0x0A, ">=": 0x0C}
-
-
-def requirement(text: str) -> tuple[str, int, str]:
-    """`name` or `name OP version` (the spec's form) as (name, comparison flags, version)."""
-    words = text.split()
-    if len(words) == 1:
-        return words[0], 0, ""
-    if len(words) == 3 and words[1] in _COMPARISON:
-        return words[0], _COMPARISON[words[1]], words[2]
-    raise CheckFailed(f"{text!r} is not an RPM requirement (fix: write NAME or NAME >= VERSION)")
-
-
 def scriptlet_requirements(
     pkg: rpmheader.Package, package: payload.Package
 ) -> list[tuple[str, int, str]]:
@@ -65,7 +50,9 @@ def scriptlet_requirements(
         if prog is not None:
             added.append((prog.strings()[0], rpmheader.SENSE_INTERP | sense, ""))
         for text in package.scriptlet_requires:
-            name, flags, ver = requirement(text)
+            parsed = rpmheader.parse_requirement(text)
+            assert parsed is not None, text  # payload.load_package checked each entry
+            name, flags, ver = parsed
             added.append((name, flags | sense, ver))
     return added
 

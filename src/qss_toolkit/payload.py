@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from qss_toolkit import PROJECT_ROOT
+from qss_toolkit import PROJECT_ROOT, rpmheader
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family, Word
 from qss_toolkit.version import RELEASE
@@ -327,6 +327,11 @@ def _scriptlet_requires(
     requires = _as_str_list(config, toolkit.get("scriptlet-requires"), what)
     if requires and not rpm_scripts:
         raise _fail(config, f"{what} without an rpm script")
+    for text in requires:
+        if rpmheader.parse_requirement(text) is None:
+            raise _fail(
+                config, f"{what}: {text!r} is not NAME or NAME OP VERSION (OP: <, >, =, <=, >=)"
+            )
     return requires
 
 

@@ -41,6 +41,19 @@ FILE_DOC, FILE_GHOST = 1 << 1, 1 << 6
 SCRIPTLETS = {"pre": (1085, 1 << 9), "post": (1086, 1 << 10), "preun": (1087, 1 << 11),
               "postun": (1088, 1 << 12)}  # fmt: skip
 SENSE_INTERP = 1 << 8
+# A requirement's comparison, as the header's flags write it (RPMSENSE_LESS, _GREATER, _EQUAL).
+SENSE_COMPARISON = {"<": 0x02, ">": 0x04, "=": 0x08, "<=": 0x0A, ">=": 0x0C}
+
+
+def parse_requirement(text: str) -> tuple[str, int, str] | None:
+    """`NAME` or `NAME OP VERSION` (a spec's Requires: entry) as (name, comparison flags,
+    version); None for anything else."""
+    words = text.split()
+    if len(words) == 1:
+        return words[0], 0, ""
+    if len(words) == 3 and words[1] in SENSE_COMPARISON:
+        return words[0], SENSE_COMPARISON[words[1]], words[2]
+    return None
 
 
 @dataclass
