@@ -190,18 +190,16 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
     for module in sorted((HERE / "lib").glob("*.py")):
         shutil.copyfile(module, standin / module.name)
         ids.apply(standin / module.name, "root", "root", 0o644)
-    # Compiled now, as root, by the Python that runs the programs where it is this one (in a
-    # booted root, always): the programs that run as the mail's recipient could not write
-    # __pycache__, and would compile the modules again at every delivery.
-    if python is None or Path(python).resolve() == Path(sys.executable).resolve():
-        import compileall
+    # Compiled now, as root: the programs that run as the mail's recipient could not write
+    # __pycache__, and would compile the modules again at every delivery. The cache is per
+    # interpreter version, so a programs' Python other than this one just compiles its own.
+    import compileall
 
-        compileall.compile_dir(standin, quiet=1)
-        cache = standin / "__pycache__"
-        if cache.is_dir():
-            ids.apply(cache, "root", "root", 0o755)
-            for compiled in cache.iterdir():
-                ids.apply(compiled, "root", "root", 0o644)
+    compileall.compile_dir(standin, quiet=1)
+    cache = standin / "__pycache__"
+    ids.apply(cache, "root", "root", 0o755)
+    for compiled in cache.iterdir():
+        ids.apply(compiled, "root", "root", 0o644)
     for record, owner in (("signals.log", "qmails"), ("tcpok.log", "root"), ("ready", "qmails")):
         (standin / record).touch()
         ids.apply(standin / record, owner, "qmail", 0o644)
