@@ -35,7 +35,7 @@ class Release:
 
 
 # What administrators have installed today; move it forward with each release.
-PREVIOUS_RELEASE = Release("1.0.0", "245c2a58b9ae6ae4fb56a86b89780ab10cf83f14")
+PREVIOUS_RELEASE = Release("1.1.0", "318ffbea27eb89eb3926325a627cd884bf90aae4")
 
 
 def cache_dir() -> Path:
