@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import PROJECT_ROOT as PROJECT
-from qss_toolkit import build, payload, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import packages
 from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
 from qss_toolkit.families import Family
 
@@ -36,7 +37,7 @@ def _need(*tools: str) -> None:
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _need("nfpm", "dpkg-deb", "rpm")
     out = tmp_path_factory.mktemp("dist")
-    build.build("nfpm", payload.FORMATS, out)
+    packages.build("nfpm", payload.FORMATS, out)
     return out
 
 
@@ -183,7 +184,7 @@ def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
 def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingToolError) as excinfo:
-        build.build("native", ("rpm",), tmp_path / "dist")
+        packages.build("native", ("rpm",), tmp_path / "dist")
     assert (
         str(excinfo.value)
         == "rpmbuild is not installed (fix: apt-get install rpm or dnf install rpm-build)"
@@ -196,21 +197,21 @@ def test_a_bad_version_stops_before_anything_is_written(
 ) -> None:
     monkeypatch.setattr(version, "read_version", lambda: version.validate("1.0-beta"))
     with pytest.raises(ConfigurationError, match="not valid for both Debian and RPM"):
-        build.build("nfpm", payload.FORMATS, tmp_path / "dist")
+        packages.build("nfpm", payload.FORMATS, tmp_path / "dist")
     assert not (tmp_path / "dist").exists()
 
 
 def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigurationError, match="SOURCE_DATE_EPOCH"):
-        build.source_date_epoch()
+        packages.source_date_epoch()
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    assert build.source_date_epoch() == 1700000000
+    assert packages.source_date_epoch() == 1700000000
 
 
 def test_an_unknown_builder_is_a_usage_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown builder"):
-        build.prepare("fpm", payload.FORMATS)
+        packages.prepare("fpm", payload.FORMATS)
 
 
 def test_a_failing_build_leaves_dist_as_it_was(
@@ -223,17 +224,21 @@ def test_a_failing_build_leaves_dist_as_it_was(
     calls: list[Family] = []
 
     def fail_on_rpm(
-        self: build.NfpmBuilder, ctx: build.BuildContext, fmt: Family, staging: Path, out: Path
+        self: packages.NfpmBuilder,
+        ctx: packages.BuildContext,
+        fmt: Family,
+        staging: Path,
+        out: Path,
     ) -> None:
         calls.append(fmt)
         if fmt is Family.RPM:
             raise CommandFailed("exit 1: nfpm package ... (simulated)")
         original(self, ctx, fmt, staging, out)
 
-    original = build.NfpmBuilder.build
-    monkeypatch.setattr(build.NfpmBuilder, "build", fail_on_rpm)
+    original = packages.NfpmBuilder.build
+    monkeypatch.setattr(packages.NfpmBuilder, "build", fail_on_rpm)
     with pytest.raises(CommandFailed):
-        build.build("nfpm", payload.FORMATS, dist)
+        packages.build("nfpm", payload.FORMATS, dist)
     assert calls == ["deb", "rpm"]
     assert [p.name for p in dist.iterdir()] == ["older.deb"]
 
@@ -246,32 +251,31 @@ def test_broken_native_sources_stop_before_anything_is_written(
     for rel in ("debian", "rpm", "packaging", "units", "src/qmail_send_systemd"):
         shutil.copytree(PROJECT / rel, tmp_path / rel)
     shutil.copyfile(PROJECT / "COPYING", tmp_path / "COPYING")
-    build.prepare("native", payload.FORMATS, tmp_path)
+    packages.prepare("native", payload.FORMATS, tmp_path)
     spec = tmp_path / "rpm/qmail-send-systemd.spec.in"
     good = spec.read_text(encoding="utf-8")
     spec.write_text(good.replace("@VERSION@", "1.0"), encoding="utf-8")
     with pytest.raises(ConfigurationError, match="@VERSION@"):
-        build.prepare("native", ("rpm",), tmp_path)
-    build.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
+        packages.prepare("native", ("rpm",), tmp_path)
+    packages.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
     # The spec's own package is the main one of packaging/nfpm/, filled in.
     spec.write_text(good.replace("Name:           @NAME@", "Name: x"), "utf-8")
     with pytest.raises(ConfigurationError, match=r"Name: +@NAME@") as info:
-        build.prepare("native", ("rpm",), tmp_path)
+        packages.prepare("native", ("rpm",), tmp_path)
     assert info.value.hint is not None and "main one of packaging/nfpm/" in info.value.hint
     with (tmp_path / "debian/control").open("a") as control:
         control.write("\nPackage: stale\n")
     with pytest.raises(ConfigurationError, match="Source stanza only"):
-        build.prepare("native", ("deb",), tmp_path)
+        packages.prepare("native", ("deb",), tmp_path)
 
 
 def test_generated_native_metadata_matches_the_payload() -> None:
-    packages = payload.load_packages()
-    main, *_ = packages
-    stanza = build.debian_stanza(main, "9.9")
+    main, *_ = payload.load_packages()
+    stanza = packages.debian_stanza(main, "9.9")
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    preamble = build.rpm_preamble(main, "9.9").splitlines()
+    preamble = packages.rpm_preamble(main, "9.9").splitlines()
     assert (
         preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
     )
@@ -294,7 +298,7 @@ def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks() -> N
 
 def test_rpm_changelog_from_the_debian_one() -> None:
     text = payload.debian_changelog(PROJECT, "4.2", 0)
-    lines = build.rpm_changelog(text).splitlines()
+    lines = packages.rpm_changelog(text).splitlines()
     assert lines[0] == "%changelog"
     assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
     assert lines[1].endswith("> - 4.2-1")

@@ -1,7 +1,7 @@
 """The two routes agree: nfpm and dpkg-buildpackage / rpmbuild (on the source packages that
 `sources` makes) give every package the same control fields and RPM header tags, dependencies,
 files (type, mode, owner, link target, content), maintainer scripts and changelog
-(qss_toolkit.parity says what is left out and why). tests/container/test_rebuild.py holds the
+(qss_toolkit.build.parity says what is left out and why). tests/container/test_rebuild.py holds the
 third route to the same views: the source packages rebuilt on Debian 12, 13 and in the RPM root.
 
 Both builds take a few seconds together, so this stays in the default suite.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, parity, payload, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import packages, parity
 from qss_toolkit.families import Family
 
 VERSION = version.read_version()
@@ -31,7 +32,7 @@ def routes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dists = {}
     for builder in ("nfpm", "native"):
         dists[builder] = tmp_path_factory.mktemp(builder)
-        build.build(builder, payload.FORMATS, dists[builder])
+        packages.build(builder, payload.FORMATS, dists[builder])
     return dists
 
 

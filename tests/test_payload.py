@@ -229,7 +229,7 @@ def test_scripts_get_each_formats_own_names_and_relations_the_version(tree: Path
     assert package.relation(DEB, "depends", "2.0") == ("scripted-base (= 2.0-1)",)
     assert package.relation(RPM, "depends", "2.0") == ("scripted-base = 2.0",)
     assert package.units() == ("scripted.service",) and not package.main
-    # What build.py reads for debian/control and the spec: typed, with the defaults nfpm has.
+    # What build.packages reads for debian/control and the spec: typed, with the defaults nfpm has.
     assert (package.section, package.priority, package.vendor) == ("mail", "optional", None)
     _edit(config, "  postinstall:", "  postinstal:")
     with pytest.raises(ConfigurationError, match="script postinstal is not supported"):

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822, Packages, Release
 
-from qss_toolkit import repo, signing
 from qss_toolkit.errors import CommandFailed, ConfigurationError
+from qss_toolkit.repo import publish as repo
+from qss_toolkit.repo import signing
 
 MISSING = [
     tool
@@ -416,7 +417,7 @@ def test_no_key_is_a_one_line_configuration_error(tmp_path: Path) -> None:
         ["python3", "-m", "qss_toolkit", "repo", "--dist", str(tmp_path)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(repo.__file__).parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(repo.__file__).parents[2])},
         check=False,
     )
     assert result.returncode == 2
@@ -578,10 +579,10 @@ def project_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     if list(DIST.glob(f"{repo.NAME}_*.deb")) and list(DIST.glob(f"{repo.NAME}-[0-9]*.rpm")):
         return DIST
-    from qss_toolkit import build
+    from qss_toolkit.build import packages
 
     out = tmp_path_factory.mktemp("project-dist")
-    build.build("nfpm", ("deb", "rpm"), out)
+    packages.build("nfpm", ("deb", "rpm"), out)
     return out
 
 

@@ -13,22 +13,16 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeBackend, RecordingContainer
-from qss_toolkit import container as container_module
-from qss_toolkit import rootfs, smoke
-from qss_toolkit.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
-from qss_toolkit.container import (
-    BootKind,
-    ContainerError,
-    NspawnContainer,
-    OfflineRoot,
-    booted,
-    command_line,
-    find_child,
-    machine_name,
-)
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
-from qss_toolkit.scenarios import (
+from qss_toolkit.settings import Settings
+from qss_toolkit.smoke import rootfs, runner
+from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
+from qss_toolkit.smoke.engines import nspawn as container_module
+from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
+from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
+from qss_toolkit.smoke.runner import Status
+from qss_toolkit.smoke.scenarios.registry import (
     SCENARIOS,
     Scenario,
     ScenarioContext,
@@ -37,9 +31,7 @@ from qss_toolkit.scenarios import (
     scenario,
     select_scenarios,
 )
-from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import Status
-from qss_toolkit.targets import (
+from qss_toolkit.smoke.targets import (
     BASE_PACKAGES,
     LOCAL_TARGETS,
     TARGETS,
@@ -95,7 +87,7 @@ def test_smoke_names_an_unknown_target_before_it_boots_anything(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(ConfigurationError, match="unknown smoke target 'debian-2'"):
-        smoke.main(["--target", "debian-2"])
+        runner.main(["--target", "debian-2"])
 
 
 def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +108,7 @@ def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.Monk
 
 
 def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_path: Path) -> None:
-    from qss_toolkit import rebuild, sources
+    from qss_toolkit.build import rebuild, sources
 
     for target in rebuild.BUILD_ROOTS.values():
         argv = rootfs.mmdebstrap_command(debian_root(target), tmp_path / "root")
@@ -266,13 +258,13 @@ def test_plan_shares_one_boot_and_isolates_offline() -> None:
         Scenario("c", _noop, (Family.DEB,), shared, ""),
         Scenario("e", _noop, both, offline, ""),
     ]
-    deb = smoke.plan(D12, scenarios)
+    deb = runner.plan(D12, scenarios)
     assert [(kind, [s.name for s in group]) for kind, group in deb] == [
         (shared, ["a", "b", "c"]),
         (offline, ["d"]),
         (offline, ["e"]),
     ]
-    rpm = smoke.plan(RPM, scenarios)
+    rpm = runner.plan(RPM, scenarios)
     assert [s.name for _, group in rpm for s in group] == ["a", "b", "d", "e"]
 
 
@@ -309,23 +301,23 @@ def test_starts_since_counts_finished_start_jobs() -> None:
 
 def _result(
     target: str, name: str, status: Status, seconds: float, msg: str = ""
-) -> smoke.ScenarioResult:
-    return smoke.ScenarioResult(target, name, status, seconds, msg)
+) -> runner.ScenarioResult:
+    return runner.ScenarioResult(target, name, status, seconds, msg)
 
 
-def _runs() -> list[smoke.TargetRun]:
-    d12 = smoke.TargetRun(D12, seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
+def _runs() -> list[runner.TargetRun]:
+    d12 = runner.TargetRun(D12, seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
     d12.results = [
         _result("debian-12", "install", Status.PASS, 1.25),
         _result("debian-12", "upgrade", Status.FAIL, 3.0, "exit 1: apt-get install x\nE: broken"),
     ]
-    rpm = smoke.TargetRun(RPM, seconds=9.0)
+    rpm = runner.TargetRun(RPM, seconds=9.0)
     rpm.results = [_result("rpm-on-debian-13", "install", Status.ERROR, 0.0, "boot: no systemd")]
     return [d12, rpm]
 
 
 def test_table_has_a_row_per_scenario_and_a_column_per_target() -> None:
-    lines = smoke.render_table(_runs()).splitlines()
+    lines = runner.render_table(_runs()).splitlines()
     assert lines[0].split() == ["scenario", "debian-12", "rpm-on-debian-13"]
     assert lines[2].split() == ["install", "pass", "1.2s", "ERROR", "0.0s"]
     assert lines[3].split() == ["upgrade", "FAIL", "3.0s", "-"]
@@ -338,12 +330,12 @@ def test_table_sums_each_targets_scenario_cpu_time() -> None:
     runs = _runs()
     runs[0].results[0].cpu_seconds = 2.0
     runs[0].results[1].cpu_seconds = 1.25
-    last = smoke.render_table(runs).splitlines()[-1]
+    last = runner.render_table(runs).splitlines()[-1]
     assert last.split() == ["(scenario", "CPU)", "3.2s", "-"]
 
 
 def test_junit_counts_failures_and_errors_per_target() -> None:
-    root = ET.fromstring(smoke.junit_xml(_runs()))  # noqa: S314 - our own output
+    root = ET.fromstring(runner.junit_xml(_runs()))  # noqa: S314 - our own output
     d12, rpm = root.findall("testsuite")
     assert (d12.get("name"), d12.get("tests"), d12.get("failures")) == ("debian-12", "2", "1")
     assert rpm.get("errors") == "1"
@@ -353,18 +345,18 @@ def test_junit_counts_failures_and_errors_per_target() -> None:
 
 
 def test_failure_report_names_target_scenario_command_and_output() -> None:
-    report = smoke.failure_report(_runs())
+    report = runner.failure_report(_runs())
     assert "FAIL debian-12 / upgrade\n  exit 1: apt-get install x\n  E: broken" in report
     assert "ERROR rpm-on-debian-13 / install" in report
     long = [_result("debian-12", "x", Status.FAIL, 1.0, "\n".join(f"line {i}" for i in range(100)))]
-    run_ = smoke.TargetRun(D12, results=long)
-    assert len(smoke.failure_report([run_]).splitlines()) <= 35
+    run_ = runner.TargetRun(D12, results=long)
+    assert len(runner.failure_report([run_]).splitlines()) <= 35
 
 
 def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path) -> None:
     # `test -e` says which of the files exist in the container: only /var/log/dpkg.log and
     # the stand-in's logs (the answers default to exit 0: make every other one missing).
-    missing = [*smoke.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
+    missing = [*runner.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
     present = ["/var/log/dpkg.log", "/var/qmail/standin"]
     container = RecordingContainer({f"test -e {p}": (1, "") for p in missing if p not in present})
     ctx = ScenarioContext(D12, container, Path("."))
@@ -373,7 +365,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
     (where / "stale-from-last-run").parent.mkdir(parents=True)
     (where / "stale-from-last-run").write_text("old")
     result = _result("debian-12", "upgrade", Status.FAIL, 1.0, "exit 1: boom")
-    assert smoke.save_failure_logs(ctx, result, where) == where
+    assert runner.save_failure_logs(ctx, result, where) == where
     kept = sorted(p.name for p in where.iterdir())
     assert kept == ["failure.txt", "journal.txt", "var_log_dpkg.log", "var_qmail_standin"]
     assert (where / "failure.txt").read_text().endswith("scenario: upgrade\n\nexit 1: boom\n")
@@ -382,7 +374,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
 def test_smoke_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ConfigurationError, match="must run as root"):
-        smoke.main(["--target", "debian-12"])
+        runner.main(["--target", "debian-12"])
 
 
 def test_remove_cgroup_removes_nested_directories_deepest_first(tmp_path: Path) -> None:
@@ -424,11 +416,11 @@ def test_run_scenario_counts_the_cpu_time_used_while_it_ran(tmp_path: Path) -> N
 
     ctx = ScenarioContext(D12, container, tmp_path)
     busy_scenario = Scenario("busy", busy, (Family.DEB,), BootKind.SHARED, "")
-    result = smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs")
+    result = runner.run_scenario(ctx, busy_scenario, tmp_path / "logs")
     assert result.status is Status.PASS
     assert result.cpu_seconds == pytest.approx(2.5)
     container.cpu = None  # a host without cgroup2 counts nothing: no figure, not 0
-    assert smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs").cpu_seconds is None
+    assert runner.run_scenario(ctx, busy_scenario, tmp_path / "logs").cpu_seconds is None
 
 
 def test_run_scenario_tells_a_failed_check_from_a_broken_harness(tmp_path: Path) -> None:
@@ -445,7 +437,7 @@ def test_run_scenario_tells_a_failed_check_from_a_broken_harness(tmp_path: Path)
     outcomes = {}
     for function in (fails, asserts, breaks):
         one = Scenario(function.__name__, function, (Family.DEB,), BootKind.SHARED, "")
-        outcomes[one.name] = smoke.run_scenario(ctx, one, tmp_path / one.name)
+        outcomes[one.name] = runner.run_scenario(ctx, one, tmp_path / one.name)
     assert outcomes["fails"].status is Status.FAIL
     assert outcomes["fails"].message == "the unit is masked"
     assert outcomes["asserts"].status is Status.FAIL
@@ -513,7 +505,7 @@ def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path
     import os
     import time
 
-    from qss_toolkit import rootfs
+    from qss_toolkit.smoke import rootfs
 
     cache = rootfs.RootfsCache(tmp_path)
     d12 = TARGETS["debian-12"]
@@ -536,7 +528,7 @@ def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path
 def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
     import os
 
-    from qss_toolkit import rootfs
+    from qss_toolkit.smoke import rootfs
 
     cache = rootfs.RootfsCache(tmp_path)
     root = cache.path(TARGETS["debian-12"])
@@ -552,7 +544,7 @@ def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> Non
 
     saved = signal.getsignal(signal.SIGTERM)
     try:
-        smoke.interrupt_on_sigterm()
+        runner.interrupt_on_sigterm()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
     finally:
@@ -560,7 +552,7 @@ def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> Non
 
 
 def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> None:
-    from qss_toolkit.targets import APT_SUBSET_DIR, APT_SUBSET_LIST, apt_subset_script
+    from qss_toolkit.smoke.targets import APT_SUBSET_DIR, APT_SUBSET_LIST, apt_subset_script
 
     script = apt_subset_script()
     for name in ("debian-11", "debian-12", "debian-13"):
@@ -573,7 +565,7 @@ def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> Non
 
 
 def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import RUNNING_CURRENT
+    from qss_toolkit.smoke.scenarios.registry import RUNNING_CURRENT
 
     seen: list[tuple[str, str | None]] = []
 
@@ -595,7 +587,7 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> N
         make("e", leaves=False, fails=False),
     ]
     backend = FakeBackend(RecordingContainer())
-    outcome = smoke.run_target(
+    outcome = runner.run_target(
         D12, group, dist=tmp_path, previous=None, logs=tmp_path, backend=backend
     )
     assert [r.status for r in outcome.results] == ["pass", "fail", "pass", "pass", "pass"]
@@ -610,7 +602,7 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> N
 
 
 def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
-    from qss_toolkit.bench import previous_sections
+    from qss_toolkit.bench.runner import previous_sections
 
     path = tmp_path / "bench.json"
     assert previous_sections(path) == {}  # no earlier bench
@@ -627,7 +619,7 @@ def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> N
     import sys
     import urllib.request
 
-    from qss_toolkit.scenarios_repo import HTTP_SERVER
+    from qss_toolkit.smoke.scenarios.repo import HTTP_SERVER
 
     (tmp_path / "InRelease").write_text("new index\n")
     server = subprocess.Popen(
@@ -656,7 +648,7 @@ def test_a_boot_that_fails_is_an_error_for_its_scenarios_alone(tmp_path: Path) -
     backend = FakeBackend(RecordingContainer(), failing=[BootKind.SHARED])
     scenarios = [*_group("a", "b"), *_group("offline", boot=BootKind.OFFLINE)]
     reported: list[str] = []
-    outcome = smoke.run_target(
+    outcome = runner.run_target(
         D12,
         scenarios,
         dist=tmp_path,
@@ -679,11 +671,11 @@ def test_a_boot_that_fails_is_an_error_for_its_scenarios_alone(tmp_path: Path) -
 def test_ctrl_c_starts_no_further_target_and_tears_down(tmp_path: Path) -> None:
     backend = FakeBackend(RecordingContainer())
 
-    def interrupted(result: smoke.ScenarioResult) -> None:
+    def interrupted(result: runner.ScenarioResult) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        smoke.run_matrix(
+        runner.run_matrix(
             [D12, RPM],
             _group("a", "b"),
             dist=tmp_path,
@@ -756,7 +748,7 @@ def identities(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE
+    from qss_toolkit.smoke.scenarios.registry import MAIN, SENDMAIL_PACKAGE
 
     dist = _fake_dist(tmp_path, Family.DEB, [MAIN, SENDMAIL_PACKAGE])
     container = RecordingContainer()
@@ -779,7 +771,7 @@ def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: 
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_makes_one_dnf_repository_per_build(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import MAIN, NM_PACKAGE
+    from qss_toolkit.smoke.scenarios.registry import MAIN, NM_PACKAGE
 
     dist = _fake_dist(tmp_path, Family.RPM, [MAIN, NM_PACKAGE])
     container = RecordingContainer()

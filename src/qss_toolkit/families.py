@@ -26,7 +26,7 @@ from qss_toolkit.run import run
 from qss_toolkit.version import RELEASE
 
 if TYPE_CHECKING:
-    from qss_toolkit.container import Container
+    from qss_toolkit.smoke.engines.base import Container
 
 
 class Word(str, Enum):
