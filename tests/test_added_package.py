@@ -12,7 +12,7 @@ import pytest
 from added_package import EXTRA, EXTRA_FILE, make_tree
 from fakes import RecordingContainer
 from qss_toolkit import payload, version
-from qss_toolkit.build import lint, packages, sources
+from qss_toolkit.build import control, lint, packages, sources
 from qss_toolkit.families import Family
 from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
 from qss_toolkit.smoke.targets import TARGETS
@@ -34,7 +34,7 @@ def dists(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     with pytest.MonkeyPatch.context() as env:
         # The copy has no git history: the build time of the tree it was copied from (an
         # older date would put the changelog's top entry before the ones below it).
-        env.setenv("SOURCE_DATE_EPOCH", str(packages.source_date_epoch()))
+        env.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
         for builder in ("nfpm", "native"):
             out[builder] = tmp_path_factory.mktemp(builder)
             packages.build(builder, payload.FORMATS, out[builder], root=tree)
@@ -81,7 +81,7 @@ def test_lintian_and_rpmlint_pass_it(tree: Path, dists: dict[str, Path]) -> None
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SOURCE_DATE_EPOCH", str(packages.source_date_epoch()))
+        env.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
         sources.write_sources(dists["nfpm"], root=tree)  # its stanza and %package come along
     lines = lint.lint(dists["nfpm"], only=["lintian", "rpmlint"])
     count = len(payload.load_packages()) + 1

@@ -12,7 +12,7 @@ import pytest
 
 from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import payload, version
-from qss_toolkit.build import packages
+from qss_toolkit.build import control, packages
 from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
 from qss_toolkit.families import Family
 
@@ -204,9 +204,9 @@ def test_a_bad_version_stops_before_anything_is_written(
 def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigurationError, match="SOURCE_DATE_EPOCH"):
-        packages.source_date_epoch()
+        control.source_date_epoch()
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    assert packages.source_date_epoch() == 1700000000
+    assert control.source_date_epoch() == 1700000000
 
 
 def test_an_unknown_builder_is_a_usage_error() -> None:
@@ -271,11 +271,11 @@ def test_broken_native_sources_stop_before_anything_is_written(
 
 def test_generated_native_metadata_matches_the_payload() -> None:
     main, *_ = payload.load_packages()
-    stanza = packages.debian_stanza(main, "9.9")
+    stanza = control.debian_stanza(main, "9.9")
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    preamble = packages.rpm_preamble(main, "9.9").splitlines()
+    preamble = control.rpm_preamble(main, "9.9").splitlines()
     assert (
         preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
     )
@@ -298,7 +298,7 @@ def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks() -> N
 
 def test_rpm_changelog_from_the_debian_one() -> None:
     text = payload.debian_changelog(PROJECT, "4.2", 0)
-    lines = packages.rpm_changelog(text).splitlines()
+    lines = control.rpm_changelog(text).splitlines()
     assert lines[0] == "%changelog"
     assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
     assert lines[1].endswith("> - 4.2-1")

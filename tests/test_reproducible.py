@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import payload
-from qss_toolkit.build import packages, sources
+from qss_toolkit.build import control, packages, sources
 from qss_toolkit.errors import ConfigurationError
 
 
@@ -73,7 +73,7 @@ def test_default_epoch_is_the_last_commit(tmp_path: Path, monkeypatch: pytest.Mo
         pytest.skip("git is not installed")
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     with pytest.raises(ConfigurationError, match="no SOURCE_DATE_EPOCH and no git history"):
-        packages.source_date_epoch(tmp_path)
+        control.source_date_epoch(tmp_path)
     env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
     for stamp in ("1500000000", "1600000000"):
         dated = {
@@ -87,4 +87,4 @@ def test_default_epoch_is_the_last_commit(tmp_path: Path, monkeypatch: pytest.Mo
              "-m", stamp],
         ):  # fmt: skip
             subprocess.run(argv, cwd=tmp_path, env={**os.environ, **dated}, check=True)
-    assert packages.source_date_epoch(tmp_path) == 1600000000
+    assert control.source_date_epoch(tmp_path) == 1600000000

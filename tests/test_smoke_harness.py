@@ -14,11 +14,11 @@ import pytest
 
 from fakes import FakeBackend, RecordingContainer
 from qss_toolkit.errors import ConfigurationError
-from qss_toolkit.families import Family
+from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import rootfs, runner
+from qss_toolkit.smoke import rootfs, runner, staging
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
-from qss_toolkit.smoke.engines import nspawn as container_module
+from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
 from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
 from qss_toolkit.smoke.runner import Status
@@ -708,7 +708,7 @@ def test_booted_tears_down_after_an_exception_inside_it(
         if self.name.endswith("!"):
             raise ContainerError("no systemd")
 
-    monkeypatch.setattr(container_module, "require", lambda tool: tool)
+    monkeypatch.setattr(nspawn_engine, "require", lambda tool: tool)
     monkeypatch.setattr(NspawnContainer, "start", start)
     monkeypatch.setattr(NspawnContainer, "stop", lambda self: events.append("stop"))
     cache = Cache(tmp_path)
@@ -716,13 +716,13 @@ def test_booted_tears_down_after_an_exception_inside_it(
         raise RuntimeError("scenario broke")
     assert events == ["checkout keep=False", "start", "stop", "discard"]
     events.clear()
-    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x!")
+    monkeypatch.setattr(nspawn_engine, "machine_name", lambda target: "qssd12-x!")
     with pytest.raises(ContainerError), booted(D12, cache=cache):
         events.append("never reached")
     assert events == ["checkout keep=False", "start", "stop", "discard"]  # a failed boot too
     events.clear()
     monkeypatch.setenv("QSS_KEEP_CONTAINER", "1")
-    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x")
+    monkeypatch.setattr(nspawn_engine, "machine_name", lambda target: "qssd12-x")
     with booted(D12, cache=cache):
         pass
     assert events == ["checkout keep=True", "start", "discard"]  # kept: not stopped
@@ -858,3 +858,25 @@ def test_reset_removes_what_is_left_of_each_package_and_nothing_else(
     log.unlink()
     subprocess.run(["sh", "-c", family.manager.reset(["c"])], env=env, check=True)
     assert not log.exists()  # nothing to remove: the low-level tool is not even run
+
+
+def test_every_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
+    assert set(staging.STAGERS) == set(Family), "a family without a smoke.staging entry"
+    files = []
+    for name in ("qmail-send-systemd", "qmail-send-systemd-sendmail"):
+        (tmp_path / f"{name}.pkg").write_text(name)
+        files.append(PackageFile(tmp_path / f"{name}.pkg", name, "1.0"))
+    deb = RecordingContainer()
+    staging.stage(Family.DEB, deb, files[:1], files, "/srv/qss/debs")
+    assert deb.commands == [f"copy {files[0].path} /srv/qss/debs/qmail-send-systemd.pkg"]
+    rpm = RecordingContainer()
+    staging.stage(Family.RPM, rpm, files[:1], files, "/srv/qss/rpms")
+    assert len(rpm.copied) == 2 and "createrepo_c --quiet /srv/qss/rpms" in rpm.commands
+    # The same build staged again in the same boot: the stamp matches, nothing is copied.
+    stamp = rpm.commands.index("createrepo_c --quiet /srv/qss/rpms") + 1
+    assert rpm.commands[stamp].startswith("cat > /srv/qss/rpms/.qss-stamp")
+    listed = "".join(f"{f.path.name} {f.path.stat().st_size} {f.path.stat().st_mtime_ns}\n"
+                     for f in sorted(files, key=lambda f: f.path))  # fmt: skip
+    again = RecordingContainer({"cat /srv/qss/rpms/.qss-stamp": (0, listed)})
+    staging.stage(Family.RPM, again, files[:1], files, "/srv/qss/rpms")
+    assert again.commands == ["cat /srv/qss/rpms/.qss-stamp"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import payload, version
-from qss_toolkit.build import packages, parity, sources
+from qss_toolkit.build import control, packages, parity, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 
@@ -100,7 +100,7 @@ def test_debian_changelog_is_packaging_changelog_with_the_version(
     changelog = (tmp_path / "x/debian/changelog").read_text(encoding="utf-8")
     entries = payload.parse_changelog(changelog)
     template = payload.parse_changelog(
-        payload.debian_changelog(PROJECT, VERSION, packages.source_date_epoch())
+        payload.debian_changelog(PROJECT, VERSION, control.source_date_epoch())
     )
     assert entries == template
     assert entries[0].version == f"{VERSION}-1"

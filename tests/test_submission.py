@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 
 from qmail_send_systemd import cli, submission, submission_config, verify
-from qmail_send_systemd.relay import Smarthost
+from qmail_send_systemd.setup_plan import Smarthost
 
 UID = os.getuid()
 GID = os.getgid()

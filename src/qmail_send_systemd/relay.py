@@ -21,11 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable
 
-from qmail_send_systemd import QMAIL_HOME
+from qmail_send_systemd import QMAIL_HOME, submission_config
 from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.errors import EXIT_OK, HelperError, UsageError
+from qmail_send_systemd.setup_plan import Smarthost, Target
+from qmail_send_systemd.systemd import UNIT, System
 
 if TYPE_CHECKING:
     import argparse
@@ -33,9 +35,6 @@ if TYPE_CHECKING:
 ALIAS_USER = "alias"
 QMAIL_GROUP = "qmail"
 ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
-# qmail-local refuses a .qmail file or a home directory that is group- or world-writable
-# (conf-patrn); 0644 lets qmail-local, running as the alias user, read a root-owned file too.
-FILE_MODE = 0o644
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -46,15 +45,6 @@ _ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 
 def _usage(message: str, hint: str = "") -> UsageError:
     return UsageError(message, hint)
-
-
-class Smarthost(NamedTuple):
-    host: str
-    port: int | None
-
-    def route(self) -> str:
-        """The catch-all smtproutes line (qmail-remote: `domain:relay[:port]`, empty domain)."""
-        return f":{self.host}" if self.port is None else f":{self.host}:{self.port}"
 
 
 def _is_hostname(name: str) -> bool:
@@ -130,18 +120,6 @@ def check_address(text: str) -> str:
 
 
 # --- the target tree ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """One file that setup owns: where, what (None: remove it), and the owner and mode its
-    reader needs."""
-
-    path: Path
-    content: bytes | None
-    uid: int
-    gid: int
-    mode: int = FILE_MODE
 
 
 @dataclass
@@ -345,8 +323,6 @@ def _check_tls_options(args: argparse.Namespace) -> None:
 
 def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None) -> list[Target]:
     """The submission route's files: written with --tls, removed by a plain --smarthost."""
-    from qmail_send_systemd import submission_config
-
     if smarthost is None:
         return []
     if args.tls is None:
@@ -364,8 +340,6 @@ def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None
 def _restart_for_dropin(root: Path, out: Callable[[str], None]) -> None:
     """A changed drop-in changes the service's mount namespace: only a restart applies it
     (a stop lets the deliveries in flight finish; nothing queued is lost)."""
-    from qmail_send_systemd.systemd import UNIT, System
-
     system = System(root)
     if not system.systemd_running():
         out(f"systemd is not running: the route applies at the next start of {UNIT}")
@@ -387,9 +361,9 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
     _check_tls_options(args)
     smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
     if smarthost is not None and smarthost.port is None and args.tls is not None:
-        from qmail_send_systemd.submission_config import DEFAULT_PORTS
-
-        smarthost = Smarthost(smarthost.host, DEFAULT_PORTS[args.tls])  # 587 or 465
+        smarthost = Smarthost(
+            smarthost.host, submission_config.DEFAULT_PORTS[args.tls]
+        )  # 587 or 465
     forward = check_address(args.forward_root) if args.forward_root is not None else None
     route = plan_route(root, args, smarthost)
     targets = plan(root, smarthost, forward) + route
@@ -407,9 +381,7 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
         out(line)
     changed = [o for o in outcomes if o.action != "unchanged"]
     if changed and not args.dry_run:
-        from qmail_send_systemd.submission_config import DROPIN
-
-        if any(str(o.target.path).endswith(DROPIN) for o in changed):
+        if any(str(o.target.path).endswith(submission_config.DROPIN) for o in changed):
             _restart_for_dropin(root, out)
         # qmail-remote and qmail-local read these files at each delivery: no restart needed.
         out("takes effect at the next delivery; `qmail-send-systemd flush` retries the queue now")

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 
 from qmail_send_systemd.accounts import lookup_user
 from qmail_send_systemd.errors import HelperError, UsageError
+from qmail_send_systemd.findings import ERROR, Finding
+from qmail_send_systemd.setup_plan import Smarthost, Target
 from qmail_send_systemd.submission import ACCOUNT, CONFIG, MSMTP, read_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from qmail_send_systemd.relay import Smarthost, Target
-    from qmail_send_systemd.verify import Finding
 
 TLS_MODES = ("starttls", "implicit")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
@@ -134,8 +134,6 @@ def plan(
     trust_file: str | None,
 ) -> list[Target]:
     """The route's files for `setup --tls`; raise before anything is written."""
-    from qmail_send_systemd.relay import Target
-
     if not _printable(user):
         raise _usage(f"malformed --user {user!r}", "give the login the provider told you")
     password = read_password(password_file)
@@ -170,8 +168,6 @@ def obsolete(root: Path) -> list[Path]:
 
 def check(root: Path) -> Iterator[Finding]:
     """Findings about the route, when `setup --tls` configured it (nothing otherwise)."""
-    from qmail_send_systemd.verify import ERROR, Finding
-
     dropin = root / DROPIN.lstrip("/")
     config = root / CONFIG.lstrip("/")
     if not os.path.lexists(dropin) and not os.path.lexists(config):
@@ -210,8 +206,6 @@ def _world_readable(path: Path) -> bool:
 def _check_secret(path: Path, st: os.stat_result, uid: int) -> Iterator[Finding]:
     """msmtp's rule for a file with a password, which is also ours: a regular file owned by its
     one reader, and no access for anybody else. The fix never widens anything."""
-    from qmail_send_systemd.verify import ERROR, Finding
-
     fix = f"chown {READER} {path} && chmod 0600 {path}"
     if not stat.S_ISREG(st.st_mode):
         yield Finding(ERROR, str(path), "is not a regular file", f"rerun setup; then {fix}")

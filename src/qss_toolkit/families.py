@@ -4,11 +4,13 @@ A family (`Family.DEB`, `Family.RPM`) is both a package format the toolkit build
 a target installs it with. Everything that differs between the two lives in one
 `PackageManager` subclass, which registers itself for its family (as mkosi's distributions
 do): the rest of the toolkit asks `family.manager` and never compares family names. Adding a
-family is one `Family` member and one such class.
+family is one `Family` member and one such class (and its `smoke.staging` entry).
 
 A manager reads package files on the host, and writes the shell command lines that install,
 reinstall, remove, purge, query and reset packages inside a smoke root: the caller runs them
 through whatever `Container` backend booted that root, so the same manager serves every backend.
+It never touches a container itself: putting the package files into a root is the smoke
+harness's (`smoke.staging`, one entry per family there too).
 """
 
 from __future__ import annotations
@@ -18,23 +20,12 @@ import functools
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from qss_toolkit.run import run
 from qss_toolkit.version import RELEASE
-
-if TYPE_CHECKING:
-    from qss_toolkit.smoke.engines.base import Container
-
-
-class Word(str, Enum):
-    """An enum whose members are the words they stand for: `str()` and f-strings give the value
-    on every Python (3.11 changed what format() of a mixed-in enum prints; StrEnum is 3.11+)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
+from qss_toolkit.words import Word
 
 
 class Family(Word):
@@ -122,11 +113,6 @@ class PackageManager(abc.ABC):
     # -- in a root: everything below returns a command line for the root's /bin/sh ------------
 
     @abc.abstractmethod
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
-        """Put the `wanted` ones of the `built` packages in the root at `where`, where
-        `install` finds them."""
-
-    @abc.abstractmethod
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         """Install (or upgrade to) `files` staged at `where`, with the family's front end."""
 
@@ -201,10 +187,6 @@ class Apt(PackageManager):
     def identity_command(self, path: Path) -> list[str]:
         return ["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(path)]
 
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
-        for package in wanted:
-            container.copy_into(package.path, f"{where}/{package.path.name}")
-
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         paths = _names([f"{where}/{package.path.name}" for package in files])
         again = " --reinstall" if reinstall else ""
@@ -278,19 +260,6 @@ class Dnf(PackageManager):
 
     def identity_command(self, path: Path) -> list[str]:
         return ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}", str(path)]
-
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
-        """A dnf repository of every built package, made once per boot and build (a stamp
-        names each file with its size and mtime), since every rpm scenario installs."""
-        paths = sorted(f.path for f in built)
-        stamp = "".join(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in paths)
-        if container.run(["cat", f"{where}/.qss-stamp"], check=False).stdout == stamp:
-            return
-        container.run(["rm", "-rf", where])
-        for path in paths:
-            container.copy_into(path, f"{where}/{path.name}")
-        container.run(["createrepo_c", "--quiet", where])
-        container.run(f"cat > {shlex.quote(where)}/.qss-stamp", input=stamp)
 
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         # name-version-release: `dnf install NAME` would not upgrade an installed package.

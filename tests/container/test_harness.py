@@ -73,11 +73,11 @@ def test_a_added_package_is_installed_and_reset_purges_it(
     """README: adding a package is adding its YAML. The harness installs one it was never told
     about, and reset() leaves nothing of it (purged, not just removed)."""
     from added_package import EXTRA, EXTRA_FILE, make_tree
-    from qss_toolkit.build import packages
+    from qss_toolkit.build import control, packages
     from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
 
     tree = make_tree(tmp_path / "tree")
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(packages.source_date_epoch()))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
     dist = tmp_path / "dist"
     packages.build("nfpm", [TARGET.family], dist, root=tree)
     with booted(TARGET) as container:

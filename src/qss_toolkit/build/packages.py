@@ -19,15 +19,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from qss_toolkit import DIST, PROJECT_ROOT, payload, version
-from qss_toolkit.build import nfpm_rpm
+from qss_toolkit.build import control, nfpm_rpm, sources
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
 
 log = logging.getLogger("qss_toolkit")
-
-# The %systemd_* macro that runs, for the package's units, at the top of each scriptlet.
-RPM_SCRIPTLETS = {"post": "systemd_post", "preun": "systemd_preun", "postun": "systemd_postun"}
 
 
 @dataclass(frozen=True)
@@ -49,26 +46,6 @@ class BuildContext:
 
     def expected(self, fmt: Family) -> list[str]:
         return [fmt.manager.file_name(p.name, self.version) for p in self.packages]
-
-
-def source_date_epoch(root: Path = PROJECT_ROOT) -> int:
-    """SOURCE_DATE_EPOCH if set, else the last commit's time (reproducible builds' convention)."""
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if value is not None:
-        if not value.isdigit():
-            raise ConfigurationError(
-                f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds",
-                hint="unset it, or set it to e.g. $(git log -1 --format=%ct)",
-            )
-        return int(value)
-    if (root / ".git").exists() and shutil.which("git"):
-        result = run(["git", "log", "-1", "--format=%ct"], cwd=root, capture=True, check=False)
-        if result.returncode == 0 and result.stdout.strip().isdigit():
-            return int(result.stdout.strip())
-    raise ConfigurationError(
-        "no SOURCE_DATE_EPOCH and no git history to take the build time from",
-        hint="export SOURCE_DATE_EPOCH=<seconds since 1970>",
-    )
 
 
 class Builder:
@@ -121,8 +98,6 @@ class NativeBuilder(Builder):
     )
 
     def check(self, ctx: BuildContext) -> None:
-        from qss_toolkit.build import sources
-
         if Family.RPM in ctx.formats:
             template = sources.spec_template(ctx.root)
             spec = template.read_text(encoding="utf-8")
@@ -140,8 +115,6 @@ class NativeBuilder(Builder):
             )
 
     def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
-        from qss_toolkit.build import sources
-
         source = sources.prepare(ctx.root, version_override=ctx.version)
         if fmt is Family.DEB:
             top = sources.unpack(source, staging.parent / "deb-build")
@@ -158,90 +131,6 @@ class NativeBuilder(Builder):
 
 
 BUILDERS: dict[str, Builder] = {b.name: b for b in (NfpmBuilder(), NativeBuilder())}
-
-
-def debian_description(package: payload.Package) -> str:
-    """Synopsis, then the extended text with " ." for blank lines, as nfpm writes it."""
-    lines = [f"Description: {package.synopsis}"]
-    lines += [f" {line}" if line.strip() else " ." for line in package.description.splitlines()]
-    return "\n".join(lines)
-
-
-def debian_stanza(package: payload.Package, ver: str) -> str:
-    """The debian/control stanza of `package`, from its nfpm configuration."""
-    depends = package.relation(Family.DEB, "depends", ver)
-    fields = [
-        f"Package: {package.name}",
-        "Architecture: all",
-        f"Section: {package.section}",
-        f"Priority: {package.priority}",
-        "Depends: " + ", ".join(["${misc:Depends}", *depends]),
-    ]
-    for kind in payload.RELATIONS[1:]:
-        entries = package.relation(Family.DEB, kind, ver)
-        if entries:
-            fields.append(f"{kind.capitalize()}: {', '.join(entries)}")
-    fields.append(debian_description(package))
-    return "\n".join(fields) + "\n"
-
-
-def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
-    lines = []
-    if package.rpm_group:
-        lines.append(f"Group:          {package.rpm_group}")
-    tags = {"depends": "Requires", "recommends": "Recommends", "suggests": "Suggests"}
-    tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
-    for kind, tag in tags.items():
-        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation(Family.RPM, kind, ver)]
-    # What the scriptlets run, for each scriptlet (nfpm_rpm.py gives nfpm's RPMs the same).
-    for script in package.scripts[Family.RPM]:
-        lines += [f"{f'Requires({script}):':<15} {r}" for r in package.scriptlet_requires]
-    return lines
-
-
-def rpm_preamble(main: payload.Package, ver: str) -> str:
-    """The main package's preamble tags that its nfpm configuration holds."""
-    lines = [f"Summary:        {main.summary}"]
-    if main.vendor:
-        lines.append(f"Vendor:         {main.vendor}")
-    return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
-
-
-def _rpm_escape(text: str) -> str:
-    return text.replace("%", "%%")
-
-
-def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main: bool) -> str:
-    """%package (sub-packages), %description, scriptlets and %files of `package`; the
-    scriptlets are read from `root`."""
-    n = "" if is_main else f" -n {package.name}"
-    out = []
-    if not is_main:
-        out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
-        out += _rpm_relations(package, ver)
-        out.append("")
-    # nfpm's %description is the whole text, synopsis included; so is ours.
-    description = "\n".join([package.synopsis, package.description])
-    out += [f"%description{n}", _rpm_escape(description), ""]
-    units = " ".join(package.units())
-    for script, path in package.scripts[Family.RPM].items():
-        out.append(f"%{script}{n}")
-        if units and script in RPM_SCRIPTLETS:
-            out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
-        out += [_rpm_escape((root / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
-    out += [f"%files{n}", payload.rpm_file_list(package), ""]
-    return "\n".join(out)
-
-
-def rpm_changelog(text: str) -> str:
-    """A Debian changelog's entries as the spec's %changelog (nfpm makes the same from them)."""
-    out = ["%changelog"]
-    for entry in payload.parse_changelog(text):
-        stamp = time.strftime("%a %b %d %Y", time.gmtime(entry.epoch))
-        out.append(f"* {stamp} {entry.maintainer} - {entry.version}")
-        out += [f"- {_rpm_escape(change)}" for change in entry.changes]
-        out.append("")
-    return "\n".join(out)
 
 
 def prepare(
@@ -264,7 +153,7 @@ def prepare(
     ver = version.validate(version_override) if version_override else version.read_version()
     packages = payload.load_packages(root)
     payload.generated_sources(root, ver, 0)  # the generated inputs exist and are well-formed
-    ctx = BuildContext(ver, source_date_epoch(root), packages, families, root)
+    ctx = BuildContext(ver, control.source_date_epoch(root), packages, families, root)
     builder.check(ctx)
     return ctx
 

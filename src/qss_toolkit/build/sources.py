@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, PROJECT_ROOT, payload, version
-from qss_toolkit.build import packages as build
+from qss_toolkit.build import control
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.locks import exclusive
@@ -159,7 +159,7 @@ def prepare(
     return SourceContext(
         packages[0].name,
         ver,
-        build.source_date_epoch(root),
+        control.source_date_epoch(root),
         packages,
         files,
         tuple(f for f in tracked if _in_debian(f[0])),
@@ -252,7 +252,7 @@ def debian_control(ctx: SourceContext) -> str:
     stanza = (ctx.root / DEBIAN / "control").read_text(encoding="utf-8")
     lines = [ln for ln in stanza.splitlines() if not ln.startswith("#")]
     source = "\n".join(lines).strip("\n") + "\n"
-    binaries = [build.debian_stanza(p, ctx.version) for p in ctx.packages]
+    binaries = [control.debian_stanza(p, ctx.version) for p in ctx.packages]
     return "\n".join([source, *binaries])
 
 
@@ -335,7 +335,7 @@ def spec(ctx: SourceContext) -> str:
         line for p in ctx.packages for line in install_commands(p, Family.RPM, "%{buildroot}")
     ]
     sections = "".join(
-        build.rpm_package_section(p, ctx.version, ctx.root, p is main) for p in ctx.packages
+        control.rpm_package_section(p, ctx.version, ctx.root, p is main) for p in ctx.packages
     )
     values = {
         "NAME": ctx.name,
@@ -345,10 +345,10 @@ def spec(ctx: SourceContext) -> str:
         "URL": main.homepage,
         "SOURCE0": ctx.file_names()["orig"],
         "TOP": ctx.top,
-        "PREAMBLE": build.rpm_preamble(main, ctx.version).rstrip("\n"),
+        "PREAMBLE": control.rpm_preamble(main, ctx.version).rstrip("\n"),
         "INSTALL": "\n".join(install),
         "PACKAGES": sections.rstrip("\n"),
-        "CHANGELOG": build.rpm_changelog(debian_changelog(ctx)).rstrip("\n"),
+        "CHANGELOG": control.rpm_changelog(debian_changelog(ctx)).rstrip("\n"),
     }
     for key, value in values.items():
         marker = f"@{key}@"

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from qss_toolkit import DIST
 from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
-from qss_toolkit.families import Word
 from qss_toolkit.settings import BACKEND, PREVIOUS_DIST, settings
 from qss_toolkit.smoke.engines.base import Backend, BootKind
 from qss_toolkit.smoke.engines.nspawn import NspawnBackend
@@ -38,6 +37,7 @@ from qss_toolkit.smoke.scenarios.registry import (
     select_scenarios,
 )
 from qss_toolkit.smoke.targets import TARGETS, Target, select_targets
+from qss_toolkit.words import Word
 
 log = logging.getLogger("qss_toolkit")
 

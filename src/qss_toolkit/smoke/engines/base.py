@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from qss_toolkit.errors import CheckFailed
-from qss_toolkit.families import Word
 from qss_toolkit.run import run
 from qss_toolkit.settings import settings
 from qss_toolkit.smoke.targets import Target
+from qss_toolkit.words import Word
 
 log = logging.getLogger("qss_toolkit")
 
