@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian import debfile
 
 from added_package import EXTRA, EXTRA_FILE, make_tree
 from fakes import RecordingContainer
@@ -44,8 +45,6 @@ def dists(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 def _listing(path: Path) -> list[str]:
     """Mode, owner and path of every entry (sizes and dates are each tool's own business)."""
     if path.suffix == ".deb":
-        from debian import debfile
-
         members = debfile.DebFile(str(path)).data.tgz().getmembers()
         # nfpm and dpkg-deb name members differently ("usr/", "./usr/"); dpkg-deb adds "./"
         names = {m: "/" + m.name.lstrip("./").rstrip("/") for m in members}

@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from debian import debfile
 
 from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import payload, version
@@ -48,14 +49,10 @@ def test_dist_holds_every_package_and_nothing_half_written(dist: Path) -> None:
 
 
 def _deb_control(deb: Path) -> dict[str, str]:
-    from debian import debfile
-
     return dict(debfile.DebFile(str(deb)).debcontrol())
 
 
 def _deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
-    from debian import debfile
-
     data = debfile.DebFile(str(deb)).data.tgz()
     return {m.name.lstrip("."): m for m in data.getmembers() if m.name not in (".", "./")}
 
@@ -87,7 +84,6 @@ def test_deb_contents_modes_and_docs(dist: Path) -> None:
     assert "/usr/share/doc/qmail-send-systemd/copyright" in members
     assert "/usr/share/man/man8/qmail-send-systemd.8.gz" in members
     assert "/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" not in members
-    from debian import debfile
 
     deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
     changelog = deb.changelog()
@@ -152,7 +148,6 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
 def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert members["/usr/share/man/man8/qmail-send-systemd.8.gz"].size > 0
-    from debian import debfile
 
     deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
     packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
@@ -163,7 +158,6 @@ def test_man_page_is_the_source_gzipped(dist: Path) -> None:
 
 def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
     # /usr/share/doc/qmail-send-systemd: gzipped on Debian (over 4 kB), %doc in the RPM.
-    from debian import debfile
 
     source = (PROJECT / "packaging/doc/README").read_bytes()
     assert len(source) > 4096 and b"systemctl kill --kill-who=main -s HUP" in source

@@ -17,6 +17,7 @@ import pytest
 
 from fakes import FakeBackend, RecordingContainer
 from qss_toolkit.errors import CommandFailed
+from qss_toolkit.locks import exclusive
 from qss_toolkit.smoke import runner
 from qss_toolkit.smoke.engines import podman
 from qss_toolkit.smoke.engines.nspawn import NspawnBackend
@@ -181,8 +182,6 @@ def test_images_are_pruned_with_their_roots(tmp_path: Path) -> None:
 
 
 def test_prune_removes_containers_of_killed_runs_but_not_kept_or_live_ones(tmp_path: Path) -> None:
-    from qss_toolkit.locks import exclusive
-
     ps = f"ps -a --filter=label={podman.LABEL} --format={{{{.Names}}}}"
     fake = FakePodman(tmp_path, {ps: (0, "qssd12-dead1\nqssd12-kept1\nqssd12-live1\n")})
     backend = podman.PodmanBackend(RootfsCache(tmp_path / "rootfs"), fake)

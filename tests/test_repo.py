@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import fcntl
 import gzip
 import hashlib
 import logging
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822, Packages, Release
 
+from qss_toolkit import DIST
+from qss_toolkit.build import packages
 from qss_toolkit.errors import CommandFailed, ConfigurationError
 from qss_toolkit.repo import publish as repo
 from qss_toolkit.repo import signing
@@ -575,11 +578,9 @@ def test_one_family_alone_still_gives_both_valid_indices(
 @pytest.fixture(scope="session")
 def project_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's own packages: dist/'s when it has them, else built now with the toolkit."""
-    from qss_toolkit import DIST
 
     if list(DIST.glob(f"{repo.NAME}_*.deb")) and list(DIST.glob(f"{repo.NAME}-[0-9]*.rpm")):
         return DIST
-    from qss_toolkit.build import packages
 
     out = tmp_path_factory.mktemp("project-dist")
     packages.build("nfpm", ("deb", "rpm"), out)
@@ -638,7 +639,6 @@ def test_swap_without_renameat2_and_the_publish_lock(
     publish(dist_with(tmp_path, fixtures["1.1.0"]), good)
     assert apt_versions(dist / "repo") == ["1.0.0-1", "1.1.0-1"]
     assert sorted(p.name for p in dist.iterdir() if p.name.startswith(".repo")) == [".repo.lock"]
-    import fcntl
 
     with open(dist / ".repo.lock", "w", encoding="ascii") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

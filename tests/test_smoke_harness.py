@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import fcntl
 import os
+import signal
 import subprocess
+import sys
+import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeBackend, RecordingContainer
+from qss_toolkit import payload
+from qss_toolkit.bench.runner import previous_sections
+from qss_toolkit.build import rebuild, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
@@ -23,7 +32,11 @@ from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_lin
 from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
 from qss_toolkit.smoke.runner import Status
 from qss_toolkit.smoke.scenarios.registry import (
+    MAIN,
+    NM_PACKAGE,
+    RUNNING_CURRENT,
     SCENARIOS,
+    SENDMAIL_PACKAGE,
     Scenario,
     ScenarioContext,
     ScenarioFailed,
@@ -31,10 +44,14 @@ from qss_toolkit.smoke.scenarios.registry import (
     scenario,
     select_scenarios,
 )
+from qss_toolkit.smoke.scenarios.repo import HTTP_SERVER
 from qss_toolkit.smoke.targets import (
+    APT_SUBSET_DIR,
+    APT_SUBSET_LIST,
     BASE_PACKAGES,
     LOCAL_TARGETS,
     TARGETS,
+    apt_subset_script,
     debian_root,
     host_provides_script,
     select_targets,
@@ -108,8 +125,6 @@ def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.Monk
 
 
 def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_path: Path) -> None:
-    from qss_toolkit.build import rebuild, sources
-
     for target in rebuild.BUILD_ROOTS.values():
         argv = rootfs.mmdebstrap_command(debian_root(target), tmp_path / "root")
         assert "--variant=buildd" in argv
@@ -177,8 +192,6 @@ def test_command_line_runs_strings_through_sh() -> None:
 def test_find_child_parses_proc_stat() -> None:
     with subprocess.Popen(["sleep", "5"]) as child:
         try:
-            import os
-
             assert find_child(os.getpid(), "sleep") == child.pid
             assert find_child(os.getpid(), "no-such-command") == 0
         finally:
@@ -481,10 +494,6 @@ def test_cgroup_hierarchies_follow_the_hosts_layout(
 
 
 def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
-    import fcntl
-    import os
-    import time
-
     cache = rootfs.RootfsCache(tmp_path)
     runs = tmp_path / "runs"
     for name in ("stale", "held", "kept", "young"):
@@ -501,12 +510,6 @@ def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
 
 
 def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path) -> None:
-    import fcntl
-    import os
-    import time
-
-    from qss_toolkit.smoke import rootfs
-
     cache = rootfs.RootfsCache(tmp_path)
     d12 = TARGETS["debian-12"]
     current = rootfs.cache_key(d12)
@@ -526,10 +529,6 @@ def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path
 
 
 def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
-    import os
-
-    from qss_toolkit.smoke import rootfs
-
     cache = rootfs.RootfsCache(tmp_path)
     root = cache.path(TARGETS["debian-12"])
     root.mkdir()
@@ -539,9 +538,6 @@ def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
 
 
 def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> None:
-    import os
-    import signal
-
     saved = signal.getsignal(signal.SIGTERM)
     try:
         runner.interrupt_on_sigterm()
@@ -552,8 +548,6 @@ def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> Non
 
 
 def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> None:
-    from qss_toolkit.smoke.targets import APT_SUBSET_DIR, APT_SUBSET_LIST, apt_subset_script
-
     script = apt_subset_script()
     for name in ("debian-11", "debian-12", "debian-13"):
         assert script in debian_root(TARGETS[name]).customize  # so the cache key changes with it
@@ -565,8 +559,6 @@ def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> Non
 
 
 def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> None:
-    from qss_toolkit.smoke.scenarios.registry import RUNNING_CURRENT
-
     seen: list[tuple[str, str | None]] = []
 
     def make(name: str, *, leaves: bool, fails: bool) -> Scenario:
@@ -602,8 +594,6 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> N
 
 
 def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
-    from qss_toolkit.bench.runner import previous_sections
-
     path = tmp_path / "bench.json"
     assert previous_sections(path) == {}  # no earlier bench
     path.write_text('{"cpus": 2, "sections": {"piuparts": {"debian-12": {"median_s": 17.1}}}}')
@@ -615,11 +605,6 @@ def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
 def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> None:
     # A republish within the second of the client's last update has the same Last-Modified:
     # plain http.server would answer 304 and apt would see no new version.
-    import email.utils
-    import sys
-    import urllib.request
-
-    from qss_toolkit.smoke.scenarios.repo import HTTP_SERVER
 
     (tmp_path / "InRelease").write_text("new index\n")
     server = subprocess.Popen(
@@ -748,8 +733,6 @@ def identities(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: Path) -> None:
-    from qss_toolkit.smoke.scenarios.registry import MAIN, SENDMAIL_PACKAGE
-
     dist = _fake_dist(tmp_path, Family.DEB, [MAIN, SENDMAIL_PACKAGE])
     container = RecordingContainer()
     ctx = ScenarioContext(D12, container, dist)
@@ -771,8 +754,6 @@ def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: 
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_makes_one_dnf_repository_per_build(tmp_path: Path) -> None:
-    from qss_toolkit.smoke.scenarios.registry import MAIN, NM_PACKAGE
-
     dist = _fake_dist(tmp_path, Family.RPM, [MAIN, NM_PACKAGE])
     container = RecordingContainer()
     ctx = ScenarioContext(RPM, container, dist)
@@ -801,8 +782,6 @@ def _stamp(dist: Path) -> str:
 
 @pytest.mark.parametrize("target", [D12, RPM], ids=lambda t: t.name)
 def test_reset_purges_every_package_of_the_payload_in_one_command(target: object) -> None:
-    from qss_toolkit import payload
-
     assert isinstance(target, type(D12))
     container = RecordingContainer()
     ScenarioContext(target, container, Path(".")).reset()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -192,7 +193,6 @@ def shared_root() -> Iterator[Path]:
         for path in [top, *top.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        import shutil
 
         shutil.rmtree(top)
 

@@ -20,6 +20,7 @@ import pytest
 
 from qmail_send_systemd import cli, submission, submission_config, verify
 from qmail_send_systemd.setup_plan import Smarthost
+from qss_toolkit import payload
 
 UID = os.getuid()
 GID = os.getgid()
@@ -474,8 +475,6 @@ def test_verify_names_missing_parts_of_the_route(tree: Path) -> None:
 
 
 def test_the_package_carries_what_the_drop_in_binds_and_needs_msmtp() -> None:
-    from qss_toolkit import payload
-
     package = {p.name: p for p in payload.load_packages()}[submission_config.PACKAGE]
     for fmt in payload.FORMATS:
         files = {f.destination: f for f in package.files_for(fmt)}

@@ -16,6 +16,7 @@ one-line fix.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -245,7 +246,6 @@ def _deliveries(messages: list[tuple[int, str]]) -> dict[str, dict[str, object] 
 
 def read_journal(system: System) -> dict[str, object]:
     """qmail-send's latest delivery results, from its last JOURNAL_LINES journal entries."""
-    import json
 
     result = system.call(
         ["journalctl", "-u", UNIT, "-o", "json", "-r", "-n", str(JOURNAL_LINES), "--no-pager"]
@@ -354,8 +354,6 @@ def check(
 
 
 def render_json(report: dict[str, object]) -> str:
-    import json
-
     return json.dumps(report, indent=2, sort_keys=True)
 
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from added_package import EXTRA, EXTRA_FILE, make_tree
+from qss_toolkit.build import control, packages
 from qss_toolkit.smoke.engines.base import ContainerCommandFailed
 from qss_toolkit.smoke.engines.nspawn import booted, offline
+from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
 from qss_toolkit.smoke.targets import TARGETS
 
 pytestmark = [
@@ -72,9 +75,6 @@ def test_a_added_package_is_installed_and_reset_purges_it(
 ) -> None:
     """README: adding a package is adding its YAML. The harness installs one it was never told
     about, and reset() leaves nothing of it (purged, not just removed)."""
-    from added_package import EXTRA, EXTRA_FILE, make_tree
-    from qss_toolkit.build import control, packages
-    from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
 
     tree = make_tree(tmp_path / "tree")
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))

@@ -27,6 +27,7 @@ from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
 from qss_toolkit.settings import COPY_METHODS
+from qss_toolkit.smoke import runner
 from qss_toolkit.smoke.engines.base import Backend, BootKind
 from qss_toolkit.smoke.rootfs import RootfsCache
 from qss_toolkit.smoke.runner import BACKENDS, default_jobs, interrupt_on_sigterm, make_backend
@@ -170,7 +171,6 @@ def _smoke_once(
     targets: Sequence[Target], jobs: int, dist: Path, backend: Backend
 ) -> dict[str, float]:
     """One warm smoke run: seconds per target and the wall time of the whole run."""
-    from qss_toolkit.smoke import runner
 
     backend.prune(list(TARGETS.values()))
     scenarios = select_scenarios(None)

@@ -27,6 +27,7 @@ from pathlib import Path
 from qss_toolkit import DIST
 from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
 from qss_toolkit.settings import BACKEND, PREVIOUS_DIST, settings
+from qss_toolkit.smoke import previous
 from qss_toolkit.smoke.engines.base import Backend, BootKind
 from qss_toolkit.smoke.engines.nspawn import NspawnBackend
 from qss_toolkit.smoke.engines.podman import PodmanBackend
@@ -356,7 +357,6 @@ def previous_build(explicit: Path | None, formats: Sequence[str]) -> Iterator[Pa
 
 def build_previous(formats: Sequence[str]) -> Path:
     """The previous release's packages (smoke.previous: built from its commit, cached)."""
-    from qss_toolkit.smoke import previous
 
     return previous.packages(formats)
 
