@@ -1,5 +1,6 @@
-"""`lint`: ruff, mypy (strict; src/ also against Python 3.9), shellcheck, systemd-analyze verify,
-lintian, rpmlint, and the CI pipelines (check-jsonschema, actionlint), all steps reported.
+"""`lint`: ruff, mypy (strict; src/ also against Python 3.9), the import layers (lint-imports),
+shellcheck, systemd-analyze verify, lintian, rpmlint, and the CI pipelines (check-jsonschema,
+actionlint), all steps reported.
 
 Every step runs even when an earlier one fails, and the session fails at the end naming each
 failed step. Nothing is filtered here: a lintian or rpmlint tag that must stay is overridden in
@@ -121,6 +122,38 @@ def _mypy_py39(_dist: Path, options: Options) -> str:
         env={"PYTHONPATH": os.fspath(options.py39_mypy)},
     )  # fmt: skip
     return f"src/ on Python {OLDEST_PYTHON}: " + mypy_summary(result.stdout)
+
+
+_IMPORTS_SUMMARY = re.compile(r"^Contracts: (\d+) kept, (\d+) broken\.$", re.MULTILINE)
+
+
+def import_contracts(
+    config: Path = PROJECT_ROOT / "pyproject.toml", path: Sequence[Path] = (PROJECT_ROOT / "src",)
+) -> str:
+    """lint-imports (import-linter) on the contracts of `config`'s [tool.importlinter], the
+    packages imported from `path`: its summary, or CheckFailed with each broken contract and
+    the imports that break it. Every import counts, inside functions and under TYPE_CHECKING."""
+    beside = Path(sys.executable).with_name("lint-imports")  # the running environment's own
+    result = run(
+        [beside if beside.is_file() else "lint-imports", "--no-cache", "--config", config],
+        cwd=config.parent,
+        capture=True,
+        check=False,
+        env={"PYTHONPATH": os.pathsep.join(os.fspath(p) for p in path)},
+    )
+    found = _IMPORTS_SUMMARY.search(result.stdout)
+    if found and result.returncode == 0 and found.group(2) == "0":
+        return found.group(0)
+    broken = result.stdout.partition("Broken contracts")[2] or result.stdout + result.stderr
+    lines = [ln.rstrip() for ln in broken.splitlines() if ln.strip() and set(ln.strip()) != {"-"}]
+    raise CheckFailed(
+        "lint-imports: " + ("\n".join(lines[:30]) or f"exit {result.returncode}, no output"),
+        hint="move what both sides need into a leaf module (docs/ARCHITECTURE.md, the layers)",
+    )
+
+
+def _imports(_dist: Path, _options: Options) -> str:
+    return import_contracts()
 
 
 # The scripts a builder runs from the clone (the README's two commands, and CI's).
@@ -318,6 +351,7 @@ STEPS: tuple[Step, ...] = (
     Step("ruff", _ruff),
     Step("mypy", _mypy),
     Step("mypy-py39", _mypy_py39),
+    Step("imports", _imports),
     Step("shellcheck", _shellcheck),
     Step("systemd-analyze", _systemd_analyze),
     Step("lintian", _lintian),
