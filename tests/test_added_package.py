@@ -1,5 +1,6 @@
-"""Adding a package is adding its YAML file (docs/contributing.md): one more package, in a copy of the tree,
-is built by both routes alike, linted, and installed and purged by the smoke harness."""
+"""Adding a package is adding its YAML file (docs/contributing.md): one more package, in a copy
+of the tree, is built by both routes alike, linted, and installed and purged by the smoke
+harness."""
 
 from __future__ import annotations
 

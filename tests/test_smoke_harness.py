@@ -25,7 +25,7 @@ from qss_toolkit.build import rebuild, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import rootfs, runner, staging
+from qss_toolkit.smoke import rootfs, runner
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
@@ -839,17 +839,16 @@ def test_reset_removes_what_is_left_of_each_package_and_nothing_else(
     assert not log.exists()  # nothing to remove: the low-level tool is not even run
 
 
-def test_every_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
-    assert set(staging.STAGERS) == set(Family), "a family without a smoke.staging entry"
+def test_each_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
     files = []
     for name in ("qmail-send-systemd", "qmail-send-systemd-sendmail"):
         (tmp_path / f"{name}.pkg").write_text(name)
         files.append(PackageFile(tmp_path / f"{name}.pkg", name, "1.0"))
     deb = RecordingContainer()
-    staging.stage(Family.DEB, deb, files[:1], files, "/srv/qss/debs")
+    Family.DEB.manager.stage(deb, files[:1], files, "/srv/qss/debs")
     assert deb.commands == [f"copy {files[0].path} /srv/qss/debs/qmail-send-systemd.pkg"]
     rpm = RecordingContainer()
-    staging.stage(Family.RPM, rpm, files[:1], files, "/srv/qss/rpms")
+    Family.RPM.manager.stage(rpm, files[:1], files, "/srv/qss/rpms")
     assert len(rpm.copied) == 2 and "createrepo_c --quiet /srv/qss/rpms" in rpm.commands
     # The same build staged again in the same boot: the stamp matches, nothing is copied.
     stamp = rpm.commands.index("createrepo_c --quiet /srv/qss/rpms") + 1
@@ -857,5 +856,5 @@ def test_every_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
     listed = "".join(f"{f.path.name} {f.path.stat().st_size} {f.path.stat().st_mtime_ns}\n"
                      for f in sorted(files, key=lambda f: f.path))  # fmt: skip
     again = RecordingContainer({"cat /srv/qss/rpms/.qss-stamp": (0, listed)})
-    staging.stage(Family.RPM, again, files[:1], files, "/srv/qss/rpms")
+    Family.RPM.manager.stage(again, files[:1], files, "/srv/qss/rpms")
     assert again.commands == ["cat /srv/qss/rpms/.qss-stamp"]

@@ -4,13 +4,13 @@ A family (`Family.DEB`, `Family.RPM`) is both a package format the toolkit build
 a target installs it with. Everything that differs between the two lives in one
 `PackageManager` subclass, which registers itself for its family (as mkosi's distributions
 do): the rest of the toolkit asks `family.manager` and never compares family names. Adding a
-family is one `Family` member and one such class (and its `smoke.staging` entry).
+family is one `Family` member and one such class.
 
 A manager reads package files on the host, and writes the shell command lines that install,
 reinstall, remove, purge, query and reset packages inside a smoke root: the caller runs them
 through whatever `Container` backend booted that root, so the same manager serves every backend.
-It never touches a container itself: putting the package files into a root is the smoke
-harness's (`smoke.staging`, one entry per family there too).
+Staging the package files needs a root to copy into and run in: `StagingRoot`, the two methods
+of smoke's `Container` protocol it uses, so that this module imports nothing of the smoke harness.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from __future__ import annotations
 import abc
 import functools
 import shlex
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from qss_toolkit.run import run
 from qss_toolkit.version import RELEASE
@@ -56,6 +57,22 @@ MANAGERS: dict[Family, PackageManager] = {}
 STAGING = "/srv/qss"
 PREVIOUS_SUFFIX = "-previous"
 NONINTERACTIVE = "DEBIAN_FRONTEND=noninteractive"
+
+
+class StagingRoot(Protocol):
+    """What `PackageManager.stage` does with a smoke root; every `Container` is one."""
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def copy_into(self, src: Path, dest: str) -> None: ...
 
 
 class PackageManager(abc.ABC):
@@ -113,6 +130,11 @@ class PackageManager(abc.ABC):
     # -- in a root: everything below returns a command line for the root's /bin/sh ------------
 
     @abc.abstractmethod
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
+        """Put the `wanted` ones of the `built` packages in the root at `where`, where
+        `install` finds them."""
+
+    @abc.abstractmethod
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         """Install (or upgrade to) `files` staged at `where`, with the family's front end."""
 
@@ -149,7 +171,7 @@ class PackageManager(abc.ABC):
     def has_package(self, name: str) -> str:
         """Exits 0 when the distribution's repositories have a package `name`."""
 
-    # -- a client of our published repository (docs/repositories.md, "Adding the repository on a client") --------
+    # -- a client of our published repository (docs/repositories.md, "Adding the repository") --
 
     @abc.abstractmethod
     def clear_caches(self) -> str:
@@ -186,6 +208,10 @@ class Apt(PackageManager):
 
     def identity_command(self, path: Path) -> list[str]:
         return ["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(path)]
+
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
+        for package in wanted:
+            container.copy_into(package.path, f"{where}/{package.path.name}")
 
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         paths = _names([f"{where}/{package.path.name}" for package in files])
@@ -260,6 +286,19 @@ class Dnf(PackageManager):
 
     def identity_command(self, path: Path) -> list[str]:
         return ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}", str(path)]
+
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
+        """A dnf repository of every built package, made once per boot and build (a stamp
+        names each file with its size and mtime), since every rpm scenario installs."""
+        paths = sorted(f.path for f in built)
+        stamp = "".join(f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}\n" for p in paths)
+        if container.run(["cat", f"{where}/.qss-stamp"], check=False).stdout == stamp:
+            return
+        container.run(["rm", "-rf", where])
+        for path in paths:
+            container.copy_into(path, f"{where}/{path.name}")
+        container.run(["createrepo_c", "--quiet", where])
+        container.run(f"cat > {shlex.quote(where)}/.qss-stamp", input=stamp)
 
     def install(self, files: Files, where: str, *, reinstall: bool = False) -> str:
         # name-version-release: `dnf install NAME` would not upgrade an installed package.

@@ -25,7 +25,6 @@ from qss_toolkit import PROJECT_ROOT, payload
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family, PackageFile, PackageManager
 from qss_toolkit.selection import select
-from qss_toolkit.smoke import staging
 from qss_toolkit.smoke.engines.base import (
     BootKind,
     Container,
@@ -226,7 +225,7 @@ class ScenarioContext:
             raise ScenarioFailed(f"package {missing[0]} not built in {self.dist}")
         where = self.manager.staging(previous=previous)
         files = [built[n] for n in wanted]
-        staging.stage(self.target.family, self.container, files, list(built.values()), where)
+        self.manager.stage(self.container, files, list(built.values()), where)
         return files, where
 
     def install_packages(
