@@ -25,7 +25,7 @@ from qss_toolkit.build import rebuild, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import rootfs, runner
+from qss_toolkit.smoke import rootfs, runner, targets
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
@@ -73,6 +73,27 @@ def test_every_family_has_a_target_and_every_root_can_boot_systemd() -> None:
     assert set(extra.packages) == {*debian_root(D12).packages, "strace"}
     # rpmbuild --rebuild (rebuild.py) unpacks the source RPM's tarball with xz.
     assert "xz-utils" in debian_root(RPM).packages
+
+
+def test_a_dependency_with_alternatives_puts_its_first_in_the_roots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Declared:
+        name = "ours-extra"
+
+        def relation(self, family: Family, kind: str, version: str) -> tuple[str, ...]:
+            return ("default-mta | mail-transport-agent", "msmtp (>= 1.8)", "ours-main")
+
+    class Main(Declared):
+        name = "ours-main"
+
+    monkeypatch.setattr(payload, "project_packages", lambda: (Main(), Declared()))
+    targets.dependency_packages.cache_clear()
+    try:
+        # `a | b` is satisfied by a: apt installs the first, and so does every root.
+        assert targets.dependency_packages() == ("default-mta", "msmtp")
+    finally:
+        targets.dependency_packages.cache_clear()
 
 
 def test_select_targets_rejects_unknown_names_with_a_suggestion() -> None:

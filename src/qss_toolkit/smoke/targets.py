@@ -31,14 +31,14 @@ def dependency_packages() -> tuple[str, ...]:
     so that each hook's scenario finds its dispatcher installed. NetworkManager is masked (see
     rootfs.py) and networkd-dispatcher starts only once a hook is installed (its unit's
     ConditionPathExistsGlob=): only their scenarios start them, in a boot with a network
-    namespace of its own (--network-veth), never beside the host's interfaces."""
+    namespace of its own (--network-veth), never beside the host's interfaces. Of a dependency
+    with alternatives (`a | b`), the first: the one apt installs where none is."""
     packages = payload.project_packages()
     ours = {p.name for p in packages}
     names = {
-        alternative.split("(")[0].strip()
+        dependency.split("|")[0].split("(")[0].strip()
         for p in packages
         for dependency in p.relation(Family.DEB, "depends", "0")
-        for alternative in dependency.split("|")
     }
     return tuple(sorted(names - ours))
 
