@@ -142,6 +142,7 @@ class Target:
     uid: int
     gid: int
     mode: int = FILE_MODE
+    backup: bool = True  # False for a secret that must exist once (the OAuth grant)
 
 
 @dataclass
@@ -301,12 +302,13 @@ def apply(
             "run as root; nothing was changed",
         ) from exc
     for outcome, tmp in staged:
-        if outcome.action == "replaced":
+        if outcome.action == "replaced" and outcome.target.backup:
             _keep_backup(outcome, now)
         os.replace(tmp, outcome.target.path)
     removed = [o for o in outcomes if o.action == "removed"] if not dry_run else []
     for outcome in removed:
-        _keep_backup(outcome, now)
+        if outcome.target.backup:
+            _keep_backup(outcome, now)
         os.unlink(outcome.target.path)
     for directory in {o.target.path.parent for o, _ in staged} | {
         o.target.path.parent for o in removed
@@ -329,8 +331,11 @@ def _keep_backup(outcome: Outcome, now: float) -> None:
 
 
 def _check_tls_options(args: argparse.Namespace) -> None:
+    from qmail_send_systemd import oauth_setup
+
     tls_only = {"--user": args.user, "--password-file": args.password_file}
     tls_only["--tls-trust-file"] = args.tls_trust_file
+    tls_only.update(oauth_setup.tls_only_options(args))
     if args.tls is None:
         given = [name for name, value in tls_only.items() if value is not None]
         if given:
@@ -338,9 +343,9 @@ def _check_tls_options(args: argparse.Namespace) -> None:
         return
     if args.smarthost is None:
         raise _usage("--tls needs --smarthost HOST[:PORT]")
-    for name in ("--user", "--password-file"):
-        if tls_only[name] is None:
-            raise _usage(f"--tls needs {name}", "the login your provider gave you")
+    if tls_only["--user"] is None:
+        raise _usage("--tls needs --user", "the login your provider gave you")
+    oauth_setup.check_options(args)  # --password-file, or --auth xoauth2 and its settings
 
 
 def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None) -> list[Target]:
@@ -349,16 +354,22 @@ def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None
 
     if smarthost is None:
         return []
+    from qmail_send_systemd import oauth_setup
+
     if args.tls is None:
-        return [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
-    return submission_config.plan(
+        obsolete = [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
+        return obsolete + oauth_setup.obsolete(root)
+    targets = submission_config.plan(
         root,
         smarthost,
         tls=args.tls,
         user=args.user,
         password_file=args.password_file,
         trust_file=args.tls_trust_file,
+        auth=oauth_setup.msmtp_auth(args),
+        sender=oauth_setup.envelope_sender(args),
     )
+    return targets + oauth_setup.plan(root, args)  # last: it may ask the provider
 
 
 def _restart_for_dropin(root: Path, out: Callable[[str], None]) -> None:
@@ -391,9 +402,13 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
 
         smarthost = Smarthost(smarthost.host, DEFAULT_PORTS[args.tls])  # 587 or 465
     forward = check_address(args.forward_root) if args.forward_root is not None else None
+    targets = plan(root, smarthost, forward)
     route = plan_route(root, args, smarthost)
-    targets = plan(root, smarthost, forward) + route
+    targets += route
     if not args.dry_run:
+        from qmail_send_systemd import oauth_setup
+
+        oauth_setup.make_state_dir(root, args)  # qmailr's 0700, before its files
         for target in route:
             if target.content is not None:
                 target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)

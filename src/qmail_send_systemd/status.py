@@ -332,6 +332,7 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
                 "fix": "fix what its reason says, then `sudo qmail-send-systemd flush` retries now",
             }
         )
+    found += report.get("submission", [])  # type: ignore[arg-type]
     return found
 
 
@@ -349,6 +350,9 @@ def check(
         "smarthost": read_smarthost(root),
         "journal": read_journal(system) if live else skipped,
     }
+    from qmail_send_systemd import submission_state  # a revoked grant, a refused sender
+
+    report["submission"] = submission_state.attention(root)
     report["attention"] = attention(report)
     return report
 

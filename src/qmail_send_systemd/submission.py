@@ -50,6 +50,19 @@ STAGES = (
     ("authentication failed", "login"),
 )
 SERVER_SAID = "server message: "
+SENDER_FIX = (
+    "give an envelope sender the smarthost accepts with `qmail-send-systemd setup "
+    "--envelope-sender ADDRESS ...` (the login, usually), then `qmail-send-systemd flush`"
+)
+LOGIN_FIX = (
+    "correct the user or password with `qmail-send-systemd setup`, then `qmail-send-systemd flush`"
+)
+# Microsoft 365's answer to a password once basic authentication is off for the tenant.
+BASIC_AUTH_OFF = "5.7.30"
+OAUTH_FIX = (
+    "the provider wants OAuth 2.0: `qmail-send-systemd setup ... --auth xoauth2 "
+    "--oauth-provider microsoft ...` (docs/submission.md), then `qmail-send-systemd flush`"
+)
 
 
 class Outcome:
@@ -97,7 +110,12 @@ def reports(outcome: Outcome, name: str, recipients: Sequence[str]) -> list[str]
     if outcome.stage == "delivered":
         return ["r"] * len(recipients) + [f"K{name} accepted message.\n"]
     if outcome.stage == "sender":
-        return [f"{letter}Connected to {name} but sender was rejected.\n{said}"]
+        # Deferred even on 5xx: the bounce would carry a sender the smarthost refuses too,
+        # and qmail would end with `triple bounce: discarding` (sender.py). `status` says it.
+        return [
+            f"ZConnected to {name} but sender was rejected.\n{said}"
+            f"The mail stays queued: {SENDER_FIX}. (#4.7.1)\n"
+        ]
     if outcome.stage == "recipient":
         refused = next((r for r in recipients if f" {r} " in f" {outcome.problem} "), None)
         out = []
@@ -118,10 +136,29 @@ def reports(outcome: Outcome, name: str, recipients: Sequence[str]) -> list[str]
     if outcome.stage == "login":
         return [
             f"ZConnected to {name} but my login was refused: {outcome.problem}.\n{said}"
-            "The mail stays queued: correct the user or password with `qmail-send-systemd "
-            "setup`, then `qmail-send-systemd flush`. (#4.7.0)\n"
+            f"The mail stays queued: {login_fix(outcome)}. (#4.7.0)\n"
         ]
     return [f"ZSorry, I couldn't deliver through {name}: {outcome.problem}. (#4.4.1)\n{said}"]
+
+
+def login_fix(outcome: Outcome) -> str:
+    return OAUTH_FIX if any(BASIC_AUTH_OFF in line for line in outcome.said) else LOGIN_FIX
+
+
+def remember(root: str, outcome: Outcome, name: str) -> None:
+    """What only the administrator can fix, for `status` and `verify` (submission_state.py);
+    forgotten once the smarthost accepts a message again."""
+    from qmail_send_systemd import submission_state
+
+    said = f": {outcome.said[-1]}" if outcome.said else ""
+    if outcome.stage == "delivered":
+        submission_state.clear(root)
+    elif outcome.stage == "sender":
+        problem = f"{name} refuses the envelope sender{said}"
+        submission_state.record(root, "sender", problem, SENDER_FIX)
+    elif outcome.stage == "login":
+        problem = f"{name} refuses the login{said}"
+        submission_state.record(root, "login", problem, login_fix(outcome))
 
 
 def unquote(value: str) -> str:
@@ -188,6 +225,19 @@ def relay(
     helo = _control(root, "helohost") or _control(root, "me")
     timeout = _control(root, "timeoutremote") or "1200"
     timeout = timeout if timeout.isdigit() else "1200"
+    if settings.get("auth") in ("xoauth2", "oauthbearer"):
+        from qmail_send_systemd import oauth
+        from qmail_send_systemd.errors import HelperError
+
+        try:  # here, so that a revoked grant is our deferral, with its fix, not msmtp's
+            oauth.access_token(root)
+        except HelperError as exc:
+            return f"ZNo OAuth access token for {name}: {exc}. (#4.7.0)\n\0"
+    if settings.get("from"):  # setup --envelope-sender (sender.py)
+        from qmail_send_systemd import sender as rewrite
+
+        sender = settings["from"]
+        message = rewrite.message_for_msmtp(message, sender, rewrite.local_domains(root))
     command = msmtp_command(msmtp, config, [sender, *recipients], helo, timeout)
     import subprocess  # at the delivery, not at the start
 
@@ -202,6 +252,7 @@ def relay(
     except OSError as exc:
         return f"ZUnable to run {msmtp}: {exc.strerror}: install msmtp. (#4.3.0)\n\0"
     outcome = classify(proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    remember(root, outcome, name)
     text = "".join(report + "\0" for report in reports(outcome, name, recipients))
     password = settings.get("password", "")
     # msmtp never prints the password; should a future one, it still never reaches the log.

@@ -97,7 +97,14 @@ def read_trust(path: str) -> bytes:
 
 
 def render_msmtprc(
-    smarthost: Smarthost, *, tls: str, user: str, password: str, trust: str
+    smarthost: Smarthost,
+    *,
+    tls: str,
+    user: str,
+    password: str,
+    trust: str,
+    auth: list[str] | None = None,
+    sender: str | None = None,
 ) -> bytes:
     """msmtp's account for qmail-remote. Values are quoted as msmtp reads them: it strips one
     pair of enclosing double quotes and nothing else, so any printable text survives."""
@@ -112,9 +119,11 @@ def render_msmtprc(
         f"tls_starttls {'on' if tls == 'starttls' else 'off'}",
         f"tls_trust_file {trust}",
         "tls_certcheck on",
-        "auth on",
+        *(auth or ["auth on"]),  # oauth.py: auth xoauth2 + passwordeval, no password
         f'user "{user}"',
-        f'password "{password}"',
+        *([] if auth else [f'password "{password}"']),
+        # sender.py: every message's envelope sender, and a local From:'s replacement
+        *([f'from "{sender}"'] if sender else []),
         # A transport passes the message on as qmail queued it: no From, Date or Bcc change.
         "set_from_header off",
         "set_date_header off",
@@ -130,15 +139,17 @@ def plan(
     *,
     tls: str,
     user: str,
-    password_file: str,
+    password_file: str | None,
     trust_file: str | None,
+    auth: list[str] | None = None,
+    sender: str | None = None,
 ) -> list[Target]:
     """The route's files for `setup --tls`; raise before anything is written."""
     from qmail_send_systemd.relay import Target
 
     if not _printable(user):
         raise _usage(f"malformed --user {user!r}", "give the login the provider told you")
-    password = read_password(password_file)
+    password = read_password(password_file) if password_file is not None else ""
     for program, what in ((REMOTE, f"the {PACKAGE} package"), (MSMTP, "msmtp")):
         if not os.access(root / program.lstrip("/"), os.X_OK):
             raise HelperError(
@@ -153,7 +164,9 @@ def plan(
     if trust_file is not None:
         targets.append(Target(root / TRUST.lstrip("/"), read_trust(trust_file), 0, 0, PUBLIC_MODE))
         trust = TRUST
-    rc = render_msmtprc(smarthost, tls=tls, user=user, password=password, trust=trust)
+    rc = render_msmtprc(
+        smarthost, tls=tls, user=user, password=password, trust=trust, auth=auth, sender=sender
+    )
     targets.append(Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE))
     targets.append(Target(root / DROPIN.lstrip("/"), DROPIN_TEXT.encode(), 0, 0, PUBLIC_MODE))
     return targets

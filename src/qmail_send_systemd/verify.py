@@ -515,9 +515,13 @@ class Checker:
 
 
 def check(root: Path) -> list[Finding]:
-    from qmail_send_systemd import submission_config  # the TLS route's files (setup --tls)
+    from qmail_send_systemd import (
+        submission_config,  # the TLS route's files (setup --tls)
+        submission_state,  # what blocks the route (revoked, refused)
+    )
 
-    return Checker(root).run() + list(submission_config.check(root))
+    found = Checker(root).run() + list(submission_config.check(root))
+    return found + list(submission_state.check(root))
 
 
 def has_errors(findings: list[Finding]) -> bool:
