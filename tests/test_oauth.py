@@ -485,3 +485,36 @@ def test_a_password_where_basic_auth_is_off_says_to_use_oauth(
     assert out.startswith("Z") and BASIC_AUTH_OFF in out and "--auth xoauth2" in out, out
     problem = submission_state.read(tree)
     assert problem is not None and "5.7.30" in problem["problem"]
+
+
+# --- the documented commands -----------------------------------------------------------------
+
+
+def _documented_setups() -> list[list[str]]:
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parent.parent / "docs/submission.md").read_text()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            line = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).strip()  # noqa: PLW2901
+            if line.startswith("sudo qmail-send-systemd setup"):
+                commands.append(shlex.split(line)[2:])
+    return commands
+
+
+def test_each_documented_provider_command_is_accepted() -> None:
+    from qmail_send_systemd import oauth_setup, relay
+
+    commands = _documented_setups()
+    providers = [c[c.index("--smarthost") + 1] for c in commands if "--smarthost" in c]
+    assert {"smtp.office365.com:587", "smtp.gmail.com:465", "smtp.fastmail.com:465"} <= set(
+        providers
+    )
+    for argv in commands:
+        args = cli.build_parser().parse_args(argv)
+        relay._check_tls_options(args)  # every usage rule setup applies before it reads files
+        if args.auth not in (None, "password"):
+            assert oauth_setup.settings(args)["token_url"].startswith("https://")
