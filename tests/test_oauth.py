@@ -213,6 +213,19 @@ def test_setup_auth_writes_the_route_and_one_private_copy_of_the_grant(
     assert not [p for p in state.iterdir() if p.name.startswith(oauth.GRANT)]
 
 
+def test_verify_wants_the_grant_qmailrs_alone(tree: Path, endpoint: TokenEndpoint) -> None:
+    assert oauth_setup(tree, endpoint)[0] == 0
+    assert [f.line() for f in verify.check(tree) if "submission" in f.path] == []
+    grant = tree / submission_state.STATE_DIR / oauth.GRANT
+    grant.chmod(0o644)
+    found = [f for f in verify.check(tree) if f.path == str(grant)]
+    assert [f.message for f in found] == ["holds the refresh token and is mode 0644"]
+    assert found[0].fix.endswith("chmod 0600 " + str(grant))
+    grant.unlink()
+    found = [f for f in verify.check(tree) if f.path == str(grant)]
+    assert found and found[0].fix == oauth.REAUTHORIZE
+
+
 def test_setup_auth_dry_run_asks_nobody(tree: Path, endpoint: TokenEndpoint) -> None:
     code, out, _ = oauth_setup(tree, endpoint, "--dry-run")
     assert code == 0 and "without --dry-run, setup asks microsoft" in out

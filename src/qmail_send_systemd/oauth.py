@@ -530,6 +530,9 @@ def access_token(root: str | Path, *, now: Callable[[], float] = time.time) -> s
         return token
     try:
         lock = os.open(submission_state.path(root, LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        if os.geteuid() == 0:  # root trying the command: the lock stays qmailr's
+            st = os.stat(submission_state.path(root, ""))
+            os.fchown(lock, st.st_uid, st.st_gid)
     except OSError as exc:
         raise HelperError(
             f"cannot open {submission_state.path(root, LOCK)}: {exc.strerror}",

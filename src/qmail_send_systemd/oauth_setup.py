@@ -8,6 +8,7 @@ a grant last, when every other input has passed (an administrator authorises onc
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +18,10 @@ from qmail_send_systemd.errors import HelperError, UsageError
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
     from qmail_send_systemd.relay import Target
+    from qmail_send_systemd.verify import Finding
 
 READER = "qmailr"
 PUBLIC_MODE = 0o644
@@ -175,3 +178,53 @@ def make_state_dir(root: Path, args: argparse.Namespace) -> None:
     if reader is not None:
         submission_state.make_dir(root, reader.uid, reader.gid)
         submission_state.clear(root)  # a new setting: the old problem is judged again
+
+
+def check(root: Path) -> Iterator[Finding]:
+    """`verify`: with an OAuth login in msmtprc, its settings, the grant (qmailr's alone) and
+    qmailr's directory. Fixes never widen a mode."""
+    from qmail_send_systemd.submission import CONFIG, read_config
+    from qmail_send_systemd.verify import ERROR, Finding
+
+    try:
+        auth = read_config(str(root / CONFIG.lstrip("/"))).get("auth", "")
+    except OSError:
+        return  # no route, or not readable by this user: submission_config says enough
+    if auth not in oauth.MECHANISMS:
+        return
+    redo = "rerun qmail-send-systemd setup ... --auth " + auth
+    conf = root / oauth.CONF.lstrip("/")
+    try:
+        oauth.read_conf(root)
+    except HelperError as exc:
+        yield Finding(ERROR, str(conf), exc.message + ": no token can be had", redo)
+    reader = lookup_user(root, READER)
+    if reader is None:
+        return
+    directory = root / submission_state.STATE_DIR
+    try:
+        st = directory.lstat()
+    except OSError:
+        yield Finding(ERROR, str(directory), "is missing: no token can be had", redo)
+        return
+    if st.st_uid != reader.uid or stat.S_IMODE(st.st_mode) != submission_state.DIR_MODE:
+        yield Finding(
+            ERROR,
+            str(directory),
+            f"must be {READER}'s, mode 0700 (it holds the grant and qmailr writes the token)",
+            f"chown {READER} {directory} && chmod 0700 {directory}",
+        )
+    grant = directory / oauth.GRANT
+    try:
+        grant_st = grant.lstat()
+    except OSError:
+        yield Finding(
+            ERROR, str(grant), "is missing: every remote delivery is deferred", oauth.REAUTHORIZE
+        )
+        return
+    fix = f"chown {READER} {grant} && chmod 0600 {grant}"
+    if grant_st.st_uid != reader.uid:
+        yield Finding(ERROR, str(grant), f"is not {READER}'s: no token can be had", fix)
+    if grant_st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        mode = stat.S_IMODE(grant_st.st_mode)
+        yield Finding(ERROR, str(grant), f"holds the refresh token and is mode {mode:04o}", fix)

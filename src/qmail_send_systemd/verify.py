@@ -521,7 +521,9 @@ def check(root: Path) -> list[Finding]:
     )
 
     found = Checker(root).run() + list(submission_config.check(root))
-    return found + list(submission_state.check(root))
+    from qmail_send_systemd import oauth_setup  # an OAuth login's settings and grant
+
+    return found + list(oauth_setup.check(root)) + list(submission_state.check(root))
 
 
 def has_errors(findings: list[Finding]) -> bool:
