@@ -87,12 +87,16 @@ def run(root: Path, *argv: str) -> tuple[int, str, str]:
 
 def oauth_setup(root: Path, endpoint: TokenEndpoint, *extra: str) -> tuple[int, str, str]:
     settings = [arg for item in endpoint.settings() for arg in ("--oauth-setting", item)]
-    return run(
-        root, "setup", "--smarthost", "smtp.office365.com:587", "--tls", "starttls",
-        "--user", LOGIN, "--auth", "xoauth2", "--oauth-provider", "microsoft",
-        "--oauth-client-id", CLIENT_ID, "--oauth-tenant", "contoso.onmicrosoft.com",
-        *settings, *extra,
-    )  # fmt: skip
+    umask = os.umask(0o077)  # as under a strict umask: qmailr must still reach its files
+    try:
+        return run(
+            root, "setup", "--smarthost", "smtp.office365.com:587", "--tls", "starttls",
+            "--user", LOGIN, "--auth", "xoauth2", "--oauth-provider", "microsoft",
+            "--oauth-client-id", CLIENT_ID, "--oauth-tenant", "contoso.onmicrosoft.com",
+            *settings, *extra,
+        )  # fmt: skip
+    finally:
+        os.umask(umask)
 
 
 # --- the flows -------------------------------------------------------------------------------
@@ -195,6 +199,7 @@ def test_setup_auth_writes_the_route_and_one_private_copy_of_the_grant(
     assert conf["token_url"] == f"{endpoint.url}/token" and conf["flow"] == "device"
     state = tree / submission_state.STATE_DIR
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o755  # qmailr passes through
     grant = state / oauth.GRANT
     assert stat.S_IMODE(grant.stat().st_mode) == 0o600 and grant.stat().st_uid == UID
     token = json.loads(grant.read_text())["refresh_token"]

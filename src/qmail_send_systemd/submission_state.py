@@ -37,7 +37,12 @@ def path(root: str | Path, name: str) -> str:
 def make_dir(root: Path, uid: int, gid: int) -> None:
     """Create (or repair) the directory as its one writer needs it: qmailr's, 0700."""
     directory = root / STATE_DIR
-    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    # Parents made here are root's and 0755 whatever the umask: qmailr must pass through them.
+    for parent in reversed(directory.relative_to(root).parents[:-1]):
+        if not (root / parent).is_dir():
+            (root / parent).mkdir()
+            os.chmod(root / parent, 0o755)  # noqa: S103 - a directory others pass
+    directory.mkdir(mode=DIR_MODE, exist_ok=True)
     os.chown(directory, uid, gid)
     os.chmod(directory, DIR_MODE)
 
