@@ -271,6 +271,43 @@ def test_oauth_options_need_auth_and_tls(tree: Path) -> None:
     assert code == 2 and "--auth xoauth2 needs --oauth-provider" in err
 
 
+def test_setup_for_google_runs_the_loopback_flow_and_refreshes_with_the_secret(
+    tree: Path, endpoint: TokenEndpoint
+) -> None:
+    endpoint.client_secret = CLIENT_SECRET
+    (tree / "secret").write_text(CLIENT_SECRET + "\n")
+    printed = io.StringIO()
+
+    def browser() -> None:  # reads what setup printed, as the administrator would
+        while not [ln for ln in printed.getvalue().splitlines() if ln.startswith("http")]:
+            time.sleep(0.01)
+        url = next(ln for ln in printed.getvalue().splitlines() if ln.startswith("http"))
+        with urllib.request.urlopen(url, timeout=10) as page:  # noqa: S310 - 127.0.0.1
+            page.read()
+
+    thread = threading.Thread(target=browser, daemon=True)
+    thread.start()
+    settings = [arg for item in endpoint.settings() for arg in ("--oauth-setting", item)]
+    with contextlib.redirect_stdout(printed):
+        code = cli.main([
+            "--root", str(tree), "setup", "--smarthost", "smtp.gmail.com:465", "--tls",
+            "implicit", "--user", "me@gmail.com", "--auth", "oauthbearer", "--oauth-provider",
+            "google", "--oauth-client-id", CLIENT_ID, "--oauth-client-secret-file",
+            str(tree / "secret"), *settings,
+        ])  # fmt: skip
+    thread.join(5)
+    assert code == 0, printed.getvalue()
+    rc = (tree / submission.CONFIG.lstrip("/")).read_text()
+    assert "auth oauthbearer\n" in rc and 'from "me@gmail.com"' in rc
+    assert CLIENT_SECRET not in rc and CLIENT_SECRET not in printed.getvalue()
+    grant = json.loads((tree / submission_state.STATE_DIR / oauth.GRANT).read_text())
+    assert grant["client_secret"] == CLIENT_SECRET
+    later = time.time() + 7200
+    assert endpoint.valid(oauth.access_token(tree, now=lambda: later - 3600 - 60))
+    refresh = [form for _, form in endpoint.requests if form.get("grant_type") == "refresh_token"]
+    assert len(refresh) == 1 and "scope" not in refresh[0]  # Google keeps the grant's scope
+
+
 def test_token_is_cached_then_refreshed_when_expired(tree: Path, endpoint: TokenEndpoint) -> None:
     endpoint.rotate = True
     assert oauth_setup(tree, endpoint)[0] == 0
@@ -282,6 +319,10 @@ def test_token_is_cached_then_refreshed_when_expired(tree: Path, endpoint: Token
     later = time.time() + 3600 - 60
     second = oauth.access_token(tree, now=lambda: later)
     assert second != first and endpoint.grants("refresh_token") == 1
+    refresh = next(
+        form for _, form in endpoint.requests if form.get("grant_type") == "refresh_token"
+    )
+    assert refresh["scope"] == "https://outlook.office.com/SMTP.Send offline_access"
     grant = json.loads((tree / submission_state.STATE_DIR / oauth.GRANT).read_text())
     assert grant["refresh_token"] in endpoint.refresh_tokens
     code, out, _ = run(tree, "oauth-token")

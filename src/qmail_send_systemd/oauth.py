@@ -494,7 +494,8 @@ def refresh(conf: Mapping[str, str], grant: Mapping[str, str]) -> dict[str, obje
             **_client(conf, grant.get("client_secret", "")),
             "grant_type": "refresh_token",
             "refresh_token": grant["refresh_token"],
-            "scope": conf["scope"],
+            # Microsoft's v2.0 endpoint wants the scope again; Google's takes the grant's.
+            **({"scope": conf["scope"]} if conf.get("flow") == "device" else {}),
         },
     )
     error = answer.get("error")
