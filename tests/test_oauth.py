@@ -40,6 +40,7 @@ from qss_toolkit.smtp_oauth import (
     SENDER_REFUSED,
     OAuthSMTP,
     TokenEndpoint,
+    make_certificate,
 )
 
 UID, GID = os.getuid(), os.getgid()
@@ -455,26 +456,33 @@ def _deliver(tree: Path, tmp: Path, sender_address: str, data: bytes) -> str:
         )  # fmt: skip
 
 
-def _local_msmtprc(tree: Path, port: int, mechanism: str, *, envelope: bool = True) -> None:
-    """setup's msmtprc, pointed at the loopback server in clear (TLS is proven by the smoke
-    scenarios), with passwordeval running this checkout's helper."""
+def _local_msmtprc(
+    tree: Path, port: int, mechanism: str, *, trust: str | None = None, envelope: bool = True
+) -> None:
+    """setup's msmtprc pointed at the loopback server: with `trust`, STARTTLS as setup wrote it
+    (the certificate checked against that file), else in clear; passwordeval runs this
+    checkout's helper."""
     rc = (tree / submission.CONFIG.lstrip("/")).read_text()
     helper = f"env PYTHONPATH={SRC} {sys.executable} -m qmail_send_systemd.cli --root {tree}"
-    lines = []
     replaced = {
         "host": "host 127.0.0.1",
         "port": f"port {port}",
         "auth": f"auth {mechanism}",
         "passwordeval": f'passwordeval "{helper} oauth-token"',
+        "tls_trust_file": f"tls_trust_file {trust}",
     }
+    lines = []
     for line in rc.splitlines():
         key = line.split(" ", 1)[0]
-        if key in ("tls", "tls_starttls", "tls_trust_file", "tls_certcheck"):
+        if trust is None and key in ("tls", "tls_starttls", "tls_trust_file", "tls_certcheck"):
             continue
         if key == "from" and not envelope:
             continue
         lines.append(replaced.get(key, line))
-    lines.insert(lines.index(f"port {port}") + 1, "tls off")
+    if trust is None:
+        lines.insert(lines.index(f"port {port}") + 1, "tls off")
+    else:
+        assert "tls_starttls on" in lines and "tls_certcheck on" in lines
     (tree / "msmtprc").write_text("\n".join(lines) + "\n")
     (tree / "msmtprc").chmod(0o600)
 
@@ -485,9 +493,12 @@ def test_msmtp_logs_in_with_the_token_and_the_sender_is_the_login(
     tree: Path, endpoint: TokenEndpoint, tmp_path: Path, mechanism: str
 ) -> None:
     pytest.importorskip("aiosmtpd")
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (the server's certificate)")
     assert oauth_setup(tree, endpoint)[0] == 0
-    with OAuthSMTP(endpoint, only_sender=LOGIN) as smtp:
-        _local_msmtprc(tree, smtp.port, mechanism)
+    cert, key = make_certificate(str(tmp_path))
+    with OAuthSMTP(endpoint, only_sender=LOGIN, tls=(cert, key)) as smtp:
+        _local_msmtprc(tree, smtp.port, mechanism, trust=cert)
         # cron's mail: a local From, a local envelope sender; then a bounce (<>).
         out = _deliver(tree, tmp_path, "root@laptop.example.net",
                        b"From: root@laptop.example.net\nSubject: cron\n\nhello\n")  # fmt: skip
@@ -500,7 +511,7 @@ def test_msmtp_logs_in_with_the_token_and_the_sender_is_the_login(
         cache.write_text(json.dumps({"access_token": "gone", "expires_at": 0}))
         out = _deliver(tree, tmp_path, "#@[]", b"Subject: double bounce\n\nx\n")
         assert out.startswith("r\0K"), out
-    assert smtp.auth == [mechanism.upper()] * 3
+    assert smtp.auth == [mechanism.upper()] * 3 and smtp.secure == [True] * 3
     assert [m["from"] for m in smtp.messages] == [LOGIN] * 3
     assert b'From: "root@laptop.example.net" <me@example.net>' in smtp.messages[0]["data"]
     assert b"From: <me@example.net>" in smtp.messages[2]["data"]

@@ -227,6 +227,22 @@ class TokenEndpoint:
 # --- the SMTP side ---------------------------------------------------------------------------
 
 
+def make_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (openssl), as msmtp's trust file and the
+    server's: (certificate, key)."""
+    import os
+    import subprocess
+
+    cert, key = os.path.join(directory, "server.pem"), os.path.join(directory, "server.key")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def _bearer(text: str) -> str:
     """The token of an XOAUTH2 or OAUTHBEARER initial response (\\x01-separated fields)."""
     for part in text.split("\x01"):
@@ -244,10 +260,13 @@ class OAuthSMTP:
         *,
         only_sender: str | None = None,
         basic_auth_off: bool = False,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.tokens, self.only_sender, self.basic_auth_off = tokens, only_sender, basic_auth_off
+        self.tls = tls  # (certificate, key): STARTTLS required before AUTH and MAIL
         self.messages: list[dict[str, Any]] = []
         self.auth: list[str] = []  # the mechanism of each successful login
+        self.secure: list[bool] = []  # whether TLS was up for it
         self.port = 0
         self._controller: Any = None
 
@@ -274,6 +293,7 @@ class OAuthSMTP:
                     blob = answer.decode("utf-8", "replace") if isinstance(answer, bytes) else ""
                 if server.tokens.valid(_bearer(blob)):
                     server.auth.append(mechanism)
+                    server.secure.append(smtp.session.ssl is not None)
                     return AuthResult(success=True)
                 return AuthResult(success=False, handled=False)
 
@@ -303,13 +323,20 @@ class OAuthSMTP:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
+        secure: dict[str, Any] = {"auth_require_tls": False}  # in clear on the loopback
+        if self.tls is not None:
+            import ssl
+
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            secure = {"tls_context": context, "require_starttls": True}
         self._controller = Controller(
             Handler(),
             hostname="127.0.0.1",
             port=self.port,
             auth_required=True,
-            auth_require_tls=False,  # the tests speak in clear on the loopback
             authenticator=authenticator,
+            **secure,
         )
         self._controller.start()
         return self
