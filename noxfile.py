@@ -105,7 +105,7 @@ def rebuild(session: nox.Session) -> None:
 
 
 # The Podman backend beside nspawn's full matrix: one Debian target, and the scenarios that
-# between them use each of its own mechanisms (README, "Container engines"); the registry
+# between them use each of its own mechanisms (docs/testing.md, "Container engines"); the registry
 # targets are skipped with podman's reason where no registry answers.
 PODMAN_CHECK = [
     "--backend", "podman", "--target", "debian-12",

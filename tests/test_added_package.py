@@ -1,4 +1,4 @@
-"""Adding a package is adding its YAML file (README): one more package, in a copy of the tree,
+"""Adding a package is adding its YAML file (docs/contributing.md): one more package, in a copy of the tree,
 is built by both routes alike, linted, and installed and purged by the smoke harness."""
 
 from __future__ import annotations

@@ -73,9 +73,9 @@ def test_a_bad_value_is_a_usage_error_naming_the_variable(name: str, value: str)
 def test_an_unknown_variable_is_named_with_the_nearest_known_one() -> None:
     env = {"QSS_KEEP_CONTAINERS": "1", "QSS_FROBNICATE": "1", "QSS_DEBUG": "1", "PATH": "/bin"}
     assert settings.unknown(env) == [
-        "QSS_FROBNICATE is not a setting of the toolkit and is ignored (see README)",
+        "QSS_FROBNICATE is not a setting of the toolkit and is ignored (see docs/building.md)",
         "QSS_KEEP_CONTAINERS is not a setting of the toolkit and is ignored"
-        " (did you mean QSS_KEEP_CONTAINER? see README)",
+        " (did you mean QSS_KEEP_CONTAINER? see docs/building.md)",
     ]
     assert settings.unknown({"QSS_VERSION": "1.1.0"}) == []  # the toolkit's own, for nfpm
 
@@ -89,7 +89,7 @@ def test_the_entry_point_warns_once_per_unknown_variable(
     warned = [r.getMessage() for r in caplog.records]
     assert warned == [
         "warning: QSS_SIGNING_KEYID is not a setting of the toolkit and is ignored"
-        " (did you mean QSS_SIGNING_KEY_ID? see README)"
+        " (did you mean QSS_SIGNING_KEY_ID? see docs/building.md)"
     ]
 
 
@@ -103,8 +103,8 @@ def test_a_bad_value_stops_the_entry_point_with_one_line(
     )
 
 
-def test_the_readme_lists_every_setting() -> None:
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_building_guide_lists_every_setting() -> None:
+    readme = (PROJECT_ROOT / "docs" / "building.md").read_text(encoding="utf-8")
     table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `(QSS_[A-Z_]+)` \|", table, flags=re.MULTILINE)
     assert sorted(listed) == sorted(settings.KNOWN)

@@ -163,7 +163,7 @@ class PackageManager(abc.ABC):
     def has_package(self, name: str) -> str:
         """Exits 0 when the distribution's repositories have a package `name`."""
 
-    # -- a client of our published repository (README's "Adding the repository") --------
+    # -- a client of our published repository (docs/repositories.md, "Adding the repository on a client") --------
 
     @abc.abstractmethod
     def clear_caches(self) -> str:

@@ -41,7 +41,7 @@ _RPMLINT_SUMMARY = re.compile(r"(\d+) errors?, (\d+) warnings?")
 _MYPY_SUMMARY = re.compile(r"^(Success: .*|Found \d+ errors? in .*)$", re.MULTILINE)
 
 
-# The CI pipelines for the engines builders use (README, "Continuous integration"), each with
+# The CI pipelines for the engines builders use (docs/ci.md), each with
 # the schema check-jsonschema ships for it (vendored in the package: no download).
 PIPELINES: tuple[tuple[str, str], ...] = (
     (".github/workflows/ci.yml", "vendor.github-workflows"),

@@ -60,10 +60,10 @@ APT_KEYRING = f"{NAME}-archive-keyring.gpg"
 RPM_KEY = f"RPM-GPG-KEY-{NAME}"
 SOURCES_FILE = f"{NAME}.sources"
 REPO_FILE = f"{NAME}.repo"
-# Where the client configuration expects the keys (README says to copy them there).
+# Where the client configuration expects the keys (docs/repositories.md says to copy them there).
 CLIENT_APT_KEYRING = f"/etc/apt/keyrings/{APT_KEYRING}"
 CLIENT_RPM_KEY = f"/etc/pki/rpm-gpg/{RPM_KEY}"
-# What a client of each family copies from the published tree, and where (README).
+# What a client of each family copies from the published tree, and where (docs/repositories.md).
 CLIENT_FILES: dict[Family, tuple[tuple[str, str], ...]] = {
     Family.DEB: (
         (APT_KEYRING, CLIENT_APT_KEYRING),

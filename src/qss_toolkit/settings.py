@@ -135,7 +135,9 @@ def unknown(env: Mapping[str, str] | None = None) -> list[str]:
     bare = [k.removeprefix(PREFIX) for k in KNOWN]  # the prefix alone would make them all near
     for name in sorted(n for n in env if n.startswith(PREFIX) and n not in KNOWN):
         hint = suggestion(name.removeprefix(PREFIX), bare).replace(" mean ", f" mean {PREFIX}")
-        lines.append(f"{name} is not a setting of the toolkit and is ignored ({hint}see README)")
+        lines.append(
+            f"{name} is not a setting of the toolkit and is ignored ({hint}see docs/building.md)"
+        )
     return lines
 
 
