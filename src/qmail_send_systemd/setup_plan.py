@@ -34,3 +34,4 @@ class Target:
     uid: int
     gid: int
     mode: int = FILE_MODE
+    backup: bool = True  # False for a secret that must exist once (the OAuth grant)

@@ -20,6 +20,7 @@ import json
 import os
 import time
 
+from qmail_send_systemd import submission_state  # a revoked grant, a refused sender
 from qmail_send_systemd.systemd import REVIVE, UNIT
 
 TYPE_CHECKING = False  # not typing's: see start.py
@@ -332,6 +333,7 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
                 "fix": "fix what its reason says, then `sudo qmail-send-systemd flush` retries now",
             }
         )
+    found += report.get("submission", [])  # type: ignore[arg-type]
     return found
 
 
@@ -349,6 +351,7 @@ def check(
         "smarthost": read_smarthost(root),
         "journal": read_journal(system) if live else skipped,
     }
+    report["submission"] = submission_state.attention(root)
     report["attention"] = attention(report)
     return report
 

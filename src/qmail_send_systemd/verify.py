@@ -21,7 +21,9 @@ from typing import Callable
 import qmail_send_systemd
 from qmail_send_systemd import (
     delivery,
+    oauth_setup,  # an OAuth login's settings and grant
     submission_config,  # the TLS route's files (setup --tls)
+    submission_state,  # what blocks the route (a revoked grant, a refused sender)
 )
 from qmail_send_systemd.accounts import Account, all_users, group_name, lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError
@@ -505,7 +507,8 @@ class Checker:
 
 
 def check(root: Path) -> list[Finding]:
-    return Checker(root).run() + list(submission_config.check(root))
+    found = Checker(root).run() + list(submission_config.check(root))
+    return found + list(oauth_setup.check(root)) + list(submission_state.check(root))
 
 
 def has_errors(findings: list[Finding]) -> bool:
