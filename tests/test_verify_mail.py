@@ -314,3 +314,30 @@ def test_world_writable_user_home_defers_their_mail(qmail_tree: Path) -> None:
     assert (finding.severity, finding.fix) == (WARNING, f"chmod o-w {home}")
     home.chmod(0o755)
     assert verify.check(qmail_tree) == []
+
+
+@needs_user_uid
+def test_qmails_own_users_are_not_mail_users(qmail_tree: Path) -> None:
+    # INSTALL.ids's `useradd -g nofiles -d /var/qmail/alias alias` gives uid 1000 or more and
+    # useradd's default shell: verify warned at every install that ~alias/Maildir is missing.
+    # qmail's own users receive no mail of their own: ~alias's files take root's, and so on.
+    lines = []
+    for line in (qmail_tree / "etc/passwd").read_text().splitlines():
+        name, x, _, _, gecos, home, _ = line.split(":")
+        ours = name in verify.USERS
+        lines.append(
+            ":".join((name, x, str(USER_UID), str(GID), gecos, home, "/bin/sh")) if ours else line
+        )
+    (qmail_tree / "etc/passwd").write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0:  # the tree's files are root's: give them to the users' new uid
+        for path in (qmail_tree / "var/qmail", *(qmail_tree / "var/qmail").rglob("*")):
+            os.chown(path, USER_UID, GID)
+        (qmail_tree / "var/qmail/bin/qmail-queue").chmod(0o4711)  # chown cleared the bit
+    assert not (qmail_tree / "var/qmail/alias/Maildir").exists()
+    assert verify.check(qmail_tree) == []
+    # The same account under another name is a mail user, and warned about.
+    with (qmail_tree / "etc/passwd").open("a") as passwd:
+        passwd.write(f"ann:x:{USER_UID}:{GID}::/var/qmail/alias:/bin/sh\n")
+    assert [f.path for f in verify.check(qmail_tree)] == [
+        str(qmail_tree / "var/qmail/alias/Maildir")
+    ]

@@ -373,11 +373,14 @@ class Checker:
 
     def mail_users(self) -> list[Account]:
         """Local users who can receive mail: a login shell, not a system account (by uid), and
-        a home directory (qmail-getpw also wants them to own it: recipient() checks that)."""
+        a home directory (qmail-getpw also wants them to own it: recipient() checks that).
+        qmail's own users never are: INSTALL.ids's useradd gives them uids from 1000 and a
+        shell, but ~alias's files take root's mail (check_lookup), and the others get none."""
         return [
             account
             for account in all_users(self.root)
             if account.uid >= FIRST_USER_UID
+            and account.name not in USERS
             and os.path.basename(account.shell) not in NO_LOGIN_SHELLS
             and delivery.under(self.root, account.home).is_dir()
         ]
