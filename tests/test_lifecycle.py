@@ -438,7 +438,7 @@ def test_flush_of_a_failed_unit_says_why_and_how(live: Path) -> None:
     assert "has failed (exit-code: qmail-send exited with status 111)" in caught.value.message
     assert "since Tue 2027-01-12 08:00:00 UTC" in caught.value.message
     assert caught.value.fix == (
-        "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
+        "systemctl reset-failed qmail-send && systemctl start qmail-send"
     )
     assert system.commands() == [SHOW]
 
