@@ -356,6 +356,47 @@ def test_setup_tls_is_idempotent_and_dry_run_writes_nothing(tree: Path) -> None:
     assert out.count("unchanged") == 3 and "replaced" not in out
 
 
+def test_setup_under_umask_077_gives_its_directories_0755(tree: Path) -> None:
+    """Issue 22: sudo keeps the README's `umask 077`; /etc/qmail-send-systemd came out 0700
+    root and qmailr could not read msmtprc. A second setup said "unchanged"."""
+    old = os.umask(0o077)
+    try:
+        assert tls_setup(tree)[0] == 0
+        made = [
+            tree / "etc/qmail-send-systemd",
+            (tree / submission_config.DROPIN.lstrip("/")).parent,
+        ]
+        assert [stat.S_IMODE(d.stat().st_mode) for d in made] == [0o755, 0o755]
+        assert stat.S_IMODE((tree / submission.CONFIG.lstrip("/")).stat().st_mode) == 0o600
+        made[0].chmod(0o700)  # what 1.1.0 left
+        code, out, _ = tls_setup(tree)
+        assert code == 0 and f"{made[0]}: fixed mode 0700 -> 0755" in out.splitlines()
+        assert stat.S_IMODE(made[0].stat().st_mode) == 0o755
+        code, out, _ = tls_setup(tree)
+        assert "fixed" not in out and out.count("unchanged") == 3
+    finally:
+        os.umask(old)
+
+
+def test_verify_follows_msmtprc_through_every_directory(tree: Path) -> None:
+    tls_setup(tree)
+    passwd = (tree / "etc/passwd").read_text().replace(f"qmailr:x:{UID}:", f"qmailr:x:{UID + 1}:")
+    (tree / "etc/passwd").write_text(passwd)  # qmailr: neither the owner nor ... in the group
+    (tree / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID + 1}:\n")
+    directory = tree / "etc/qmail-send-systemd"
+    directory.chmod(0o750)
+    found = [f for f in submission_config.check(tree) if f.path == str(directory)]
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            f"cannot be searched by qmailr: it cannot read {directory}/msmtprc, so remote mail "
+            "is deferred",
+            f"chmod o+x {directory}",  # the search bit alone: not o+r, not 0755
+        )
+    ]
+    directory.chmod(0o751)
+    assert [f for f in submission_config.check(tree) if f.path == str(directory)] == []
+
+
 def test_default_ports_follow_the_tls_mode(tree: Path) -> None:
     setup(tree, "--smarthost", "smtp.example.net", "--tls", "implicit", "--user", "u",
           "--password-file", str(tree / "pw"))  # fmt: skip

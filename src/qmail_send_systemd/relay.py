@@ -36,6 +36,8 @@ ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
 # qmail-local refuses a .qmail file or a home directory that is group- or world-writable
 # (conf-patrn); 0644 lets qmail-local, running as the alias user, read a root-owned file too.
 FILE_MODE = 0o644
+# The directories setup makes (the route's): searchable by qmailr, whatever the umask.
+DIR_MODE = 0o755
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
@@ -325,6 +327,39 @@ def _keep_backup(outcome: Outcome, now: float) -> None:
         shutil.copy2(path, outcome.backup, follow_symlinks=False)
 
 
+def prepare_directories(targets: list[Target], *, dry_run: bool = False) -> list[Outcome]:
+    """The directories that hold the route's files, each DIR_MODE whatever the umask (qmailr
+    passes through /etc/qmail-send-systemd to read msmtprc): the missing ones are made, and one
+    of them with another mode is repaired, so that a second setup mends what a umask of 077
+    broke. mkdir's mode passes through the umask: so chmod after it."""
+    outcomes = []
+    try:
+        for directory in sorted({t.path.parent for t in targets if t.content is not None}):
+            missing = []
+            ancestor = directory
+            while not os.path.lexists(ancestor):
+                missing.append(ancestor)
+                ancestor = ancestor.parent
+            for made in reversed(missing):
+                outcomes.append(Outcome(Target(made, None, 0, 0, DIR_MODE), "created"))
+                if not dry_run:
+                    os.mkdir(made)
+                    os.chmod(made, DIR_MODE)
+            st = directory.lstat() if not missing else None
+            if st is not None and stat.S_IMODE(st.st_mode) != DIR_MODE:
+                target = Target(directory, None, st.st_uid, st.st_gid, DIR_MODE)
+                was = stat.S_IMODE(st.st_mode)
+                outcomes.append(Outcome(target, f"fixed mode {was:04o} -> {DIR_MODE:04o}"))
+                if not dry_run:
+                    os.chmod(directory, DIR_MODE)
+    except OSError as exc:
+        raise HelperError(
+            f"cannot make {exc.filename or 'a directory'}: {exc.strerror}",
+            "run as root; nothing else was changed",
+        ) from exc
+    return outcomes
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -393,11 +428,8 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
     forward = check_address(args.forward_root) if args.forward_root is not None else None
     route = plan_route(root, args, smarthost)
     targets = plan(root, smarthost, forward) + route
-    if not args.dry_run:
-        for target in route:
-            if target.content is not None:
-                target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    outcomes = apply(targets, dry_run=args.dry_run)
+    outcomes = prepare_directories(route, dry_run=args.dry_run)
+    outcomes += apply(targets, dry_run=args.dry_run)
     prefix = "would be " if args.dry_run else ""
     for outcome in outcomes:
         action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action

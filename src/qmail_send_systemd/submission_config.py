@@ -24,7 +24,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qmail_send_systemd.accounts import lookup_user
+from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError, UsageError
 from qmail_send_systemd.submission import ACCOUNT, CONFIG, MSMTP, read_config
 
@@ -189,14 +189,33 @@ def check(root: Path) -> Iterator[Finding]:
     except OSError:
         yield Finding(ERROR, str(config), "is missing: every remote delivery is deferred", redo)
         return
+    # qmail-start gives qmail-rspawn, and so qmail-remote and msmtp, the qmail group alone.
+    group = lookup_group(root, "qmail")
+    gid = group if group is not None else reader.gid if reader is not None else 0
     if reader is not None:
         yield from _check_secret(config, st, reader.uid)
+        yield from _check_reach(root, config, reader.uid, gid)
     try:
         trust = read_config(str(config)).get("tls_trust_file", "system")
     except OSError:
         return  # a reader other than qmailr (verify as a user): the mode check said enough
     if trust != "system" and not _world_readable(root / trust.lstrip("/")):
         yield Finding(ERROR, trust, "cannot be read by qmailr: TLS cannot verify", redo)
+    elif trust != "system" and reader is not None:
+        yield from _check_reach(root, root / trust.lstrip("/"), reader.uid, gid)
+
+
+def _check_reach(root: Path, path: Path, uid: int, gid: int) -> Iterator[Finding]:
+    """qmailr (qmail-remote, msmtp) passes through every directory above `path`: a umask of
+    077 at setup made /etc/qmail-send-systemd 0700 and deferred every remote delivery."""
+    from qmail_send_systemd.verify import ERROR, Finding, reach_fix
+
+    blocked = reach_fix(root, path, uid, gid)
+    if blocked is not None:
+        message = (
+            f"cannot be searched by {READER}: it cannot read {path}, so remote mail is deferred"
+        )
+        yield Finding(ERROR, str(blocked[0]), message, blocked[1])
 
 
 def _world_readable(path: Path) -> bool:

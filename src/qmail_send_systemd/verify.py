@@ -161,6 +161,34 @@ def read_fix(root: Path, path: Path, st: os.stat_result, uid: int | None, gid: i
     return f"chgrp {group_name(root, gid)} {path} && chmod g+r {path}"
 
 
+def reach_fix(root: Path, path: Path, uid: int | None, gid: int) -> tuple[Path, str] | None:
+    """The first directory below `root` down to `path`'s parent that the reader (uid, gid; any
+    user when uid is None) may not search, and the fix that grants exactly that search (x) and
+    nothing else; None when every one may be passed (or cannot be examined: other checks say
+    so). The mode bits decide, as for read_fix: no capability helps qmail's programs. `root`
+    itself is / on the running system, or the image under --root (not the system's)."""
+    try:
+        parts = path.relative_to(root).parts[:-1]
+    except ValueError:
+        return None
+    directory = root
+    for part in parts:
+        directory = directory / part
+        try:
+            st = directory.stat()
+        except OSError:
+            return None
+        if uid is None or (st.st_uid != uid and st.st_gid != gid):
+            bit, who = stat.S_IXOTH, "o"
+        elif st.st_uid == uid:
+            bit, who = stat.S_IXUSR, "u"
+        else:
+            bit, who = stat.S_IXGRP, "g"
+        if not st.st_mode & bit:
+            return directory, f"chmod {who}+x {directory}"
+    return None
+
+
 def _listing(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
@@ -176,6 +204,7 @@ class Checker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / QMAIL_HOME
+        self.blocked: set[tuple[Path, str]] = set()  # (directory, reader) said once
 
     def finding(self, severity: str, path: Path, message: str, fix: str) -> Finding:
         return Finding(severity, str(path), message, fix)
@@ -291,18 +320,30 @@ class Checker:
             return
         if stat.S_ISDIR(st.st_mode):
             return
-        if reader.user is None:
-            fix = read_fix(self.root, path, st, None, 0)
-            who = reader.program
-        else:
+        uid: int | None = None
+        gid = 0
+        who = reader.program
+        if reader.user is not None:
             account = lookup_user(self.root, reader.user)
-            gid = lookup_group(self.root, reader.group or "")
-            if account is None or gid is None:
+            group = lookup_group(self.root, reader.group or "")
+            if account is None or group is None:
                 return  # check_accounts reports the missing user or group
-            fix = read_fix(self.root, path, st, account.uid, gid)
+            uid, gid = account.uid, group
             who = f"{reader.program} ({reader.user}:{reader.group})"
+        fix = read_fix(self.root, path, st, uid, gid)
         if fix:
             yield self.finding(ERROR, path, f"is not readable by {who}", fix)
+        yield from self.check_reach(path, uid, gid, who)
+
+    def check_reach(self, path: Path, uid: int | None, gid: int, who: str) -> Iterator[Finding]:
+        """A directory on the way to `path` that its reader cannot pass, once per directory
+        and reader."""
+        blocked = reach_fix(self.root, path, uid, gid)
+        if blocked is None or (blocked[0], who) in self.blocked:
+            return
+        self.blocked.add((blocked[0], who))
+        message = f"cannot be searched by {who}, so {path} cannot be read"
+        yield self.finding(ERROR, blocked[0], message, blocked[1])
 
     def default_delivery(self) -> str | None:
         """The default delivery the unit gives qmail-start (None: it cannot be read)."""
