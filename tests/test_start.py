@@ -409,3 +409,31 @@ def test_helper_warning_has_warning_priority_in_the_journal(tmp_path: Path) -> N
         text=True, check=False, timeout=30,
     )  # fmt: skip
     assert done.stderr.startswith("warning: ")
+
+
+def test_a_route_without_its_package_is_said_at_each_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22: the service runs without the submission package; the journal says in one
+    line that remote mail waits, and how to fix it."""
+    from qmail_send_systemd import submission
+
+    start.warn_about_route(tmp_path)
+    assert capsys.readouterr().err == ""  # no route: nothing to say
+    dropin = tmp_path / submission.DROPIN.lstrip("/")
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\n")
+    route = tmp_path / submission.ROUTE_PROGRAM.lstrip("/")
+    route.parent.mkdir(parents=True)
+    route.write_text("#!/bin/sh\n")
+    route.chmod(0o755)
+    msmtp = tmp_path / submission.MSMTP.lstrip("/")
+    msmtp.parent.mkdir(parents=True)
+    msmtp.write_text("#!/bin/sh\n")
+    msmtp.chmod(0o755)
+    start.warn_about_route(tmp_path)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: {submission.PACKAGE} is not installed (")
+    assert line.endswith(f"(fix: apt install {submission.PACKAGE} (or dnf install "
+                         f"{submission.PACKAGE}), or qmail-send-systemd setup --smarthost HOST "
+                         "for plain SMTP)")  # fmt: skip

@@ -20,6 +20,7 @@ import pytest
 
 from qmail_send_systemd import cli, submission, submission_config, verify
 from qmail_send_systemd.relay import Smarthost
+from qmail_send_systemd.systemd import System
 
 UID = os.getuid()
 GID = os.getgid()
@@ -306,7 +307,7 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID}:\n")
     (tmp_path / "var/qmail/control").mkdir(parents=True)
     (tmp_path / "var/qmail/control/me").write_text("laptop.example.net\n")
-    for program in (submission_config.REMOTE, submission.MSMTP):
+    for program in (submission_config.REMOTE, submission.MSMTP, submission.ROUTE_PROGRAM):
         path = tmp_path / program.lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
@@ -337,7 +338,7 @@ def test_setup_tls_writes_the_route_with_its_readers_modes(tree: Path) -> None:
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, UID)  # qmailr's, nobody else's
     assert submission.read_config(str(rc))["password"] == PASSWORD
     dropin = (tree / submission_config.DROPIN.lstrip("/")).read_text()
-    assert f"BindReadOnlyPaths={submission_config.REMOTE}:/var/qmail/bin/qmail-remote" in dropin
+    assert f"BindReadOnlyPaths={submission.ROUTE_PROGRAM}:/var/qmail/bin/qmail-remote" in dropin
     assert (tree / "var/qmail/control/smtproutes").read_text() == f":{HOST}\n"
     assert PASSWORD not in out
     assert "systemd is not running" in out  # the drop-in changed: a restart was due
@@ -506,10 +507,10 @@ def test_verify_wants_the_password_file_private_and_qmailrs(tree: Path) -> None:
 def test_verify_names_missing_parts_of_the_route(tree: Path) -> None:
     tls_setup(tree)
     (tree / submission.MSMTP.lstrip("/")).unlink()
+    assert any("apt install msmtp" in m for m in _messages(tree))
     (tree / submission_config.DROPIN.lstrip("/")).unlink()
     found = _messages(tree)
     assert any("relays without TLS" in m for m in found)
-    assert any("install msmtp" in m for m in found)
     document = verify.render_json(verify.check(tree))
     assert PASSWORD not in document and json.loads(document)["errors"] >= 2
 
@@ -524,3 +525,78 @@ def test_the_package_carries_what_the_drop_in_binds_and_needs_msmtp() -> None:
         depends = package.relation(fmt, "depends", "1.1.0")
         assert "msmtp" in depends
         assert any(d.startswith("qmail-send-systemd ") for d in depends)  # the helper's modules
+
+
+# --- removing the submission package ---------------------------------------------------------
+
+
+def test_without_the_package_the_route_defers_and_never_relays(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The drop-in binds the main package's program: removing the submission package leaves
+    the service its bind source; each remote delivery is deferred (Z), with the fix."""
+    assert submission.route_main(["qmail-remote", "h", "s", "r@x"], str(tmp_path / "gone")) == 0
+    out = capfd.readouterr().out
+    assert out == submission.PACKAGE_MISSING
+    assert out.startswith("Z") and out.endswith("\0") and out.count("\0") == 1
+    assert "never sent in clear" in out and f"Install {submission.PACKAGE} again" in out
+
+
+def test_with_the_package_the_route_relays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "qmail-remote"
+    package.write_text("#!/bin/sh\n")
+    package.chmod(0o755)
+    relayed: list[list[str]] = []
+    monkeypatch.setattr(submission, "main", lambda argv: relayed.append(list(argv)) or 0)
+    assert submission.route_main(["qmail-remote", "h", "s", "r@x"], str(package)) == 0
+    assert relayed == [["qmail-remote", "h", "s", "r@x"]]
+
+
+def test_the_main_package_carries_the_bind_source() -> None:
+    from qss_toolkit import payload
+
+    package = {p.name: p for p in payload.load_packages()}["qmail-send-systemd"]
+    for fmt in payload.FORMATS:
+        files = {f.destination: f for f in package.files_for(fmt)}
+        assert files[submission.ROUTE_PROGRAM].mode == 0o755
+    assert submission.DROPIN == submission_config.DROPIN
+    assert submission.ROUTE_PROGRAM in submission_config.DROPIN_TEXT
+    assert submission.PACKAGE_PROGRAM not in submission_config.DROPIN_TEXT.replace(
+        submission.ROUTE_PROGRAM, ""
+    )
+
+
+def test_verify_and_status_say_the_package_is_gone_in_one_line(tree: Path) -> None:
+    tls_setup(tree)
+    (tree / submission_config.REMOTE.lstrip("/")).unlink()  # apt remove ...-submission
+    found = [f for f in submission_config.check(tree) if f.path.endswith("qmail-remote")]
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            f"{submission.PACKAGE} is not installed ({submission.PACKAGE_PROGRAM} is missing): "
+            "remote mail on the submission route stays queued, never sent in clear, until it "
+            "is back",
+            f"apt install {submission.PACKAGE} (or dnf install {submission.PACKAGE}), or "
+            "qmail-send-systemd setup --smarthost HOST for plain SMTP",
+        )
+    ]
+    assert not any("cannot start" in f.message for f in submission_config.check(tree))
+    from qmail_send_systemd import status
+
+    report = status.check(System(tree), live=False, now=0)  # --root: the tree alone
+    said = [p for p in report["attention"] if "submission" in p["problem"]]  # type: ignore[attr-defined]
+    assert [(p["problem"], p["fix"]) for p in said] == [(found[0].message, found[0].fix)]
+
+
+def test_configure_rewrites_the_old_drop_in(tree: Path) -> None:
+    """1.1.0's drop-in bound the submission package's program: an upgrade makes it bind the
+    main package's, so that the unit no longer fails (226/NAMESPACE) once that is removed."""
+    dropin = tree / submission_config.DROPIN.lstrip("/")
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text(f"[Service]\n{submission_config.OLD_BIND}\n")
+    [finding] = [f for f in submission_config.check(tree) if f.path == str(dropin)]
+    assert "cannot start" in finding.message
+    said = submission_config.upgrade_dropin(tree)
+    assert said is not None and submission.ROUTE_PROGRAM in said
+    assert dropin.read_text() == submission_config.DROPIN_TEXT
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
+    assert submission_config.upgrade_dropin(tree) is None  # once

@@ -327,9 +327,20 @@ def _spawn(program: str, argv: list[str], log_w: int) -> int:
     return pid
 
 
+def warn_about_route(root: Root) -> None:
+    """One journal line, with its fix, when setup --tls's route lacks a package: the service
+    runs and local mail is delivered, remote mail waits (submission.route_main defers it)."""
+    from qmail_send_systemd import submission
+
+    for program in submission.missing_programs(os.fspath(root)):
+        problem, fix = submission.missing_line(program)
+        say(f"warning: {problem} (fix: {fix})")
+
+
 def run(root: Root) -> int:
     """The unit's main process: run qmail-start, copy its log, and end as qmail-send ended."""
     program, argv = qmail_start_argv(root)
+    warn_about_route(root)
     signals: list[int] = []
     watched = (*FORWARDED, signal.SIGCHLD)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 
+from qmail_send_systemd.submission import missing_programs
 from qmail_send_systemd.systemd import REVIVE, UNIT
 
 TYPE_CHECKING = False  # not typing's: see start.py
@@ -536,6 +537,13 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
                 "fix": "fix what the reason says, then, as root: qmail-send-systemd flush",
             }
         )
+    route = report.get("route")
+    if isinstance(route, list):
+        from qmail_send_systemd.submission import missing_line
+
+        for program in route:
+            problem, fix = missing_line(str(program))
+            found.append({"problem": problem, "fix": fix})
     journal = report["journal"]
     assert isinstance(journal, dict)
     if journal.get("not_read") and not journal.get("skipped"):
@@ -601,6 +609,7 @@ def check(
         "queue": queue.as_dict(),
         "smarthost": read_smarthost(root),
         "journal": journal_report,
+        "route": missing_programs(str(root)),  # the submission route's, when set up
     }
     report["deferred"] = deferred_messages(attempts, report["queue"], queue.numbers)  # type: ignore[arg-type]
     report["attention"] = attention(report)

@@ -12,7 +12,9 @@ relay.py writes as for any smarthost:
 - /etc/qmail-send-systemd/smarthost-ca.pem (with --tls-trust-file): a copy of the CA bundle,
   public data, 0644, so that the route does not depend on where the administrator kept it.
 - /etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf: the
-  drop-in that bind-mounts our qmail-remote over qmail's in the service's namespace alone.
+  drop-in that bind-mounts the main package's qmail-remote-route over qmail's qmail-remote in
+  the service's namespace alone (submission.route_main: it relays while the submission
+  package is installed and defers while it is not).
 
 `verify` judges each of them by its reader and never advises a wider mode than it needs.
 """
@@ -26,7 +28,16 @@ from typing import TYPE_CHECKING
 
 from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.submission import ACCOUNT, CONFIG, MSMTP, read_config
+from qmail_send_systemd.submission import (
+    ACCOUNT,
+    CONFIG,
+    MSMTP,
+    PACKAGE_PROGRAM,
+    ROUTE_PROGRAM,
+    missing_line,
+    missing_programs,
+    read_config,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,7 +47,7 @@ if TYPE_CHECKING:
 
 TLS_MODES = ("starttls", "implicit")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
-REMOTE = "/usr/lib/qmail-send-systemd/qmail-remote"
+REMOTE = PACKAGE_PROGRAM  # the submission package's: setup --tls needs it
 QMAIL_REMOTE = "/var/qmail/bin/qmail-remote"
 TRUST = "/etc/qmail-send-systemd/smarthost-ca.pem"
 DROPIN = "/etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf"
@@ -50,11 +61,15 @@ DROPIN_TEXT = f"""\
 # Written by `qmail-send-systemd setup --tls` (docs/submission.md). This service alone sees
 # qmail-send-systemd's qmail-remote, which relays through msmtp with TLS and SMTP AUTH, in place
 # of qmail's own; the file under /var/qmail/bin is not changed. Without the {PACKAGE}
-# package the service does not start (no bind source), so mail is never sent to the submission
-# port in clear. `qmail-send-systemd setup --smarthost HOST` without --tls removes this file.
+# package it defers every remote delivery (local mail is delivered), so mail is never sent to
+# the submission port in clear, nor bounced. `qmail-send-systemd setup --smarthost HOST`
+# without --tls removes this file.
 [Service]
-BindReadOnlyPaths={REMOTE}:{QMAIL_REMOTE}
+BindReadOnlyPaths={ROUTE_PROGRAM}:{QMAIL_REMOTE}
 """
+# 1.1.0's drop-in bound the submission package's program itself: without the package the
+# unit failed (226/NAMESPACE) and all mail stopped. configure rewrites it (upgrade_dropin).
+OLD_BIND = f"BindReadOnlyPaths={REMOTE}:{QMAIL_REMOTE}"
 
 
 def _usage(message: str, hint: str = "") -> UsageError:
@@ -179,10 +194,7 @@ def check(root: Path) -> Iterator[Finding]:
     redo = "rerun qmail-send-systemd setup --smarthost HOST:PORT --tls ..."
     if not os.path.lexists(dropin):
         yield Finding(ERROR, str(dropin), "is missing: qmail-send relays without TLS", redo)
-    for program, fix in ((REMOTE, f"install {PACKAGE}"), (MSMTP, "install msmtp")):
-        if not os.access(root / program.lstrip("/"), os.X_OK):
-            message = "is missing: qmail-send.service cannot start (its drop-in binds it)"
-            yield Finding(ERROR, str(root / program.lstrip("/")), message, fix)
+    yield from _check_programs(root, dropin)
     reader = lookup_user(root, READER)
     try:
         st = config.lstat()
@@ -216,6 +228,40 @@ def _check_reach(root: Path, path: Path, uid: int, gid: int) -> Iterator[Finding
             f"cannot be searched by {READER}: it cannot read {path}, so remote mail is deferred"
         )
         yield Finding(ERROR, str(blocked[0]), message, blocked[1])
+
+
+def _check_programs(root: Path, dropin: Path) -> Iterator[Finding]:
+    """One line each, with the fix: what the route's remote deliveries lack."""
+    from qmail_send_systemd.verify import ERROR, Finding
+
+    try:
+        old = OLD_BIND in dropin.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        old = False
+    if old:
+        message = f"binds {REMOTE} itself: without {PACKAGE} the service cannot start"
+        yield Finding(ERROR, str(dropin), message, "rerun qmail-send-systemd setup ... --tls ...")
+    for program in missing_programs(str(root)):
+        problem, fix = missing_line(program)
+        yield Finding(ERROR, str(root / program.lstrip("/")), problem, fix)
+
+
+def upgrade_dropin(root: Path) -> str | None:
+    """configure's step: 1.1.0's drop-in, which bound the submission package's program, binds
+    the main package's route program instead (the same relay while the package is there).
+    Returns what was done, or None. Never raises: a package step must not fail."""
+    path = root / DROPIN.lstrip("/")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if OLD_BIND not in text:
+            return None
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(DROPIN_TEXT, encoding="utf-8")
+        os.chmod(tmp, PUBLIC_MODE)
+        os.replace(tmp, path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return f"{path}: now binds {ROUTE_PROGRAM} (the service starts without {PACKAGE})"
 
 
 def _world_readable(path: Path) -> bool:
