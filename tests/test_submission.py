@@ -423,9 +423,8 @@ def test_plain_smarthost_takes_the_route_away_keeping_backups(tree: Path) -> Non
     code, out, _ = setup(tree, "--smarthost", "relay.example.net")
     assert code == 0 and out.count("removed") == 2
     assert not (tree / submission_config.DROPIN.lstrip("/")).exists()
-    backups = list((tree / "etc/qmail-send-systemd").glob("msmtprc.bak.*"))
-    assert len(backups) == 1
-    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600  # as private as the original
+    # The password is in no copy: msmtprc is removed without a backup (issue 22).
+    assert list((tree / "etc/qmail-send-systemd").glob("msmtprc*")) == []
     dropins = list((tree / submission_config.DROPIN.lstrip("/")).parent.glob("*.conf"))
     assert dropins == []  # a backup is *.conf.bak.*: systemd does not read it
 
@@ -600,3 +599,46 @@ def test_configure_rewrites_the_old_drop_in(tree: Path) -> None:
     assert dropin.read_text() == submission_config.DROPIN_TEXT
     assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
     assert submission_config.upgrade_dropin(tree) is None  # once
+
+
+# --- the password in one place ---------------------------------------------------------------
+
+
+def test_a_changed_password_leaves_no_copy_of_the_old_one(tree: Path) -> None:
+    assert tls_setup(tree)[0] == 0
+    (tree / "pw").write_text("new secret\n")
+    code, out, _ = tls_setup(tree)
+    assert (
+        code == 0
+        and "msmtprc: replaced\n" in out
+        and "previous kept" not in out.split("msmtprc")[1].splitlines()[0]
+    )
+    config_dir = tree / "etc/qmail-send-systemd"
+    assert sorted(p.name for p in config_dir.iterdir()) == ["msmtprc"]
+    assert PASSWORD not in (config_dir / "msmtprc").read_text()
+
+
+def test_setup_and_verify_remove_and_name_the_copies_110_kept(tree: Path) -> None:
+    assert tls_setup(tree)[0] == 0
+    copy = tree / "etc/qmail-send-systemd/msmtprc.bak.20261201T000000Z"
+    copy.write_text(f'password "{PASSWORD}"\n')
+    copy.chmod(0o600)
+    [finding] = [f for f in submission_config.check(tree) if f.path == str(copy)]
+    assert finding.message.endswith("it holds an old password") and finding.fix == f"rm -f {copy}"
+    assert tls_setup(tree, "--dry-run")[1].count("would be removed (an old password)") == 1
+    assert copy.exists()
+    code, out, _ = tls_setup(tree)
+    assert code == 0 and f"{copy}: removed (an old password)" in out and not copy.exists()
+
+
+def test_setup_warns_of_a_password_file_others_may_read(tree: Path) -> None:
+    (tree / "pw").chmod(0o644)
+    code, _, err = tls_setup(tree, "--dry-run")
+    assert code == 0
+    assert err == (
+        f"qmail-send-systemd setup: warning: the password file {tree / 'pw'} is mode 0644: "
+        "others may read the password (remove it now, setup keeps its own copy in "
+        f"/etc/qmail-send-systemd/msmtprc; or chmod 600 {tree / 'pw'})\n"
+    )
+    (tree / "pw").chmod(0o600)
+    assert tls_setup(tree, "--dry-run")[2] == ""

@@ -136,14 +136,16 @@ def check_address(text: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """One file that setup owns: where, what (None: remove it), and the owner and mode its
-    reader needs."""
+    """One file that setup owns: where, what (None: remove it), the owner and mode its reader
+    needs, and whether what it replaces is kept as NAME.bak.TIMESTAMP (never for a file that
+    holds a secret: at most the live file holds the password)."""
 
     path: Path
     content: bytes | None
     uid: int
     gid: int
     mode: int = FILE_MODE
+    keep_backup: bool = True
 
 
 @dataclass
@@ -303,12 +305,13 @@ def apply(
             "run as root; nothing was changed",
         ) from exc
     for outcome, tmp in staged:
-        if outcome.action == "replaced":
+        if outcome.action == "replaced" and outcome.target.keep_backup:
             _keep_backup(outcome, now)
         os.replace(tmp, outcome.target.path)
     removed = [o for o in outcomes if o.action == "removed"] if not dry_run else []
     for outcome in removed:
-        _keep_backup(outcome, now)
+        if outcome.target.keep_backup:
+            _keep_backup(outcome, now)
         os.unlink(outcome.target.path)
     for directory in {o.target.path.parent for o, _ in staged} | {
         o.target.path.parent for o in removed
@@ -360,6 +363,31 @@ def prepare_directories(targets: list[Target], *, dry_run: bool = False) -> list
     return outcomes
 
 
+def _warn_about_password_file(path: str) -> None:
+    from qmail_send_systemd.submission_config import password_file_warning
+
+    warning = password_file_warning(path)
+    if warning:
+        import sys
+
+        print(f"qmail-send-systemd setup: warning: {warning}", file=sys.stderr)
+
+
+def _remove_password_copies(root: Path, *, dry_run: bool) -> list[Outcome]:
+    """1.1.0 kept msmtprc.bak.* with each replaced password: none may outlive setup."""
+    from qmail_send_systemd.submission_config import password_copies
+
+    outcomes = []
+    for path in password_copies(root):
+        outcomes.append(Outcome(Target(path, None, 0, 0), "removed (an old password)"))
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise HelperError(f"cannot remove {path}: {exc.strerror}", "run as root") from exc
+    return outcomes
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -385,7 +413,11 @@ def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None
     if smarthost is None:
         return []
     if args.tls is None:
-        return [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
+        secret = submission_config.holds_secret
+        return [
+            Target(p, None, 0, 0, keep_backup=not secret(p))
+            for p in submission_config.obsolete(root)
+        ]
     return submission_config.plan(
         root,
         smarthost,
@@ -428,8 +460,12 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
     forward = check_address(args.forward_root) if args.forward_root is not None else None
     route = plan_route(root, args, smarthost)
     targets = plan(root, smarthost, forward) + route
+    if args.password_file is not None:
+        _warn_about_password_file(args.password_file)
     outcomes = prepare_directories(route, dry_run=args.dry_run)
     outcomes += apply(targets, dry_run=args.dry_run)
+    if smarthost is not None:
+        outcomes += _remove_password_copies(root, dry_run=args.dry_run)
     prefix = "would be " if args.dry_run else ""
     for outcome in outcomes:
         action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action

@@ -99,6 +99,38 @@ def read_password(path: str) -> str:
     return body
 
 
+def password_file_warning(path: str) -> str | None:
+    """What to say when the password file setup is given may be read by others than its
+    owner (msmtprc is then not the only place others can find the password)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read_password says why it cannot be read
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    return (
+        f"the password file {path} is mode {mode:04o}: others may read the password "
+        f"(remove it now, setup keeps its own copy in {CONFIG}; or chmod 600 {path})"
+    )
+
+
+def holds_secret(path: Path) -> bool:
+    """msmtprc: its replaced or removed versions are never kept (no NAME.bak.*)."""
+    return path.name == os.path.basename(CONFIG)
+
+
+def password_copies(root: Path) -> list[Path]:
+    """The msmtprc.bak.* copies that 1.1.0's setup kept, each holding an old password."""
+    directory = root / os.path.dirname(CONFIG).lstrip("/")
+    prefix = os.path.basename(CONFIG) + ".bak."
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [directory / name for name in names if name.startswith(prefix)]
+
+
 def read_trust(path: str) -> bytes:
     try:
         data = Path(path).read_bytes()
@@ -169,7 +201,9 @@ def plan(
         targets.append(Target(root / TRUST.lstrip("/"), read_trust(trust_file), 0, 0, PUBLIC_MODE))
         trust = TRUST
     rc = render_msmtprc(smarthost, tls=tls, user=user, password=password, trust=trust)
-    targets.append(Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE))
+    targets.append(
+        Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE, False)
+    )
     targets.append(Target(root / DROPIN.lstrip("/"), DROPIN_TEXT.encode(), 0, 0, PUBLIC_MODE))
     return targets
 
@@ -189,6 +223,9 @@ def check(root: Path) -> Iterator[Finding]:
 
     dropin = root / DROPIN.lstrip("/")
     config = root / CONFIG.lstrip("/")
+    for copy in password_copies(root):
+        message = "is a copy of msmtprc kept by setup 1.1.0: it holds an old password"
+        yield Finding(ERROR, str(copy), message, f"rm -f {copy}")
     if not os.path.lexists(dropin) and not os.path.lexists(config):
         return
     redo = "rerun qmail-send-systemd setup --smarthost HOST:PORT --tls ..."
