@@ -642,3 +642,34 @@ def test_setup_warns_of_a_password_file_others_may_read(tree: Path) -> None:
     )
     (tree / "pw").chmod(0o600)
     assert tls_setup(tree, "--dry-run")[2] == ""
+
+
+def test_msmtp_is_told_not_to_invent_a_message_id_where_it_knows_how(tree: Path) -> None:
+    """msmtp >= 1.8.21 added `<hash.@hostname>` to qmail's bounces (sender <>); older msmtp
+    adds none, and refuses the unknown command."""
+    msmtp = tree / submission.MSMTP.lstrip("/")
+    rc = tree / submission.CONFIG.lstrip("/")
+    msmtp.write_text("#!/bin/sh\necho 'msmtp version 1.8.11'\n")
+    assert tls_setup(tree)[0] == 0
+    assert "set_msgid_header" not in rc.read_text()
+    assert list(submission_config.check(tree)) == []
+    msmtp.write_text("#!/bin/sh\necho 'msmtp version 1.8.23'\necho 'Platform: x'\n")
+    [finding] = submission_config.check(tree)  # msmtp upgraded since setup
+    assert finding.severity == "warning" and "msmtp 1.8.23 adds an invalid Message-ID" in (
+        finding.message
+    )
+    assert tls_setup(tree)[0] == 0
+    assert "set_msgid_header off\n" in rc.read_text()
+    assert list(submission_config.check(tree)) == []
+
+
+def test_back_to_the_systems_cas_removes_the_old_ca_copy(tree: Path) -> None:
+    (tree / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert tls_setup(tree, "--tls-trust-file", str(tree / "ca.pem"))[0] == 0
+    copy = tree / submission_config.TRUST.lstrip("/")
+    assert copy.exists()
+    code, out, _ = tls_setup(tree)
+    assert code == 0 and f"{copy}: removed\n" in out
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["msmtprc"]
+    rc = submission.read_config(str(tree / submission.CONFIG.lstrip("/")))
+    assert rc["tls_trust_file"] == "system"

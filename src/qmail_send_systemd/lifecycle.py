@@ -307,7 +307,7 @@ def flush(system: System) -> int:
         raise HelperError(
             "flush needs root: qmail-tcpok writes queue/lock/tcpto, and only root may reload"
             f" {UNIT}",
-            "sudo qmail-send-systemd flush",
+            "run it as root: qmail-send-systemd flush",
         )
     tcpok = system.root / QMAIL_HOME / "bin/qmail-tcpok"
     attempt(system, [str(tcpok)])

@@ -143,8 +143,43 @@ def read_trust(path: str) -> bytes:
     return data
 
 
+# msmtp 1.8.21 began to add a Message-ID to a mail without one, made from the envelope sender:
+# for qmail's bounces (sender <>) an invalid `<hash.@hostname>` with the kernel's name. Its
+# `set_msgid_header off` stops that, and older msmtp refuses the unknown command.
+MSGID_SINCE = (1, 8, 21)
+
+
+def msmtp_version(root: Path) -> tuple[int, ...] | None:
+    """`msmtp --version`'s number (None: it cannot be run or read)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            [str(root / MSMTP.lstrip("/")), "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = (done.stdout.splitlines() or [""])[0].split()
+    if done.returncode != 0 or words[:2] != ["msmtp", "version"] or len(words) < 3:
+        return None
+    parts = words[2].split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
 def render_msmtprc(
-    smarthost: Smarthost, *, tls: str, user: str, password: str, trust: str
+    smarthost: Smarthost,
+    *,
+    tls: str,
+    user: str,
+    password: str,
+    trust: str,
+    msgid_option: bool = False,
 ) -> bytes:
     """msmtp's account for qmail-remote. Values are quoted as msmtp reads them: it strips one
     pair of enclosing double quotes and nothing else, so any printable text survives."""
@@ -166,6 +201,7 @@ def render_msmtprc(
         "set_from_header off",
         "set_date_header off",
         "remove_bcc_headers off",
+        *(["set_msgid_header off"] if msgid_option else []),
         "syslog off",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -200,7 +236,14 @@ def plan(
     if trust_file is not None:
         targets.append(Target(root / TRUST.lstrip("/"), read_trust(trust_file), 0, 0, PUBLIC_MODE))
         trust = TRUST
-    rc = render_msmtprc(smarthost, tls=tls, user=user, password=password, trust=trust)
+    elif os.path.lexists(root / TRUST.lstrip("/")):
+        # Back to the system's CAs: the copy of the old CA goes (a copy: nothing is lost).
+        targets.append(Target(root / TRUST.lstrip("/"), None, 0, 0, keep_backup=False))
+    version = msmtp_version(root)
+    msgid = version is not None and version >= MSGID_SINCE
+    rc = render_msmtprc(
+        smarthost, tls=tls, user=user, password=password, trust=trust, msgid_option=msgid
+    )
     targets.append(
         Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE, False)
     )
@@ -245,13 +288,30 @@ def check(root: Path) -> Iterator[Finding]:
         yield from _check_secret(config, st, reader.uid)
         yield from _check_reach(root, config, reader.uid, gid)
     try:
-        trust = read_config(str(config)).get("tls_trust_file", "system")
+        settings = read_config(str(config))
     except OSError:
         return  # a reader other than qmailr (verify as a user): the mode check said enough
+    yield from _check_msgid(root, config, settings)
+    trust = settings.get("tls_trust_file", "system")
     if trust != "system" and not _world_readable(root / trust.lstrip("/")):
         yield Finding(ERROR, trust, "cannot be read by qmailr: TLS cannot verify", redo)
     elif trust != "system" and reader is not None:
         yield from _check_reach(root, root / trust.lstrip("/"), reader.uid, gid)
+
+
+def _check_msgid(root: Path, config: Path, settings: dict[str, str]) -> Iterator[Finding]:
+    """An msmtprc written before msmtp learnt set_msgid_header (an msmtp upgraded since)."""
+    from qmail_send_systemd.verify import WARNING, Finding
+
+    if "set_msgid_header" in settings:
+        return
+    version = msmtp_version(root)
+    if version is not None and version >= MSGID_SINCE:
+        message = (
+            f"lacks `set_msgid_header off`: msmtp {'.'.join(map(str, version))} adds an invalid "
+            "Message-ID (<hash.@hostname>) to qmail's bounces"
+        )
+        yield Finding(WARNING, str(config), message, "rerun qmail-send-systemd setup ... --tls ...")
 
 
 def _check_reach(root: Path, path: Path, uid: int, gid: int) -> Iterator[Finding]:

@@ -541,7 +541,7 @@ class Checker:
             shown = f"~{account.name}/{relative.rstrip('/')}"
         if not missing.maildir:
             return f"install -D -o {account.name} -m 600 /dev/null {shown}"
-        as_user = f"sudo -u {account.name}"
+        as_user = f"runuser -u {account.name} --"  # root runs it as the user; no sudo needed
         if missing.path.is_dir():  # maildirmake wants to make the directory itself
             return f"{as_user} mkdir -p {shown}/tmp {shown}/new {shown}/cur"
         make = f"{as_user} {QMAIL_BIN}/maildirmake {shown}"
