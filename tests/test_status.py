@@ -554,3 +554,23 @@ def test_hostile_senders_and_replies_cannot_reach_the_terminal(root: Path) -> No
     text = status.render_text(result)
     assert "\x1b" not in text and "\x07" not in text
     assert "delivery 2: deferral: 421__]0;owned__bye/" in text
+
+
+def test_a_hup_to_every_process_is_named_with_the_safe_command(root: Path) -> None:
+    """Issue 22: `systemctl kill -s HUP qmail-send` kills qmail-lspawn, -rspawn and -clean;
+    qmail-send dies of it. status says what happened and which command is safe."""
+    lines = [
+        started(NOW - 5, restarted=True),
+        entry(NOW - 10, "alert: oh no! lost spawn connection! dying..."),
+        entry(NOW - 99, "alert: oh no! lost spawn connection! dying...", boot="0ld"),
+    ]
+    text = status.render_text(report(StatusSystem(root, journal=lines))).splitlines()
+    [note] = [line for line in text if line.startswith("note:")]
+    assert note == (
+        "note: qmail-send lost qmail-lspawn, -rspawn or -clean at "
+        f"{status._iso(NOW - 10)} and was restarted: `systemctl kill` signals every process of "
+        "the unit (they die of HUP); `systemctl reload qmail-send` passes HUP and ALRM to "
+        "qmail-send alone"
+    )
+    quiet = status.render_text(report(StatusSystem(root, journal=lines[2:])))
+    assert "note:" not in quiet  # another boot's
