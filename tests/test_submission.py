@@ -546,7 +546,12 @@ def test_with_the_package_the_route_relays(tmp_path: Path, monkeypatch: pytest.M
     package.write_text("#!/bin/sh\n")
     package.chmod(0o755)
     relayed: list[list[str]] = []
-    monkeypatch.setattr(submission, "main", lambda argv: relayed.append(list(argv)) or 0)
+
+    def relay(argv: list[str]) -> int:
+        relayed.append(list(argv))
+        return 0
+
+    monkeypatch.setattr(submission, "main", relay)
     assert submission.route_main(["qmail-remote", "h", "s", "r@x"], str(package)) == 0
     assert relayed == [["qmail-remote", "h", "s", "r@x"]]
 
