@@ -38,10 +38,13 @@ INACTIVE = (
 class StatusSystem(System):
     """Answers `systemctl show` and `journalctl` with canned output; records every call."""
 
-    def __init__(self, root: Path, show: str = ACTIVE, journal: Sequence[str] = ()) -> None:
+    def __init__(
+        self, root: Path, show: str = ACTIVE, journal: Sequence[str] | None = None
+    ) -> None:
         super().__init__(root, environ={})
         self.show = show
-        self.journal = list(journal)
+        # A running service has at least systemd's line of its start in the journal.
+        self.journal = list(journal) if journal is not None else [started(NOW - 3600)]
         self.journal_stderr = ""
         self.calls: list[list[str]] = []
 
@@ -443,7 +446,7 @@ def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> 
 
 
 def test_a_journal_this_user_cannot_see_is_named(root: Path) -> None:
-    system = StatusSystem(root)
+    system = StatusSystem(root, journal=[])
     system.journal_stderr = (
         "Hint: You are currently not seeing messages from other users and the system.\n"
     )
@@ -574,3 +577,14 @@ def test_a_hup_to_every_process_is_named_with_the_safe_command(root: Path) -> No
     )
     quiet = status.render_text(report(StatusSystem(root, journal=lines[2:])))
     assert "note:" not in quiet  # another boot's
+
+
+def test_a_running_service_with_no_journal_line_is_not_ok(root: Path) -> None:
+    result = report(StatusSystem(root, journal=[]))
+    assert problems(result) == [
+        f"qmail-send's journal could not be read (journalctl shows no line of {UNIT}, which is "
+        "running): its deferrals and failures are not seen"
+    ]
+    assert problems(report(StatusSystem(root, show=INACTIVE, journal=[]))) == [
+        f"{UNIT} is inactive"
+    ]

@@ -611,9 +611,25 @@ def check(
         "journal": journal_report,
         "route": missing_programs(str(root)),  # the submission route's, when set up
     }
+    _no_lines_seen(report)
     report["deferred"] = deferred_messages(attempts, report["queue"], queue.numbers)  # type: ignore[arg-type]
     report["attention"] = attention(report)
     return report
+
+
+def _no_lines_seen(report: dict[str, object]) -> None:
+    """A running service has written lines (its start, qmail-send's first status line): a
+    journal that shows none of them was not seen, whatever the reason (no journal kept, no
+    access that the files could tell)."""
+    service, journal = report["service"], report["journal"]
+    assert isinstance(service, dict) and isinstance(journal, dict)
+    if (
+        journal.get("entries_read") == 0
+        and not journal.get("not_read")
+        and service.get("ActiveState") == "active"
+    ):
+        journal["not_read"] = f"journalctl shows no line of {UNIT}, which is running"
+        journal["fix"] = f"{AS_ROOT}; check that journald keeps the log (journalctl -u {UNIT})"
 
 
 def render_json(report: dict[str, object]) -> str:
