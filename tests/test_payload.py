@@ -529,6 +529,31 @@ def test_purge_removes_a_marker_left_by_an_aborted_install(fake_root: Path) -> N
     assert not (fake_root / "var/lib/qmail-send-systemd").exists()
 
 
+def test_deb_purge_removes_every_file_setup_wrote_outside_var_qmail(fake_root: Path) -> None:
+    """Issue 22: after purging all five packages, 8 msmtprc.bak.* with old passwords stayed."""
+    config = fake_root / "etc/qmail-send-systemd"
+    dropins = fake_root / "etc/systemd/system/qmail-send.service.d"
+    mine = dropins / "50-qmail-send-systemd-submission.conf"
+    for path in (config / "msmtprc", config / "msmtprc.bak.1", config / "smarthost-ca.pem",
+                 mine, dropins / f"{mine.name}.bak.20261201T000000Z"):  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    theirs = fake_root / "etc/systemd/system/qmail-send.service.d/override.conf"
+    routes = fake_root / "var/qmail/control/smtproutes"
+    for path in (theirs, routes):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    _run_script(SCRIPTS / "deb/postrm", fake_root, "remove")
+    assert mine.exists()  # remove keeps the configuration; purge takes it
+    _run_script(SCRIPTS / "deb/postrm", fake_root, "purge")
+    assert not config.exists()
+    assert sorted(p.name for p in dropins.iterdir()) == ["override.conf"]  # the admin's stays
+    assert routes.exists()  # qmail's own file
+    theirs.unlink()
+    _run_script(SCRIPTS / "deb/postrm", fake_root, "purge")
+    assert not dropins.exists()
+
+
 def test_rpm_postun_on_erase_is_plain_shell(fake_root: Path) -> None:
     """On erase the helper is gone: no call to it, only systemd's own reload (if booted)."""
     calls = _run_script(SCRIPTS / "rpm" / "postun", fake_root, "0", rpm=True)

@@ -197,6 +197,33 @@ def test_each_program_runs_qmails_own_with_its_arguments(program: str, qmail_pro
     assert lines[1:] == expected
 
 
+@pytest.mark.parametrize(("program", "args"), [("mailq", ()), ("sendmail", ("-bp",))])
+def test_a_user_who_cannot_read_the_queue_gets_one_line_with_the_fix(
+    program: str, args: tuple[str, ...]
+) -> None:
+    """Issue 22: qmail-qread printed a bare `fatal: unable to chdir: access denied`."""
+    probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], check=False)
+    if probe.returncode != 0 or os.geteuid() != 0:
+        pytest.skip("needs root for a user who cannot read the namespace's queue")
+    setup = (
+        "mount -t tmpfs qss /var && mkdir -p /var/qmail/bin /var/qmail/queue/info"
+        " && chmod 0750 /var/qmail/queue && chmod 0700 /var/qmail/queue/info"
+    )
+    for qmail_program in QMAIL_PROGRAMS.values():
+        target = f"/var/qmail/bin/{qmail_program}"
+        setup += f" && printf %s '{RECORDER}' > {target} && chmod 0755 {target}"
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c",
+         f'{setup} && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh",
+         str(PROGRAMS / program), *args],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 77, result.stderr  # EX_NOPERM, qmail-qread never ran
+    [line] = result.stderr.splitlines()
+    assert "only root may read qmail's queue (/var/qmail/queue) (fix: run " in line
+    assert result.stdout == ""
+
+
 # The scriptlets, with a recording alternatives(8) in front of PATH.
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qmail_send_systemd import start
+from qmail_send_systemd import start, submission
 from qmail_send_systemd.errors import HelperError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -409,3 +409,63 @@ def test_helper_warning_has_warning_priority_in_the_journal(tmp_path: Path) -> N
         text=True, check=False, timeout=30,
     )  # fmt: skip
     assert done.stderr.startswith("warning: ")
+
+
+def test_a_route_without_its_package_is_said_at_each_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 22: the service runs without the submission package; the journal says in one
+    line that remote mail waits, and how to fix it."""
+    start.warn_about_route(tmp_path)
+    assert capsys.readouterr().err == ""  # no route: nothing to say
+    dropin = tmp_path / submission.DROPIN.lstrip("/")
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("[Service]\n")
+    route = tmp_path / submission.ROUTE_PROGRAM.lstrip("/")
+    route.parent.mkdir(parents=True)
+    route.write_text("#!/bin/sh\n")
+    route.chmod(0o755)
+    msmtp = tmp_path / submission.MSMTP.lstrip("/")
+    msmtp.parent.mkdir(parents=True)
+    msmtp.write_text("#!/bin/sh\n")
+    msmtp.chmod(0o755)
+    start.warn_about_route(tmp_path)
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"warning: {submission.PACKAGE} is not installed (")
+    assert line.endswith(f"(fix: apt install {submission.PACKAGE} (or dnf install "
+                         f"{submission.PACKAGE}), or qmail-send-systemd setup --smarthost HOST "
+                         "for plain SMTP)")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b"status: local 0/10 remote 0/20"],
+        [b"alert: cannot start: unable to read controls", b"warning: trouble", b"new msg 7"],
+        [b"new msg 7", b"alert: x", b"x alert: not at the start", b"delivery 1: <6>alert:_x/"],
+        [b"", b"warning:", b"<1>alert: a line that looks prefixed already", b"warningx: no"],
+    ],
+)
+def test_lines_are_prefixed_in_one_pass_as_one_by_one(lines: list[bytes]) -> None:
+    """The relay prefixes a whole read at once (bytes operations, no Python per line): the
+    same bytes as prefixed() line by line, and never a change inside a line's text."""
+    text = b"".join(line + b"\n" for line in lines)
+    assert start.prefix_lines(text) == b"".join(start.prefixed(x) + b"\n" for x in lines)
+
+
+def test_the_relay_reads_lines_in_batches_and_keeps_a_partial_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        copier = start.LogCopier(fd, True)
+        copier.feed(b"new msg 1\nalert: oh no! lost spawn")
+        copier.feed(b" connection! dying...\nwarn")
+        assert (
+            out.read_bytes() == b"<6>new msg 1\n<1>alert: oh no! lost spawn connection! dying...\n"
+        )
+        copier.feed(b"ing: x\nstatus: exiting")
+        copier.close()
+    finally:
+        os.close(fd)
+    assert out.read_bytes().endswith(b"<4>warning: x\n<6>status: exiting\n")
+    assert copier.seen_ready_line

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,19 @@ INACTIVE = (
 class StatusSystem(System):
     """Answers `systemctl show` and `journalctl` with canned output; records every call."""
 
-    def __init__(self, root: Path, show: str = ACTIVE, journal: Sequence[str] = ()) -> None:
+    def __init__(
+        self, root: Path, show: str = ACTIVE, journal: Sequence[str] | None = None
+    ) -> None:
         super().__init__(root, environ={})
         self.show = show
-        self.journal = list(journal)
+        # A running service has at least systemd's line of its start in the journal.
+        self.journal = list(journal) if journal is not None else [started(NOW - 3600)]
         self.journal_stderr = ""
         self.calls: list[list[str]] = []
+
+    def start(self, argv: Sequence[str]) -> Callable[[], Result]:
+        result = self.call(argv)
+        return lambda: result
 
     def call(self, argv: Sequence[str]) -> Result:
         self.calls.append(list(argv))
@@ -55,9 +62,24 @@ class StatusSystem(System):
         return Result(127, "", f"{argv[0]}: not expected here")
 
 
-def entry(seconds: float, message: str | list[int]) -> str:
+BOOT = "0123456789abcdef0123456789abcdef"
+
+
+def entry(seconds: float, message: str | list[int], boot: str = BOOT, **fields: str) -> str:
     """One line of `journalctl -o json` (newest first, as `-r` gives them)."""
-    return json.dumps({"MESSAGE": message, "__REALTIME_TIMESTAMP": str(int(seconds * 1e6))})
+    line = {"MESSAGE": message, "__REALTIME_TIMESTAMP": str(int(seconds * 1e6)), "_BOOT_ID": boot}
+    return json.dumps({**line, **fields})
+
+
+def started(seconds: float, *, restarted: bool = False) -> str:
+    """systemd's own lines about the unit, as `journalctl -u` includes them (PID 1's)."""
+    if restarted:
+        return entry(
+            seconds,
+            "qmail-send.service: Scheduled restart job, restart counter is at 1.",
+            MESSAGE_ID=status.RESTART_SCHEDULED,
+        )
+    return entry(seconds, "Started qmail-send.service", MESSAGE_ID=status.UNIT_STARTED)
 
 
 def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -> None:
@@ -67,6 +89,10 @@ def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     make_queue(tmp_path)
+    (tmp_path / "proc/sys/kernel/random").mkdir(parents=True)
+    (tmp_path / "proc/sys/kernel/random/boot_id").write_text(
+        "01234567-89ab-cdef-0123-456789abcdef\n"
+    )
     (tmp_path / "var/qmail/control").mkdir()
     (tmp_path / "var/qmail/control/smtproutes").write_text(
         "example.com:mx.example.com\n:smtp.example.net:587\n"
@@ -85,7 +111,17 @@ def problems(result: dict[str, object]) -> list[str]:
 
 
 def test_empty_queue_and_a_running_service_need_nothing(root: Path) -> None:
-    system = StatusSystem(root, journal=[entry(NOW - 30, "delivery 3: success: ok/")])
+    system = StatusSystem(
+        root,
+        journal=[
+            entry(NOW - 30, "delivery 3: success: ok/"),
+            entry(NOW - 31, "starting delivery 3: msg 77 to local root@laptop"),
+            started(NOW - 60),
+            started(NOW - 3000, restarted=True),
+            started(NOW - 3005),
+            entry(NOW - 9000, "status: exiting", boot="0ld"),
+        ],
+    )
     result = report(system)
     assert problems(result) == []
     assert result["queue"] == {
@@ -115,7 +151,7 @@ def test_empty_queue_and_a_running_service_need_nothing(root: Path) -> None:
     text = status.render_text(result).splitlines()
     assert text[0] == (
         f"service: {UNIT} active (running) since Tue 2027-01-12 08:00:00 UTC, main PID 4242, "
-        "2 restarts since boot"
+        "started 2 times since boot (1 automatic restart scheduled)"
     )
     assert text[-1] == "ok: nothing needs attention"
     # Read-only: one `systemctl show` and one journalctl, nothing that changes anything.
@@ -165,7 +201,7 @@ def test_mail_older_than_an_hour_needs_attention_and_younger_does_not(root: Path
     assert problems(result) == ["message 2 has waited 61 min in the queue"]
     assert status.render_text(result).splitlines()[-1] == (
         "attention: message 2 has waited 61 min in the queue (fix: see the latest deferral; "
-        "once online, `sudo qmail-send-systemd flush`)"
+        "once online, as root: qmail-send-systemd flush)"
     )
 
 
@@ -255,18 +291,22 @@ def test_an_unreadable_queue_is_said_in_one_line(shared_root: Path) -> None:
     q = read_queue_as_a_user(shared_root)
     assert q["counted"] is False
     assert f"{queue}/mess: permission denied" in q["not_read"]  # type: ignore[operator]
-    text = status.render_text(
-        {
-            "service": {"not_read": "skipped"},
-            "queue": q,
-            "smarthost": {"route": None, "file": "x", "note": "none"},
-            "journal": {"not_read": "skipped"},
-            "attention": [],
-        }
-    ).splitlines()
+    skipped = {"not_read": "--root: not the running system", "skipped": True}
+    shown: dict[str, object] = {
+        "service": skipped,
+        "queue": q,
+        "smarthost": {"route": None, "file": "x", "note": "none"},
+        "journal": skipped,
+    }
+    shown["attention"] = status.attention(shown)
+    text = status.render_text(shown).splitlines()
     assert "queue: not counted (see below)" in text
-    assert f"queue: not read: {queue}/mess: permission denied (run as root)" in text
-    assert text[-1] == "ok: nothing needs attention in what could be read"
+    assert f"queue: not read: {queue}/mess: permission denied" in text
+    # Never "ok" about what could not be seen: what, and how to see it.
+    assert text[-1] == (
+        f"attention: the queue could not be read as this user ({q['not_read'][0]}) "  # type: ignore[index]
+        "(fix: as root: qmail-send-systemd status)"
+    )
 
 
 def test_one_unreadable_message_file_is_counted_apart(root: Path) -> None:
@@ -282,21 +322,21 @@ def test_one_unreadable_message_file_is_counted_apart(root: Path) -> None:
 @pytest.mark.parametrize(
     ("show", "problem", "fix"),
     [
-        (INACTIVE, f"{UNIT} is inactive", "sudo systemctl start qmail-send"),
+        (INACTIVE, f"{UNIT} is inactive", "as root: systemctl start qmail-send"),
         (
             INACTIVE.replace("inactive", "failed"),
             f"{UNIT} is failed",
-            "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send",
+            "as root: systemctl reset-failed qmail-send && systemctl start qmail-send",
         ),
         (
             INACTIVE.replace("=inactive", "=activating").replace("=dead", "=auto-restart"),
             f"{UNIT} is down after a failure, waiting to be restarted",
-            "`journalctl -u qmail-send -p alert` says why it fails; it restarts by itself",
+            "`journalctl -u qmail-send -b -p err` says why it fails",
         ),
         (
             INACTIVE.replace("ConditionResult=yes", "ConditionResult=no"),
             f"{UNIT} is inactive",
-            "sudo qmail-send-systemd verify",
+            "as root, qmail-send-systemd verify",
         ),
         ("LoadState=not-found\nActiveState=inactive\n", f"{UNIT} is not installed", "install"),
     ],
@@ -317,12 +357,21 @@ def test_reloading_is_not_down(root: Path) -> None:
 def test_the_latest_delivery_result_decides_about_deferrals(root: Path) -> None:
     deferral = "delivery 8: deferral: Sorry,_I_wasn't_able_to_establish_an_SMTP_connection./"
     failure = "delivery 6: failure: Sorry,_no_mailbox_here_by_that_name./"
-    older = [entry(NOW - 300, deferral), entry(NOW - 400, failure)]
+    older = [
+        entry(NOW - 300, deferral),
+        entry(NOW - 301, "starting delivery 8: msg 8 to remote a@x.org"),
+        entry(NOW - 400, failure),
+        entry(NOW - 401, "starting delivery 6: msg 6 to local nobody@laptop"),
+    ]
     system = StatusSystem(root, journal=[entry(NOW - 10, "status: exiting"), *older])
     assert problems(report(system)) == []  # the queue is empty: that deferral is history
     add_message(root / "var/qmail/queue", 8, remote=["a@x.org"])
     result = report(system)
-    assert problems(result) == ["the latest delivery attempt was deferred"]
+    assert problems(result) == [
+        "1 queued message whose last delivery attempt was deferred (latest: message 8 to "
+        f"remote a@x.org at {status._iso(NOW - 300)}: "
+        "Sorry,_I_wasn't_able_to_establish_an_SMTP_connection./)"
+    ]
     journal = result["journal"]
     assert isinstance(journal, dict)
     assert journal["deferral"] == {
@@ -333,9 +382,51 @@ def test_the_latest_delivery_result_decides_about_deferrals(root: Path) -> None:
     assert journal["failure"]["line"] == failure
     text = status.render_text(result)
     assert f"latest deferral: {status._iso(NOW - 300)} {deferral}" in text
-    # A success after the deferral: the last attempt went through.
-    system.journal.insert(0, entry(NOW - 5, "delivery 9: success: 192.0.2.1_accepted/"))
+    assert not text.splitlines()[-1].startswith("ok")
+    # A success of that recipient after the deferral: its last attempt went through.
+    system.journal[:0] = [
+        entry(NOW - 5, "delivery 9: success: 192.0.2.1_accepted/"),
+        entry(NOW - 6, "starting delivery 9: msg 8 to remote a@x.org"),
+    ]
     assert problems(report(system)) == []
+
+
+def test_a_later_success_elsewhere_does_not_hide_a_deferral(root: Path) -> None:
+    """Issue 22: a local success after a remote deferral read as "ok" with two remote
+    recipients waiting. Every queued message's last attempts count, each recipient's."""
+    queue = root / "var/qmail/queue"
+    add_message(queue, 21, remote=["a@x.org", "b@y.org"])
+    add_message(queue, 22, local=["root"], remote=[], done=["root"])
+    add_message(queue, 23, remote=["c@z.org"])
+    lines = [  # newest first, as journalctl -r gives them
+        entry(NOW - 1, "delivery 5: success: did_0+0+1/"),
+        entry(NOW - 2, "starting delivery 5: msg 22 to local root@laptop"),
+        entry(NOW - 3, "delivery 4: success: 192.0.2.9_accepted_message./"),
+        entry(NOW - 4, "starting delivery 4: msg 21 to remote a@x.org"),
+        entry(NOW - 10, "delivery 3: deferral: Sorry,_I_couldn't_find_any_host_by_that_name./"),
+        entry(NOW - 11, "starting delivery 3: msg 21 to remote b@y.org"),
+        entry(NOW - 12, "delivery 2: deferral: Connected_to_192.0.2.7_but_greeting_failed./"),
+        entry(NOW - 13, "starting delivery 2: msg 21 to remote a@x.org"),
+        entry(NOW - 20, "delivery 1: deferral: 451_try_later/"),
+        entry(NOW - 21, "starting delivery 1: msg 23 to remote c@z.org"),
+        entry(NOW - 30, "end msg 99"),
+        entry(NOW - 31, "delivery 7: deferral: old_news/"),
+        entry(NOW - 32, "starting delivery 7: msg 23 to remote c@z.org"),
+        entry(NOW - 33, "new msg 23"),  # 23 before: another message with that number
+    ]
+    result = report(StatusSystem(root, journal=lines))
+    deferred = result["deferred"]
+    assert isinstance(deferred, dict)
+    assert deferred["messages"] == 2
+    assert [(d["message"], d["recipient"]) for d in deferred["shown"]] == [
+        (21, "b@y.org"),
+        (23, "c@z.org"),
+    ]
+    assert problems(result)[0].startswith(
+        "2 queued messages whose last delivery attempt was deferred (latest: message 21 to "
+        "remote b@y.org"
+    )
+    assert status.needs_attention(result)  # exit 1
 
 
 def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> None:
@@ -350,18 +441,48 @@ def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> 
     result = report(StatusSystem(root, journal=lines))
     journal = result["journal"]
     assert isinstance(journal, dict)
-    assert journal["latest"] is None and journal["entries_read"] == 4
+    assert journal["latest"] is None and journal["entries_read"] == 6
     assert problems(result) == []
 
 
 def test_a_journal_this_user_cannot_see_is_named(root: Path) -> None:
-    system = StatusSystem(root)
+    system = StatusSystem(root, journal=[])
     system.journal_stderr = (
         "Hint: You are currently not seeing messages from other users and the system.\n"
     )
     journal = report(system)["journal"]
     assert isinstance(journal, dict)
     assert journal["not_read"] == "this user cannot read the system journal"
+
+
+def test_a_journal_this_user_cannot_read_is_never_ok(root: Path) -> None:
+    """journalctl 252's JSON output carries no hint: it shows no line at all. So status looks
+    at the journal files, and says what it could not see and how to see it."""
+    journal_file = root / "var/log/journal/0123/system.journal"
+    journal_file.parent.mkdir(parents=True)
+    journal_file.write_text("")
+    journal_file.chmod(0o640)
+    system = StatusSystem(root, journal=[])
+    as_user = 65534 if os.geteuid() == 0 else os.geteuid()
+
+    # os.access as that user would answer (root may read anything): the file is root's 0640.
+    def access(path: Path, mode: int) -> bool:
+        return bool(path.stat().st_mode & 0o004) and os.access(path, mode)
+
+    result = status.check(system, live=True, now=NOW, euid=as_user, access=access)
+    assert [c[0] for c in system.calls] == ["systemctl"]  # journalctl would show nothing
+    found = result["attention"]
+    assert isinstance(found, list) and len(found) == 1
+    problem: dict[str, str] = found[0]
+    assert problem["problem"].startswith("qmail-send's journal could not be read (")
+    assert "deferrals and failures are not seen" in problem["problem"]
+    assert problem["fix"].startswith("as root: qmail-send-systemd status; or let ")
+    assert "usermod -a -G systemd-journal" in problem["fix"]
+    text = status.render_text(result)
+    assert "\nok" not in text and status.needs_attention(result)
+    journal_file.chmod(0o644)  # readable: journalctl runs
+    result = status.check(system, live=True, now=NOW, euid=as_user, access=access)
+    assert [c[0] for c in system.calls][-1] == "journalctl"
 
 
 @pytest.mark.parametrize(
@@ -396,7 +517,10 @@ def test_cli_under_root_reads_the_tree_and_not_the_live_system(
     out = json.loads(capsys.readouterr().out)
     assert code == 1  # five hours in the queue
     assert out["queue"]["messages"] == 1
-    assert out["service"] == {"not_read": f"--root {root} is not the running system"}
+    assert out["service"] == {
+        "not_read": f"--root {root} is not the running system",
+        "skipped": True,
+    }
     assert out["journal"] == out["service"]
     assert [p["problem"] for p in out["attention"]] == [
         "message 9 has waited 5 h 0 min in the queue"
@@ -409,13 +533,17 @@ def test_cli_exit_zero_when_healthy(root: Path, capsys: pytest.CaptureFixture[st
     assert (
         out[1] == "queue: 0 messages, 0 not yet preprocessed; recipients to do: 0 local, 0 remote"
     )
-    assert out[-1] == "ok: nothing needs attention in what could be read"
+    assert out[-1] == (
+        "ok: nothing needs attention in the queue and the smarthost (the service and the "
+        "journal are the running system's: not looked at)"
+    )
 
 
 def test_cli_without_a_queue_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--root", str(tmp_path), "status"]) == 0
+    assert cli.main(["--root", str(tmp_path), "status"]) == 1
     out = capsys.readouterr().out
     assert f"queue: not read: {tmp_path}/var/qmail/queue: no such file or directory\n" in out
+    assert "\nok" not in out
     assert "Traceback" not in out
 
 
@@ -429,3 +557,34 @@ def test_hostile_senders_and_replies_cannot_reach_the_terminal(root: Path) -> No
     text = status.render_text(result)
     assert "\x1b" not in text and "\x07" not in text
     assert "delivery 2: deferral: 421__]0;owned__bye/" in text
+
+
+def test_a_hup_to_every_process_is_named_with_the_safe_command(root: Path) -> None:
+    """Issue 22: `systemctl kill -s HUP qmail-send` kills qmail-lspawn, -rspawn and -clean;
+    qmail-send dies of it. status says what happened and which command is safe."""
+    lines = [
+        started(NOW - 5, restarted=True),
+        entry(NOW - 10, "alert: oh no! lost spawn connection! dying..."),
+        entry(NOW - 99, "alert: oh no! lost spawn connection! dying...", boot="0ld"),
+    ]
+    text = status.render_text(report(StatusSystem(root, journal=lines))).splitlines()
+    [note] = [line for line in text if line.startswith("note:")]
+    assert note == (
+        "note: qmail-send lost qmail-lspawn, -rspawn or -clean at "
+        f"{status._iso(NOW - 10)} and was restarted: `systemctl kill` signals every process of "
+        "the unit (they die of HUP); `systemctl reload qmail-send` passes HUP and ALRM to "
+        "qmail-send alone"
+    )
+    quiet = status.render_text(report(StatusSystem(root, journal=lines[2:])))
+    assert "note:" not in quiet  # another boot's
+
+
+def test_a_running_service_with_no_journal_line_is_not_ok(root: Path) -> None:
+    result = report(StatusSystem(root, journal=[]))
+    assert problems(result) == [
+        f"qmail-send's journal could not be read (journalctl shows no line of {UNIT}, which is "
+        "running): its deferrals and failures are not seen"
+    ]
+    assert problems(report(StatusSystem(root, show=INACTIVE, journal=[]))) == [
+        f"{UNIT} is inactive"
+    ]

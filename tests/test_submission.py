@@ -18,8 +18,9 @@ from types import ModuleType
 
 import pytest
 
-from qmail_send_systemd import cli, msmtprc, submission, submission_config, verify
+from qmail_send_systemd import cli, msmtprc, status, submission, submission_config, verify
 from qmail_send_systemd.setup_plan import Smarthost
+from qmail_send_systemd.systemd import System
 from qss_toolkit import payload
 
 UID = os.getuid()
@@ -308,7 +309,7 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID}:\n")
     (tmp_path / "var/qmail/control").mkdir(parents=True)
     (tmp_path / "var/qmail/control/me").write_text("laptop.example.net\n")
-    for program in (submission_config.REMOTE, submission.MSMTP):
+    for program in (submission_config.REMOTE, submission.MSMTP, submission.ROUTE_PROGRAM):
         path = tmp_path / program.lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("#!/bin/sh\n")
@@ -339,7 +340,7 @@ def test_setup_tls_writes_the_route_with_its_readers_modes(tree: Path) -> None:
     assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, UID)  # qmailr's, nobody else's
     assert msmtprc.read_config(str(rc))["password"] == PASSWORD
     dropin = (tree / submission_config.DROPIN.lstrip("/")).read_text()
-    assert f"BindReadOnlyPaths={submission_config.REMOTE}:/var/qmail/bin/qmail-remote" in dropin
+    assert f"BindReadOnlyPaths={submission.ROUTE_PROGRAM}:/var/qmail/bin/qmail-remote" in dropin
     assert (tree / "var/qmail/control/smtproutes").read_text() == f":{HOST}\n"
     assert PASSWORD not in out
     assert "systemd is not running" in out  # the drop-in changed: a restart was due
@@ -356,6 +357,47 @@ def test_setup_tls_is_idempotent_and_dry_run_writes_nothing(tree: Path) -> None:
     code, out, _ = tls_setup(tree)
     assert code == 0 and "restarted" not in out and "systemd is not running" not in out
     assert out.count("unchanged") == 3 and "replaced" not in out
+
+
+def test_setup_under_umask_077_gives_its_directories_0755(tree: Path) -> None:
+    """Issue 22: sudo keeps the README's `umask 077`; /etc/qmail-send-systemd came out 0700
+    root and qmailr could not read msmtprc. A second setup said "unchanged"."""
+    old = os.umask(0o077)
+    try:
+        assert tls_setup(tree)[0] == 0
+        made = [
+            tree / "etc/qmail-send-systemd",
+            (tree / submission_config.DROPIN.lstrip("/")).parent,
+        ]
+        assert [stat.S_IMODE(d.stat().st_mode) for d in made] == [0o755, 0o755]
+        assert stat.S_IMODE((tree / msmtprc.CONFIG.lstrip("/")).stat().st_mode) == 0o600
+        made[0].chmod(0o700)  # what 1.1.0 left
+        code, out, _ = tls_setup(tree)
+        assert code == 0 and f"{made[0]}: fixed mode 0700 -> 0755" in out.splitlines()
+        assert stat.S_IMODE(made[0].stat().st_mode) == 0o755
+        code, out, _ = tls_setup(tree)
+        assert "fixed" not in out and out.count("unchanged") == 3
+    finally:
+        os.umask(old)
+
+
+def test_verify_follows_msmtprc_through_every_directory(tree: Path) -> None:
+    tls_setup(tree)
+    passwd = (tree / "etc/passwd").read_text().replace(f"qmailr:x:{UID}:", f"qmailr:x:{UID + 1}:")
+    (tree / "etc/passwd").write_text(passwd)  # qmailr: neither the owner nor ... in the group
+    (tree / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID + 1}:\n")
+    directory = tree / "etc/qmail-send-systemd"
+    directory.chmod(0o750)
+    found = [f for f in submission_config.check(tree) if f.path == str(directory)]
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            f"cannot be searched by qmailr: it cannot read {directory}/msmtprc, so remote mail "
+            "is deferred",
+            f"chmod o+x {directory}",  # the search bit alone: not o+r, not 0755
+        )
+    ]
+    directory.chmod(0o751)
+    assert [f for f in submission_config.check(tree) if f.path == str(directory)] == []
 
 
 def test_default_ports_follow_the_tls_mode(tree: Path) -> None:
@@ -383,9 +425,8 @@ def test_plain_smarthost_takes_the_route_away_keeping_backups(tree: Path) -> Non
     code, out, _ = setup(tree, "--smarthost", "relay.example.net")
     assert code == 0 and out.count("removed") == 2
     assert not (tree / submission_config.DROPIN.lstrip("/")).exists()
-    backups = list((tree / "etc/qmail-send-systemd").glob("msmtprc.bak.*"))
-    assert len(backups) == 1
-    assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600  # as private as the original
+    # The password is in no copy: msmtprc is removed without a backup (issue 22).
+    assert list((tree / "etc/qmail-send-systemd").glob("msmtprc*")) == []
     dropins = list((tree / submission_config.DROPIN.lstrip("/")).parent.glob("*.conf"))
     assert dropins == []  # a backup is *.conf.bak.*: systemd does not read it
 
@@ -467,10 +508,10 @@ def test_verify_wants_the_password_file_private_and_qmailrs(tree: Path) -> None:
 def test_verify_names_missing_parts_of_the_route(tree: Path) -> None:
     tls_setup(tree)
     (tree / submission.MSMTP.lstrip("/")).unlink()
+    assert any("apt install msmtp" in m for m in _messages(tree))
     (tree / submission_config.DROPIN.lstrip("/")).unlink()
     found = _messages(tree)
     assert any("relays without TLS" in m for m in found)
-    assert any("install msmtp" in m for m in found)
     document = verify.render_json(verify.check(tree))
     assert PASSWORD not in document and json.loads(document)["errors"] >= 2
 
@@ -483,3 +524,153 @@ def test_the_package_carries_what_the_drop_in_binds_and_needs_msmtp() -> None:
         depends = package.relation(fmt, "depends", "1.1.0")
         assert "msmtp" in depends
         assert any(d.startswith("qmail-send-systemd ") for d in depends)  # the helper's modules
+
+
+# --- removing the submission package ---------------------------------------------------------
+
+
+def test_without_the_package_the_route_defers_and_never_relays(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The drop-in binds the main package's program: removing the submission package leaves
+    the service its bind source; each remote delivery is deferred (Z), with the fix."""
+    assert submission.route_main(["qmail-remote", "h", "s", "r@x"], str(tmp_path / "gone")) == 0
+    out = capfd.readouterr().out
+    assert out == submission.PACKAGE_MISSING
+    assert out.startswith("Z") and out.endswith("\0") and out.count("\0") == 1
+    assert "never sent in clear" in out and f"Install {submission.PACKAGE} again" in out
+
+
+def test_with_the_package_the_route_relays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "qmail-remote"
+    package.write_text("#!/bin/sh\n")
+    package.chmod(0o755)
+    relayed: list[list[str]] = []
+
+    def relay(argv: list[str]) -> int:
+        relayed.append(list(argv))
+        return 0
+
+    monkeypatch.setattr(submission, "main", relay)
+    assert submission.route_main(["qmail-remote", "h", "s", "r@x"], str(package)) == 0
+    assert relayed == [["qmail-remote", "h", "s", "r@x"]]
+
+
+def test_the_main_package_carries_the_bind_source() -> None:
+    package = {p.name: p for p in payload.load_packages()}["qmail-send-systemd"]
+    for fmt in payload.FORMATS:
+        files = {f.destination: f for f in package.files_for(fmt)}
+        assert files[submission.ROUTE_PROGRAM].mode == 0o755
+    assert submission.DROPIN == submission_config.DROPIN
+    assert submission.ROUTE_PROGRAM in submission_config.DROPIN_TEXT
+    assert submission.PACKAGE_PROGRAM not in submission_config.DROPIN_TEXT.replace(
+        submission.ROUTE_PROGRAM, ""
+    )
+
+
+def test_verify_and_status_say_the_package_is_gone_in_one_line(tree: Path) -> None:
+    tls_setup(tree)
+    (tree / submission_config.REMOTE.lstrip("/")).unlink()  # apt remove ...-submission
+    found = [f for f in submission_config.check(tree) if f.path.endswith("qmail-remote")]
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            f"{submission.PACKAGE} is not installed ({submission.PACKAGE_PROGRAM} is missing): "
+            "remote mail on the submission route stays queued, never sent in clear, until it "
+            "is back",
+            f"apt install {submission.PACKAGE} (or dnf install {submission.PACKAGE}), or "
+            "qmail-send-systemd setup --smarthost HOST for plain SMTP",
+        )
+    ]
+    assert not any("cannot start" in f.message for f in submission_config.check(tree))
+    report = status.check(System(tree), live=False, now=0)  # --root: the tree alone
+    said = [p for p in report["attention"] if "submission" in p["problem"]]  # type: ignore[attr-defined]
+    assert [(p["problem"], p["fix"]) for p in said] == [(found[0].message, found[0].fix)]
+
+
+def test_configure_rewrites_the_old_drop_in(tree: Path) -> None:
+    """1.1.0's drop-in bound the submission package's program: an upgrade makes it bind the
+    main package's, so that the unit no longer fails (226/NAMESPACE) once that is removed."""
+    dropin = tree / submission_config.DROPIN.lstrip("/")
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text(f"[Service]\n{submission_config.OLD_BIND}\n")
+    [finding] = [f for f in submission_config.check(tree) if f.path == str(dropin)]
+    assert "cannot start" in finding.message
+    said = submission_config.upgrade_dropin(tree)
+    assert said is not None and submission.ROUTE_PROGRAM in said
+    assert dropin.read_text() == submission_config.DROPIN_TEXT
+    assert stat.S_IMODE(dropin.stat().st_mode) == 0o644
+    assert submission_config.upgrade_dropin(tree) is None  # once
+
+
+# --- the password in one place ---------------------------------------------------------------
+
+
+def test_a_changed_password_leaves_no_copy_of_the_old_one(tree: Path) -> None:
+    assert tls_setup(tree)[0] == 0
+    (tree / "pw").write_text("new secret\n")
+    code, out, _ = tls_setup(tree)
+    assert (
+        code == 0
+        and "msmtprc: replaced\n" in out
+        and "previous kept" not in out.split("msmtprc")[1].splitlines()[0]
+    )
+    config_dir = tree / "etc/qmail-send-systemd"
+    assert sorted(p.name for p in config_dir.iterdir()) == ["msmtprc"]
+    assert PASSWORD not in (config_dir / "msmtprc").read_text()
+
+
+def test_setup_and_verify_remove_and_name_the_copies_110_kept(tree: Path) -> None:
+    assert tls_setup(tree)[0] == 0
+    copy = tree / "etc/qmail-send-systemd/msmtprc.bak.20261201T000000Z"
+    copy.write_text(f'password "{PASSWORD}"\n')
+    copy.chmod(0o600)
+    [finding] = [f for f in submission_config.check(tree) if f.path == str(copy)]
+    assert finding.message.endswith("it holds an old password") and finding.fix == f"rm -f {copy}"
+    assert tls_setup(tree, "--dry-run")[1].count("would be removed (an old password)") == 1
+    assert copy.exists()
+    code, out, _ = tls_setup(tree)
+    assert code == 0 and f"{copy}: removed (an old password)" in out and not copy.exists()
+
+
+def test_setup_warns_of_a_password_file_others_may_read(tree: Path) -> None:
+    (tree / "pw").chmod(0o644)
+    code, _, err = tls_setup(tree, "--dry-run")
+    assert code == 0
+    assert err == (
+        f"qmail-send-systemd setup: warning: the password file {tree / 'pw'} is mode 0644: "
+        "others may read the password (remove it now, setup keeps its own copy in "
+        f"/etc/qmail-send-systemd/msmtprc; or chmod 600 {tree / 'pw'})\n"
+    )
+    (tree / "pw").chmod(0o600)
+    assert tls_setup(tree, "--dry-run")[2] == ""
+
+
+def test_msmtp_is_told_not_to_invent_a_message_id_where_it_knows_how(tree: Path) -> None:
+    """msmtp >= 1.8.21 added `<hash.@hostname>` to qmail's bounces (sender <>); older msmtp
+    adds none, and refuses the unknown command."""
+    msmtp = tree / submission.MSMTP.lstrip("/")
+    rc = tree / msmtprc.CONFIG.lstrip("/")
+    msmtp.write_text("#!/bin/sh\necho 'msmtp version 1.8.11'\n")
+    assert tls_setup(tree)[0] == 0
+    assert "set_msgid_header" not in rc.read_text()
+    assert list(submission_config.check(tree)) == []
+    msmtp.write_text("#!/bin/sh\necho 'msmtp version 1.8.23'\necho 'Platform: x'\n")
+    [finding] = submission_config.check(tree)  # msmtp upgraded since setup
+    assert finding.severity == "warning" and "msmtp 1.8.23 adds an invalid Message-ID" in (
+        finding.message
+    )
+    assert tls_setup(tree)[0] == 0
+    assert "set_msgid_header off\n" in rc.read_text()
+    assert list(submission_config.check(tree)) == []
+
+
+def test_back_to_the_systems_cas_removes_the_old_ca_copy(tree: Path) -> None:
+    (tree / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    assert tls_setup(tree, "--tls-trust-file", str(tree / "ca.pem"))[0] == 0
+    copy = tree / submission_config.TRUST.lstrip("/")
+    assert copy.exists()
+    code, out, _ = tls_setup(tree)
+    assert code == 0 and f"{copy}: removed\n" in out
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["msmtprc"]
+    rc = msmtprc.read_config(str(tree / msmtprc.CONFIG.lstrip("/")))
+    assert rc["tls_trust_file"] == "system"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GID, UID, write_accounts
-from qmail_send_systemd import verify
+from qmail_send_systemd import findings, verify
 from qmail_send_systemd.findings import ERROR, Finding
 
 # Numbers nobody in the tree has: a reader with its own uid and group.
@@ -129,3 +129,39 @@ def test_no_fix_widens_beyond_the_reader(qmail_tree: Path) -> None:
         path = control(qmail_tree, name, 0o600)
         assert [f.fix for f in findings_for(qmail_tree, path)] == [f"chmod g+r {path}"], name
         path.unlink()
+
+
+def test_a_reader_must_pass_every_directory_above_the_file(qmail_tree: Path) -> None:
+    # Issue 22: a umask of 077 made a directory 0700; the file's own mode was fine. The fix
+    # grants the search bit alone, to the class the reader falls in, and is said once.
+    write_accounts(qmail_tree, ids={"qmailr": READER_UID, "qmail": QMAIL_GID})
+    routes = control(qmail_tree, "smtproutes", 0o644, ":smarthost.example.net\n")
+    timeout = control(qmail_tree, "timeoutremote", 0o644, "60\n")
+    directory = qmail_tree / "var/qmail/control"
+    directory.chmod(0o750)
+    found = findings_for(qmail_tree, directory)
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            "cannot be searched by qmail-inject and sendmail, run by any user, so "
+            f"{directory}/me cannot be read",
+            f"chmod o+x {directory}",
+        ),
+        (
+            f"cannot be searched by qmail-remote (qmailr:qmail), so {routes} cannot be read",
+            f"chmod o+x {directory}",
+        ),
+    ]
+    assert timeout.exists()  # its reader is qmailr too: said once for qmailr
+    directory.chmod(0o751)
+    assert findings_for(qmail_tree, directory) == []
+    reach = findings.reach_fix(qmail_tree, routes, UID, GID + 99)
+    assert reach is None  # the owner passes 0751 through u+x
+    directory.chmod(0o640)
+    assert findings.reach_fix(qmail_tree, routes, UID, GID + 99) == (
+        directory,
+        f"chmod u+x {directory}",
+    )
+    assert findings.reach_fix(qmail_tree, routes, UID + 1, GID) == (
+        directory,
+        f"chmod g+x {directory}",
+    )

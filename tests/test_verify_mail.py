@@ -97,7 +97,7 @@ def test_empty_qmail_root_is_the_default_delivery_into_alias(qmail_tree: Path) -
     assert (finding.severity, finding.path) == (WARNING, str(home / "Maildir"))
     assert "mail to root, postmaster and mailer-daemon" in finding.message
     assert "user alias" in finding.message
-    assert finding.fix == "sudo -u alias /var/qmail/bin/maildirmake ~alias/Maildir"
+    assert finding.fix == "runuser -u alias -- /var/qmail/bin/maildirmake ~alias/Maildir"
 
 
 def test_forwarding_alias_files_need_no_alias_maildir(qmail_tree: Path) -> None:
@@ -197,7 +197,7 @@ def test_user_without_maildir_is_warned_by_name(qmail_tree: Path) -> None:
     assert (finding.severity, finding.path) == (WARNING, str(home / "Maildir"))
     assert finding.message.startswith("is missing, so qmail-local defers mail to bob ")
     assert "user bob" in finding.message and "7 days old" in finding.message
-    assert finding.fix == "sudo -u bob /var/qmail/bin/maildirmake ~bob/Maildir"
+    assert finding.fix == "runuser -u bob -- /var/qmail/bin/maildirmake ~bob/Maildir"
     assert not verify.has_errors([finding])  # deferred, not lost: a warning
 
 
@@ -241,7 +241,8 @@ def test_user_maildir_without_tmp(qmail_tree: Path) -> None:
     [finding] = verify.check(qmail_tree)
     assert finding.message.startswith("is not a maildir (no tmp/ or new/)")
     assert (
-        finding.fix == "sudo -u erin mkdir -p ~erin/Maildir/tmp ~erin/Maildir/new ~erin/Maildir/cur"
+        finding.fix
+        == "runuser -u erin -- mkdir -p ~erin/Maildir/tmp ~erin/Maildir/new ~erin/Maildir/cur"
     )
 
 
@@ -257,7 +258,8 @@ def test_default_delivery_and_queuelifetime_come_from_control(qmail_tree: Path) 
     assert finding.path == str(home / "Mail/inbox")
     assert "2 days old" in finding.message
     assert finding.fix == (
-        "sudo -u fay mkdir -p ~fay/Mail && sudo -u fay /var/qmail/bin/maildirmake ~fay/Mail/inbox"
+        "runuser -u fay -- mkdir -p ~fay/Mail && "
+        "runuser -u fay -- /var/qmail/bin/maildirmake ~fay/Mail/inbox"
     )
     (control / "defaultdelivery").write_text("|preline procmail\n")  # no mailbox to check
     assert verify.check(qmail_tree) == []
@@ -281,7 +283,7 @@ def test_verify_under_root_names_the_user(
     assert cli.main(["--root", str(qmail_tree), "verify"]) == 0  # a warning is no error
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"warning: {qmail_tree}/home/hal/Maildir: is missing")
-    assert out[0].endswith("(fix: sudo -u hal /var/qmail/bin/maildirmake ~hal/Maildir)")
+    assert out[0].endswith("(fix: runuser -u hal -- /var/qmail/bin/maildirmake ~hal/Maildir)")
     assert out[-1] == "verify: 0 error(s), 1 warning(s)"
 
 
@@ -314,3 +316,30 @@ def test_world_writable_user_home_defers_their_mail(qmail_tree: Path) -> None:
     assert (finding.severity, finding.fix) == (WARNING, f"chmod o-w {home}")
     home.chmod(0o755)
     assert verify.check(qmail_tree) == []
+
+
+@needs_user_uid
+def test_qmails_own_users_are_not_mail_users(qmail_tree: Path) -> None:
+    # INSTALL.ids's `useradd -g nofiles -d /var/qmail/alias alias` gives uid 1000 or more and
+    # useradd's default shell: verify warned at every install that ~alias/Maildir is missing.
+    # qmail's own users receive no mail of their own: ~alias's files take root's, and so on.
+    lines = []
+    for line in (qmail_tree / "etc/passwd").read_text().splitlines():
+        name, x, _, _, gecos, home, _ = line.split(":")
+        ours = name in verify.USERS
+        lines.append(
+            ":".join((name, x, str(USER_UID), str(GID), gecos, home, "/bin/sh")) if ours else line
+        )
+    (qmail_tree / "etc/passwd").write_text("\n".join(lines) + "\n")
+    if os.geteuid() == 0:  # the tree's files are root's: give them to the users' new uid
+        for path in (qmail_tree / "var/qmail", *(qmail_tree / "var/qmail").rglob("*")):
+            os.chown(path, USER_UID, GID)
+        (qmail_tree / "var/qmail/bin/qmail-queue").chmod(0o4711)  # chown cleared the bit
+    assert not (qmail_tree / "var/qmail/alias/Maildir").exists()
+    assert verify.check(qmail_tree) == []
+    # The same account under another name is a mail user, and warned about.
+    with (qmail_tree / "etc/passwd").open("a") as passwd:
+        passwd.write(f"ann:x:{USER_UID}:{GID}::/var/qmail/alias:/bin/sh\n")
+    assert [f.path for f in verify.check(qmail_tree)] == [
+        str(qmail_tree / "var/qmail/alias/Maildir")
+    ]

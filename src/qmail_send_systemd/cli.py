@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
             "~alias/.qmail-root, .qmail-postmaster, .qmail-mailer-daemon (forward to ADDRESS); "
             "with --tls, /etc/qmail-send-systemd/msmtprc and a drop-in that makes "
             "qmail-send.service relay through msmtp with TLS and SMTP AUTH. "
-            "Replaced files are kept as NAME.bak.TIMESTAMP."
+            "Replaced files are kept as NAME.bak.TIMESTAMP, except msmtprc (the password)."
         ),
     )
     setup.add_argument("--smarthost", metavar="HOST[:PORT]", help="relay for all remote mail")

@@ -173,6 +173,7 @@ def configure(system: System, family_name: str | None, upgrade: bool) -> int:
     from qmail_send_systemd import verify  # only configure checks (flush runs on each NM event)
 
     family = FAMILIES[family_name or detect_family(system.root, system.environ)]
+    upgrade_dropin(system.root)
     findings = verify.check(system.root)
     for finding in findings:
         warn(f"{finding.path}: {finding.message} (fix: {finding.fix})")
@@ -192,6 +193,15 @@ def configure(system: System, family_name: str | None, upgrade: bool) -> int:
     else:
         family.start(system)
     return 0
+
+
+def upgrade_dropin(root: Path) -> None:
+    """setup --tls's drop-in of 1.1.0 made the unit fail without the submission package."""
+    from qmail_send_systemd import submission_config
+
+    done = submission_config.upgrade_dropin(root)
+    if done is not None:
+        info(done)
 
 
 def bring_back(system: System, family: Family, findings: list[Finding]) -> bool:
@@ -297,7 +307,7 @@ def flush(system: System) -> int:
         raise HelperError(
             "flush needs root: qmail-tcpok writes queue/lock/tcpto, and only root may reload"
             f" {UNIT}",
-            "sudo qmail-send-systemd flush",
+            "run it as root: qmail-send-systemd flush",
         )
     tcpok = system.root / QMAIL_HOME / "bin/qmail-tcpok"
     attempt(system, [str(tcpok)])

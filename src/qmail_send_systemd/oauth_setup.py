@@ -123,7 +123,7 @@ def obsolete(root: Path) -> list[Target]:
 
     paths = [(root / oauth.CONF.lstrip("/"), True)]
     paths += [(_state(root, name), False) for name in (oauth.GRANT, oauth.ACCESS)]
-    return [Target(p, None, 0, 0, backup=keep) for p, keep in paths if os.path.lexists(p)]
+    return [Target(p, None, 0, 0, keep_backup=keep) for p, keep in paths if os.path.lexists(p)]
 
 
 def plan(root: Path, args: argparse.Namespace, out: object = print) -> list[Target]:
@@ -154,17 +154,17 @@ def plan(root: Path, args: argparse.Namespace, out: object = print) -> list[Targ
             reader.uid,
             reader.gid,
             0o600,
-            backup=False,
+            keep_backup=False,
         ),
     ]
     if grant.get("access_token"):
         expires_at = time.time() + int(grant.get("expires_in", "3600"))
         data = oauth.access_bytes(grant["access_token"], expires_at)
         targets.append(
-            Target(_state(root, oauth.ACCESS), data, reader.uid, reader.gid, 0o600, backup=False)
+            Target(_state(root, oauth.ACCESS), data, reader.uid, reader.gid, 0o600, False)
         )
     elif os.path.lexists(_state(root, oauth.ACCESS)):
-        targets.append(Target(_state(root, oauth.ACCESS), None, 0, 0, backup=False))
+        targets.append(Target(_state(root, oauth.ACCESS), None, 0, 0, keep_backup=False))
     return targets
 
 

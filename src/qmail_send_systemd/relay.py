@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from qmail_send_systemd import QMAIL_HOME, oauth_setup, submission_config
+from qmail_send_systemd import QMAIL_HOME, oauth_setup, submission_config, submission_state
 from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.addresses import check_address, parse_smarthost
 from qmail_send_systemd.errors import EXIT_OK, HelperError, UsageError
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 ALIAS_USER = "alias"
 QMAIL_GROUP = "qmail"
 ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
+# The directories setup makes (the route's): searchable by qmailr, whatever the umask.
+DIR_MODE = 0o755
 
 
 def _usage(message: str, hint: str = "") -> UsageError:
@@ -201,12 +204,12 @@ def apply(
             "run as root; nothing was changed",
         ) from exc
     for outcome, tmp in staged:
-        if outcome.action == "replaced" and outcome.target.backup:
+        if outcome.action == "replaced" and outcome.target.keep_backup:
             _keep_backup(outcome, now)
         os.replace(tmp, outcome.target.path)
     removed = [o for o in outcomes if o.action == "removed"] if not dry_run else []
     for outcome in removed:
-        if outcome.target.backup:
+        if outcome.target.keep_backup:
             _keep_backup(outcome, now)
         os.unlink(outcome.target.path)
     for directory in {o.target.path.parent for o, _ in staged} | {
@@ -224,6 +227,58 @@ def _keep_backup(outcome: Outcome, now: float) -> None:
         os.link(path, outcome.backup, follow_symlinks=False)
     except OSError:
         shutil.copy2(path, outcome.backup, follow_symlinks=False)
+
+
+def prepare_directories(targets: list[Target], *, dry_run: bool = False) -> list[Outcome]:
+    """The directories that hold the route's files, each DIR_MODE whatever the umask (qmailr
+    passes through /etc/qmail-send-systemd to read msmtprc): the missing ones are made, and one
+    of them with another mode is repaired, so that a second setup mends what a umask of 077
+    broke. mkdir's mode passes through the umask: so chmod after it."""
+    outcomes = []
+    try:
+        for directory in sorted({t.path.parent for t in targets if t.content is not None}):
+            missing = []
+            ancestor = directory
+            while not os.path.lexists(ancestor):
+                missing.append(ancestor)
+                ancestor = ancestor.parent
+            for made in reversed(missing):
+                outcomes.append(Outcome(Target(made, None, 0, 0, DIR_MODE), "created"))
+                if not dry_run:
+                    os.mkdir(made)
+                    os.chmod(made, DIR_MODE)
+            st = directory.lstat() if not missing else None
+            if st is not None and stat.S_IMODE(st.st_mode) != DIR_MODE:
+                target = Target(directory, None, st.st_uid, st.st_gid, DIR_MODE)
+                was = stat.S_IMODE(st.st_mode)
+                outcomes.append(Outcome(target, f"fixed mode {was:04o} -> {DIR_MODE:04o}"))
+                if not dry_run:
+                    os.chmod(directory, DIR_MODE)
+    except OSError as exc:
+        raise HelperError(
+            f"cannot make {exc.filename or 'a directory'}: {exc.strerror}",
+            "run as root; nothing else was changed",
+        ) from exc
+    return outcomes
+
+
+def _warn_about_password_file(path: str) -> None:
+    warning = submission_config.password_file_warning(path)
+    if warning:
+        print(f"qmail-send-systemd setup: warning: {warning}", file=sys.stderr)
+
+
+def _remove_password_copies(root: Path, *, dry_run: bool) -> list[Outcome]:
+    """1.1.0 kept msmtprc.bak.* with each replaced password: none may outlive setup."""
+    outcomes = []
+    for path in submission_config.password_copies(root):
+        outcomes.append(Outcome(Target(path, None, 0, 0), "removed (an old password)"))
+        if not dry_run:
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                raise HelperError(f"cannot remove {path}: {exc.strerror}", "run as root") from exc
+    return outcomes
 
 
 # --- command line ----------------------------------------------------------------------------
@@ -250,7 +305,11 @@ def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None
     if smarthost is None:
         return []
     if args.tls is None:
-        obsolete = [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
+        secret = submission_config.holds_secret
+        obsolete = [
+            Target(p, None, 0, 0, keep_backup=not secret(p))
+            for p in submission_config.obsolete(root)
+        ]
         return obsolete + oauth_setup.obsolete(root)
     targets = submission_config.plan(
         root,
@@ -296,12 +355,18 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
     targets = plan(root, smarthost, forward)
     route = plan_route(root, args, smarthost)
     targets += route
+    if args.password_file is not None:
+        _warn_about_password_file(args.password_file)
     if not args.dry_run:
         oauth_setup.make_state_dir(root, args)  # qmailr's 0700, before its files
-        for target in route:
-            if target.content is not None:
-                target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    outcomes = apply(targets, dry_run=args.dry_run)
+    # qmailr's private state directory (0700, the OAuth grant) is made by make_state_dir above;
+    # every other directory of the route is DIR_MODE.
+    state = root / submission_state.STATE_DIR
+    public = [target for target in route if target.path.parent != state]
+    outcomes = prepare_directories(public, dry_run=args.dry_run)
+    outcomes += apply(targets, dry_run=args.dry_run)
+    if smarthost is not None:
+        outcomes += _remove_password_copies(root, dry_run=args.dry_run)
     prefix = "would be " if args.dry_run else ""
     for outcome in outcomes:
         action = outcome.action if outcome.action == "unchanged" else prefix + outcome.action

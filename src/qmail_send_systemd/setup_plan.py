@@ -34,4 +34,6 @@ class Target:
     uid: int
     gid: int
     mode: int = FILE_MODE
-    backup: bool = True  # False for a secret that must exist once (the OAuth grant)
+    # Whether what it replaces is kept as NAME.bak.TIMESTAMP: never for a file that holds a
+    # secret (msmtprc's password, the OAuth grant): at most the live file holds it.
+    keep_backup: bool = True

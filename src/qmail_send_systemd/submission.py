@@ -1,8 +1,10 @@
 """qmail-remote for the submission route: hand each remote delivery to msmtp (TLS + SMTP AUTH).
 
-The qmail-send-systemd-submission package installs /usr/lib/qmail-send-systemd/qmail-remote,
-which runs `main()`; `setup --tls` bind-mounts it over /var/qmail/bin/qmail-remote in
-qmail-send.service's mount namespace alone (docs/submission.md). qmail-rspawn runs it exactly
+The main package installs /usr/lib/qmail-send-systemd/qmail-remote-route, which runs
+`route_main()`; `setup --tls` bind-mounts it over /var/qmail/bin/qmail-remote in
+qmail-send.service's mount namespace alone (docs/submission.md). It relays (`main()`) while the
+qmail-send-systemd-submission package (its /usr/lib/qmail-send-systemd/qmail-remote, and msmtp)
+is installed, and defers every remote delivery while it is not. qmail-rspawn runs it exactly
 as it runs qmail's own: argv `qmail-remote host sender recip...`, the message on fd 0, fd 1 and
 fd 2 both the pipe back to qmail-rspawn. So it speaks qmail-remote(8)'s protocol: one report
 per recipient (`r` accepted, `h` permanently or `s` temporarily rejected), then one for the
@@ -32,6 +34,21 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MSMTP = "/usr/bin/msmtp"
+# The submission package's program: its presence is the package's. The drop-in does not bind
+# it but ROUTE_PROGRAM, which the main package ships, so that the bind never lacks its source:
+# without the package the service still starts, delivers local mail, and every remote
+# delivery is deferred with PACKAGE_MISSING (never sent in clear by qmail's own qmail-remote,
+# never bounced) until the package is back or setup is run again.
+PACKAGE_PROGRAM = "/usr/lib/qmail-send-systemd/qmail-remote"
+ROUTE_PROGRAM = "/usr/lib/qmail-send-systemd/qmail-remote-route"
+PACKAGE = "qmail-send-systemd-submission"
+# setup --tls's drop-in (submission_config.DROPIN, which writes it).
+DROPIN = "/etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf"
+PACKAGE_MISSING = (
+    f"ZThe submission route (setup --tls) needs {PACKAGE}, which is not installed: the mail "
+    f"stays queued and is never sent in clear. Install {PACKAGE} again, or run "
+    "`qmail-send-systemd setup --smarthost HOST` for plain SMTP. (#4.3.0)\n\0"
+)
 CONTROL = "var/qmail/control"  # relative to the root
 # What qmail-remote says when it cannot even start (qmail-remote.c's perm_usage).
 USAGE = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
@@ -243,8 +260,46 @@ def relay(
 
 def main(argv: Sequence[str] | None = None) -> int:
     text = relay(sys.argv if argv is None else argv)
+    return _report(text)
+
+
+def _report(text: str) -> int:
     try:
         os.write(1, text.encode("utf-8", "replace"))
     except OSError:
         return 111  # qmail-rspawn: "Unable to run qmail-remote", a deferral
     return 0
+
+
+def missing_programs(root: str = "/") -> list[str]:
+    """With the route set up, what its remote deliveries lack (nothing when it is not set up):
+    status and the service's start say it, verify judges it (submission_config)."""
+    if not os.path.lexists(os.path.join(root, DROPIN.lstrip("/"))):
+        return []
+    wanted = (ROUTE_PROGRAM, PACKAGE_PROGRAM, MSMTP)
+    return [p for p in wanted if not os.access(os.path.join(root, p.lstrip("/")), os.X_OK)]
+
+
+def missing_line(program: str) -> tuple[str, str]:
+    """The one line (problem, fix) for a program of the route that is missing."""
+    plain = "qmail-send-systemd setup --smarthost HOST for plain SMTP"
+    if program == ROUTE_PROGRAM:
+        return (
+            f"{program} is missing: qmail-send.service cannot start (the submission drop-in "
+            "binds it)",
+            "apt install --reinstall qmail-send-systemd (or dnf reinstall qmail-send-systemd)",
+        )
+    package = PACKAGE if program == PACKAGE_PROGRAM else "msmtp"
+    return (
+        f"{package} is not installed ({program} is missing): remote mail on the submission "
+        "route stays queued, never sent in clear, until it is back",
+        f"apt install {package} (or dnf install {package}), or {plain}",
+    )
+
+
+def route_main(argv: Sequence[str] | None = None, package: str = PACKAGE_PROGRAM) -> int:
+    """ROUTE_PROGRAM, what the drop-in binds over qmail's qmail-remote: the relay through
+    msmtp while the submission package is installed, a deferral saying so while it is not."""
+    if not os.access(package, os.X_OK):
+        return _report(PACKAGE_MISSING)
+    return main(argv)

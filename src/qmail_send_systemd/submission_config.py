@@ -12,7 +12,9 @@ relay.py writes as for any smarthost:
 - /etc/qmail-send-systemd/smarthost-ca.pem (with --tls-trust-file): a copy of the CA bundle,
   public data, 0644, so that the route does not depend on where the administrator kept it.
 - /etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf: the
-  drop-in that bind-mounts our qmail-remote over qmail's in the service's namespace alone.
+  drop-in that bind-mounts the main package's qmail-remote-route over qmail's qmail-remote in
+  the service's namespace alone (submission.route_main: it relays while the submission
+  package is installed and defers while it is not).
 
 `verify` judges each of them by its reader and never advises a wider mode than it needs.
 """
@@ -21,16 +23,23 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qmail_send_systemd.accounts import lookup_user
+from qmail_send_systemd.accounts import lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.findings import ERROR, Finding
+from qmail_send_systemd.findings import ERROR, WARNING, Finding, reach_fix
 from qmail_send_systemd.msmtprc import ACCOUNT, CONFIG, read_config
 from qmail_send_systemd.password_file import read_password
 from qmail_send_systemd.setup_plan import Smarthost, Target
-from qmail_send_systemd.submission import MSMTP
+from qmail_send_systemd.submission import (
+    MSMTP,
+    PACKAGE_PROGRAM,
+    ROUTE_PROGRAM,
+    missing_line,
+    missing_programs,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,7 +47,7 @@ if TYPE_CHECKING:
 
 TLS_MODES = ("starttls", "implicit")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
-REMOTE = "/usr/lib/qmail-send-systemd/qmail-remote"
+REMOTE = PACKAGE_PROGRAM  # the submission package's: setup --tls needs it
 QMAIL_REMOTE = "/var/qmail/bin/qmail-remote"
 TRUST = "/etc/qmail-send-systemd/smarthost-ca.pem"
 DROPIN = "/etc/systemd/system/qmail-send.service.d/50-qmail-send-systemd-submission.conf"
@@ -52,11 +61,15 @@ DROPIN_TEXT = f"""\
 # Written by `qmail-send-systemd setup --tls` (docs/submission.md). This service alone sees
 # qmail-send-systemd's qmail-remote, which relays through msmtp with TLS and SMTP AUTH, in place
 # of qmail's own; the file under /var/qmail/bin is not changed. Without the {PACKAGE}
-# package the service does not start (no bind source), so mail is never sent to the submission
-# port in clear. `qmail-send-systemd setup --smarthost HOST` without --tls removes this file.
+# package it defers every remote delivery (local mail is delivered), so mail is never sent to
+# the submission port in clear, nor bounced. `qmail-send-systemd setup --smarthost HOST`
+# without --tls removes this file.
 [Service]
-BindReadOnlyPaths={REMOTE}:{QMAIL_REMOTE}
+BindReadOnlyPaths={ROUTE_PROGRAM}:{QMAIL_REMOTE}
 """
+# 1.1.0's drop-in bound the submission package's program itself: without the package the
+# unit failed (226/NAMESPACE) and all mail stopped. configure rewrites it (upgrade_dropin).
+OLD_BIND = f"BindReadOnlyPaths={REMOTE}:{QMAIL_REMOTE}"
 
 
 def _usage(message: str, hint: str = "") -> UsageError:
@@ -65,6 +78,38 @@ def _usage(message: str, hint: str = "") -> UsageError:
 
 def _printable(text: str) -> bool:
     return bool(text) and all(c.isprintable() for c in text)
+
+
+def password_file_warning(path: str) -> str | None:
+    """What to say when the password file setup is given may be read by others than its
+    owner (msmtprc is then not the only place others can find the password)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # read_password says why it cannot be read
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    return (
+        f"the password file {path} is mode {mode:04o}: others may read the password "
+        f"(remove it now, setup keeps its own copy in {CONFIG}; or chmod 600 {path})"
+    )
+
+
+def holds_secret(path: Path) -> bool:
+    """msmtprc: its replaced or removed versions are never kept (no NAME.bak.*)."""
+    return path.name == os.path.basename(CONFIG)
+
+
+def password_copies(root: Path) -> list[Path]:
+    """The msmtprc.bak.* copies that 1.1.0's setup kept, each holding an old password."""
+    directory = root / os.path.dirname(CONFIG).lstrip("/")
+    prefix = os.path.basename(CONFIG) + ".bak."
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [directory / name for name in names if name.startswith(prefix)]
 
 
 def read_trust(path: str) -> bytes:
@@ -79,6 +124,33 @@ def read_trust(path: str) -> bytes:
     return data
 
 
+# msmtp 1.8.21 began to add a Message-ID to a mail without one, made from the envelope sender:
+# for qmail's bounces (sender <>) an invalid `<hash.@hostname>` with the kernel's name. Its
+# `set_msgid_header off` stops that, and older msmtp refuses the unknown command.
+MSGID_SINCE = (1, 8, 21)
+
+
+def msmtp_version(root: Path) -> tuple[int, ...] | None:
+    """`msmtp --version`'s number (None: it cannot be run or read)."""
+    try:
+        done = subprocess.run(
+            [str(root / MSMTP.lstrip("/")), "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = (done.stdout.splitlines() or [""])[0].split()
+    if done.returncode != 0 or words[:2] != ["msmtp", "version"] or len(words) < 3:
+        return None
+    parts = words[2].split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+
+
 def render_msmtprc(
     smarthost: Smarthost,
     *,
@@ -88,6 +160,7 @@ def render_msmtprc(
     trust: str,
     auth: list[str] | None = None,
     sender: str | None = None,
+    msgid_option: bool = False,
 ) -> bytes:
     """msmtp's account for qmail-remote. Values are quoted as msmtp reads them: it strips one
     pair of enclosing double quotes and nothing else, so any printable text survives."""
@@ -111,6 +184,7 @@ def render_msmtprc(
         "set_from_header off",
         "set_date_header off",
         "remove_bcc_headers off",
+        *(["set_msgid_header off"] if msgid_option else []),
         "syslog off",
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -145,10 +219,24 @@ def plan(
     if trust_file is not None:
         targets.append(Target(root / TRUST.lstrip("/"), read_trust(trust_file), 0, 0, PUBLIC_MODE))
         trust = TRUST
+    elif os.path.lexists(root / TRUST.lstrip("/")):
+        # Back to the system's CAs: the copy of the old CA goes (a copy: nothing is lost).
+        targets.append(Target(root / TRUST.lstrip("/"), None, 0, 0, keep_backup=False))
+    version = msmtp_version(root)
+    msgid = version is not None and version >= MSGID_SINCE
     rc = render_msmtprc(
-        smarthost, tls=tls, user=user, password=password, trust=trust, auth=auth, sender=sender
+        smarthost,
+        tls=tls,
+        user=user,
+        password=password,
+        trust=trust,
+        auth=auth,
+        sender=sender,
+        msgid_option=msgid,
     )
-    targets.append(Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE))
+    targets.append(
+        Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE, False)
+    )
     targets.append(Target(root / DROPIN.lstrip("/"), DROPIN_TEXT.encode(), 0, 0, PUBLIC_MODE))
     return targets
 
@@ -166,29 +254,93 @@ def check(root: Path) -> Iterator[Finding]:
     """Findings about the route, when `setup --tls` configured it (nothing otherwise)."""
     dropin = root / DROPIN.lstrip("/")
     config = root / CONFIG.lstrip("/")
+    for copy in password_copies(root):
+        message = "is a copy of msmtprc kept by setup 1.1.0: it holds an old password"
+        yield Finding(ERROR, str(copy), message, f"rm -f {copy}")
     if not os.path.lexists(dropin) and not os.path.lexists(config):
         return
     redo = "rerun qmail-send-systemd setup --smarthost HOST:PORT --tls ..."
     if not os.path.lexists(dropin):
         yield Finding(ERROR, str(dropin), "is missing: qmail-send relays without TLS", redo)
-    for program, fix in ((REMOTE, f"install {PACKAGE}"), (MSMTP, "install msmtp")):
-        if not os.access(root / program.lstrip("/"), os.X_OK):
-            message = "is missing: qmail-send.service cannot start (its drop-in binds it)"
-            yield Finding(ERROR, str(root / program.lstrip("/")), message, fix)
+    yield from _check_programs(root, dropin)
     reader = lookup_user(root, READER)
     try:
         st = config.lstat()
     except OSError:
         yield Finding(ERROR, str(config), "is missing: every remote delivery is deferred", redo)
         return
+    # qmail-start gives qmail-rspawn, and so qmail-remote and msmtp, the qmail group alone.
+    group = lookup_group(root, "qmail")
+    gid = group if group is not None else reader.gid if reader is not None else 0
     if reader is not None:
         yield from _check_secret(config, st, reader.uid)
+        yield from _check_reach(root, config, reader.uid, gid)
     try:
-        trust = read_config(str(config)).get("tls_trust_file", "system")
+        settings = read_config(str(config))
     except OSError:
         return  # a reader other than qmailr (verify as a user): the mode check said enough
+    yield from _check_msgid(root, config, settings)
+    trust = settings.get("tls_trust_file", "system")
     if trust != "system" and not _world_readable(root / trust.lstrip("/")):
         yield Finding(ERROR, trust, "cannot be read by qmailr: TLS cannot verify", redo)
+    elif trust != "system" and reader is not None:
+        yield from _check_reach(root, root / trust.lstrip("/"), reader.uid, gid)
+
+
+def _check_msgid(root: Path, config: Path, settings: dict[str, str]) -> Iterator[Finding]:
+    """An msmtprc written before msmtp learnt set_msgid_header (an msmtp upgraded since)."""
+    if "set_msgid_header" in settings:
+        return
+    version = msmtp_version(root)
+    if version is not None and version >= MSGID_SINCE:
+        message = (
+            f"lacks `set_msgid_header off`: msmtp {'.'.join(map(str, version))} adds an invalid "
+            "Message-ID (<hash.@hostname>) to qmail's bounces"
+        )
+        yield Finding(WARNING, str(config), message, "rerun qmail-send-systemd setup ... --tls ...")
+
+
+def _check_reach(root: Path, path: Path, uid: int, gid: int) -> Iterator[Finding]:
+    """qmailr (qmail-remote, msmtp) passes through every directory above `path`: a umask of
+    077 at setup made /etc/qmail-send-systemd 0700 and deferred every remote delivery."""
+    blocked = reach_fix(root, path, uid, gid)
+    if blocked is not None:
+        message = (
+            f"cannot be searched by {READER}: it cannot read {path}, so remote mail is deferred"
+        )
+        yield Finding(ERROR, str(blocked[0]), message, blocked[1])
+
+
+def _check_programs(root: Path, dropin: Path) -> Iterator[Finding]:
+    """One line each, with the fix: what the route's remote deliveries lack."""
+    try:
+        old = OLD_BIND in dropin.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        old = False
+    if old:
+        message = f"binds {REMOTE} itself: without {PACKAGE} the service cannot start"
+        yield Finding(ERROR, str(dropin), message, "rerun qmail-send-systemd setup ... --tls ...")
+    for program in missing_programs(str(root)):
+        problem, fix = missing_line(program)
+        yield Finding(ERROR, str(root / program.lstrip("/")), problem, fix)
+
+
+def upgrade_dropin(root: Path) -> str | None:
+    """configure's step: 1.1.0's drop-in, which bound the submission package's program, binds
+    the main package's route program instead (the same relay while the package is there).
+    Returns what was done, or None. Never raises: a package step must not fail."""
+    path = root / DROPIN.lstrip("/")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if OLD_BIND not in text:
+            return None
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(DROPIN_TEXT, encoding="utf-8")
+        os.chmod(tmp, PUBLIC_MODE)
+        os.replace(tmp, path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    return f"{path}: now binds {ROUTE_PROGRAM} (the service starts without {PACKAGE})"
 
 
 def _world_readable(path: Path) -> bool:

@@ -12,12 +12,12 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # not typing's: see start.py (flush runs on every network event)
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 UNIT = "qmail-send.service"
 # The one command that brings a failed unit back: reset-failed also clears a start limit that
 # was hit (a 1.0.0 unit's, or a drop-in's), which a plain start would run into again.
-REVIVE = "sudo systemctl reset-failed qmail-send && sudo systemctl start qmail-send"
+REVIVE = "systemctl reset-failed qmail-send && systemctl start qmail-send"
 POLICY_RC_D = Path("usr/sbin/policy-rc.d")
 # policy-rc.d's answer that forbids the action (invoke-rc.d(8)); 0 and 104 allow it.
 POLICY_FORBIDDEN = 101
@@ -82,6 +82,35 @@ class System:
         except subprocess.TimeoutExpired:
             return Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s")
         return Result(done.returncode, done.stdout, done.stderr)
+
+    def start(self, argv: Sequence[str]) -> Callable[[], Result]:
+        """Start a read-only command now; the returned function waits for its Result. status
+        runs systemctl and journalctl this way while it reads the queue. Tests that replace
+        call() replace this too."""
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                env=dict(self.environ),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+            )
+        except OSError as exc:
+            failed = Result(127, "", f"{argv[0]}: {exc.strerror}")
+            return lambda: failed
+
+        def result() -> Result:
+            try:
+                out, err = proc.communicate(timeout=CALL_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                return Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s")
+            return Result(proc.returncode, out, err)
+
+        return result
 
     def have(self, command: str) -> bool:
         import shutil

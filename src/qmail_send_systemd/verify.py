@@ -27,7 +27,7 @@ from qmail_send_systemd import (
 )
 from qmail_send_systemd.accounts import Account, all_users, group_name, lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError
-from qmail_send_systemd.findings import ERROR, WARNING, Finding
+from qmail_send_systemd.findings import ERROR, WARNING, Finding, reach_fix
 from qmail_send_systemd.start import read_default_delivery
 
 QMAIL_HOME = Path(qmail_send_systemd.QMAIL_HOME)
@@ -168,6 +168,7 @@ class Checker:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.home = root / QMAIL_HOME
+        self.blocked: set[tuple[Path, str]] = set()  # (directory, reader) said once
 
     def finding(self, severity: str, path: Path, message: str, fix: str) -> Finding:
         return Finding(severity, str(path), message, fix)
@@ -283,18 +284,30 @@ class Checker:
             return
         if stat.S_ISDIR(st.st_mode):
             return
-        if reader.user is None:
-            fix = read_fix(self.root, path, st, None, 0)
-            who = reader.program
-        else:
+        uid: int | None = None
+        gid = 0
+        who = reader.program
+        if reader.user is not None:
             account = lookup_user(self.root, reader.user)
-            gid = lookup_group(self.root, reader.group or "")
-            if account is None or gid is None:
+            group = lookup_group(self.root, reader.group or "")
+            if account is None or group is None:
                 return  # check_accounts reports the missing user or group
-            fix = read_fix(self.root, path, st, account.uid, gid)
+            uid, gid = account.uid, group
             who = f"{reader.program} ({reader.user}:{reader.group})"
+        fix = read_fix(self.root, path, st, uid, gid)
         if fix:
             yield self.finding(ERROR, path, f"is not readable by {who}", fix)
+        yield from self.check_reach(path, uid, gid, who)
+
+    def check_reach(self, path: Path, uid: int | None, gid: int, who: str) -> Iterator[Finding]:
+        """A directory on the way to `path` that its reader cannot pass, once per directory
+        and reader."""
+        blocked = reach_fix(self.root, path, uid, gid)
+        if blocked is None or (blocked[0], who) in self.blocked:
+            return
+        self.blocked.add((blocked[0], who))
+        message = f"cannot be searched by {who}, so {path} cannot be read"
+        yield self.finding(ERROR, blocked[0], message, blocked[1])
 
     def default_delivery(self) -> str | None:
         """The default delivery the unit gives qmail-start (None: it cannot be read)."""
@@ -365,11 +378,14 @@ class Checker:
 
     def mail_users(self) -> list[Account]:
         """Local users who can receive mail: a login shell, not a system account (by uid), and
-        a home directory (qmail-getpw also wants them to own it: recipient() checks that)."""
+        a home directory (qmail-getpw also wants them to own it: recipient() checks that).
+        qmail's own users never are: INSTALL.ids's useradd gives them uids from 1000 and a
+        shell, but ~alias's files take root's mail (check_lookup), and the others get none."""
         return [
             account
             for account in all_users(self.root)
             if account.uid >= FIRST_USER_UID
+            and account.name not in USERS
             and os.path.basename(account.shell) not in NO_LOGIN_SHELLS
             and delivery.under(self.root, account.home).is_dir()
         ]
@@ -489,7 +505,7 @@ class Checker:
             shown = f"~{account.name}/{relative.rstrip('/')}"
         if not missing.maildir:
             return f"install -D -o {account.name} -m 600 /dev/null {shown}"
-        as_user = f"sudo -u {account.name}"
+        as_user = f"runuser -u {account.name} --"  # root runs it as the user; no sudo needed
         if missing.path.is_dir():  # maildirmake wants to make the directory itself
             return f"{as_user} mkdir -p {shown}/tmp {shown}/new {shown}/cur"
         make = f"{as_user} {QMAIL_BIN}/maildirmake {shown}"
