@@ -573,8 +573,8 @@ def _documented_setups() -> list[list[str]]:
         joined = block.replace("\\\n", " ")
         for line in joined.splitlines():
             line = re.sub(r"\[[^]]*\]", "", line.split("#")[0]).strip()  # noqa: PLW2901
-            if line.startswith("sudo qmail-send-systemd setup"):
-                commands.append(shlex.split(line)[2:])
+            if line.startswith("qmail-send-systemd setup"):  # as root: no sudo
+                commands.append(shlex.split(line)[1:])
     return commands
 
 

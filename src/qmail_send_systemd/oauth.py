@@ -20,7 +20,7 @@ Files (docs/submission.md):
 
 An expired or revoked grant (`invalid_grant`) is a deferral, never a bounce: our qmail-remote
 asks for the token before msmtp runs, and reports `Z` with the one command that re-authorises
-(`sudo qmail-send-systemd oauth-authorize`), which `status` and `verify` show too
+(`qmail-send-systemd oauth-authorize`, as root), which `status` and `verify` show too
 (submission_state.py). Stdlib only; every failure is a HelperError: one line and its fix.
 """
 
@@ -45,7 +45,7 @@ GRANT = "oauth-grant"  # in submission_state.STATE_DIR
 ACCESS = "oauth-access"
 LOCK = "oauth.lock"
 HELPER = "/usr/sbin/qmail-send-systemd"
-REAUTHORIZE = "sudo qmail-send-systemd oauth-authorize"
+REAUTHORIZE = "qmail-send-systemd oauth-authorize"
 MECHANISMS = ("xoauth2", "oauthbearer")
 # An access token this close to its expiry is renewed first: a delivery may take a while.
 MARGIN = 120
@@ -92,7 +92,7 @@ class GrantError(HelperError):
     administrator can renew it. Mail waits meanwhile."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message, f"`{REAUTHORIZE}`, then `sudo qmail-send-systemd flush`")
+        super().__init__(message, f"`{REAUTHORIZE}`, then `qmail-send-systemd flush`")
 
 
 # --- settings --------------------------------------------------------------------------------
@@ -581,7 +581,7 @@ def authorize(root: Path, out: Callable[[str], None] = print) -> int:
         )
     grant = obtain(conf, old.get("client_secret", ""), out)
     store(root, grant)
-    out("authorised: `sudo qmail-send-systemd flush` sends the waiting mail now")
+    out("authorised: `qmail-send-systemd flush` sends the waiting mail now")
     return 0
 
 
