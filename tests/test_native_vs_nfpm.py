@@ -94,3 +94,52 @@ def test_native_deb_keeps_one_enable_and_start(routes: dict[str, Path]) -> None:
     added = [ln.strip() for ln in native.generated["postinst"].splitlines()]
     assert not [ln for ln in added if ln.startswith("deb-systemd-invoke")]
     assert "deb-systemd-helper enable 'qmail-send.service' >/dev/null || true" not in added
+
+
+# What Debian 13's debhelper (13.24) put into preinst before debian/rules passed
+# --no-stop-on-upgrade: the service stopped on every upgrade, never started again.
+_TRIXIE_PREINST_STOP = """#!/bin/sh
+set -e
+# Automatically added by dh_installsystemd/13.24.2
+if [ -z "${DPKG_ROOT:-}" ] && [ "$1" = upgrade ] && [ -d /run/systemd/system ] ; then
+\tdeb-systemd-invoke stop 'qmail-send.service' >/dev/null || true
+fi
+# End automatically added section
+exit 0
+"""
+
+
+def test_a_stop_that_debhelper_adds_to_any_script_is_a_difference() -> None:
+    """Every maintainer script's generated sections are judged: a start, stop or restart
+    there differs from nfpm's package, which has none; the bookkeeping sections do not."""
+
+    def view(**scripts: str) -> parity.View:
+        body, generated = {}, {}
+        for name, text in scripts.items():
+            body[name], generated[name] = parity.debhelper_sections(text)
+        return parity.View({}, [], {}, body, [], generated)
+
+    plain = view(preinst="#!/bin/sh\nset -e\nexit 0\n")
+    stopped = view(preinst=_TRIXIE_PREINST_STOP)
+    assert parity.differences(plain, stopped, ("nfpm", "dsc")) == [
+        "generated service action in preinst: nfpm None != dsc"
+        " [\"deb-systemd-invoke stop 'qmail-send.service' >/dev/null || true\"]"
+    ]
+    for script in ("postinst", "prerm", "postrm"):
+        moved = view(**{script: _TRIXIE_PREINST_STOP})
+        assert parity.service_actions(moved) == {
+            script: ["deb-systemd-invoke stop 'qmail-send.service' >/dev/null || true"]
+        }
+    reload_only = _TRIXIE_PREINST_STOP.replace(
+        "deb-systemd-invoke stop 'qmail-send.service'", "systemctl --system daemon-reload"
+    )
+    assert parity.service_actions(view(postrm=reload_only)) == {}
+    restart = _TRIXIE_PREINST_STOP.replace("stop 'qmail", "$_dh_action 'qmail")
+    assert list(parity.service_actions(view(postinst=restart))) == ["postinst"]
+
+
+def test_debian_rules_keeps_every_service_action_out_of_debhelpers_sections() -> None:
+    """The options that keep Debian 13's debhelper from adding the stop above (13.11 finds
+    no unit and adds nothing, so only this line protects a .dsc built on trixie)."""
+    rules = (Path(__file__).resolve().parents[1] / "debian/rules").read_text(encoding="utf-8")
+    assert "\tdh_installsystemd --no-enable --no-start --no-stop-on-upgrade\n" in rules
