@@ -138,11 +138,11 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     assert "--stage preun --count" in scripts and "--stage postun --count" in scripts
     assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
     nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
-    assert sorted(_rpm_requires(nm)) == ["NetworkManager  ", f"qmail-send-systemd = {VERSION}"]
+    assert sorted(_rpm_requires(nm)) == ["NetworkManager  ", f"qmail-send-systemd = {VERSION}-1"]
     networkd = dist / f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm"
     assert sorted(_rpm_requires(networkd)) == [
         "networkd-dispatcher  ",
-        f"qmail-send-systemd = {VERSION}",
+        f"qmail-send-systemd = {VERSION}-1",
     ]
     # One source RPM for every package: the one `nox -s sources` makes.
     assert _rpm_query(nm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
@@ -258,20 +258,22 @@ def test_broken_native_sources_stop_before_anything_is_written(
     with pytest.raises(ConfigurationError, match=r"Name: +@NAME@") as info:
         build.prepare("native", ("rpm",), tmp_path)
     assert info.value.hint is not None and "main one of packaging/nfpm/" in info.value.hint
+    spec.write_text(good, "utf-8")
     with (tmp_path / "debian/control").open("a") as control:
         control.write("\nPackage: stale\n")
-    with pytest.raises(ConfigurationError, match="Source stanza only"):
+    with pytest.raises(ConfigurationError, match="debian/control differs") as info:
         build.prepare("native", ("deb",), tmp_path)
+    assert info.value.hint is not None and "distro-files" in info.value.hint
 
 
 def test_generated_native_metadata_matches_the_payload() -> None:
     packages = payload.load_packages()
     main, *_ = packages
-    stanza = build.debian_stanza(main, "9.9")
+    stanza = build.debian_stanza(main)
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    preamble = build.rpm_preamble(main, "9.9").splitlines()
+    preamble = build.rpm_preamble(main).splitlines()
     assert (
         preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
     )
@@ -289,7 +291,7 @@ def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks() -> N
     assert "dh_installsystemd --no-enable --no-start" in rules
     control = (PROJECT / "debian/control").read_text(encoding="utf-8")
     assert "Build-Depends: debhelper-compat (= 13)" in control
-    assert not (PROJECT / "debian/changelog").exists(), "generated at build time only"
+    assert (PROJECT / "debian/changelog").is_file(), "committed: a clone is a source tree"
 
 
 def test_rpm_changelog_from_the_debian_one() -> None:

@@ -228,6 +228,9 @@ def test_scripts_get_each_formats_own_names_and_relations_the_version(tree: Path
     }
     assert package.relation(DEB, "depends", "2.0") == ("scripted-base (= 2.0-1)",)
     assert package.relation(RPM, "depends", "2.0") == ("scripted-base = 2.0",)
+    assert package.source_relation(DEB, "depends") == ("scripted-base (= ${binary:Version})",)
+    # A bare upstream version stays the upstream version in the spec.
+    assert package.source_relation(RPM, "depends") == ("scripted-base = %{version}",)
     assert package.units() == ("scripted.service",) and not package.main
     # What build.py reads for debian/control and the spec: typed, with the defaults nfpm has.
     assert (package.section, package.priority, package.vendor) == ("mail", "optional", None)
@@ -574,7 +577,14 @@ def test_each_hook_sources_a_library_of_its_exact_main_package(
                     assert line.removeprefix("FLUSH=") in main_files, f.source
                     assert package.name != MAIN
                     assert f"{MAIN} (= 1.0-1)" in package.relation(DEB, "depends", "1.0")
-                    assert f"{MAIN} = 1.0" in package.relation(RPM, "depends", "1.0")
+                    assert f"{MAIN} = 1.0-1" in package.relation(RPM, "depends", "1.0")
+                    # ... and in the source packages, whatever revision a rebuild gives it.
+                    assert f"{MAIN} (= ${{binary:Version}})" in package.source_relation(
+                        DEB, "depends"
+                    )
+                    assert f"{MAIN} = %{{version}}-%{{release}}" in package.source_relation(
+                        RPM, "depends"
+                    )
     assert sorted(hooks) == [NETWORKD, NM]
 
 

@@ -13,6 +13,7 @@ from qss_toolkit.errors import FatalError
 COMMANDS: dict[str, str] = {
     "packages": "qss_toolkit.build",
     "sources": "qss_toolkit.sources",
+    "distro-files": "qss_toolkit.distro_files",
     "rebuild": "qss_toolkit.rebuild",
     "lint": "qss_toolkit.lint",
     "smoke": "qss_toolkit.smoke",

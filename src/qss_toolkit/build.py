@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from qss_toolkit import DIST, PROJECT_ROOT, nfpm_rpm, payload, version
+from qss_toolkit import DIST, PROJECT_ROOT, distro_files, nfpm_rpm, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
@@ -131,12 +131,9 @@ class NativeBuilder(Builder):
                         f"{template.relative_to(ctx.root)} has no '{tag + ':':<16}{marker}' line",
                         hint=why,
                     )
-        control = (ctx.root / "debian" / "control").read_text(encoding="utf-8")
-        if Family.DEB in ctx.formats and ("\nSource: " not in control or "\nPackage:" in control):
-            raise ConfigurationError(
-                "debian/control must hold the Source stanza only",
-                hint="the binary stanzas are generated from packaging/nfpm/*.yaml",
-            )
+
+        # The committed debian/ and spec follow packaging/ (a clone builds from them).
+        distro_files.check(ctx.root, families=tuple(ctx.formats))
 
     def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
         from qss_toolkit import sources
@@ -166,9 +163,9 @@ def debian_description(package: payload.Package) -> str:
     return "\n".join(lines)
 
 
-def debian_stanza(package: payload.Package, ver: str) -> str:
+def debian_stanza(package: payload.Package) -> str:
     """The debian/control stanza of `package`, from its nfpm configuration."""
-    depends = package.relation(Family.DEB, "depends", ver)
+    depends = package.source_relation(Family.DEB, "depends")
     fields = [
         f"Package: {package.name}",
         "Architecture: all",
@@ -177,47 +174,47 @@ def debian_stanza(package: payload.Package, ver: str) -> str:
         "Depends: " + ", ".join(["${misc:Depends}", *depends]),
     ]
     for kind in payload.RELATIONS[1:]:
-        entries = package.relation(Family.DEB, kind, ver)
+        entries = package.source_relation(Family.DEB, kind)
         if entries:
             fields.append(f"{kind.capitalize()}: {', '.join(entries)}")
     fields.append(debian_description(package))
     return "\n".join(fields) + "\n"
 
 
-def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
+def _rpm_relations(package: payload.Package) -> list[str]:
     lines = []
     if package.rpm_group:
         lines.append(f"Group:          {package.rpm_group}")
     tags = {"depends": "Requires", "recommends": "Recommends", "suggests": "Suggests"}
     tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
     for kind, tag in tags.items():
-        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation(Family.RPM, kind, ver)]
+        lines += [f"{tag + ':':<16}{entry}" for entry in package.source_relation(Family.RPM, kind)]
     # What the scriptlets run, for each scriptlet (nfpm_rpm.py gives nfpm's RPMs the same).
     for script in package.scripts[Family.RPM]:
         lines += [f"{f'Requires({script}):':<15} {r}" for r in package.scriptlet_requires]
     return lines
 
 
-def rpm_preamble(main: payload.Package, ver: str) -> str:
+def rpm_preamble(main: payload.Package) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
     if main.vendor:
         lines.append(f"Vendor:         {main.vendor}")
-    return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
+    return "\n".join([*lines, *_rpm_relations(main)]) + "\n"
 
 
 def _rpm_escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main: bool) -> str:
+def rpm_package_section(package: payload.Package, root: Path, is_main: bool) -> str:
     """%package (sub-packages), %description, scriptlets and %files of `package`; the
     scriptlets are read from `root`."""
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
         out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
-        out += _rpm_relations(package, ver)
+        out += _rpm_relations(package)
         out.append("")
     # nfpm's %description is the whole text, synopsis included; so is ours.
     description = "\n".join([package.synopsis, package.description])

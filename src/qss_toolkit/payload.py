@@ -135,6 +135,21 @@ class Package:
         marker = "${" + VERSION_VARIABLE + "}"
         return tuple(d.replace(marker, version) for d in self.relations[fmt][kind])
 
+    def source_relation(self, fmt: Family, kind: str) -> tuple[str, ...]:
+        """`kind` for `fmt` as a source package writes it: the version as the build's own
+        (debian/control's ${binary:Version}, the spec's %{version}-%{release}), so that a
+        rebuild with another Debian revision or RPM release (dch -i, a sponsor's or an NMU's
+        upload, a COPR build) keeps the packages of one build installable together."""
+        marker = "${" + VERSION_VARIABLE + "}"
+        full, upstream = {
+            Family.DEB: ("${binary:Version}", "${source:Upstream-Version}"),
+            Family.RPM: ("%{version}-%{release}", "%{version}"),
+        }[fmt]
+        return tuple(
+            d.replace(f"{marker}-1", full).replace(marker, upstream)
+            for d in self.relations[fmt][kind]
+        )
+
     def units(self) -> tuple[str, ...]:
         """The systemd units this package ships (for the %systemd_* macros)."""
         return tuple(Path(f.destination).name for f in self.unit_files())
@@ -444,7 +459,13 @@ def debian_changelog(root: Path, version: str, epoch: int) -> str:
             hint="begin it with 'qmail-send-systemd (@VERSION@-1) ...', end with ' -- ... @DATE@'",
         )
     date = formatdate(epoch, usegmt=False).replace("-0000", "+0000")
+    # A "[project]" change is the project's (the toolkit, its tests, CI), not the package's:
+    # packaging/changelog keeps it, the packages' changelogs leave it out.
+    template = _PROJECT_CHANGE.sub("", template)
     return template.replace("@VERSION@", version).replace("@DATE@", date)
+
+
+_PROJECT_CHANGE = re.compile(r"^  \* \[project\] .*\n(?:    \S.*\n)*", re.M)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,13 @@ Written into dist/ for version V (Debian revision and RPM Release 1):
     qmail-send-systemd_V-1_source.changes   what debsign signs and dput uploads
     qmail-send-systemd-V-1.src.rpm          the spec, with the same tarball as Source0
 
-What the tree keeps by hand (debian/rules, debian/source/format, the source stanza of
-debian/control, rpm/qmail-send-systemd.spec.in) is completed here from packaging/nfpm/*.yaml,
-packaging/changelog and `__version__`, the project's one source for each: the binary stanzas
-of debian/control, debian/changelog, debian/install-payload (each package's files with the
-payload's modes, which debian/rules runs) and the spec's preamble, %install, scriptlets, %files
-and %changelog. A new package YAML therefore reaches both source packages without an edit under
-debian/ or rpm/. debian/changelog is generated rather than committed: packaging/changelog with
-its @VERSION@ placeholder stays the one changelog, as it is for the binary packages.
+debian/ is the tree's, as git tracks it: complete, so that a clone builds with
+dpkg-buildpackage too. Its parts that follow from packaging/nfpm/*.yaml, packaging/changelog
+and `__version__` (the binary stanzas of debian/control, debian/changelog, the maintainer
+scripts, debian/install-payload) and the spec rpm/NAME.spec are written by `distro-files`
+(qss_toolkit.distro_files), and a tree where they drifted is refused here. The one change
+made on the way: debian/changelog's and the spec's top entry are dated SOURCE_DATE_EPOCH,
+as the binary packages are.
 
 Both are byte-identical when rebuilt from the same tree and SOURCE_DATE_EPOCH.
 """
@@ -36,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from qss_toolkit import DIST, PROJECT_ROOT, build, payload, version
+from qss_toolkit import DIST, PROJECT_ROOT, build, distro_files, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.locks import exclusive
@@ -46,7 +45,7 @@ from qss_toolkit.run import require, run
 log = logging.getLogger("qss_toolkit")
 
 DEBIAN = "debian"
-INSTALL_SCRIPT = "debian/install-payload"
+INSTALL_SCRIPT = distro_files.INSTALL_SCRIPT
 RPMBUILD_DIR = Path("/tmp/qss-sources-rpmbuild")
 # Paths the generated shell and spec use as they are (no quoting, no rpm macro).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
@@ -151,6 +150,7 @@ def prepare(
             f"{untracked[0]} is used by the packages but not tracked by git",
             hint=f"git add {' '.join(untracked)}",
         )
+    distro_files.check(root)  # the tree as committed, at the version it says
     for package in packages:
         for f in package.files:
             if not _PLAIN_PATH.fullmatch(f.destination):
@@ -248,11 +248,7 @@ def debian_changelog(ctx: SourceContext) -> str:
 
 
 def debian_control(ctx: SourceContext) -> str:
-    stanza = (ctx.root / DEBIAN / "control").read_text(encoding="utf-8")
-    lines = [ln for ln in stanza.splitlines() if not ln.startswith("#")]
-    source = "\n".join(lines).strip("\n") + "\n"
-    binaries = [build.debian_stanza(p, ctx.version) for p in ctx.packages]
-    return "\n".join([source, *binaries])
+    return distro_files.control(ctx.root, ctx.packages)
 
 
 def build_depends(root: Path = PROJECT_ROOT) -> str:
@@ -280,18 +276,11 @@ def install_script(ctx: SourceContext) -> str:
 
 def debian_files(ctx: SourceContext) -> dict[str, tuple[bytes, int]]:
     """debian/ of the source package: path -> (content, mode). What git tracks under debian/
-    (nothing a build in the tree left there), completed."""
+    (nothing a build in the tree left there), debian/changelog dated SOURCE_DATE_EPOCH."""
     files: dict[str, tuple[bytes, int]] = {}
     for rel, mode in ctx.debian:
-        files[rel] = ((ctx.root / rel).read_bytes(), mode & 0o777)
-    files["debian/control"] = (debian_control(ctx).encode(), 0o644)
-    files["debian/changelog"] = (debian_changelog(ctx).encode(), 0o644)
-    files["debian/copyright"] = ((ctx.root / "packaging" / "copyright").read_bytes(), 0o644)
-    files[INSTALL_SCRIPT] = (install_script(ctx).encode(), 0o755)
-    for package in ctx.packages:
-        for script, source in package.scripts[Family.DEB].items():
-            # dh_installdeb fills in #DEBHELPER#
-            files[f"debian/{package.name}.{script}"] = ((ctx.root / source).read_bytes(), 0o755)
+        files[rel] = ((ctx.root / rel).read_bytes(), 0o755 if mode & 0o111 else 0o644)
+    files[distro_files.CHANGELOG] = (debian_changelog(ctx).encode(), 0o644)
     return files
 
 
@@ -333,9 +322,7 @@ def spec(ctx: SourceContext) -> str:
     install = [
         line for p in ctx.packages for line in install_commands(p, Family.RPM, "%{buildroot}")
     ]
-    sections = "".join(
-        build.rpm_package_section(p, ctx.version, ctx.root, p is main) for p in ctx.packages
-    )
+    sections = "".join(build.rpm_package_section(p, ctx.root, p is main) for p in ctx.packages)
     values = {
         "NAME": ctx.name,
         "VERSION": ctx.version,
@@ -344,7 +331,7 @@ def spec(ctx: SourceContext) -> str:
         "URL": main.homepage,
         "SOURCE0": ctx.file_names()["orig"],
         "TOP": ctx.top,
-        "PREAMBLE": build.rpm_preamble(main, ctx.version).rstrip("\n"),
+        "PREAMBLE": build.rpm_preamble(main).rstrip("\n"),
         "INSTALL": "\n".join(install),
         "PACKAGES": sections.rstrip("\n"),
         "CHANGELOG": build.rpm_changelog(debian_changelog(ctx)).rstrip("\n"),
