@@ -22,7 +22,6 @@ Both are byte-identical when rebuilt from the same tree and SOURCE_DATE_EPOCH.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import logging
 import lzma
@@ -31,14 +30,13 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, PROJECT_ROOT, build, distro_files, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
-from qss_toolkit.locks import exclusive
 from qss_toolkit.payload import ContentKind
 from qss_toolkit.run import require, run
 
@@ -46,7 +44,10 @@ log = logging.getLogger("qss_toolkit")
 
 DEBIAN = "debian"
 INSTALL_SCRIPT = distro_files.INSTALL_SCRIPT
-RPMBUILD_DIR = Path("/tmp/qss-sources-rpmbuild")
+# rpmbuild's top directory, relative to the private directory it runs in: a source RPM records
+# the spec as rpmbuild parsed it, build paths included, so an absolute path (a temporary
+# directory's, a home's, a clone's) would change its bytes.
+RPMBUILD_TOP = Path("rpmbuild")
 # Paths the generated shell and spec use as they are (no quoting, no rpm macro).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 _DISTRIBUTION = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -301,6 +302,8 @@ def unpack(ctx: SourceContext, parent: Path) -> Path:
         target.write_bytes(data)
         target.chmod(mode)
     for path in [top, *top.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)  # what dpkg-source puts into the debian tarball, whatever the umask
         os.utime(path, (ctx.epoch, ctx.epoch), follow_symlinks=False)
     return top
 
@@ -373,25 +376,13 @@ def rpm_sources(ctx: SourceContext, sources: Path) -> Path:
     path = sources / f"{ctx.name}.spec"
     path.write_text(spec(ctx), encoding="utf-8")
     for item in sources.iterdir():
+        item.chmod(0o644)  # the source RPM records each file's mode: not the umask's
         os.utime(item, (ctx.epoch, ctx.epoch))
     return path
 
 
 # ---------------------------------------------------------------------------------------------
 # Building them
-
-
-@contextlib.contextmanager
-def _rpmbuild_dir() -> Iterator[Path]:
-    """The one directory every source RPM is built in, one build at a time: a source RPM
-    records the spec as rpmbuild parsed it, build paths included, so a path that changed with
-    each build would change its bytes."""
-    with exclusive(RPMBUILD_DIR.with_name(RPMBUILD_DIR.name + ".lock")):
-        shutil.rmtree(RPMBUILD_DIR, ignore_errors=True)
-        try:
-            yield RPMBUILD_DIR
-        finally:
-            shutil.rmtree(RPMBUILD_DIR, ignore_errors=True)
 
 
 def build_sources(ctx: SourceContext, out: Path) -> list[str]:
@@ -407,10 +398,14 @@ def build_sources(ctx: SourceContext, out: Path) -> list[str]:
     run(["dpkg-genchanges", "-S", f"-O{changes}"], cwd=top, env=env, capture=True)
     for kind in ("orig", "debian", "dsc", "changes"):
         os.replace(work / names[kind], out / names[kind])
-    with _rpmbuild_dir() as rpm_top:
-        spec_path = rpm_sources(ctx, rpm_top / "SOURCES")
-        args = ["rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, rpm_top)]
-        run([*args, "--define", f"_srcrpmdir {out}", spec_path], env=env, capture=True)
+    # In a private directory of out/ (not a fixed path under /tmp that another user could
+    # hold or plant), with relative paths only.
+    with tempfile.TemporaryDirectory(prefix=".rpmbuild-", dir=out) as private:
+        spec_path = rpm_sources(ctx, Path(private) / RPMBUILD_TOP / "SOURCES")
+        args = ["rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, RPMBUILD_TOP)]
+        args += ["--define", "_srcrpmdir .", str(spec_path.relative_to(private))]
+        run(args, cwd=Path(private), env=env, capture=True)
+        os.replace(Path(private) / names["srpm"], out / names["srpm"])
     shutil.rmtree(work)
     missing = [n for n in names.values() if not (out / n).is_file()]
     if missing:
