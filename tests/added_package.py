@@ -25,7 +25,6 @@ changelog: generated/changelog.yml
 section: mail
 priority: optional
 maintainer: qmail-send-systemd developers <qmail-send-systemd@users.noreply.github.com>
-vendor: qmail-send-systemd
 homepage: https://github.com/qmail-send-systemd/qmail-send-systemd
 license: GPL-2.0-or-later
 description: |-
@@ -42,7 +41,6 @@ overrides:
       - qmail-send-systemd = ${{QSS_VERSION}}-1
 rpm:
   summary: An extra package of qmail-send-systemd, for the toolkit's tests
-  group: System Environment/Daemons
   buildhost: reproducible
 deb:
   fields:

@@ -122,6 +122,7 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     # require systemd for post, preun and postun), and their interpreter, as rpmbuild writes it.
     assert _rpm_requires(rpm) == [
         *("/bin/sh  ", "/bin/sh  ", "/bin/sh  "),
+        "/usr/bin/python3  ",  # /usr/sbin/qmail-send-systemd's #!, as rpmbuild's script.req finds
         *("python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9", "python3 >= 3.9"),
         *("systemd  ", "systemd  ", "systemd  ", "systemd  "),
     ]
@@ -129,7 +130,9 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     for context in ("post", "preun", "postun"):
         assert f"python3 {context}" in contexts and f"systemd {context}" in contexts
         assert f"/bin/sh {context},interp" in contexts
+    assert "/usr/bin/python3 auto" in contexts
     assert _rpm_query(rpm, "%{SOURCERPM}") == f"qmail-send-systemd-{VERSION}-1.src.rpm"
+    assert _rpm_query(rpm, "%{VENDOR}|%{GROUP}") == "(none)|Unspecified"  # as rpmbuild, Fedora
     files = _rpm_query(rpm, "[%{FILEMODES:octal} %{FILEUSERNAME} %{FILENAMES}\n]").splitlines()
     assert "100755 root /usr/sbin/qmail-send-systemd" in files
     assert "100644 root /usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" in files
@@ -138,9 +141,14 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
     assert "--stage preun --count" in scripts and "--stage postun --count" in scripts
     assert _rpm_query(rpm, "%{CHANGELOGNAME}").endswith(f" - {VERSION}-1")
     nm = dist / f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm"
-    assert sorted(_rpm_requires(nm)) == ["NetworkManager  ", f"qmail-send-systemd = {VERSION}-1"]
+    assert sorted(_rpm_requires(nm)) == [
+        "/bin/sh  ",  # the hook's #!
+        "NetworkManager  ",
+        f"qmail-send-systemd = {VERSION}-1",
+    ]
     networkd = dist / f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm"
     assert sorted(_rpm_requires(networkd)) == [
+        "/bin/sh  ",
         "networkd-dispatcher  ",
         f"qmail-send-systemd = {VERSION}-1",
     ]

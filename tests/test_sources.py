@@ -224,7 +224,7 @@ def test_a_new_package_yaml_reaches_both_source_packages(repo: Path) -> None:
     assert "debian/qmail-send-systemd-example/usr/lib/NetworkManager" in sources.install_script(ctx)
     spec = sources.spec(ctx)
     assert "\n%package -n qmail-send-systemd-example\n" in spec
-    assert "/usr/share/licenses/qmail-send-systemd-example/COPYING" in spec
+    assert "%{_defaultlicensedir}/qmail-send-systemd-example/COPYING" in spec
 
 
 def test_the_distribution_can_be_a_ppas_series(repo: Path) -> None:

@@ -198,8 +198,6 @@ def _rpm_relations(package: payload.Package) -> list[str]:
 def rpm_preamble(main: payload.Package) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
-    if main.vendor:
-        lines.append(f"Vendor:         {main.vendor}")
     return "\n".join([*lines, *_rpm_relations(main)]) + "\n"
 
 
@@ -213,7 +211,7 @@ def rpm_package_section(package: payload.Package, root: Path, is_main: bool) -> 
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
-        out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
+        out += [f"%package{n}", f"Summary:        {package.summary}"]
         out += _rpm_relations(package)
         out.append("")
     # nfpm's %description is the whole text, synopsis included; so is ours.
@@ -225,7 +223,22 @@ def rpm_package_section(package: payload.Package, root: Path, is_main: bool) -> 
         if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
         out += [_rpm_escape((root / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
-    out += [f"%files{n}", payload.rpm_file_list(package), ""]
+    from qss_toolkit.sources import rpm_path
+
+    out += [f"%files{n}", payload.rpm_file_list(package, rpm_path).rstrip("\n")]
+    # What %py_byte_compile writes beside each directory of Python modules.
+    modules = sorted(
+        {
+            f.destination.rsplit("/", 1)[0]
+            for f in package.files_for(Family.RPM)
+            if f.destination.endswith(".py") and f.kind is payload.ContentKind.FILE
+        }
+    )
+    if modules:
+        out.append("%if %{defined py_byte_compile}")
+        out += [f"%attr(-,root,root) {rpm_path(d)}/__pycache__/" for d in modules]
+        out.append("%endif")
+    out += ["", ""]
     return "\n".join(out)
 
 

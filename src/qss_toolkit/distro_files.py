@@ -62,9 +62,21 @@ def source_stanza(root: Path = PROJECT_ROOT) -> str:
 
 
 def control(root: Path, packages: tuple[payload.Package, ...]) -> str:
+    """The source stanza, then each package's; a binary stanza leaves out the Section and
+    Priority it would repeat from the source's (dpkg-gencontrol gives them to each package;
+    lintian: installable-field-mirrors-source)."""
     from qss_toolkit import build
 
-    return "\n".join([source_stanza(root), *(build.debian_stanza(p) for p in packages)])
+    source = source_stanza(root)
+    inherited = {
+        line for line in source.splitlines() if line.startswith(("Section: ", "Priority: "))
+    }
+    stanzas = [
+        "".join(line for line in build.debian_stanza(p).splitlines(True) if line.rstrip("\n")
+                not in inherited)
+        for p in packages
+    ]  # fmt: skip
+    return "\n".join([source, *stanzas])
 
 
 def committed_epoch(root: Path) -> int | None:

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
@@ -638,13 +639,22 @@ RPM_FILE_PREFIX = {
 }
 
 
-def rpm_file_list(package: Package) -> str:
-    """The %files list of `package` (the spec's %files section), with the payload's modes."""
+_MAN_PAGE = re.compile(r"^(/usr/share/man/man\w+/.+\.\w+)\.gz$")
+
+
+def rpm_file_list(package: Package, path: Callable[[str], str] = str) -> str:
+    """The %files list of `package` (the spec's %files section), with the payload's modes;
+    `path` writes each path (as an rpm macro, say). A manual page is NAME.SECTION* (whatever
+    compression the build's brp-compress chooses), but a %ghost, which names one file."""
     lines = []
     for f in package.files_for(Family.RPM):
         attr = f"%attr({f.mode:04o},root,root)"
         if f.kind is ContentKind.SYMLINK:
             attr = "%attr(-,root,root)"
         prefix = RPM_FILE_PREFIX.get(f.kind, "")
-        lines.append(f"{attr} {prefix}{f.destination}")
+        destination = f.destination
+        page = _MAN_PAGE.match(destination)
+        if page and f.kind is not ContentKind.GHOST:
+            destination = page.group(1) + "*"
+        lines.append(f"{attr} {prefix}{path(destination)}")
     return "\n".join(lines) + "\n"

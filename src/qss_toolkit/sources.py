@@ -317,13 +317,39 @@ def spec_template(root: Path = PROJECT_ROOT) -> Path:
     return root / "rpm" / f"{payload.main_package(root).name}.spec.in"
 
 
+# Path prefixes and the macros Fedora's guidelines ask for instead, longest first. /usr/lib
+# stays %{_prefix}/lib: %{_libexecdir} is /usr/libexec, and the hooks' directories belong to
+# their programs (networkd-dispatcher, NetworkManager, the mta alternative's /usr/lib/sendmail).
+RPM_DIR_MACROS = (
+    ("/usr/lib/systemd/system-preset", "%{_presetdir}"),
+    ("/usr/lib/systemd/system", "%{_unitdir}"),
+    ("/usr/share/licenses", "%{_defaultlicensedir}"),
+    ("/usr/share/man", "%{_mandir}"),
+    ("/usr/share", "%{_datadir}"),
+    ("/usr/sbin", "%{_sbindir}"),
+    ("/usr/bin", "%{_bindir}"),
+    ("/usr/lib", "%{_prefix}/lib"),
+)
+_BUILDROOT_PATH = re.compile(r"%\{buildroot\}(/\S*)")
+
+
+def rpm_path(path: str) -> str:
+    """`path` with its directory as an rpm macro, where there is one."""
+    for prefix, macro in RPM_DIR_MACROS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return macro + path[len(prefix) :]
+    return path
+
+
 def spec(ctx: SourceContext) -> str:
     path = spec_template(ctx.root)
     where = path.relative_to(ctx.root)
     template = path.read_text(encoding="utf-8")
     main = ctx.packages[0]
     install = [
-        line for p in ctx.packages for line in install_commands(p, Family.RPM, "%{buildroot}")
+        _BUILDROOT_PATH.sub(lambda m: "%{buildroot}" + rpm_path(m.group(1)), line)
+        for p in ctx.packages
+        for line in install_commands(p, Family.RPM, "%{buildroot}")
     ]
     sections = "".join(build.rpm_package_section(p, ctx.root, p is main) for p in ctx.packages)
     values = {
@@ -332,8 +358,6 @@ def spec(ctx: SourceContext) -> str:
         "RELEASE": version.RELEASE,
         "LICENSE": main.license,
         "URL": main.homepage,
-        "SOURCE0": ctx.file_names()["orig"],
-        "TOP": ctx.top,
         "PREAMBLE": build.rpm_preamble(main).rstrip("\n"),
         "INSTALL": "\n".join(install),
         "PACKAGES": sections.rstrip("\n"),
