@@ -231,7 +231,7 @@ def rpm_package_section(package: payload.Package, root: Path, is_main: bool) -> 
         {
             f.destination.rsplit("/", 1)[0]
             for f in package.files_for(Family.RPM)
-            if f.destination.endswith(".py") and f.kind is payload.ContentKind.FILE
+            if f.destination.endswith(".py") and f.kind.is_regular
         }
     )
     if modules:

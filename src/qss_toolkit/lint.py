@@ -135,11 +135,7 @@ def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
         for fmt_scripts in package.scripts.values():
             found.update(root / p for p in fmt_scripts.values())
         for f in package.files:
-            if (
-                f.source
-                and f.kind is payload.ContentKind.FILE
-                and not f.source.startswith(payload.GENERATED_PREFIX)
-            ):
+            if f.source and f.kind.is_regular and not f.source.startswith(payload.GENERATED_PREFIX):
                 head = (root / f.source).read_bytes()[:64]
                 if re.match(
                     rb"(#!\s*/(usr/)?bin/(env )?|# shellcheck shell=)(sh|bash|dash)\b", head

@@ -79,8 +79,19 @@ class ContentKind(Word):
     LICENSE = "license"
     SYMLINK = "symlink"
     GHOST = "ghost"
+    # A configuration file: a conffile in a .deb (nfpm writes conffiles, dh_installdeb lists
+    # every file under /etc), %config in an RPM; noreplace keeps the administrator's edited
+    # copy on an RPM upgrade (dpkg always asks or keeps it).
+    CONFIG = "config"
+    CONFIG_NOREPLACE = "config|noreplace"
+
+    @property
+    def is_regular(self) -> bool:
+        """A regular file in the payload: a plain file, or one with an RPM flag."""
+        return self not in (ContentKind.DIR, ContentKind.SYMLINK, ContentKind.GHOST)
 
 
+CONFIG_KINDS = (ContentKind.CONFIG, ContentKind.CONFIG_NOREPLACE)
 # Types that only RPM has (nfpm drops them from a deb).
 _RPM_ONLY_KINDS = (ContentKind.DOC, ContentKind.LICENSE, ContentKind.GHOST)
 
@@ -216,6 +227,18 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
             raise _fail(
                 config,
                 f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
+            )
+        if kind in CONFIG_KINDS and not entry["dst"].startswith("/etc/"):
+            raise _fail(
+                config,
+                f"{entry['dst']}: type {kind} is for files under /etc/ (Debian Policy 10.7.2,"
+                " Fedora's %config)",
+            )
+        if kind not in CONFIG_KINDS and entry["dst"].startswith("/etc/"):
+            raise _fail(
+                config,
+                f"{entry['dst']}: a file under /etc/ is configuration: give it"
+                " `type: config|noreplace` (or `type: config`)",
             )
         info = entry.get("file_info") or {}
         if kind is ContentKind.SYMLINK:
@@ -636,6 +659,8 @@ RPM_FILE_PREFIX = {
     ContentKind.DOC: "%doc ",
     ContentKind.LICENSE: "%license ",
     ContentKind.GHOST: "%ghost ",
+    ContentKind.CONFIG: "%config ",
+    ContentKind.CONFIG_NOREPLACE: "%config(noreplace) ",
 }
 
 
