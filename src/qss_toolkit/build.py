@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from qss_toolkit import DIST, PROJECT_ROOT, distro_files, nfpm_rpm, payload, version
+from qss_toolkit import DIST, PROJECT_ROOT, distro_files, nfpm_deb, nfpm_rpm, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
@@ -101,6 +101,9 @@ class NfpmBuilder(Builder):
             )
             if fmt is Family.RPM:  # what nfpm cannot write, as rpmbuild writes it
                 nfpm_rpm.complete(target, package, ctx.packages[0].name, ctx.version)
+            else:  # what nfpm writes otherwise than debhelper and dpkg-deb
+                changelog = payload.debian_changelog(ctx.root, ctx.version, ctx.epoch)
+                nfpm_deb.complete(target, package, changelog, ctx.epoch)
 
 
 class NativeBuilder(Builder):

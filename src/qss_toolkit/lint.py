@@ -278,7 +278,11 @@ def rpmlint_verdict(output: str, returncode: int, what: str) -> str:
 def _lintian(dist: Path, _options: Options) -> str:
     debs = _packages(dist, "*.deb")
     changes = _packages(dist, "*_source.changes")  # the .dsc with it
-    result = run(["lintian", *LINTIAN_ARGS, *debs, *changes], capture=True, check=False)
+    # Debian 12's lintian (2.116) knows Policy 4.6.2 only and calls debian/control's 4.7.2, the
+    # current one, newer than current; Debian 13's lintian (the rebuild's lint route, Salsa
+    # CI's) judges it without this. An override would be unused there (an I tag).
+    suppress = ("--suppress-tags", "newer-standards-version")
+    result = run(["lintian", *LINTIAN_ARGS, *suppress, *debs, *changes], capture=True, check=False)
     what = f"{len(debs)} .deb, {len(changes)} source .changes and its .dsc"
     return lintian_verdict(result.stdout + result.stderr, result.returncode, what)
 

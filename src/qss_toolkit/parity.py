@@ -8,14 +8,16 @@ this host, tests/container/test_rebuild.py for the source packages rebuilt on De
 and in the RPM root) assert that the list is empty.
 
 Left out, each for its reason: what each tool computes its own way (a .deb's Installed-Size,
-the gzip bytes of a compressed file, whose content is compared instead; the RPM tool's
-version and platform string, rpmbuild's changelog time of noon against nfpm's exact time of
-the same day) and the maintainer-script sections that debhelper generates (the rest of each
-script must be the same), except what they do to the service: a start, stop or restart that
-debhelper adds to any script (preinst, postinst, prerm, postrm) is a difference, as the
-helper alone does those (docs/design.md, "Maintainer-script semantics"). Debian 13's debhelper
-adds such a stop to preinst where Debian 12's adds nothing, so each Debian release's own
-debhelper is compared (tests/container/test_rebuild.py).
+which counts the maintainer scripts that each debhelper release makes longer; nfpm_deb.py
+computes it as dpkg-gencontrol does, and tests/test_native_vs_nfpm.py compares it with this
+host's debhelper; the gzip bytes of a compressed file, whose content is compared instead;
+the RPM tool's version and platform string, rpmbuild's changelog time of noon against nfpm's
+exact time of the same day) and the maintainer-script sections that debhelper generates (the
+rest of each script must be the same), except what they do to the service: a start, stop or
+restart that debhelper adds to any script (preinst, postinst, prerm, postrm) is a difference,
+as the helper alone does those (docs/design.md, "Maintainer-script semantics"). Debian 13's
+debhelper adds such a stop to preinst where Debian 12's adds nothing, so each Debian release's
+own debhelper is compared (tests/container/test_rebuild.py).
 """
 
 from __future__ import annotations
