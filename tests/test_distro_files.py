@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from qss_toolkit import distro_files, payload, version
 from qss_toolkit.errors import ConfigurationError
@@ -112,3 +113,48 @@ def test_a_removed_script_leaves_no_stale_copy(tree: Path) -> None:
     )
     distro_files.write(tree)
     assert not (tree / "debian/qmail-send-systemd.preinst").exists()
+
+
+def _deb822(text: str) -> list[dict[str, str]]:
+    """The stanzas of a deb822 file (comments dropped, continuation lines joined)."""
+    stanzas: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    key = ""
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if current:
+                stanzas.append(current)
+            current, key = {}, ""
+        elif line[0] in " \t":
+            current[key] += " " + line.strip()
+        else:
+            key, _, value = line.partition(":")
+            current[key] = value.strip()
+    return stanzas
+
+
+def test_the_hand_kept_debian_files_are_there_and_well_formed() -> None:
+    """DEP-8's tests exist and are executable, Salsa CI's pipeline is included, and uscan and
+    the upstream metadata point at the project."""
+    tests = _deb822((PROJECT / "debian/tests/control").read_text("utf-8"))
+    assert len(tests) >= 2
+    for stanza in tests:
+        for name in stanza["Tests"].split():
+            script = PROJECT / "debian/tests" / name
+            assert script.is_file() and script.stat().st_mode & 0o111, name
+        assert "qmail-send-systemd" in stanza["Depends"]
+    real = [s for s in tests if s["Tests"] == "notqmail"]
+    assert real and "needs-root" in real[0]["Restrictions"]
+    salsa = yaml.safe_load((PROJECT / "debian/salsa-ci.yml").read_text("utf-8"))
+    assert salsa["include"] == [
+        "https://salsa.debian.org/salsa-ci-team/pipeline/raw/master/recipes/debian.yml"
+    ]
+    watch = (PROJECT / "debian/watch").read_text("utf-8")
+    assert "\nversion=4\n" in "\n" + watch and "github.com/qmail-send-systemd/" in watch
+    metadata = yaml.safe_load((PROJECT / "debian/upstream/metadata").read_text("utf-8"))
+    control = _deb822((PROJECT / "debian/control").read_text("utf-8"))[0]
+    assert metadata["Repository"] == control["Vcs-Git"]
+    assert control["Standards-Version"] == "4.7.2"
+    assert control["Vcs-Browser"] == control["Homepage"]
