@@ -5,11 +5,12 @@ lintian and rpmlint 2.7 find nothing in either (qss_toolkit.rebuild)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, payload, rebuild, sources
+from qss_toolkit import build, payload, rebuild, smoke, sources
 from qss_toolkit.container import offline
 from qss_toolkit.families import Family
 from qss_toolkit.rootfs import RootfsCache
@@ -38,6 +39,23 @@ def test_the_dsc_rebuilds_as_sbuild_does_into_the_same_debs(
 ) -> None:
     debs = rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, tmp_path, RootfsCache())
     assert rebuild.compare(dist, debs, Family.DEB) == {name: [] for name in PACKAGES}
+
+
+@pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
+def test_the_dsc_built_debs_upgrade_the_previous_release_with_the_service_running(
+    dist: Path, route: str, tmp_path: Path
+) -> None:
+    """What sbuild, OBS or a PPA makes of the .dsc with each release's own debhelper, as an
+    administrator gets it: the smoke upgrade from the previous release with mail queued and
+    the service running (Debian 13's debhelper would stop it in preinst without debian/rules'
+    --no-stop-on-upgrade: `started 0 times`)."""
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, debs, RootfsCache())
+    for rpm in dist.glob("*.rpm"):  # the smoke harness checks a complete dist
+        shutil.copy(rpm, debs)
+    argv = ["--target", route, "--scenario", "upgrade", "--dist", str(debs)]
+    assert smoke.main(argv) == 0
 
 
 @pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
