@@ -1,6 +1,6 @@
 """The third route: the source packages rebuilt without the toolkit in clean roots, as sbuild
-(Debian 12, 13) and rpmbuild --rebuild (the RPM root) do, give nfpm's packages; and Debian 13's
-lintian and rpmlint 2.7 find nothing in either (qss_toolkit.rebuild)."""
+(Debian 11, 12, 13) and rpmbuild --rebuild (the RPM root) do, give nfpm's packages; and Debian
+13's lintian and rpmlint 2.7 find nothing in either (qss_toolkit.rebuild)."""
 
 from __future__ import annotations
 
