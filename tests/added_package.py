@@ -1,6 +1,7 @@
 """A copy of the tree with one more package added the way README says: one more
-packaging/nfpm/*.yaml (and the files it names). The fast tests and the container test both
-use it to show that nothing else in the toolkit has to change."""
+packaging/nfpm/*.yaml (and the files it names), then `python -m qss_toolkit distro-files`
+to write what follows from it into the committed debian/ and spec. The fast tests and the
+container test both use it to show that nothing else in the toolkit has to change."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from qss_toolkit import PROJECT_ROOT
+from qss_toolkit.build import sources
 
 EXTRA = "qmail-send-systemd-extra"
 EXTRA_FILE = f"/usr/share/{EXTRA}/README"
@@ -24,7 +26,6 @@ changelog: generated/changelog.yml
 section: mail
 priority: optional
 maintainer: qmail-send-systemd developers <qmail-send-systemd@users.noreply.github.com>
-vendor: qmail-send-systemd
 homepage: https://github.com/qmail-send-systemd/qmail-send-systemd
 license: GPL-2.0-or-later
 description: |-
@@ -38,10 +39,9 @@ depends:
 overrides:
   rpm:
     depends:
-      - qmail-send-systemd = ${{QSS_VERSION}}
+      - qmail-send-systemd = ${{QSS_VERSION}}-1
 rpm:
   summary: An extra package of qmail-send-systemd, for the toolkit's tests
-  group: System Environment/Daemons
   buildhost: reproducible
 deb:
   fields:
@@ -73,6 +73,7 @@ def make_tree(dest: Path) -> Path:
     (dest / "packaging/nfpm" / f"{EXTRA}.yaml").write_text(CONFIG, encoding="utf-8")
     (dest / "packaging/extra").mkdir()
     (dest / "packaging/extra/README").write_text("Nothing to read.\n", encoding="utf-8")
+    sources.write_derived(dest)
     git = ["git", "-c", "safe.directory=*", "-C", str(dest)]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)

@@ -14,6 +14,7 @@ import qmail_send_systemd
 from qmail_send_systemd import cli, systemd
 from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import payload, version
+from qss_toolkit.build import control
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 
@@ -229,6 +230,9 @@ def test_scripts_get_each_formats_own_names_and_relations_the_version(tree: Path
     }
     assert package.relation(DEB, "depends", "2.0") == ("scripted-base (= 2.0-1)",)
     assert package.relation(RPM, "depends", "2.0") == ("scripted-base = 2.0",)
+    assert package.source_relation(DEB, "depends") == ("scripted-base (= ${binary:Version})",)
+    # A bare upstream version stays the upstream version in the spec.
+    assert package.source_relation(RPM, "depends") == ("scripted-base = %{version}",)
     assert package.units() == ("scripted.service",) and not package.main
     # What build.packages reads for debian/control and the spec: typed, with the defaults nfpm has.
     assert (package.section, package.priority, package.vendor) == ("mail", "optional", None)
@@ -397,7 +401,12 @@ def test_rpm_file_list_has_modes_and_flags(packages: dict[str, payload.Package])
     listing = payload.rpm_file_list(packages[MAIN]).splitlines()
     assert "%attr(0755,root,root) /usr/sbin/qmail-send-systemd" in listing
     assert "%attr(0755,root,root) %dir /usr/share/qmail-send-systemd" in listing
-    assert "%attr(0644,root,root) %doc /usr/share/man/man8/qmail-send-systemd.8.gz" in listing
+    # A page is NAME.SECTION*, whatever the build's brp-compress makes of it ...
+    assert "%attr(0644,root,root) %doc /usr/share/man/man8/qmail-send-systemd.8*" in listing
+    # ... and the spec writes each directory as Fedora's macro.
+    spec_listing = payload.rpm_file_list(packages[MAIN], control.rpm_path).splitlines()
+    assert "%attr(0644,root,root) %doc %{_mandir}/man8/qmail-send-systemd.8*" in spec_listing
+    assert "%attr(0644,root,root) %{_unitdir}/qmail-send.service" in spec_listing
     # The administrator's guide alone is in /usr/share/doc (the license is in licenses/).
     assert [ln for ln in listing if "/usr/share/doc/" in ln] == [
         "%attr(0644,root,root) %doc /usr/share/doc/qmail-send-systemd/README"
@@ -599,7 +608,14 @@ def test_each_hook_sources_a_library_of_its_exact_main_package(
                     assert line.removeprefix("FLUSH=") in main_files, f.source
                     assert package.name != MAIN
                     assert f"{MAIN} (= 1.0-1)" in package.relation(DEB, "depends", "1.0")
-                    assert f"{MAIN} = 1.0" in package.relation(RPM, "depends", "1.0")
+                    assert f"{MAIN} = 1.0-1" in package.relation(RPM, "depends", "1.0")
+                    # ... and in the source packages, whatever revision a rebuild gives it.
+                    assert f"{MAIN} (= ${{binary:Version}})" in package.source_relation(
+                        DEB, "depends"
+                    )
+                    assert f"{MAIN} = %{{version}}-%{{release}}" in package.source_relation(
+                        RPM, "depends"
+                    )
     assert sorted(hooks) == [NETWORKD, NM]
 
 

@@ -53,6 +53,23 @@ def test_two_builds_with_the_same_epoch_are_identical(
     assert first == second
 
 
+def test_the_umask_changes_no_byte(
+    builder: Callable[[Path], list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built under umask 077 and 022 (and in directories of other depths): the same bytes.
+    A mode taken from the disk (debian/ in the debian tarball, the spec and the orig tarball
+    in the source RPM) would differ."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    old = os.umask(0o077)
+    try:
+        builder(tmp_path / "private")
+        os.umask(0o022)
+        builder(tmp_path / "x" / "shared")
+    finally:
+        os.umask(old)
+    assert _digests(tmp_path / "private") == _digests(tmp_path / "x" / "shared")
+
+
 def test_the_epoch_is_what_the_packages_record(
     builder: Callable[[Path], list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

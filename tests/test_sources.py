@@ -89,9 +89,8 @@ def test_every_package_yaml_is_in_both_source_packages(dist: Path, names: dict[s
 def test_debian_changelog_is_packaging_changelog_with_the_version(
     dist: Path, names: dict[str, str], tmp_path: Path
 ) -> None:
-    """debian/changelog is generated, not committed: __version__ and packaging/changelog stay
-    the one source of the version and the changes for both the .deb and the source package."""
-    assert not (PROJECT / "debian/changelog").exists()
+    """debian/changelog is committed as distro-files writes it from packaging/changelog; the
+    source package's copy is dated SOURCE_DATE_EPOCH, as the binary packages are."""
     subprocess.run(
         ["dpkg-source", "--no-check", "-x", str(dist / names["dsc"]), str(tmp_path / "x")],
         check=True,
@@ -205,21 +204,28 @@ def test_a_file_the_packages_need_but_git_does_not_track_is_refused(repo: Path) 
     with pytest.raises(ConfigurationError, match=r"91-extra is used by the packages but not tr"):
         sources.prepare(repo)
     subprocess.run(["git", "add", "packaging/networkmanager/91-extra"], cwd=repo, check=True)
+    sources.write_derived(repo)
     assert "91-extra" in sources.install_script(sources.prepare(repo))
 
 
 def test_a_new_package_yaml_reaches_both_source_packages(repo: Path) -> None:
-    """What a fourth package needs: its YAML, nothing under debian/ or rpm/."""
+    """What a fourth package needs: its YAML, then `distro-files` writes what follows from it
+    under debian/ and rpm/ (until then `sources` refuses the tree, naming the command)."""
     nm = (repo / "packaging/nfpm/qmail-send-systemd-networkmanager.yaml").read_text("utf-8")
     new = nm.replace("qmail-send-systemd-networkmanager", "qmail-send-systemd-example")
     (repo / "packaging/nfpm/qmail-send-systemd-example.yaml").write_text(new, encoding="utf-8")
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    with pytest.raises(ConfigurationError, match="debian/control differs") as info:
+        sources.prepare(repo)
+    assert info.value.hint is not None and "distro-files" in info.value.hint
+    sources.write_derived(repo)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     ctx = sources.prepare(repo)
     assert "\nPackage: qmail-send-systemd-example\n" in sources.debian_control(ctx)
     assert "debian/qmail-send-systemd-example/usr/lib/NetworkManager" in sources.install_script(ctx)
     spec = sources.spec(ctx)
     assert "\n%package -n qmail-send-systemd-example\n" in spec
-    assert "/usr/share/licenses/qmail-send-systemd-example/COPYING" in spec
+    assert "%{_defaultlicensedir}/qmail-send-systemd-example/COPYING" in spec
 
 
 def test_the_distribution_can_be_a_ppas_series(repo: Path) -> None:

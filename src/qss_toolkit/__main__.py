@@ -13,6 +13,7 @@ from qss_toolkit.errors import FatalError
 COMMANDS: dict[str, str] = {
     "packages": "qss_toolkit.build.packages",
     "sources": "qss_toolkit.build.sources",
+    "distro-files": "qss_toolkit.build.distro_files",
     "rebuild": "qss_toolkit.build.rebuild",
     "lint": "qss_toolkit.build.lint",
     "smoke": "qss_toolkit.smoke.runner",

@@ -18,6 +18,7 @@ import io
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import formatdate, parsedate_to_datetime
@@ -79,8 +80,19 @@ class ContentKind(Word):
     LICENSE = "license"
     SYMLINK = "symlink"
     GHOST = "ghost"
+    # A configuration file: a conffile in a .deb (nfpm writes conffiles, dh_installdeb lists
+    # every file under /etc), %config in an RPM; noreplace keeps the administrator's edited
+    # copy on an RPM upgrade (dpkg always asks or keeps it).
+    CONFIG = "config"
+    CONFIG_NOREPLACE = "config|noreplace"
+
+    @property
+    def is_regular(self) -> bool:
+        """A regular file in the payload: a plain file, or one with an RPM flag."""
+        return self not in (ContentKind.DIR, ContentKind.SYMLINK, ContentKind.GHOST)
 
 
+CONFIG_KINDS = (ContentKind.CONFIG, ContentKind.CONFIG_NOREPLACE)
 # Types that only RPM has (nfpm drops them from a deb).
 _RPM_ONLY_KINDS = (ContentKind.DOC, ContentKind.LICENSE, ContentKind.GHOST)
 
@@ -135,6 +147,21 @@ class Package:
         """`kind` (depends, provides, ...) for `fmt`, with the version filled in."""
         marker = "${" + VERSION_VARIABLE + "}"
         return tuple(d.replace(marker, version) for d in self.relations[fmt][kind])
+
+    def source_relation(self, fmt: Family, kind: str) -> tuple[str, ...]:
+        """`kind` for `fmt` as a source package writes it: the version as the build's own
+        (debian/control's ${binary:Version}, the spec's %{version}-%{release}), so that a
+        rebuild with another Debian revision or RPM release (dch -i, a sponsor's or an NMU's
+        upload, a COPR build) keeps the packages of one build installable together."""
+        marker = "${" + VERSION_VARIABLE + "}"
+        full, upstream = {
+            Family.DEB: ("${binary:Version}", "${source:Upstream-Version}"),
+            Family.RPM: ("%{version}-%{release}", "%{version}"),
+        }[fmt]
+        return tuple(
+            d.replace(f"{marker}-1", full).replace(marker, upstream)
+            for d in self.relations[fmt][kind]
+        )
 
     def units(self) -> tuple[str, ...]:
         """The systemd units this package ships (for the %systemd_* macros)."""
@@ -201,6 +228,18 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
             raise _fail(
                 config,
                 f"{entry['dst']}: type {kind} needs `packager: rpm` (nfpm drops it from a deb)",
+            )
+        if kind in CONFIG_KINDS and not entry["dst"].startswith("/etc/"):
+            raise _fail(
+                config,
+                f"{entry['dst']}: type {kind} is for files under /etc/ (Debian Policy 10.7.2,"
+                " Fedora's %config)",
+            )
+        if kind not in CONFIG_KINDS and entry["dst"].startswith("/etc/"):
+            raise _fail(
+                config,
+                f"{entry['dst']}: a file under /etc/ is configuration: give it"
+                " `type: config|noreplace` (or `type: config`)",
             )
         info = entry.get("file_info") or {}
         if kind is ContentKind.SYMLINK:
@@ -445,7 +484,13 @@ def debian_changelog(root: Path, version: str, epoch: int) -> str:
             hint="begin it with 'qmail-send-systemd (@VERSION@-1) ...', end with ' -- ... @DATE@'",
         )
     date = formatdate(epoch, usegmt=False).replace("-0000", "+0000")
+    # A "[project]" change is the project's (the toolkit, its tests, CI), not the package's:
+    # packaging/changelog keeps it, the packages' changelogs leave it out.
+    template = _PROJECT_CHANGE.sub("", template)
     return template.replace("@VERSION@", version).replace("@DATE@", date)
+
+
+_PROJECT_CHANGE = re.compile(r"^  \* \[project\] .*\n(?:    \S.*\n)*", re.M)
 
 
 @dataclass(frozen=True)
@@ -615,16 +660,27 @@ RPM_FILE_PREFIX = {
     ContentKind.DOC: "%doc ",
     ContentKind.LICENSE: "%license ",
     ContentKind.GHOST: "%ghost ",
+    ContentKind.CONFIG: "%config ",
+    ContentKind.CONFIG_NOREPLACE: "%config(noreplace) ",
 }
 
 
-def rpm_file_list(package: Package) -> str:
-    """The %files list of `package` (the spec's %files section), with the payload's modes."""
+_MAN_PAGE = re.compile(r"^(/usr/share/man/man\w+/.+\.\w+)\.gz$")
+
+
+def rpm_file_list(package: Package, path: Callable[[str], str] = str) -> str:
+    """The %files list of `package` (the spec's %files section), with the payload's modes;
+    `path` writes each path (as an rpm macro, say). A manual page is NAME.SECTION* (whatever
+    compression the build's brp-compress chooses), but a %ghost, which names one file."""
     lines = []
     for f in package.files_for(Family.RPM):
         attr = f"%attr({f.mode:04o},root,root)"
         if f.kind is ContentKind.SYMLINK:
             attr = "%attr(-,root,root)"
         prefix = RPM_FILE_PREFIX.get(f.kind, "")
-        lines.append(f"{attr} {prefix}{f.destination}")
+        destination = f.destination
+        page = _MAN_PAGE.match(destination)
+        if page and f.kind is not ContentKind.GHOST:
+            destination = page.group(1) + "*"
+        lines.append(f"{attr} {prefix}{path(destination)}")
     return "\n".join(lines) + "\n"

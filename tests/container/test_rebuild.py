@@ -1,10 +1,11 @@
 """The third route: the source packages rebuilt without the toolkit in clean roots, as sbuild
-(Debian 12, 13) and rpmbuild --rebuild (the RPM root) do, give nfpm's packages; and Debian 13's
-lintian and rpmlint 2.7 find nothing in either (qss_toolkit.build.rebuild)."""
+(Debian 11, 12, 13) and rpmbuild --rebuild (the RPM root) do, give nfpm's packages; and Debian
+13's lintian and rpmlint 2.7 find nothing in either (qss_toolkit.build.rebuild)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from qss_toolkit import payload
 from qss_toolkit.build import packages, rebuild, sources
 from qss_toolkit.families import Family
+from qss_toolkit.smoke import runner as smoke
 from qss_toolkit.smoke.engines.nspawn import offline
 from qss_toolkit.smoke.rootfs import RootfsCache
 
@@ -39,6 +41,23 @@ def test_the_dsc_rebuilds_as_sbuild_does_into_the_same_debs(
 ) -> None:
     debs = rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, tmp_path, RootfsCache())
     assert rebuild.compare(dist, debs, Family.DEB) == {name: [] for name in PACKAGES}
+
+
+@pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
+def test_the_dsc_built_debs_upgrade_the_previous_release_with_the_service_running(
+    dist: Path, route: str, tmp_path: Path
+) -> None:
+    """What sbuild, OBS or a PPA makes of the .dsc with each release's own debhelper, as an
+    administrator gets it: the smoke upgrade from the previous release with mail queued and
+    the service running (Debian 13's debhelper would stop it in preinst without debian/rules'
+    --no-stop-on-upgrade: `started 0 times`)."""
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, debs, RootfsCache())
+    for rpm in dist.glob("*.rpm"):  # the smoke harness checks a complete dist
+        shutil.copy(rpm, debs)
+    argv = ["--target", route, "--scenario", "upgrade", "--dist", str(debs)]
+    assert smoke.main(argv) == 0
 
 
 @pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))

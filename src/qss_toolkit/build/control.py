@@ -17,6 +17,19 @@ from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import run
 
+# Path prefixes and the macros Fedora's guidelines ask for instead, longest first. /usr/lib
+# stays %{_prefix}/lib: %{_libexecdir} is /usr/libexec, and the hooks' directories belong to
+# their programs (networkd-dispatcher, NetworkManager, the mta alternative's /usr/lib/sendmail).
+RPM_DIR_MACROS = (
+    ("/usr/lib/systemd/system-preset", "%{_presetdir}"),
+    ("/usr/lib/systemd/system", "%{_unitdir}"),
+    ("/usr/share/licenses", "%{_defaultlicensedir}"),
+    ("/usr/share/man", "%{_mandir}"),
+    ("/usr/share", "%{_datadir}"),
+    ("/usr/sbin", "%{_sbindir}"),
+    ("/usr/bin", "%{_bindir}"),
+    ("/usr/lib", "%{_prefix}/lib"),
+)
 # The %systemd_* macro that runs, for the package's units, at the top of each scriptlet.
 RPM_SCRIPTLETS = {"post": "systemd_post", "preun": "systemd_preun", "postun": "systemd_postun"}
 
@@ -41,6 +54,14 @@ def source_date_epoch(root: Path = PROJECT_ROOT) -> int:
     )
 
 
+def rpm_path(path: str) -> str:
+    """`path` with its directory as an rpm macro, where there is one."""
+    for prefix, macro in RPM_DIR_MACROS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return macro + path[len(prefix) :]
+    return path
+
+
 def debian_description(package: payload.Package) -> str:
     """Synopsis, then the extended text with " ." for blank lines, as nfpm writes it."""
     lines = [f"Description: {package.synopsis}"]
@@ -48,9 +69,9 @@ def debian_description(package: payload.Package) -> str:
     return "\n".join(lines)
 
 
-def debian_stanza(package: payload.Package, ver: str) -> str:
+def debian_stanza(package: payload.Package) -> str:
     """The debian/control stanza of `package`, from its nfpm configuration."""
-    depends = package.relation(Family.DEB, "depends", ver)
+    depends = package.source_relation(Family.DEB, "depends")
     fields = [
         f"Package: {package.name}",
         "Architecture: all",
@@ -59,47 +80,45 @@ def debian_stanza(package: payload.Package, ver: str) -> str:
         "Depends: " + ", ".join(["${misc:Depends}", *depends]),
     ]
     for kind in payload.RELATIONS[1:]:
-        entries = package.relation(Family.DEB, kind, ver)
+        entries = package.source_relation(Family.DEB, kind)
         if entries:
             fields.append(f"{kind.capitalize()}: {', '.join(entries)}")
     fields.append(debian_description(package))
     return "\n".join(fields) + "\n"
 
 
-def _rpm_relations(package: payload.Package, ver: str) -> list[str]:
+def _rpm_relations(package: payload.Package) -> list[str]:
     lines = []
     if package.rpm_group:
         lines.append(f"Group:          {package.rpm_group}")
     tags = {"depends": "Requires", "recommends": "Recommends", "suggests": "Suggests"}
     tags |= {"provides": "Provides", "conflicts": "Conflicts", "replaces": "Obsoletes"}
     for kind, tag in tags.items():
-        lines += [f"{tag + ':':<16}{entry}" for entry in package.relation(Family.RPM, kind, ver)]
+        lines += [f"{tag + ':':<16}{entry}" for entry in package.source_relation(Family.RPM, kind)]
     # What the scriptlets run, for each scriptlet (nfpm_rpm.py gives nfpm's RPMs the same).
     for script in package.scripts[Family.RPM]:
         lines += [f"{f'Requires({script}):':<15} {r}" for r in package.scriptlet_requires]
     return lines
 
 
-def rpm_preamble(main: payload.Package, ver: str) -> str:
+def rpm_preamble(main: payload.Package) -> str:
     """The main package's preamble tags that its nfpm configuration holds."""
     lines = [f"Summary:        {main.summary}"]
-    if main.vendor:
-        lines.append(f"Vendor:         {main.vendor}")
-    return "\n".join([*lines, *_rpm_relations(main, ver)]) + "\n"
+    return "\n".join([*lines, *_rpm_relations(main)]) + "\n"
 
 
 def _rpm_escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
-def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main: bool) -> str:
+def rpm_package_section(package: payload.Package, root: Path, is_main: bool) -> str:
     """%package (sub-packages), %description, scriptlets and %files of `package`; the
     scriptlets are read from `root`."""
     n = "" if is_main else f" -n {package.name}"
     out = []
     if not is_main:
-        out += [f"%package{n}", f"Summary:        {package.summary}", "AutoReqProv:    no"]
-        out += _rpm_relations(package, ver)
+        out += [f"%package{n}", f"Summary:        {package.summary}"]
+        out += _rpm_relations(package)
         out.append("")
     # nfpm's %description is the whole text, synopsis included; so is ours.
     description = "\n".join([package.synopsis, package.description])
@@ -110,7 +129,20 @@ def rpm_package_section(package: payload.Package, ver: str, root: Path, is_main:
         if units and script in RPM_SCRIPTLETS:
             out.append(f"%{RPM_SCRIPTLETS[script]} {units}")
         out += [_rpm_escape((root / path).read_text(encoding="utf-8")).rstrip("\n"), ""]
-    out += [f"%files{n}", payload.rpm_file_list(package), ""]
+    out += [f"%files{n}", payload.rpm_file_list(package, rpm_path).rstrip("\n")]
+    # What %py_byte_compile writes beside each directory of Python modules.
+    modules = sorted(
+        {
+            f.destination.rsplit("/", 1)[0]
+            for f in package.files_for(Family.RPM)
+            if f.destination.endswith(".py") and f.kind.is_regular
+        }
+    )
+    if modules:
+        out.append("%if %{defined py_byte_compile}")
+        out += [f"%attr(-,root,root) {rpm_path(d)}/__pycache__/" for d in modules]
+        out.append("%endif")
+    out += ["", ""]
     return "\n".join(out)
 
 

@@ -169,11 +169,7 @@ def shell_scripts(root: Path = PROJECT_ROOT) -> list[Path]:
         for fmt_scripts in package.scripts.values():
             found.update(root / p for p in fmt_scripts.values())
         for f in package.files:
-            if (
-                f.source
-                and f.kind is payload.ContentKind.FILE
-                and not f.source.startswith(payload.GENERATED_PREFIX)
-            ):
+            if f.source and f.kind.is_regular and not f.source.startswith(payload.GENERATED_PREFIX):
                 head = (root / f.source).read_bytes()[:64]
                 if re.match(
                     rb"(#!\s*/(usr/)?bin/(env )?|# shellcheck shell=)(sh|bash|dash)\b", head
@@ -316,7 +312,16 @@ def rpmlint_verdict(output: str, returncode: int, what: str) -> str:
 def _lintian(dist: Path, _options: Options) -> str:
     debs = _packages(dist, "*.deb")
     changes = _packages(dist, "*_source.changes")  # the .dsc with it
-    result = run(["lintian", *LINTIAN_ARGS, *debs, *changes], capture=True, check=False)
+    # Two tags of Debian 12's lintian (2.116) alone, which Debian 13's (the rebuild's lint
+    # route, Salsa CI's) judges without this; an override would be unused there (an I tag).
+    # It knows Policy 4.6.2 only and calls debian/control's 4.7.2, the current one, newer
+    # than current; and it asks an init.d script of a package with a unit, which this one,
+    # a systemd service that depends on systemd, cannot run without (Debian 13 dropped it).
+    suppress = (
+        "--suppress-tags",
+        "newer-standards-version,package-supports-alternative-init-but-no-init.d-script",
+    )
+    result = run(["lintian", *LINTIAN_ARGS, *suppress, *debs, *changes], capture=True, check=False)
     what = f"{len(debs)} .deb, {len(changes)} source .changes and its .dsc"
     return lintian_verdict(result.stdout + result.stderr, result.returncode, what)
 

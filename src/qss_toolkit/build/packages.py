@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from qss_toolkit import DIST, PROJECT_ROOT, payload, version
-from qss_toolkit.build import control, nfpm_rpm, sources
+from qss_toolkit.build import control, nfpm_deb, nfpm_rpm, sources
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
@@ -79,6 +79,9 @@ class NfpmBuilder(Builder):
             )
             if fmt is Family.RPM:  # what nfpm cannot write, as rpmbuild writes it
                 nfpm_rpm.complete(target, package, ctx.packages[0].name, ctx.version)
+            else:  # what nfpm writes otherwise than debhelper and dpkg-deb
+                changelog = payload.debian_changelog(ctx.root, ctx.version, ctx.epoch)
+                nfpm_deb.complete(target, package, changelog, ctx.epoch)
 
 
 class NativeBuilder(Builder):
@@ -107,12 +110,9 @@ class NativeBuilder(Builder):
                         f"{template.relative_to(ctx.root)} has no '{tag + ':':<16}{marker}' line",
                         hint=why,
                     )
-        control = (ctx.root / "debian" / "control").read_text(encoding="utf-8")
-        if Family.DEB in ctx.formats and ("\nSource: " not in control or "\nPackage:" in control):
-            raise ConfigurationError(
-                "debian/control must hold the Source stanza only",
-                hint="the binary stanzas are generated from packaging/nfpm/*.yaml",
-            )
+
+        # The committed debian/ and spec follow packaging/ (a clone builds from them).
+        sources.check_derived(ctx.root, families=tuple(ctx.formats))
 
     def build(self, ctx: BuildContext, fmt: Family, staging: Path, out: Path) -> None:
         source = sources.prepare(ctx.root, version_override=ctx.version)

@@ -8,10 +8,16 @@ this host, tests/container/test_rebuild.py for the source packages rebuilt on De
 and in the RPM root) assert that the list is empty.
 
 Left out, each for its reason: what each tool computes its own way (a .deb's Installed-Size,
-the gzip bytes of a compressed file, whose content is compared instead; the RPM tool's
-version and platform string, rpmbuild's changelog time of noon against nfpm's exact time of
-the same day) and the maintainer-script sections that debhelper generates (the rest of each
-script must be the same; `debhelper_sections` lists them for a test to judge).
+which counts the maintainer scripts that each debhelper release makes longer; nfpm_deb.py
+computes it as dpkg-gencontrol does, and tests/test_native_vs_nfpm.py compares it with this
+host's debhelper; the gzip bytes of a compressed file, whose content is compared instead;
+the RPM tool's version and platform string, rpmbuild's changelog time of noon against nfpm's
+exact time of the same day) and the maintainer-script sections that debhelper generates (the
+rest of each script must be the same), except what they do to the service: a start, stop or
+restart that debhelper adds to any script (preinst, postinst, prerm, postrm) is a difference,
+as the helper alone does those (docs/design.md, "Maintainer-script semantics"). Debian 13's
+debhelper adds such a stop to preinst where Debian 12's adds nothing, so each Debian release's
+own debhelper is compared (tests/container/test_rebuild.py).
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ DEB_IGNORED_FIELDS = ("Installed-Size",)
 _DEB_RELATION_FIELDS = ("Depends", "Pre-Depends", "Recommends", "Suggests", "Enhances",
                         "Breaks", "Conflicts", "Provides", "Replaces")  # fmt: skip
 DEB_SCRIPTS = ("preinst", "postinst", "prerm", "postrm", "config", "triggers", "conffiles")
+# A command of a generated section that starts, stops or restarts a unit (the action may be a
+# variable, as in debhelper's postinst-systemd-restart).
+_SERVICE_ACTION = re.compile(
+    r"^[ \t]*(?:deb-systemd-invoke|invoke-rc\.d[ \t]+\S+|systemctl(?:[ \t]+--\S+)*)[ \t]+"
+    r"(?:start|stop|restart|try-restart|reload-or-restart|try-reload-or-restart|\$\S+)\b.*$",
+    re.M,
+)
 _DEBHELPER_SECTION = re.compile(
     r"# Automatically added by (?P<tool>dh_\S+)\n.*?# End automatically added section\n", re.S
 )
@@ -103,6 +116,17 @@ def debhelper_sections(script: str) -> tuple[str, str]:
     """(the script without debhelper's generated sections, those sections)."""
     sections = "".join(m.group(0) for m in _DEBHELPER_SECTION.finditer(script))
     return _DEBHELPER_SECTION.sub("", script), sections
+
+
+def service_actions(view: View) -> dict[str, list[str]]:
+    """Per maintainer script, the commands of its generated sections that start, stop or
+    restart a unit: the helper's job, which no packaging tool may repeat or undo."""
+    found = {}
+    for script, text in view.generated.items():
+        lines = [m.group(0).strip() for m in _SERVICE_ACTION.finditer(text)]
+        if lines:
+            found[script] = lines
+    return found
 
 
 def deb_view(deb: Path) -> View:
@@ -204,6 +228,7 @@ def differences(a: View, b: View, labels: tuple[str, str] = ("a", "b")) -> list[
     compare("field", a.fields, b.fields)
     compare("file", a.files, b.files)
     compare("script", a.scripts, b.scripts)
+    compare("generated service action in", service_actions(a), service_actions(b))
     only_a = sorted(set(a.dependencies) - set(b.dependencies))
     only_b = sorted(set(b.dependencies) - set(a.dependencies))
     out += [f"dependency only in {labels[0]}: {d}" for d in only_a]

@@ -1,7 +1,7 @@
 """`rebuild`: the source packages rebuilt as Debian's and RPM's build systems do, in clean roots,
 compared with the packages of `nox -s packages`, and linted with Debian 13's tools.
 
-- Debian 12 and 13, as sbuild does: a build root (mmdebstrap --variant=buildd: the essential
+- Debian 11, 12 and 13, as sbuild does: a build root (mmdebstrap --variant=buildd: the essential
   packages and build-essential) with debian/control's Build-Depends installed by apt when the
   root is built and cached (a changed Build-Depends is another root). The build itself runs
   without a network: `dpkg-source -x`, the Build-Depends checked with `apt-get satisfy` and
@@ -71,7 +71,8 @@ def build_root(name: str, suite: str) -> Target:
 
 # Each Debian release the .dsc must build on, with the smoke target of the same suite.
 BUILD_ROOTS: dict[str, Target] = {
-    name: build_root(name, debian_root(TARGETS[name]).suite) for name in ("debian-12", "debian-13")
+    name: build_root(name, debian_root(TARGETS[name]).suite)
+    for name in ("debian-11", "debian-12", "debian-13")
 }
 RPM_ROOT = TARGETS["rpm-on-debian-13"]
 LINT_ROOT = Target(

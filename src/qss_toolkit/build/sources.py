@@ -8,14 +8,13 @@ Written into dist/ for version V (Debian revision and RPM Release 1):
     qmail-send-systemd_V-1_source.changes   what debsign signs and dput uploads
     qmail-send-systemd-V-1.src.rpm          the spec, with the same tarball as Source0
 
-What the tree keeps by hand (debian/rules, debian/source/format, the source stanza of
-debian/control, rpm/qmail-send-systemd.spec.in) is completed here from packaging/nfpm/*.yaml,
-packaging/changelog and `__version__`, the project's one source for each: the binary stanzas
-of debian/control, debian/changelog, debian/install-payload (each package's files with the
-payload's modes, which debian/rules runs) and the spec's preamble, %install, scriptlets, %files
-and %changelog. A new package YAML therefore reaches both source packages without an edit under
-debian/ or rpm/. debian/changelog is generated rather than committed: packaging/changelog with
-its @VERSION@ placeholder stays the one changelog, as it is for the binary packages.
+debian/ is the tree's, as git tracks it: complete, so that a clone builds with
+dpkg-buildpackage too. Its parts that follow from packaging/nfpm/*.yaml, packaging/changelog
+and `__version__` (the binary stanzas of debian/control, debian/changelog, the maintainer
+scripts, debian/install-payload) and the spec rpm/NAME.spec are written by `distro-files`
+(qss_toolkit.distro_files), and a tree where they drifted is refused here. The one change
+made on the way: debian/changelog's and the spec's top entry are dated SOURCE_DATE_EPOCH,
+as the binary packages are.
 
 Both are byte-identical when rebuilt from the same tree and SOURCE_DATE_EPOCH.
 """
@@ -23,7 +22,6 @@ Both are byte-identical when rebuilt from the same tree and SOURCE_DATE_EPOCH.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import logging
 import lzma
@@ -32,7 +30,8 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,15 +39,19 @@ from qss_toolkit import DIST, PROJECT_ROOT, payload, version
 from qss_toolkit.build import control
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
-from qss_toolkit.locks import exclusive
 from qss_toolkit.payload import ContentKind
 from qss_toolkit.run import require, run
+
+_BUILDROOT_PATH = re.compile(r"%\{buildroot\}(/\S*)")
 
 log = logging.getLogger("qss_toolkit")
 
 DEBIAN = "debian"
-INSTALL_SCRIPT = "debian/install-payload"
-RPMBUILD_DIR = Path("/tmp/qss-sources-rpmbuild")
+
+# rpmbuild's top directory, relative to the private directory it runs in: a source RPM records
+# the spec as rpmbuild parsed it, build paths included, so an absolute path (a temporary
+# directory's, a home's, a clone's) would change its bytes.
+RPMBUILD_TOP = Path("rpmbuild")
 # Paths the generated shell and spec use as they are (no quoting, no rpm macro).
 _PLAIN_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 _DISTRIBUTION = re.compile(r"[a-z0-9][a-z0-9.+-]*")
@@ -152,6 +155,7 @@ def prepare(
             f"{untracked[0]} is used by the packages but not tracked by git",
             hint=f"git add {' '.join(untracked)}",
         )
+    check_derived(root)  # the tree as committed, at the version it says
     for package in packages:
         for f in package.files:
             if not _PLAIN_PATH.fullmatch(f.destination):
@@ -249,11 +253,7 @@ def debian_changelog(ctx: SourceContext) -> str:
 
 
 def debian_control(ctx: SourceContext) -> str:
-    stanza = (ctx.root / DEBIAN / "control").read_text(encoding="utf-8")
-    lines = [ln for ln in stanza.splitlines() if not ln.startswith("#")]
-    source = "\n".join(lines).strip("\n") + "\n"
-    binaries = [control.debian_stanza(p, ctx.version) for p in ctx.packages]
-    return "\n".join([source, *binaries])
+    return debian_control_text(ctx.root, ctx.packages)
 
 
 def build_depends(root: Path = PROJECT_ROOT) -> str:
@@ -281,18 +281,11 @@ def install_script(ctx: SourceContext) -> str:
 
 def debian_files(ctx: SourceContext) -> dict[str, tuple[bytes, int]]:
     """debian/ of the source package: path -> (content, mode). What git tracks under debian/
-    (nothing a build in the tree left there), completed."""
+    (nothing a build in the tree left there), debian/changelog dated SOURCE_DATE_EPOCH."""
     files: dict[str, tuple[bytes, int]] = {}
     for rel, mode in ctx.debian:
-        files[rel] = ((ctx.root / rel).read_bytes(), mode & 0o777)
-    files["debian/control"] = (debian_control(ctx).encode(), 0o644)
-    files["debian/changelog"] = (debian_changelog(ctx).encode(), 0o644)
-    files["debian/copyright"] = ((ctx.root / "packaging" / "copyright").read_bytes(), 0o644)
-    files[INSTALL_SCRIPT] = (install_script(ctx).encode(), 0o755)
-    for package in ctx.packages:
-        for script, source in package.scripts[Family.DEB].items():
-            # dh_installdeb fills in #DEBHELPER#
-            files[f"debian/{package.name}.{script}"] = ((ctx.root / source).read_bytes(), 0o755)
+        files[rel] = ((ctx.root / rel).read_bytes(), 0o755 if mode & 0o111 else 0o644)
+    files[CHANGELOG] = (debian_changelog(ctx).encode(), 0o644)
     return files
 
 
@@ -313,6 +306,8 @@ def unpack(ctx: SourceContext, parent: Path) -> Path:
         target.write_bytes(data)
         target.chmod(mode)
     for path in [top, *top.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)  # what dpkg-source puts into the debian tarball, whatever the umask
         os.utime(path, (ctx.epoch, ctx.epoch), follow_symlinks=False)
     return top
 
@@ -332,20 +327,18 @@ def spec(ctx: SourceContext) -> str:
     template = path.read_text(encoding="utf-8")
     main = ctx.packages[0]
     install = [
-        line for p in ctx.packages for line in install_commands(p, Family.RPM, "%{buildroot}")
+        _BUILDROOT_PATH.sub(lambda m: "%{buildroot}" + control.rpm_path(m.group(1)), line)
+        for p in ctx.packages
+        for line in install_commands(p, Family.RPM, "%{buildroot}")
     ]
-    sections = "".join(
-        control.rpm_package_section(p, ctx.version, ctx.root, p is main) for p in ctx.packages
-    )
+    sections = "".join(control.rpm_package_section(p, ctx.root, p is main) for p in ctx.packages)
     values = {
         "NAME": ctx.name,
         "VERSION": ctx.version,
         "RELEASE": version.RELEASE,
         "LICENSE": main.license,
         "URL": main.homepage,
-        "SOURCE0": ctx.file_names()["orig"],
-        "TOP": ctx.top,
-        "PREAMBLE": control.rpm_preamble(main, ctx.version).rstrip("\n"),
+        "PREAMBLE": control.rpm_preamble(main).rstrip("\n"),
         "INSTALL": "\n".join(install),
         "PACKAGES": sections.rstrip("\n"),
         "CHANGELOG": control.rpm_changelog(debian_changelog(ctx)).rstrip("\n"),
@@ -387,25 +380,13 @@ def rpm_sources(ctx: SourceContext, sources: Path) -> Path:
     path = sources / f"{ctx.name}.spec"
     path.write_text(spec(ctx), encoding="utf-8")
     for item in sources.iterdir():
+        item.chmod(0o644)  # the source RPM records each file's mode: not the umask's
         os.utime(item, (ctx.epoch, ctx.epoch))
     return path
 
 
 # ---------------------------------------------------------------------------------------------
 # Building them
-
-
-@contextlib.contextmanager
-def _rpmbuild_dir() -> Iterator[Path]:
-    """The one directory every source RPM is built in, one build at a time: a source RPM
-    records the spec as rpmbuild parsed it, build paths included, so a path that changed with
-    each build would change its bytes."""
-    with exclusive(RPMBUILD_DIR.with_name(RPMBUILD_DIR.name + ".lock")):
-        shutil.rmtree(RPMBUILD_DIR, ignore_errors=True)
-        try:
-            yield RPMBUILD_DIR
-        finally:
-            shutil.rmtree(RPMBUILD_DIR, ignore_errors=True)
 
 
 def build_sources(ctx: SourceContext, out: Path) -> list[str]:
@@ -421,10 +402,14 @@ def build_sources(ctx: SourceContext, out: Path) -> list[str]:
     run(["dpkg-genchanges", "-S", f"-O{changes}"], cwd=top, env=env, capture=True)
     for kind in ("orig", "debian", "dsc", "changes"):
         os.replace(work / names[kind], out / names[kind])
-    with _rpmbuild_dir() as rpm_top:
-        spec_path = rpm_sources(ctx, rpm_top / "SOURCES")
-        args = ["rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, rpm_top)]
-        run([*args, "--define", f"_srcrpmdir {out}", spec_path], env=env, capture=True)
+    # In a private directory of out/ (not a fixed path under /tmp that another user could
+    # hold or plant), with relative paths only.
+    with tempfile.TemporaryDirectory(prefix=".rpmbuild-", dir=out) as private:
+        spec_path = rpm_sources(ctx, Path(private) / RPMBUILD_TOP / "SOURCES")
+        args = ["rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, RPMBUILD_TOP)]
+        args += ["--define", "_srcrpmdir .", str(spec_path.relative_to(private))]
+        run(args, cwd=Path(private), env=env, capture=True)
+        os.replace(Path(private) / names["srpm"], out / names["srpm"])
     shutil.rmtree(work)
     missing = [n for n in names.values() if not (out / n).is_file()]
     if missing:
@@ -462,3 +447,173 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     write_sources(args.dist.resolve(), args.distribution)
     return 0
+
+
+# --- the derived files committed in the tree (debian/, the spec): `distro-files` ---------
+
+DERIVED_COMMAND = "python -m qss_toolkit distro-files"
+CONTROL = "debian/control"
+CHANGELOG = "debian/changelog"
+INSTALL_SCRIPT = "debian/install-payload"
+_DATE_LINE = re.compile(r"^( -- .+?  )(.+)$", re.M)
+
+
+def spec_path(root: Path = PROJECT_ROOT) -> Path:
+    """The committed spec, named after the main package (the spec's own Name:)."""
+    return root / "rpm" / f"{payload.main_package(root).name}.spec"
+
+
+def source_stanza(root: Path = PROJECT_ROOT) -> str:
+    """debian/control's first stanza (comments included): the hand-kept part."""
+    text = (root / CONTROL).read_text(encoding="utf-8")
+    stanza = re.split(r"\n[ \t]*\n", text.strip("\n"), maxsplit=1)[0]
+    if "\nSource: " not in "\n" + stanza:
+        raise ConfigurationError(
+            f"{CONTROL} does not begin with the Source stanza",
+            hint="put Source:, Maintainer:, Build-Depends: ... first, then a blank line",
+        )
+    return stanza + "\n"
+
+
+def debian_control_text(root: Path, packages: tuple[payload.Package, ...]) -> str:
+    """The source stanza, then each package's; a binary stanza leaves out the Section and
+    Priority it would repeat from the source's (dpkg-gencontrol gives them to each package;
+    lintian: installable-field-mirrors-source)."""
+    source = source_stanza(root)
+    inherited = {
+        line for line in source.splitlines() if line.startswith(("Section: ", "Priority: "))
+    }
+    stanzas = [
+        "".join(line for line in control.debian_stanza(p).splitlines(True) if line.rstrip("\n")
+                not in inherited)
+        for p in packages
+    ]  # fmt: skip
+    return "\n".join([source, *stanzas])
+
+
+def committed_epoch(root: Path) -> int | None:
+    """The date of debian/changelog's top entry as committed, if there is one."""
+    path = root / CHANGELOG
+    if not path.is_file():
+        return None
+    try:
+        return payload.parse_changelog(path.read_text(encoding="utf-8"))[0].epoch
+    except ConfigurationError:
+        return None
+
+
+def derived_changelog(root: Path, ver: str, epoch: int) -> str:
+    return payload.debian_changelog(root, ver, epoch)
+
+
+def _now() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else int(time.time())
+
+
+def _undated(text: str) -> str:
+    return _DATE_LINE.sub(r"\1", text, count=1)
+
+
+def changelog_epoch(root: Path, ver: str) -> int:
+    """The committed top entry's date while its text is what packaging/changelog gives, else
+    now (or SOURCE_DATE_EPOCH): a new entry or change is dated when it is written."""
+    epoch = committed_epoch(root)
+    if epoch is not None:
+        committed = (root / CHANGELOG).read_text(encoding="utf-8")
+        if _undated(committed) == _undated(derived_changelog(root, ver, epoch)):
+            return epoch
+    return _now()
+
+
+def derived_files(
+    root: Path = PROJECT_ROOT, ver: str | None = None, families: tuple[Family, ...] = tuple(Family)
+) -> dict[str, tuple[bytes, int]]:
+    """Every derived file of `families`: path relative to `root` -> (content, mode)."""
+    ver = ver or version.read_version()
+    packages = payload.load_packages(root)
+    epoch = changelog_epoch(root, ver)
+    ctx = SourceContext(packages[0].name, ver, epoch, packages, (), (), root)
+    files: dict[str, tuple[bytes, int]] = {}
+    if Family.RPM in families:
+        files[str(spec_path(root).relative_to(root))] = (spec(ctx).encode(), 0o644)
+    if Family.DEB not in families:
+        return files
+    files |= {
+        CONTROL: (debian_control_text(root, packages).encode(), 0o644),
+        CHANGELOG: (derived_changelog(root, ver, epoch).encode(), 0o644),
+        "debian/copyright": ((root / "packaging" / "copyright").read_bytes(), 0o644),
+        INSTALL_SCRIPT: (install_script(ctx).encode(), 0o755),
+    }
+    for package in packages:
+        for script, source in package.scripts[Family.DEB].items():
+            files[f"debian/{package.name}.{script}"] = ((root / source).read_bytes(), 0o755)
+    return files
+
+
+def stale_scripts(root: Path, wanted: dict[str, tuple[bytes, int]]) -> list[str]:
+    """debian/PACKAGE.SCRIPT files that no package's YAML declares any more."""
+    names = {p.name for p in payload.load_packages(root)}
+    found = []
+    for path in sorted((root / "debian").glob("*.*")):
+        package, _, script = path.name.rpartition(".")
+        rel = f"debian/{path.name}"
+        if (
+            package in names
+            and script in payload.SCRIPT_NAMES[Family.DEB].values()
+            and rel not in wanted
+        ):
+            found.append(rel)
+    return found
+
+
+def derived_drift(
+    root: Path = PROJECT_ROOT, ver: str | None = None, families: tuple[Family, ...] = tuple(Family)
+) -> list[str]:
+    """One line per derived file that is missing or differs from what the payload gives."""
+    wanted = derived_files(root, ver, families)
+    out = []
+    for rel, (data, mode) in sorted(wanted.items()):
+        path = root / rel
+        if not path.is_file():
+            out.append(f"{rel} is missing")
+        elif path.read_bytes() != data:
+            out.append(f"{rel} differs from what packaging/ gives")
+        elif path.stat().st_mode & 0o111 != mode & 0o111:
+            out.append(f"{rel} should be mode {mode:04o}")
+    if Family.DEB in families:
+        out += [
+            f"{rel} belongs to no package script any more" for rel in stale_scripts(root, wanted)
+        ]
+    return out
+
+
+def check_derived(
+    root: Path = PROJECT_ROOT, ver: str | None = None, families: tuple[Family, ...] = tuple(Family)
+) -> None:
+    """Raise ConfigurationError, naming the first drifted file, unless the tree is current."""
+    problems = derived_drift(root, ver, families)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigurationError(
+            f"{problems[0]}{more}", hint=f"run `{DERIVED_COMMAND}` and commit what it writes"
+        )
+
+
+def write_derived(root: Path = PROJECT_ROOT, ver: str | None = None) -> list[str]:
+    """Write what drifted; return the paths written or removed."""
+    wanted = derived_files(root, ver)
+    changed = []
+    for rel, (data, mode) in sorted(wanted.items()):
+        path = root / rel
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            changed.append(rel)
+        if path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
+            changed.append(rel)
+    for rel in stale_scripts(root, wanted):
+        (root / rel).unlink()
+        changed.append(rel)
+    return sorted(set(changed))
