@@ -3,11 +3,12 @@
 A scenario runs for real only as root in a booted root, so a typo in one (a missing ctx method,
 a wrong keyword, a bad f-string) would otherwise wait for the smoke run. Here each one runs on
 each family it applies to, against a container that answers every command (exit 0, empty
-output, but for a few canned answers that let a scenario get further) and a clock that passes
-the time without waiting. The fake is not qmail: a scenario may end in its own assertion
-failure (ScenarioFailed, or an `assert`), but in no other exception, and only after it has
-issued at least one command. Nothing here knows any one scenario: new ones are covered as they
-are registered.
+output, but for a few canned answers that let a scenario get further) and a host that passes
+the time without waiting and runs nothing (ctx.host); a real time.sleep in a scenario module
+fails. The fake is not qmail: a scenario may end in its own assertion failure (ScenarioFailed,
+or an `assert`), but in no other exception (the smoke runner would not even report it as a
+failure), and only after it has issued at least one command. Nothing here knows any one
+scenario: new ones are covered as they are registered.
 """
 
 from __future__ import annotations
