@@ -6,11 +6,21 @@ repository's packaging/ tree. `-e .` installs the helper, the project's one dist
 
 from __future__ import annotations
 
+import functools
 import shutil
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import nox
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+GROUPS = PYPROJECT["dependency-groups"]
+SRC = str(Path(__file__).resolve().parent / "src")
+sys.path.insert(0, SRC)  # the toolkit's timings module (stdlib only), for the lanes' record
+
+from qss_toolkit import timings  # noqa: E402
 
 # virtualenv (a dependency of nox) seeds each session with a pip of its own: the distribution's
 # (Debian 11's pip 20.3 cannot install this project editable) and python3-venv play no part.
@@ -29,14 +39,23 @@ Session = Callable[[nox.Session], None]
 
 
 def suite(func: Session) -> Session:
-    """A session of the full suite, tagged with its lane (`./nox -t beside`)."""
+    """A session of the full suite, tagged with its lane (`./nox -t beside`). How long it
+    took as the suite runs it (no arguments after `--`) goes to dist/timings.json, for
+    `nox -s bench -- --section suite`."""
     [lane] = [lane for lane, names in LANES.items() if func.__name__ in names]
-    return nox.session(tags=[lane])(func)
 
+    @functools.wraps(func)
+    def timed(session: nox.Session) -> None:
+        started, ok = time.monotonic(), False
+        try:
+            func(session)
+            ok = True
+        finally:
+            if not session.posargs:  # a targeted run is not the lane's
+                seconds = time.monotonic() - started
+                timings.record(f"lane {lane}", func.__name__, seconds, ok=ok)
 
-PYPROJECT = nox.project.load_toml("pyproject.toml")
-GROUPS = PYPROJECT["dependency-groups"]
-SRC = str(Path(__file__).resolve().parent / "src")
+    return nox.session(tags=[lane])(timed)
 
 
 def _install(session: nox.Session, *groups: str) -> None:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from qss_toolkit import payload
+from qss_toolkit.smoke.scenarios import registry
+
 PACKAGING = Path(__file__).resolve().parent.parent / "packaging"
 PROJECT = PACKAGING.parent
 LIBRARY = PACKAGING / "hooks" / "flush-on-reconnect.sh"
@@ -255,8 +258,22 @@ class Dispatcher:
 
 Call = tuple[tuple[str | bytes, ...], dict[str, str | bytes]]
 Result = subprocess.CompletedProcess[bytes]
-NM_HOOK = PACKAGING / "networkmanager" / "90-qmail-send"
-NETWORKD_HOOK = PACKAGING / "networkd" / "90-qmail-send"
+
+
+def _source(destination: str) -> Path:
+    """The file of packaging/ that a package of packaging/nfpm/ installs as `destination`."""
+    [source] = [
+        f.source
+        for p in payload.project_packages()
+        for f in p.files
+        if f.destination == destination and f.source
+    ]
+    return PROJECT / source
+
+
+# Each hook as its package installs it (the installed paths are the smoke scenarios').
+NM_HOOK = _source(registry.NM_HOOK)
+NETWORKD_HOOK = _source(registry.NETWORKD_HOOK)
 
 
 def _networkmanager(name: str | bytes) -> Call:

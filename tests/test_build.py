@@ -18,13 +18,9 @@ from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolErr
 from qss_toolkit.families import Family
 
 VERSION = version.read_version()
+# Every package of packaging/nfpm/, in both formats.
 EXPECTED = {
-    f"qmail-send-systemd_{VERSION}-1_all.deb",
-    f"qmail-send-systemd-networkmanager_{VERSION}-1_all.deb",
-    f"qmail-send-systemd-{VERSION}-1.noarch.rpm",
-    f"qmail-send-systemd-networkmanager-{VERSION}-1.noarch.rpm",
-    f"qmail-send-systemd-networkd_{VERSION}-1_all.deb",
-    f"qmail-send-systemd-networkd-{VERSION}-1.noarch.rpm",
+    fmt.manager.file_name(p.name, VERSION) for p in payload.project_packages() for fmt in Family
 }
 
 

@@ -12,11 +12,12 @@ import pytest
 from debian.deb822 import Deb822
 
 from qmail_send_systemd import __version__
+from qss_toolkit.smoke.scenarios.registry import SENDMAIL_PACKAGE
 
 PROJECT = Path(__file__).resolve().parents[1]
 SCRIPTS = PROJECT / "packaging/scripts/rpm"
 PROGRAMS = PROJECT / "packaging/sendmail"
-NAME = "qmail-send-systemd-sendmail"
+NAME = SENDMAIL_PACKAGE  # the package that ships /usr/sbin/sendmail (packaging/nfpm/)
 QMAIL = Path("/var/qmail")
 # What the package's programs run when qmail is installed.
 QMAIL_PROGRAMS = {"sendmail": "sendmail", "mailq": "qmail-qread", "newaliases": "newaliases"}

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qss_toolkit import DIST
+from qss_toolkit import DIST, timings
 from qss_toolkit.errors import CheckFailed, ConfigurationError, FatalError
 from qss_toolkit.settings import BACKEND, PREVIOUS_DIST, settings
 from qss_toolkit.smoke import previous
@@ -462,6 +462,7 @@ def main(argv: Sequence[str]) -> int:
             report=report_line,
         )
     wall = time.monotonic() - started
+    record_timings(runs, backend.name, len(scenarios))
     DIST.mkdir(exist_ok=True)
     (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
     print(render_table(runs))
@@ -474,6 +475,16 @@ def main(argv: Sequence[str]) -> int:
     if text:
         print("\n" + text)
     return code
+
+
+def record_timings(runs: Sequence[TargetRun], backend: str, scenarios: int) -> None:
+    """Each target's time, for `nox -s bench -- --section suite` (qss_toolkit.timings), under
+    the backend and the number of scenarios chosen: a subset's times stand apart."""
+    for run_ in runs:
+        if run_.skipped is None:
+            ok = all(r.status in (Status.PASS, Status.SKIP) for r in run_.results)
+            group = f"smoke {backend}, {scenarios} scenario{'' if scenarios == 1 else 's'}"
+            timings.record(group, run_.target.name, run_.seconds, ok=ok)
 
 
 def verdict(

@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import shlex
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -155,7 +154,7 @@ def _burst(ctx: ScenarioContext, tag: str, messages: int, recipients: int) -> Bu
     maildir = _maildir_for_alias(ctx, tag, tag)
     count = messages * recipients
     cursor = ctx.journal_cursor()
-    started = time.monotonic()
+    started = ctx.host.monotonic()
     try:
         _inject_burst(ctx, tag, messages, recipients)
         ctx.wait_for(
@@ -163,11 +162,11 @@ def _burst(ctx: ScenarioContext, tag: str, messages: int, recipients: int) -> Bu
             timeout=60 + count * 0.5,
             message=f"{count} deliveries into {maildir}",
         )
-        seconds = time.monotonic() - started
+        seconds = ctx.host.monotonic() - started
         delivered = _new_mail(ctx, maildir)
     finally:
         _drop_alias_maildir(ctx, tag, tag)
-    time.sleep(2.5)
+    ctx.host.sleep(2.5)
     ctx.check_output(f"systemctl reload {UNIT}")
     ctx.wait_for(
         f"journalctl -q -o cat --after-cursor={shlex.quote(cursor)} -u {UNIT}"
@@ -224,7 +223,7 @@ def log_burst(ctx: ScenarioContext) -> None:
 
 def _wait_running_again(ctx: ScenarioContext, old_child: str, why: str) -> float:
     """Seconds until the unit is active with a qmail-send other than old_child, ready."""
-    started = time.monotonic()
+    started = ctx.host.monotonic()
     ctx.wait_for(
         f"systemctl is-active --quiet {UNIT}"
         f' && p=$(cat {STANDIN_LOGS}/ready) && [ "$p" != {shlex.quote(old_child)} ]'
@@ -232,7 +231,7 @@ def _wait_running_again(ctx: ScenarioContext, old_child: str, why: str) -> float
         timeout=RECOVERY_BOUND + 30,
         message=f"qmail-send running again after {why}",
     )
-    return time.monotonic() - started
+    return ctx.host.monotonic() - started
 
 
 def _expect_not_given_up(ctx: ScenarioContext) -> None:
@@ -259,7 +258,7 @@ def restart_storm(ctx: ScenarioContext) -> None:
         ctx.check_output(["kill", "-KILL", victim])
         recoveries.append(_wait_running_again(ctx, child, f"crash {crash + 1} (kill -9)"))
         _expect_not_given_up(ctx)
-        time.sleep(0.5)
+        ctx.host.sleep(0.5)
     log.info(
         "%s: back after each kill -9 in %s s", ctx.target.name,
         ", ".join(f"{s:.1f}" for s in recoveries),
@@ -317,9 +316,9 @@ def _fault_for(ctx: ScenarioContext, seconds: float, alert: str) -> float:
         timeout=RECOVERY_BOUND,
         message="flush to say that the unit waits to be restarted",
     )
-    before, started = int(ctx.show("NRestarts")), time.monotonic()
-    time.sleep(seconds)
-    rate = (int(ctx.show("NRestarts")) - before) * 60 / (time.monotonic() - started)
+    before, started = int(ctx.show("NRestarts")), ctx.host.monotonic()
+    ctx.host.sleep(seconds)
+    rate = (int(ctx.show("NRestarts")) - before) * 60 / (ctx.host.monotonic() - started)
     _expect_not_given_up(ctx)
     return rate
 

@@ -11,7 +11,6 @@ reload-and-flush -> stop-in-flight, and reinstall-after-remove -> install-twice 
 from __future__ import annotations
 
 from qss_toolkit.families import Family
-from qss_toolkit.run import run
 from qss_toolkit.smoke.engines.base import BootKind
 from qss_toolkit.smoke.scenarios.fixtures.smtp_sink import smtp_sink
 from qss_toolkit.smoke.scenarios.registry import (
@@ -381,7 +380,7 @@ def networkmanager_hook(ctx: ScenarioContext) -> None:
             "systemctl unmask NetworkManager.service && systemctl start NetworkManager"
         )
         # The host side of the veth pair must be up, or host0 never gets a carrier.
-        run(["ip", "link", "set", container.host_veth(), "up"])
+        ctx.host.run(["ip", "link", "set", container.host_veth(), "up"])
         alarms = _signals(ctx).count("SIGALRM")
         ctx.check_output(
             "nmcli connection add type ethernet con-name qss ifname host0"

@@ -12,7 +12,6 @@ leaves the pair and none reaches the host's networks.
 
 from __future__ import annotations
 
-from qss_toolkit.run import run
 from qss_toolkit.smoke.scenarios.lifecycle import (
     _running_with_standin,
     _signals,
@@ -53,9 +52,9 @@ def networkd_hook(ctx: ScenarioContext) -> None:
     inside = container.in_network(["ip"])
     try:
         # No carrier until networkd-dispatcher listens: the routable event must come after.
-        run(["ip", "link", "set", host_side, "down"])
-        run([*inside, "address", "flush", "dev", "host0"])
-        run([*inside, "link", "set", "host0", "down"])
+        ctx.host.run(["ip", "link", "set", host_side, "down"])
+        ctx.host.run([*inside, "address", "flush", "dev", "host0"])
+        ctx.host.run([*inside, "link", "set", "host0", "down"])
         ctx.run_expect([0], f"mkdir -p /run/systemd/network && cat > {NETWORK_FILE}", input=NETWORK)
         ctx.check_output("systemctl start systemd-networkd.service")
         # Type=notify: started once its startup triggers (--run-startup-triggers) have run.
@@ -65,7 +64,7 @@ def networkd_hook(ctx: ScenarioContext) -> None:
             ctx.run(f"{DISPATCHER_LOG} | grep -q '90-qmail-send'").returncode != 0,
             "the hook flushed before host0 had a carrier (no-carrier is not routable)",
         )
-        run(["ip", "link", "set", host_side, "up"])
+        ctx.host.run(["ip", "link", "set", host_side, "up"])
         ctx.wait_for(
             "networkctl status host0 | grep -Eq 'State: routable'",
             timeout=30,
@@ -81,5 +80,5 @@ def networkd_hook(ctx: ScenarioContext) -> None:
             "systemctl stop networkd-dispatcher.service systemd-networkd.service"
             f" systemd-networkd.socket; rm -f {NETWORK_FILE}"
         )
-        run([*inside, "address", "flush", "dev", "host0"], check=False)
-        run([*inside, "link", "set", "host0", "down"], check=False)
+        ctx.host.run([*inside, "address", "flush", "dev", "host0"], check=False)
+        ctx.host.run([*inside, "link", "set", "host0", "down"], check=False)

@@ -17,6 +17,7 @@ import importlib
 import pkgutil
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from pathlib import Path
 from qss_toolkit import PROJECT_ROOT, payload
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family, PackageFile, PackageManager
+from qss_toolkit.run import run
 from qss_toolkit.selection import select
 from qss_toolkit.smoke.engines.base import (
     BootKind,
@@ -64,6 +66,23 @@ class ScenarioFailed(CheckFailed):
 
 
 ScenarioFunction = Callable[["ScenarioContext"], None]
+
+
+class Host:
+    """What a scenario does on the host beside its container: read the clock, pause, and run a
+    host command (the host side of a veth pair). A scenario asks its context's host, never
+    `time` or `run` directly, so that the fast suite's dry run of every scenario
+    (tests/test_scenarios_dry_run.py) can pass the time without waiting and keep the host as
+    it is."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(argv, check=check)
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,7 @@ class ScenarioContext:
     leaves: str | None = None
     # The tree whose packaging/nfpm/*.yaml says which packages are ours (reset() purges them).
     project: Path = PROJECT_ROOT
+    host: Host = field(default_factory=Host)
 
     # -- running commands -------------------------------------------------------------
 
