@@ -22,6 +22,7 @@ from qss_toolkit import DIST, PROJECT_ROOT, nfpm_rpm, payload, version
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
+from qss_toolkit.steps import step
 
 log = logging.getLogger("qss_toolkit")
 
@@ -308,5 +309,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--dist", type=Path, default=DIST, help="output directory (dist/)")
     args = parser.parse_args(argv)
-    build(args.builder, tuple(args.formats or payload.FORMATS), args.dist.resolve())
+    formats = tuple(args.formats or payload.FORMATS)
+    with step(f"packages ({args.builder}: {', '.join(formats)})"):
+        build(args.builder, formats, args.dist.resolve())
     return 0

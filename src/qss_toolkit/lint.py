@@ -26,6 +26,7 @@ from pathlib import Path
 from qss_toolkit import DIST, PROJECT_ROOT, build, payload, sources
 from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
+from qss_toolkit.steps import step as timed_step
 
 log = logging.getLogger("qss_toolkit")
 
@@ -347,17 +348,21 @@ def lint(
     for step in chosen:
         started = time.monotonic()
         try:
-            line = f"ok   {step.name}: {step.check(dist, options)}"
+            with timed_step(f"lint: {step.name}"):
+                line = f"ok   {step.name}: {step.check(dist, options)}"
         except StepSkipped as exc:  # its tool cannot be had here: said, not failed
             line = f"skip {step.name}: {exc}"
         except FatalError as exc:  # a check failed, or a missing tool: the step could not pass
             line = f"FAIL {step.name}: {exc}"
-            failed.append(step.name)
+            failed.append(line)
         line += f" ({time.monotonic() - started:.1f}s)"
         log.info("%s", line)
         summaries.append(line)
     if failed:
-        raise CheckFailed(f"lint failed: {', '.join(failed)}")
+        # Each failed step with what it found (lintian's and rpmlint's tags and files), so
+        # that the failure is read where it is reported, not searched for in the log above.
+        names = ", ".join(line.split(":", 1)[0].removeprefix("FAIL ") for line in failed)
+        raise CheckFailed(f"lint failed: {names}\n" + "\n".join(failed))
     return summaries
 
 

@@ -42,6 +42,7 @@ from qss_toolkit.families import Family
 from qss_toolkit.locks import exclusive
 from qss_toolkit.payload import ContentKind
 from qss_toolkit.run import require, run
+from qss_toolkit.steps import step
 
 log = logging.getLogger("qss_toolkit")
 
@@ -459,5 +460,6 @@ def main(argv: list[str]) -> int:
         " a PPA wants an Ubuntu series such as noble",
     )
     args = parser.parse_args(argv)
-    write_sources(args.dist.resolve(), args.distribution)
+    with step("sources (.dsc and source RPM)"):
+        write_sources(args.dist.resolve(), args.distribution)
     return 0
