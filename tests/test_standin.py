@@ -38,7 +38,13 @@ def install(argv: list[str]) -> None:
     assert module.main(argv) == 0
 
 
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 8.0) -> None:
+# How long a wait may last before the test gives up: a guard against a hang, not a measure
+# (a stand-in's Python starts slowly on 2 shared cores under load; a passing test never waits
+# this long). How fast things are is nox -s bench's business.
+PATIENCE = 60.0
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -298,7 +304,7 @@ def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
             for c in (t / "children").read_text().split()
         ]
         qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
-        assert stalling.stalled.wait(8), "the delivery never reached the sink"
+        assert stalling.stalled.wait(PATIENCE), "the delivery never reached the sink"
         proc.send_signal(signal.SIGTERM)
         qmail.wait_log("stand-in: received SIGTERM")
         # The delivery is held until we release it: a qmail-send that ignored deliveries in
@@ -306,7 +312,7 @@ def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
         # from the log's order: no sleep to wait for something that must not happen).
         assert "status: exiting" not in qmail.log()
         stalling.release.set()
-        assert proc.wait(10) == 0
+        assert proc.wait(PATIENCE) == 0
         log = qmail.log()
         [success] = [x for x in log if x.startswith("delivery 1: success: ")]
         assert (
@@ -406,10 +412,11 @@ def test_logger_receives_the_activity_record(qmail: Qmail, tmp_path: Path) -> No
     qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
     wait_for("new msg", lambda: "LOGGED:new msg " in received.read_text())
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    assert proc.wait(PATIENCE) == 0
     wait_for("exit logged", lambda: "LOGGED:status: exiting\n" in received.read_text())
     assert proc.stdout is not None
-    assert proc.stdout.read() == b""  # the record went to the logger, not to stdout
+    with proc.stdout:
+        assert proc.stdout.read() == b""  # the record went to the logger, not to stdout
 
 
 def test_local_delivery_and_hup_rereads_locals(qmail: Qmail, tmp_path: Path) -> None:
@@ -509,7 +516,7 @@ def test_restart_keeps_deferred_mail(qmail: Qmail) -> None:
     qmail.sendmail("To: friend@example.org\n\nsurvives a restart\n", "-t")
     qmail.wait_log("delivery 1: deferral: ")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    assert proc.wait(PATIENCE) == 0
     [number] = qmail.queue("info")
     assert qmail.queue("mess") == qmail.queue("remote") == [number]
     sink = SmtpSink(port=port)
