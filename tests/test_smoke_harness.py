@@ -623,16 +623,21 @@ def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
 def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> None:
     # A republish within the second of the client's last update has the same Last-Modified:
     # plain http.server would answer 304 and apt would see no new version.
-    import email.utils
     import sys
-    import urllib.request
 
     from qss_toolkit.scenarios_repo import HTTP_SERVER
 
     (tmp_path / "InRelease").write_text("new index\n")
-    server = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", HTTP_SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    ) as server:
+        _ask_for_the_index(server, tmp_path)
+
+
+def _ask_for_the_index(server: subprocess.Popen[str], tmp_path: Path) -> None:
+    import email.utils
+    import urllib.request
+
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[-1])
