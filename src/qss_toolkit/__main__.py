@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "smoke": "qss_toolkit.smoke",
     "repo": "qss_toolkit.repo",
     "bench": "qss_toolkit.bench",
+    "pipelines": "qss_toolkit.pipelines",
 }
 
 USAGE = "usage: python -m qss_toolkit [--debug] {" + ",".join(COMMANDS) + "} [ARGS...]"

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qss_toolkit import DIST, PROJECT_ROOT, build, payload, sources
+from qss_toolkit import DIST, PROJECT_ROOT, build, payload, pipelines, sources
 from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
 from qss_toolkit.steps import step as timed_step
@@ -228,7 +228,8 @@ def _pipelines(_dist: Path, _options: Options, root: Path = PROJECT_ROOT) -> str
             capture=True,
         )
         checked.append(f"{path} ({schema})")
-    return "check-jsonschema: " + ", ".join(checked) + " valid"
+    # Their smoke matrices as the targets registry has them (python -m qss_toolkit pipelines).
+    return "check-jsonschema: " + ", ".join(checked) + " valid; " + pipelines.check(root)
 
 
 def _actionlint(_dist: Path, options: Options, root: Path = PROJECT_ROOT) -> str:
