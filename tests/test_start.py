@@ -295,11 +295,15 @@ UNRESETTABLE = sum(1 << (n - 1) for n in range(1, 65) if n not in signal.valid_s
 RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
 
 
+# Resolved here, not between fork and exec (dlopen's lock may be another thread's then).
+LIBC = ctypes.CDLL(None, use_errno=True)
+SYSCALL = LIBC.syscall
+IGNORE = (ctypes.c_ulong * 4)(1)  # SIG_IGN, no flags, no restorer, an empty mask
+
+
 def _ignore_32() -> None:
     """What such a runner's child inherits: signal 32 ignored, set behind the C library."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    action = (ctypes.c_ulong * 4)(1)  # SIG_IGN, no flags, no restorer, an empty mask
-    if libc.syscall(RT_SIGACTION, 32, ctypes.byref(action), None, 8) != 0:
+    if SYSCALL(RT_SIGACTION, 32, ctypes.byref(IGNORE), None, 8) != 0:
         raise OSError(ctypes.get_errno(), "rt_sigaction(32, SIG_IGN)")
 
 
