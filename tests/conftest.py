@@ -7,6 +7,7 @@ pass without root; a test that wants a wrong owner writes a different uid into e
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -257,3 +258,16 @@ def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
             assert built.returncode == 0, f"nox -s packages failed:\n{built.stderr}"
             done.touch()
     return out
+
+
+def python_program(path: Path, code: str) -> Path:
+    """An executable `path` that runs `code` with this interpreter, wherever that lives: a
+    #! line cannot hold a path with a space (a clone in "/var/tmp/suite check"), so `path` is a
+    shell script that execs the interpreter on `code`, kept beside it as PATH.py."""
+    source = path.with_name(path.name + ".py")
+    source.write_text(code)
+    path.write_text(
+        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(source))} "$@"\n'
+    )
+    path.chmod(0o755)
+    return path

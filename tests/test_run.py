@@ -58,7 +58,7 @@ def test_a_pipeline_feeds_one_command_to_the_next_and_names_the_one_that_failed(
     assert counted.stdout.strip() == "3"
     with pytest.raises(CommandFailed) as producer:
         run_pipeline([sys.executable, "-c", "import sys; sys.exit('no root here')"], ["cat"])
-    assert str(producer.value).startswith(f"exit 1: {sys.executable} -c ")
+    assert str(producer.value).startswith(f"exit 1: {shlex.quote(sys.executable)} -c ")
     assert "no root here" in str(producer.value)
     # A consumer that stops reading: its failure is the one reported, and the endless
     # producer is stopped rather than left writing into a pipe nobody reads (were it left,

@@ -10,7 +10,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import python_program
 from qss_toolkit.settings import settings
 
 STANDIN = Path(__file__).resolve().parent / "standin"
@@ -392,15 +392,14 @@ def test_tcpok_fails_without_its_table(qmail: Qmail) -> None:
 
 def test_logger_receives_the_activity_record(qmail: Qmail, tmp_path: Path) -> None:
     received = tmp_path / "logger.out"
-    logger = tmp_path / "logger"
-    logger.write_text(
-        f"#!{sys.executable}\nimport sys\n"
+    logger = python_program(
+        tmp_path / "logger",
+        "import sys\n"
         f"with open({str(received)!r}, 'a') as out:\n"
         "    for line in sys.stdin:\n"
         "        out.write(sys.argv[1] + line)\n"
-        "        out.flush()\n"
+        "        out.flush()\n",
     )
-    logger.chmod(0o755)
     proc = subprocess.Popen(
         ["qmail-start", "./Maildir/", str(logger), "LOGGED:"],
         env=qmail.env,
