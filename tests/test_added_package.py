@@ -1,5 +1,6 @@
-"""Adding a package is adding its YAML file (docs/contributing.md): one more package, in a copy of the tree,
-is built by both routes alike, linted, and installed and purged by the smoke harness."""
+"""Adding a package is adding its YAML file (docs/contributing.md): one more package, in a copy
+of the tree, is built by both routes alike, linted, and installed and purged by the smoke
+harness."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian import debfile
 
 from added_package import EXTRA, EXTRA_FILE, make_tree
 from fakes import RecordingContainer
-from qss_toolkit import build, lint, payload, sources, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import control, lint, packages, sources
 from qss_toolkit.families import Family
-from qss_toolkit.scenarios import MAIN, ScenarioContext
-from qss_toolkit.targets import TARGETS
+from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
+from qss_toolkit.smoke.targets import TARGETS
 
 BUILD_TOOLS = ("nfpm", "dpkg-buildpackage", "dh", "fakeroot", "rpmbuild", "rpm", "dpkg-deb")
 
@@ -33,18 +36,16 @@ def dists(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     with pytest.MonkeyPatch.context() as env:
         # The copy has no git history: the build time of the tree it was copied from (an
         # older date would put the changelog's top entry before the ones below it).
-        env.setenv("SOURCE_DATE_EPOCH", str(build.source_date_epoch()))
+        env.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
         for builder in ("nfpm", "native"):
             out[builder] = tmp_path_factory.mktemp(builder)
-            build.build(builder, payload.FORMATS, out[builder], root=tree)
+            packages.build(builder, payload.FORMATS, out[builder], root=tree)
     return out
 
 
 def _listing(path: Path) -> list[str]:
     """Mode, owner and path of every entry (sizes and dates are each tool's own business)."""
     if path.suffix == ".deb":
-        from debian import debfile
-
         with debfile.DebFile(str(path)) as package:
             members = package.data.tgz().getmembers()
         # nfpm and dpkg-deb name members differently ("usr/", "./usr/"); dpkg-deb adds "./"
@@ -81,7 +82,7 @@ def test_lintian_and_rpmlint_pass_it(tree: Path, dists: dict[str, Path]) -> None
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("SOURCE_DATE_EPOCH", str(build.source_date_epoch()))
+        env.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
         sources.write_sources(dists["nfpm"], root=tree)  # its stanza and %package come along
     lines = lint.lint(dists["nfpm"], only=["lintian", "rpmlint"])
     count = len(payload.load_packages()) + 1

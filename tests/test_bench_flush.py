@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import bench_flush
-from qss_toolkit.bench_flush import FlushStats, percentile, render
+from qss_toolkit.bench import flush
+from qss_toolkit.bench.flush import FlushStats, percentile, render
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -48,9 +48,9 @@ def test_table_verdicts_follow_the_targets() -> None:
 
 
 def run_driver(*args: str) -> subprocess.CompletedProcess[str]:
-    """The flush bench's driver on the host (argv as in bench_flush.DRIVER); skip without ptrace."""
+    """The flush bench's driver on the host (argv as in flush.DRIVER); skip without ptrace."""
     result = subprocess.run(
-        [sys.executable, "-c", bench_flush.DRIVER, *args],
+        [sys.executable, "-c", flush.DRIVER, *args],
         check=False,
         capture_output=True,
         text=True,
@@ -134,8 +134,8 @@ def test_driver_reports_lost_signals(tmp_path: Path) -> None:
 
 def test_numbers_hold_the_table_figures() -> None:
     up = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030, 100))
-    run = bench_flush.FlushRun((up,), (), (("debian-12", "0.5 0.4 0.3", "0.6 0.4 0.3"),))
-    data = bench_flush.numbers(run)["debian-12"]["up"]
+    run = flush.FlushRun((up,), (), (("debian-12", "0.5 0.4 0.3", "0.6 0.4 0.3"),))
+    data = flush.numbers(run)["debian-12"]["up"]
     assert data["events"] == 100 and data["lost"] == 0 and data["ok"] is True
     assert data["hook_ms"]["median"] == 4.0 and data["alrm_ms"]["p95"] == 30.0
     assert len(data["alrm_ms"]["samples"]) == 100
@@ -143,7 +143,7 @@ def test_numbers_hold_the_table_figures() -> None:
 
 def test_context_rows_follow_the_verdict_rows() -> None:
     up = FlushStats.from_samples("debian-12", "up", _samples(0.004, 0.030, 100))
-    tcpok = bench_flush.ContextTiming("debian-12", "stand-in qmail-tcpok", (40.0, 42.0, 80.0))
+    tcpok = flush.ContextTiming("debian-12", "stand-in qmail-tcpok", (40.0, 42.0, 80.0))
     table = render([up], [tcpok]).splitlines()
     assert (
         table[-1] == "| debian-12 | - | context: stand-in qmail-tcpok | 3 | 42.0 ms | 80.0 ms | | |"
@@ -151,8 +151,8 @@ def test_context_rows_follow_the_verdict_rows() -> None:
 
 
 def test_delivery_rows_name_each_route_and_lost_mail() -> None:
-    plain = bench_flush.DeliveryStats.from_samples("debian-12", "plain SMTP", [0.1, 0.2, 0.3])
-    tls = bench_flush.DeliveryStats.from_samples("debian-12", "STARTTLS + AUTH", [0.4, None])
+    plain = flush.DeliveryStats.from_samples("debian-12", "plain SMTP", [0.1, 0.2, 0.3])
+    tls = flush.DeliveryStats.from_samples("debian-12", "STARTTLS + AUTH", [0.4, None])
     table = render([], [], [plain, tls]).splitlines()
     assert (
         "| debian-12 | up | hook start -> mail at the smarthost, plain SMTP | 3 | 200.0 ms "
@@ -160,6 +160,6 @@ def test_delivery_rows_name_each_route_and_lost_mail() -> None:
     )
     assert any("STARTTLS + AUTH | 2 | 400.0 ms" in r and "MISSED (1 not delivered)" in r
                for r in table)  # fmt: skip
-    run = bench_flush.FlushRun((), (), (), (plain, tls))
-    data = bench_flush.numbers(run)["debian-12"]["delivery_ms"]
+    run = flush.FlushRun((), (), (), (plain, tls))
+    data = flush.numbers(run)["debian-12"]["delivery_ms"]
     assert data["plain SMTP"]["median"] == 200.0 and data["STARTTLS + AUTH"]["lost"] == 1

@@ -9,9 +9,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from debian import debfile
 
 from qss_toolkit import PROJECT_ROOT as PROJECT
-from qss_toolkit import build, payload, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import control, packages
 from qss_toolkit.errors import CommandFailed, ConfigurationError, MissingToolError
 from qss_toolkit.families import Family
 
@@ -45,15 +47,11 @@ def test_dist_holds_every_package_and_nothing_half_written(dist: Path) -> None:
 
 
 def _deb_control(deb: Path) -> dict[str, str]:
-    from debian import debfile
-
     with debfile.DebFile(str(deb)) as package:
         return dict(package.debcontrol())
 
 
 def _deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
-    from debian import debfile
-
     with debfile.DebFile(str(deb)) as package:
         members = package.data.tgz().getmembers()
     return {m.name.lstrip("."): m for m in members if m.name not in (".", "./")}
@@ -86,7 +84,6 @@ def test_deb_contents_modes_and_docs(dist: Path) -> None:
     assert "/usr/share/doc/qmail-send-systemd/copyright" in members
     assert "/usr/share/man/man8/qmail-send-systemd.8.gz" in members
     assert "/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" not in members
-    from debian import debfile
 
     with debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")) as deb:
         changelog = deb.changelog()
@@ -151,7 +148,6 @@ def test_rpm_metadata_and_scriptlets(dist: Path) -> None:
 def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert members["/usr/share/man/man8/qmail-send-systemd.8.gz"].size > 0
-    from debian import debfile
 
     with debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")) as deb:
         packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
@@ -162,7 +158,6 @@ def test_man_page_is_the_source_gzipped(dist: Path) -> None:
 
 def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
     # /usr/share/doc/qmail-send-systemd: gzipped on Debian (over 4 kB), %doc in the RPM.
-    from debian import debfile
 
     source = (PROJECT / "packaging/doc/README").read_bytes()
     assert len(source) > 4096 and b"systemctl kill --kill-who=main -s HUP" in source
@@ -183,7 +178,7 @@ def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
 def test_a_missing_tool_names_its_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingToolError) as excinfo:
-        build.build("native", ("rpm",), tmp_path / "dist")
+        packages.build("native", ("rpm",), tmp_path / "dist")
     assert (
         str(excinfo.value)
         == "rpmbuild is not installed (fix: apt-get install rpm or dnf install rpm-build)"
@@ -196,21 +191,21 @@ def test_a_bad_version_stops_before_anything_is_written(
 ) -> None:
     monkeypatch.setattr(version, "read_version", lambda: version.validate("1.0-beta"))
     with pytest.raises(ConfigurationError, match="not valid for both Debian and RPM"):
-        build.build("nfpm", payload.FORMATS, tmp_path / "dist")
+        packages.build("nfpm", payload.FORMATS, tmp_path / "dist")
     assert not (tmp_path / "dist").exists()
 
 
 def test_a_bad_source_date_epoch_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(ConfigurationError, match="SOURCE_DATE_EPOCH"):
-        build.source_date_epoch()
+        control.source_date_epoch()
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    assert build.source_date_epoch() == 1700000000
+    assert control.source_date_epoch() == 1700000000
 
 
 def test_an_unknown_builder_is_a_usage_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown builder"):
-        build.prepare("fpm", payload.FORMATS)
+        packages.prepare("fpm", payload.FORMATS)
 
 
 def test_a_failing_build_leaves_dist_as_it_was(
@@ -223,17 +218,21 @@ def test_a_failing_build_leaves_dist_as_it_was(
     calls: list[Family] = []
 
     def fail_on_rpm(
-        self: build.NfpmBuilder, ctx: build.BuildContext, fmt: Family, staging: Path, out: Path
+        self: packages.NfpmBuilder,
+        ctx: packages.BuildContext,
+        fmt: Family,
+        staging: Path,
+        out: Path,
     ) -> None:
         calls.append(fmt)
         if fmt is Family.RPM:
             raise CommandFailed("exit 1: nfpm package ... (simulated)")
         original(self, ctx, fmt, staging, out)
 
-    original = build.NfpmBuilder.build
-    monkeypatch.setattr(build.NfpmBuilder, "build", fail_on_rpm)
+    original = packages.NfpmBuilder.build
+    monkeypatch.setattr(packages.NfpmBuilder, "build", fail_on_rpm)
     with pytest.raises(CommandFailed):
-        build.build("nfpm", payload.FORMATS, dist)
+        packages.build("nfpm", payload.FORMATS, dist)
     assert calls == ["deb", "rpm"]
     assert [p.name for p in dist.iterdir()] == ["older.deb"]
 
@@ -246,32 +245,31 @@ def test_broken_native_sources_stop_before_anything_is_written(
     for rel in ("debian", "rpm", "packaging", "units", "src/qmail_send_systemd"):
         shutil.copytree(PROJECT / rel, tmp_path / rel)
     shutil.copyfile(PROJECT / "COPYING", tmp_path / "COPYING")
-    build.prepare("native", payload.FORMATS, tmp_path)
+    packages.prepare("native", payload.FORMATS, tmp_path)
     spec = tmp_path / "rpm/qmail-send-systemd.spec.in"
     good = spec.read_text(encoding="utf-8")
     spec.write_text(good.replace("@VERSION@", "1.0"), encoding="utf-8")
     with pytest.raises(ConfigurationError, match="@VERSION@"):
-        build.prepare("native", ("rpm",), tmp_path)
-    build.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
+        packages.prepare("native", ("rpm",), tmp_path)
+    packages.prepare("native", ("deb",), tmp_path)  # the spec is the rpm format's alone
     # The spec's own package is the main one of packaging/nfpm/, filled in.
     spec.write_text(good.replace("Name:           @NAME@", "Name: x"), "utf-8")
     with pytest.raises(ConfigurationError, match=r"Name: +@NAME@") as info:
-        build.prepare("native", ("rpm",), tmp_path)
+        packages.prepare("native", ("rpm",), tmp_path)
     assert info.value.hint is not None and "main one of packaging/nfpm/" in info.value.hint
     with (tmp_path / "debian/control").open("a") as control:
         control.write("\nPackage: stale\n")
     with pytest.raises(ConfigurationError, match="Source stanza only"):
-        build.prepare("native", ("deb",), tmp_path)
+        packages.prepare("native", ("deb",), tmp_path)
 
 
 def test_generated_native_metadata_matches_the_payload() -> None:
-    packages = payload.load_packages()
-    main, *_ = packages
-    stanza = build.debian_stanza(main, "9.9")
+    main, *_ = payload.load_packages()
+    stanza = control.debian_stanza(main, "9.9")
     assert "Package: qmail-send-systemd\nArchitecture: all\n" in stanza
     assert "Depends: ${misc:Depends}, python3 (>= 3.9), systemd\n" in stanza
     assert "\n .\n" in stanza  # paragraph separator of the extended description
-    preamble = build.rpm_preamble(main, "9.9").splitlines()
+    preamble = control.rpm_preamble(main, "9.9").splitlines()
     assert (
         preamble[preamble.index("Requires:       python3 >= 3.9") + 1] == "Requires:       systemd"
     )
@@ -294,7 +292,7 @@ def test_native_sources_carry_the_version_placeholder_and_macro_fallbacks() -> N
 
 def test_rpm_changelog_from_the_debian_one() -> None:
     text = payload.debian_changelog(PROJECT, "4.2", 0)
-    lines = build.rpm_changelog(text).splitlines()
+    lines = control.rpm_changelog(text).splitlines()
     assert lines[0] == "%changelog"
     assert lines[1].startswith("* Thu Jan 01 1970 qmail-send-systemd developers <")
     assert lines[1].endswith("> - 4.2-1")

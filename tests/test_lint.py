@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import PROJECT_ROOT, build, lint, sources
+from qss_toolkit import PROJECT_ROOT
+from qss_toolkit.build import lint, packages, sources
 from qss_toolkit.errors import CheckFailed, MissingToolError
 
 
@@ -55,7 +56,7 @@ def test_packages_are_built_only_for_the_steps_that_read_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[str] = []
-    monkeypatch.setattr(build, "build", lambda builder, formats, dist: built.append("binary"))
+    monkeypatch.setattr(packages, "build", lambda builder, formats, dist: built.append("binary"))
     monkeypatch.setattr(sources, "write_sources", lambda dist: built.append("source"))
     quiet = [lint.Step(name, lambda dist, options: "ok") for name in ("ruff", "rpmlint")]
     lint.lint(tmp_path, only=["ruff"], steps=quiet)

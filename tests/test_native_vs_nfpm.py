@@ -1,7 +1,7 @@
 """The two routes agree: nfpm and dpkg-buildpackage / rpmbuild (on the source packages that
 `sources` makes) give every package the same control fields and RPM header tags, dependencies,
 files (type, mode, owner, link target, content), maintainer scripts and changelog
-(qss_toolkit.parity says what is left out and why). tests/container/test_rebuild.py holds the
+(qss_toolkit.build.parity says what is left out and why). tests/container/test_rebuild.py holds the
 third route to the same views: the source packages rebuilt on Debian 12, 13 and in the RPM root.
 
 Both builds take a few seconds together, so this stays in the default suite.
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, parity, payload, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import packages, parity
 from qss_toolkit.families import Family
 
 VERSION = version.read_version()
@@ -30,7 +31,7 @@ def routes(tmp_path_factory: pytest.TempPathFactory, project_dist: Path) -> dict
             pytest.skip(f"{tool} is not installed (see apt-packages.txt)")
     # nfpm's are the run's shared build (conftest.py); the native route is built here.
     dists = {"nfpm": project_dist, "native": tmp_path_factory.mktemp("native")}
-    build.build("native", payload.FORMATS, dists["native"])
+    packages.build("native", payload.FORMATS, dists["native"])
     return dists
 
 

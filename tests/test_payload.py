@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import qmail_send_systemd
+from qmail_send_systemd import cli, systemd
 from qss_toolkit import PROJECT_ROOT as PROJECT
 from qss_toolkit import payload, version
 from qss_toolkit.errors import ConfigurationError
@@ -101,7 +103,6 @@ def test_the_toolkit_key_is_checked_and_kept_from_nfpm(tree: Path) -> None:
 def test_the_helpers_own_names_are_the_payloads(packages: dict[str, payload.Package]) -> None:
     """The shipped helper cannot read packaging/nfpm/: its program and unit names are its
     own copies, which must be what the main package installs."""
-    from qmail_send_systemd import cli, systemd
 
     main = payload.main_package()
     assert payload.main_unit() == systemd.UNIT
@@ -229,7 +230,7 @@ def test_scripts_get_each_formats_own_names_and_relations_the_version(tree: Path
     assert package.relation(DEB, "depends", "2.0") == ("scripted-base (= 2.0-1)",)
     assert package.relation(RPM, "depends", "2.0") == ("scripted-base = 2.0",)
     assert package.units() == ("scripted.service",) and not package.main
-    # What build.py reads for debian/control and the spec: typed, with the defaults nfpm has.
+    # What build.packages reads for debian/control and the spec: typed, with the defaults nfpm has.
     assert (package.section, package.priority, package.vendor) == ("mail", "optional", None)
     _edit(config, "  postinstall:", "  postinstal:")
     with pytest.raises(ConfigurationError, match="script postinstal is not supported"):
@@ -421,7 +422,6 @@ def test_version_is_read_without_importing_the_helper() -> None:
     assert version.read_version('"""doc"""\n__version__ = "3.1"\n') == "3.1"
     with pytest.raises(ConfigurationError, match="no __version__"):
         version.read_version("__version__ = compute()\n")
-    import qmail_send_systemd
 
     assert version.read_version() == qmail_send_systemd.__version__
 

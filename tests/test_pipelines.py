@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from qss_toolkit import PROJECT_ROOT, lint, pipelines
+from qss_toolkit import PROJECT_ROOT
+from qss_toolkit.build import lint, pipelines
 from qss_toolkit.errors import CheckFailed, CommandFailed, ConfigurationError
-from qss_toolkit.targets import TARGETS, DebianRoot, ImageRoot, Target
+from qss_toolkit.smoke.targets import TARGETS, DebianRoot, ImageRoot, Target
 
 GITHUB = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
 GITLAB = PROJECT_ROOT / ".gitlab-ci.yml"

@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeBackend, RecordingContainer
-from qss_toolkit import podman, smoke
-from qss_toolkit.container import NspawnBackend, inner_command
 from qss_toolkit.errors import CommandFailed
-from qss_toolkit.rootfs import RootfsCache, cache_key
-from qss_toolkit.scenarios import ScenarioContext, ScenarioFailed, select_scenarios
-from qss_toolkit.targets import IMAGE_TARGETS, TARGETS, ImageRoot, Target
+from qss_toolkit.locks import exclusive
+from qss_toolkit.smoke import runner
+from qss_toolkit.smoke.engines import podman
+from qss_toolkit.smoke.engines.base import inner_command
+from qss_toolkit.smoke.engines.nspawn import NspawnBackend
+from qss_toolkit.smoke.rootfs import RootfsCache, cache_key
+from qss_toolkit.smoke.scenarios.registry import ScenarioContext, ScenarioFailed, select_scenarios
+from qss_toolkit.smoke.targets import IMAGE_TARGETS, TARGETS, ImageRoot, Target
 
 FEDORA = IMAGE_TARGETS["fedora-45"]
 ROCKY = IMAGE_TARGETS["rocky-9"]
@@ -181,8 +184,6 @@ def test_images_are_pruned_with_their_roots(tmp_path: Path) -> None:
 
 
 def test_prune_removes_containers_of_killed_runs_but_not_kept_or_live_ones(tmp_path: Path) -> None:
-    from qss_toolkit.locks import exclusive
-
     ps = f"ps -a --filter=label={podman.LABEL} --format={{{{.Names}}}}"
     fake = FakePodman(tmp_path, {ps: (0, "qssd12-dead1\nqssd12-kept1\nqssd12-live1\n")})
     backend = podman.PodmanBackend(RootfsCache(tmp_path / "rootfs"), fake)
@@ -250,8 +251,8 @@ def test_a_skipped_target_reports_each_scenario_as_skipped_with_the_reason(
     backend = FakeBackend(RecordingContainer())
     backend.unavailable[FEDORA.name] = "image registry.fedoraproject.org/fedora:45 not available"
     scenarios = select_scenarios(["install-standin", "purge", "sendmail-mta-alternative"])
-    reported: list[smoke.ScenarioResult] = []
-    outcome = smoke.run_target(
+    reported: list[runner.ScenarioResult] = []
+    outcome = runner.run_target(
         FEDORA,
         scenarios,
         dist=tmp_path,
@@ -264,15 +265,15 @@ def test_a_skipped_target_reports_each_scenario_as_skipped_with_the_reason(
     assert outcome.skipped == backend.unavailable[FEDORA.name]
     # purge is Debian's alone: not a skip on an RPM target, simply not one of its scenarios.
     assert [(r.scenario, r.status) for r in outcome.results] == [
-        ("install-standin", smoke.Status.SKIP),
-        ("sendmail-mta-alternative", smoke.Status.SKIP),
+        ("install-standin", runner.Status.SKIP),
+        ("sendmail-mta-alternative", runner.Status.SKIP),
     ]
     assert reported == outcome.results
     assert all(r.message == outcome.skipped for r in outcome.results)
-    table = smoke.render_table([outcome])
+    table = runner.render_table([outcome])
     assert "install-standin           skip" in table
-    assert "skipped" in smoke.junit_xml([outcome])
-    assert smoke.failure_report([outcome]) == ""
+    assert "skipped" in runner.junit_xml([outcome])
+    assert runner.failure_report([outcome]) == ""
 
 
 def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
@@ -284,7 +285,7 @@ def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
         raise CommandFailed("exit 1: podman run ... dnf -y install msmtp")
 
     monkeypatch.setattr(backend, "prepare", fails)
-    outcome = smoke.run_target(
+    outcome = runner.run_target(
         ROCKY,
         select_scenarios(["install-standin", "status"]),
         dist=tmp_path,
@@ -293,11 +294,11 @@ def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
         backend=backend,
     )
     assert outcome.skipped is None and backend.started == []
-    assert [r.status for r in outcome.results] == [smoke.Status.ERROR, smoke.Status.ERROR]
+    assert [r.status for r in outcome.results] == [runner.Status.ERROR, runner.Status.ERROR]
     assert outcome.results[0].message == (
         "preparing rocky-9 for fake: exit 1: podman run ... dnf -y install msmtp"
     )
-    assert "ERROR rocky-9 / install-standin" in smoke.failure_report([outcome])
+    assert "ERROR rocky-9 / install-standin" in runner.failure_report([outcome])
 
 
 @pytest.mark.parametrize(
@@ -307,10 +308,10 @@ def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
 def test_the_verdict_passes_skips_unless_required_and_fails_a_bad_teardown(
     require: bool, leftovers: Sequence[str], code: int
 ) -> None:
-    skipped = smoke.TargetRun(FEDORA, skipped="image X not available: no registry")
-    ran = smoke.TargetRun(D12)
-    ran.results.append(smoke.ScenarioResult(D12.name, "status", smoke.Status.PASS, 1.0))
-    text, got = smoke.verdict([ran, skipped], leftovers, "podman", require)
+    skipped = runner.TargetRun(FEDORA, skipped="image X not available: no registry")
+    ran = runner.TargetRun(D12)
+    ran.results.append(runner.ScenarioResult(D12.name, "status", runner.Status.PASS, 1.0))
+    text, got = runner.verdict([ran, skipped], leftovers, "podman", require)
     assert got == code
     assert "fedora-45: skipped: image X not available: no registry" in text
     assert ("--require-targets: 1 target(s) skipped" in text) == require
@@ -337,15 +338,15 @@ def test_every_target_has_a_family_manager_that_can_prepare_an_image() -> None:
 
 def test_the_backend_option_and_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QSS_BACKEND", raising=False)
-    assert isinstance(smoke.make_backend(None), NspawnBackend)
-    assert isinstance(smoke.make_backend("podman"), podman.PodmanBackend)
+    assert isinstance(runner.make_backend(None), NspawnBackend)
+    assert isinstance(runner.make_backend("podman"), podman.PodmanBackend)
     monkeypatch.setenv("QSS_BACKEND", "podman")
-    assert isinstance(smoke.make_backend(None), podman.PodmanBackend)
-    assert isinstance(smoke.make_backend("nspawn"), NspawnBackend)  # the option wins
-    args = smoke.parse_args(["--backend", "podman", "--require-targets"])
+    assert isinstance(runner.make_backend(None), podman.PodmanBackend)
+    assert isinstance(runner.make_backend("nspawn"), NspawnBackend)  # the option wins
+    args = runner.parse_args(["--backend", "podman", "--require-targets"])
     assert args.backend == "podman" and args.require_targets
     with pytest.raises(SystemExit):
-        smoke.parse_args(["--backend", "docker"])
+        runner.parse_args(["--backend", "docker"])
 
 
 def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(

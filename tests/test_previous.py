@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import PROJECT_ROOT, previous
+from qss_toolkit import PROJECT_ROOT
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
+from qss_toolkit.smoke import previous
 
 RELEASE = previous.PREVIOUS_RELEASE
 HELPER_INIT = "usr/share/qmail-send-systemd/qmail_send_systemd/__init__.py"

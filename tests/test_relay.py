@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from qmail_send_systemd import cli, relay
+from qmail_send_systemd.setup_plan import Target
 
 UID = os.getuid()
 GID = os.getgid()
@@ -159,7 +160,7 @@ def test_replacing_keeps_a_backup_of_each_changed_file(tree: Path) -> None:
 
 
 def test_backup_names_never_collide(tree: Path) -> None:
-    target = relay.Target(tree / ALIAS[1], b"&a@example.org\n", UID, GID)
+    target = Target(tree / ALIAS[1], b"&a@example.org\n", UID, GID)
     for body in (b"1\n", b"2\n", b"3\n"):
         target.path.write_bytes(body)
         relay.apply([target], now=1_700_000_000.0)

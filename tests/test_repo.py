@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import fcntl
 import gzip
 import hashlib
 import logging
@@ -18,8 +19,9 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822, Packages, Release
 
-from qss_toolkit import repo, signing
 from qss_toolkit.errors import CommandFailed, ConfigurationError
+from qss_toolkit.repo import publish as repo
+from qss_toolkit.repo import signing
 
 MISSING = [
     tool
@@ -416,7 +418,7 @@ def test_no_key_is_a_one_line_configuration_error(tmp_path: Path) -> None:
         ["python3", "-m", "qss_toolkit", "repo", "--dist", str(tmp_path)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(repo.__file__).parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(repo.__file__).parents[2])},
         check=False,
     )
     assert result.returncode == 2
@@ -630,7 +632,6 @@ def test_swap_without_renameat2_and_the_publish_lock(
     publish(dist_with(tmp_path, fixtures["1.1.0"]), good)
     assert apt_versions(dist / "repo") == ["1.0.0-1", "1.1.0-1"]
     assert sorted(p.name for p in dist.iterdir() if p.name.startswith(".repo")) == [".repo.lock"]
-    import fcntl
 
     with open(dist / ".repo.lock", "w", encoding="ascii") as held:
         fcntl.flock(held, fcntl.LOCK_EX)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, payload, sources
+from qss_toolkit import payload
+from qss_toolkit.build import control, packages, sources
 from qss_toolkit.errors import ConfigurationError
 
 
@@ -26,7 +27,7 @@ def _digests(dist: Path) -> dict[str, str]:
 
 # What each build needs, and the build: it writes into the directory and returns its files.
 BUILDS: dict[str, tuple[tuple[str, ...], Callable[[Path], list[Path]]]] = {
-    "nfpm": (("nfpm",), lambda out: build.build("nfpm", payload.FORMATS, out)),
+    "nfpm": (("nfpm",), lambda out: packages.build("nfpm", payload.FORMATS, out)),
     "sources": (("dpkg-source", "dpkg-genchanges", "rpmbuild", "git"), sources.write_sources),
 }
 
@@ -72,7 +73,7 @@ def test_default_epoch_is_the_last_commit(tmp_path: Path, monkeypatch: pytest.Mo
         pytest.skip("git is not installed")
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     with pytest.raises(ConfigurationError, match="no SOURCE_DATE_EPOCH and no git history"):
-        build.source_date_epoch(tmp_path)
+        control.source_date_epoch(tmp_path)
     env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
     for stamp in ("1500000000", "1600000000"):
         dated = {
@@ -86,4 +87,4 @@ def test_default_epoch_is_the_last_commit(tmp_path: Path, monkeypatch: pytest.Mo
              "-m", stamp],
         ):  # fmt: skip
             subprocess.run(argv, cwd=tmp_path, env={**os.environ, **dated}, check=True)
-    assert build.source_date_epoch(tmp_path) == 1600000000
+    assert control.source_date_epoch(tmp_path) == 1600000000

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian.deb822 import Deb822
 
 from qmail_send_systemd import __version__
 
@@ -44,8 +45,6 @@ def _out(*cmd: str) -> str:
 
 
 def test_deb_declares_itself_the_mail_transport_agent(deb: Path) -> None:
-    from debian.deb822 import Deb822
-
     control = Deb822(_out("dpkg-deb", "--field", str(deb)))
     assert control["Package"] == NAME
     assert control["Source"] == "qmail-send-systemd"

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import fcntl
 import os
+import signal
 import subprocess
+import sys
+import time
+import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,23 +19,24 @@ from pathlib import Path
 import pytest
 
 from fakes import FakeBackend, RecordingContainer
-from qss_toolkit import container as container_module
-from qss_toolkit import rootfs, smoke
-from qss_toolkit.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
-from qss_toolkit.container import (
-    BootKind,
-    ContainerError,
-    NspawnContainer,
-    OfflineRoot,
-    booted,
-    command_line,
-    find_child,
-    machine_name,
-)
+from qss_toolkit import payload
+from qss_toolkit.bench.runner import previous_sections
+from qss_toolkit.build import rebuild, sources
 from qss_toolkit.errors import ConfigurationError
-from qss_toolkit.families import Family
-from qss_toolkit.scenarios import (
+from qss_toolkit.families import Family, PackageFile
+from qss_toolkit.settings import Settings
+from qss_toolkit.smoke import rootfs, runner, targets
+from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
+from qss_toolkit.smoke.engines import nspawn as nspawn_engine
+from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
+from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
+from qss_toolkit.smoke.runner import Status
+from qss_toolkit.smoke.scenarios.registry import (
+    MAIN,
+    NM_PACKAGE,
+    RUNNING_CURRENT,
     SCENARIOS,
+    SENDMAIL_PACKAGE,
     Scenario,
     ScenarioContext,
     ScenarioFailed,
@@ -37,12 +44,14 @@ from qss_toolkit.scenarios import (
     scenario,
     select_scenarios,
 )
-from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import Status
-from qss_toolkit.targets import (
+from qss_toolkit.smoke.scenarios.repo import HTTP_SERVER
+from qss_toolkit.smoke.targets import (
+    APT_SUBSET_DIR,
+    APT_SUBSET_LIST,
     BASE_PACKAGES,
     LOCAL_TARGETS,
     TARGETS,
+    apt_subset_script,
     debian_root,
     host_provides_script,
     select_targets,
@@ -64,6 +73,27 @@ def test_every_family_has_a_target_and_every_root_can_boot_systemd() -> None:
     assert set(extra.packages) == {*debian_root(D12).packages, "strace"}
     # rpmbuild --rebuild (rebuild.py) unpacks the source RPM's tarball with xz.
     assert "xz-utils" in debian_root(RPM).packages
+
+
+def test_a_dependency_with_alternatives_puts_its_first_in_the_roots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Declared:
+        name = "ours-extra"
+
+        def relation(self, family: Family, kind: str, version: str) -> tuple[str, ...]:
+            return ("default-mta | mail-transport-agent", "msmtp (>= 1.8)", "ours-main")
+
+    class Main(Declared):
+        name = "ours-main"
+
+    monkeypatch.setattr(payload, "project_packages", lambda: (Main(), Declared()))
+    targets.dependency_packages.cache_clear()
+    try:
+        # `a | b` is satisfied by a: apt installs the first, and so does every root.
+        assert targets.dependency_packages() == ("default-mta", "msmtp")
+    finally:
+        targets.dependency_packages.cache_clear()
 
 
 def test_select_targets_rejects_unknown_names_with_a_suggestion() -> None:
@@ -95,7 +125,7 @@ def test_smoke_names_an_unknown_target_before_it_boots_anything(
 ) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(ConfigurationError, match="unknown smoke target 'debian-2'"):
-        smoke.main(["--target", "debian-2"])
+        runner.main(["--target", "debian-2"])
 
 
 def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,8 +146,6 @@ def test_cache_key_depends_on_suite_packages_and_format(monkeypatch: pytest.Monk
 
 
 def test_a_build_root_has_the_buildd_variant_and_nothing_of_the_smoke_roots(tmp_path: Path) -> None:
-    from qss_toolkit import rebuild, sources
-
     for target in rebuild.BUILD_ROOTS.values():
         argv = rootfs.mmdebstrap_command(debian_root(target), tmp_path / "root")
         assert "--variant=buildd" in argv
@@ -185,8 +213,6 @@ def test_command_line_runs_strings_through_sh() -> None:
 def test_find_child_parses_proc_stat() -> None:
     with subprocess.Popen(["sleep", "5"]) as child:
         try:
-            import os
-
             assert find_child(os.getpid(), "sleep") == child.pid
             assert find_child(os.getpid(), "no-such-command") == 0
         finally:
@@ -266,13 +292,13 @@ def test_plan_shares_one_boot_and_isolates_offline() -> None:
         Scenario("c", _noop, (Family.DEB,), shared, ""),
         Scenario("e", _noop, both, offline, ""),
     ]
-    deb = smoke.plan(D12, scenarios)
+    deb = runner.plan(D12, scenarios)
     assert [(kind, [s.name for s in group]) for kind, group in deb] == [
         (shared, ["a", "b", "c"]),
         (offline, ["d"]),
         (offline, ["e"]),
     ]
-    rpm = smoke.plan(RPM, scenarios)
+    rpm = runner.plan(RPM, scenarios)
     assert [s.name for _, group in rpm for s in group] == ["a", "b", "d", "e"]
 
 
@@ -309,23 +335,23 @@ def test_starts_since_counts_finished_start_jobs() -> None:
 
 def _result(
     target: str, name: str, status: Status, seconds: float, msg: str = ""
-) -> smoke.ScenarioResult:
-    return smoke.ScenarioResult(target, name, status, seconds, msg)
+) -> runner.ScenarioResult:
+    return runner.ScenarioResult(target, name, status, seconds, msg)
 
 
-def _runs() -> list[smoke.TargetRun]:
-    d12 = smoke.TargetRun(D12, seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
+def _runs() -> list[runner.TargetRun]:
+    d12 = runner.TargetRun(D12, seconds=12.5, boot_seconds=[0.5, 0.7, 0.6])
     d12.results = [
         _result("debian-12", "install", Status.PASS, 1.25),
         _result("debian-12", "upgrade", Status.FAIL, 3.0, "exit 1: apt-get install x\nE: broken"),
     ]
-    rpm = smoke.TargetRun(RPM, seconds=9.0)
+    rpm = runner.TargetRun(RPM, seconds=9.0)
     rpm.results = [_result("rpm-on-debian-13", "install", Status.ERROR, 0.0, "boot: no systemd")]
     return [d12, rpm]
 
 
 def test_table_has_a_row_per_scenario_and_a_column_per_target() -> None:
-    lines = smoke.render_table(_runs()).splitlines()
+    lines = runner.render_table(_runs()).splitlines()
     assert lines[0].split() == ["scenario", "debian-12", "rpm-on-debian-13"]
     assert lines[2].split() == ["install", "pass", "1.2s", "ERROR", "0.0s"]
     assert lines[3].split() == ["upgrade", "FAIL", "3.0s", "-"]
@@ -338,12 +364,12 @@ def test_table_sums_each_targets_scenario_cpu_time() -> None:
     runs = _runs()
     runs[0].results[0].cpu_seconds = 2.0
     runs[0].results[1].cpu_seconds = 1.25
-    last = smoke.render_table(runs).splitlines()[-1]
+    last = runner.render_table(runs).splitlines()[-1]
     assert last.split() == ["(scenario", "CPU)", "3.2s", "-"]
 
 
 def test_junit_counts_failures_and_errors_per_target() -> None:
-    root = ET.fromstring(smoke.junit_xml(_runs()))  # noqa: S314 - our own output
+    root = ET.fromstring(runner.junit_xml(_runs()))  # noqa: S314 - our own output
     d12, rpm = root.findall("testsuite")
     assert (d12.get("name"), d12.get("tests"), d12.get("failures")) == ("debian-12", "2", "1")
     assert rpm.get("errors") == "1"
@@ -353,18 +379,18 @@ def test_junit_counts_failures_and_errors_per_target() -> None:
 
 
 def test_failure_report_names_target_scenario_command_and_output() -> None:
-    report = smoke.failure_report(_runs())
+    report = runner.failure_report(_runs())
     assert "FAIL debian-12 / upgrade\n  exit 1: apt-get install x\n  E: broken" in report
     assert "ERROR rpm-on-debian-13 / install" in report
     long = [_result("debian-12", "x", Status.FAIL, 1.0, "\n".join(f"line {i}" for i in range(100)))]
-    run_ = smoke.TargetRun(D12, results=long)
-    assert len(smoke.failure_report([run_]).splitlines()) <= 35
+    run_ = runner.TargetRun(D12, results=long)
+    assert len(runner.failure_report([run_]).splitlines()) <= 35
 
 
 def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path) -> None:
     # `test -e` says which of the files exist in the container: only /var/log/dpkg.log and
     # the stand-in's logs (the answers default to exit 0: make every other one missing).
-    missing = [*smoke.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
+    missing = [*runner.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
     present = ["/var/log/dpkg.log", "/var/qmail/standin"]
     container = RecordingContainer({f"test -e {p}": (1, "") for p in missing if p not in present})
     ctx = ScenarioContext(D12, container, Path("."))
@@ -373,7 +399,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
     (where / "stale-from-last-run").parent.mkdir(parents=True)
     (where / "stale-from-last-run").write_text("old")
     result = _result("debian-12", "upgrade", Status.FAIL, 1.0, "exit 1: boom")
-    assert smoke.save_failure_logs(ctx, result, where) == where
+    assert runner.save_failure_logs(ctx, result, where) == where
     kept = sorted(p.name for p in where.iterdir())
     assert kept == ["failure.txt", "journal.txt", "var_log_dpkg.log", "var_qmail_standin"]
     assert (where / "failure.txt").read_text().endswith("scenario: upgrade\n\nexit 1: boom\n")
@@ -382,7 +408,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
 def test_smoke_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ConfigurationError, match="must run as root"):
-        smoke.main(["--target", "debian-12"])
+        runner.main(["--target", "debian-12"])
 
 
 def test_remove_cgroup_removes_nested_directories_deepest_first(tmp_path: Path) -> None:
@@ -424,11 +450,11 @@ def test_run_scenario_counts_the_cpu_time_used_while_it_ran(tmp_path: Path) -> N
 
     ctx = ScenarioContext(D12, container, tmp_path)
     busy_scenario = Scenario("busy", busy, (Family.DEB,), BootKind.SHARED, "")
-    result = smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs")
+    result = runner.run_scenario(ctx, busy_scenario, tmp_path / "logs")
     assert result.status is Status.PASS
     assert result.cpu_seconds == pytest.approx(2.5)
     container.cpu = None  # a host without cgroup2 counts nothing: no figure, not 0
-    assert smoke.run_scenario(ctx, busy_scenario, tmp_path / "logs").cpu_seconds is None
+    assert runner.run_scenario(ctx, busy_scenario, tmp_path / "logs").cpu_seconds is None
 
 
 def test_run_scenario_tells_a_failed_check_from_a_broken_harness(tmp_path: Path) -> None:
@@ -445,7 +471,7 @@ def test_run_scenario_tells_a_failed_check_from_a_broken_harness(tmp_path: Path)
     outcomes = {}
     for function in (fails, asserts, breaks):
         one = Scenario(function.__name__, function, (Family.DEB,), BootKind.SHARED, "")
-        outcomes[one.name] = smoke.run_scenario(ctx, one, tmp_path / one.name)
+        outcomes[one.name] = runner.run_scenario(ctx, one, tmp_path / one.name)
     assert outcomes["fails"].status is Status.FAIL
     assert outcomes["fails"].message == "the unit is masked"
     assert outcomes["asserts"].status is Status.FAIL
@@ -489,10 +515,6 @@ def test_cgroup_hierarchies_follow_the_hosts_layout(
 
 
 def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
-    import fcntl
-    import os
-    import time
-
     cache = rootfs.RootfsCache(tmp_path)
     runs = tmp_path / "runs"
     for name in ("stale", "held", "kept", "young"):
@@ -509,12 +531,6 @@ def test_prune_removes_only_unheld_old_unkept_copies(tmp_path: Path) -> None:
 
 
 def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path) -> None:
-    import fcntl
-    import os
-    import time
-
-    from qss_toolkit import rootfs
-
     cache = rootfs.RootfsCache(tmp_path)
     d12 = TARGETS["debian-12"]
     current = rootfs.cache_key(d12)
@@ -534,10 +550,6 @@ def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path
 
 
 def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
-    import os
-
-    from qss_toolkit import rootfs
-
     cache = rootfs.RootfsCache(tmp_path)
     root = cache.path(TARGETS["debian-12"])
     root.mkdir()
@@ -547,12 +559,9 @@ def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
 
 
 def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> None:
-    import os
-    import signal
-
     saved = signal.getsignal(signal.SIGTERM)
     try:
-        smoke.interrupt_on_sigterm()
+        runner.interrupt_on_sigterm()
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
     finally:
@@ -560,8 +569,6 @@ def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> Non
 
 
 def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> None:
-    from qss_toolkit.targets import APT_SUBSET_DIR, APT_SUBSET_LIST, apt_subset_script
-
     script = apt_subset_script()
     for name in ("debian-11", "debian-12", "debian-13"):
         assert script in debian_root(TARGETS[name]).customize  # so the cache key changes with it
@@ -573,8 +580,6 @@ def test_debian_roots_keep_an_archive_slice_for_bsd_mailx(tmp_path: Path) -> Non
 
 
 def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import RUNNING_CURRENT
-
     seen: list[tuple[str, str | None]] = []
 
     def make(name: str, *, leaves: bool, fails: bool) -> Scenario:
@@ -595,7 +600,7 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> N
         make("e", leaves=False, fails=False),
     ]
     backend = FakeBackend(RecordingContainer())
-    outcome = smoke.run_target(
+    outcome = runner.run_target(
         D12, group, dist=tmp_path, previous=None, logs=tmp_path, backend=backend
     )
     assert [r.status for r in outcome.results] == ["pass", "fail", "pass", "pass", "pass"]
@@ -610,8 +615,6 @@ def test_only_a_passed_scenario_hands_its_state_to_the_next(tmp_path: Path) -> N
 
 
 def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
-    from qss_toolkit.bench import previous_sections
-
     path = tmp_path / "bench.json"
     assert previous_sections(path) == {}  # no earlier bench
     path.write_text('{"cpus": 2, "sections": {"piuparts": {"debian-12": {"median_s": 17.1}}}}')
@@ -623,9 +626,6 @@ def test_bench_section_runs_keep_the_other_sections(tmp_path: Path) -> None:
 def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> None:
     # A republish within the second of the client's last update has the same Last-Modified:
     # plain http.server would answer 304 and apt would see no new version.
-    import sys
-
-    from qss_toolkit.scenarios_repo import HTTP_SERVER
 
     (tmp_path / "InRelease").write_text("new index\n")
     with subprocess.Popen(
@@ -635,9 +635,6 @@ def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> N
 
 
 def _ask_for_the_index(server: subprocess.Popen[str], tmp_path: Path) -> None:
-    import email.utils
-    import urllib.request
-
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[-1])
@@ -661,7 +658,7 @@ def test_a_boot_that_fails_is_an_error_for_its_scenarios_alone(tmp_path: Path) -
     backend = FakeBackend(RecordingContainer(), failing=[BootKind.SHARED])
     scenarios = [*_group("a", "b"), *_group("offline", boot=BootKind.OFFLINE)]
     reported: list[str] = []
-    outcome = smoke.run_target(
+    outcome = runner.run_target(
         D12,
         scenarios,
         dist=tmp_path,
@@ -684,11 +681,11 @@ def test_a_boot_that_fails_is_an_error_for_its_scenarios_alone(tmp_path: Path) -
 def test_ctrl_c_starts_no_further_target_and_tears_down(tmp_path: Path) -> None:
     backend = FakeBackend(RecordingContainer())
 
-    def interrupted(result: smoke.ScenarioResult) -> None:
+    def interrupted(result: runner.ScenarioResult) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        smoke.run_matrix(
+        runner.run_matrix(
             [D12, RPM],
             _group("a", "b"),
             dist=tmp_path,
@@ -721,7 +718,7 @@ def test_booted_tears_down_after_an_exception_inside_it(
         if self.name.endswith("!"):
             raise ContainerError("no systemd")
 
-    monkeypatch.setattr(container_module, "require", lambda tool: tool)
+    monkeypatch.setattr(nspawn_engine, "require", lambda tool: tool)
     monkeypatch.setattr(NspawnContainer, "start", start)
     monkeypatch.setattr(NspawnContainer, "stop", lambda self: events.append("stop"))
     cache = Cache(tmp_path)
@@ -729,13 +726,13 @@ def test_booted_tears_down_after_an_exception_inside_it(
         raise RuntimeError("scenario broke")
     assert events == ["checkout keep=False", "start", "stop", "discard"]
     events.clear()
-    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x!")
+    monkeypatch.setattr(nspawn_engine, "machine_name", lambda target: "qssd12-x!")
     with pytest.raises(ContainerError), booted(D12, cache=cache):
         events.append("never reached")
     assert events == ["checkout keep=False", "start", "stop", "discard"]  # a failed boot too
     events.clear()
     monkeypatch.setenv("QSS_KEEP_CONTAINER", "1")
-    monkeypatch.setattr(container_module, "machine_name", lambda target: "qssd12-x")
+    monkeypatch.setattr(nspawn_engine, "machine_name", lambda target: "qssd12-x")
     with booted(D12, cache=cache):
         pass
     assert events == ["checkout keep=True", "start", "discard"]  # kept: not stopped
@@ -761,8 +758,6 @@ def identities(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import MAIN, SENDMAIL_PACKAGE
-
     dist = _fake_dist(tmp_path, Family.DEB, [MAIN, SENDMAIL_PACKAGE])
     container = RecordingContainer()
     ctx = ScenarioContext(D12, container, dist)
@@ -784,8 +779,6 @@ def test_install_packages_copies_the_files_and_installs_them_with_apt(tmp_path: 
 
 @pytest.mark.usefixtures("identities")
 def test_install_packages_makes_one_dnf_repository_per_build(tmp_path: Path) -> None:
-    from qss_toolkit.scenarios import MAIN, NM_PACKAGE
-
     dist = _fake_dist(tmp_path, Family.RPM, [MAIN, NM_PACKAGE])
     container = RecordingContainer()
     ctx = ScenarioContext(RPM, container, dist)
@@ -814,8 +807,6 @@ def _stamp(dist: Path) -> str:
 
 @pytest.mark.parametrize("target", [D12, RPM], ids=lambda t: t.name)
 def test_reset_purges_every_package_of_the_payload_in_one_command(target: object) -> None:
-    from qss_toolkit import payload
-
     assert isinstance(target, type(D12))
     container = RecordingContainer()
     ScenarioContext(target, container, Path(".")).reset()
@@ -871,3 +862,24 @@ def test_reset_removes_what_is_left_of_each_package_and_nothing_else(
     log.unlink()
     subprocess.run(["sh", "-c", family.manager.reset(["c"])], env=env, check=True)
     assert not log.exists()  # nothing to remove: the low-level tool is not even run
+
+
+def test_each_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
+    files = []
+    for name in ("qmail-send-systemd", "qmail-send-systemd-sendmail"):
+        (tmp_path / f"{name}.pkg").write_text(name)
+        files.append(PackageFile(tmp_path / f"{name}.pkg", name, "1.0"))
+    deb = RecordingContainer()
+    Family.DEB.manager.stage(deb, files[:1], files, "/srv/qss/debs")
+    assert deb.commands == [f"copy {files[0].path} /srv/qss/debs/qmail-send-systemd.pkg"]
+    rpm = RecordingContainer()
+    Family.RPM.manager.stage(rpm, files[:1], files, "/srv/qss/rpms")
+    assert len(rpm.copied) == 2 and "createrepo_c --quiet /srv/qss/rpms" in rpm.commands
+    # The same build staged again in the same boot: the stamp matches, nothing is copied.
+    stamp = rpm.commands.index("createrepo_c --quiet /srv/qss/rpms") + 1
+    assert rpm.commands[stamp].startswith("cat > /srv/qss/rpms/.qss-stamp")
+    listed = "".join(f"{f.path.name} {f.path.stat().st_size} {f.path.stat().st_mtime_ns}\n"
+                     for f in sorted(files, key=lambda f: f.path))  # fmt: skip
+    again = RecordingContainer({"cat /srv/qss/rpms/.qss-stamp": (0, listed)})
+    Family.RPM.manager.stage(again, files[:1], files, "/srv/qss/rpms")
+    assert again.commands == ["cat /srv/qss/rpms/.qss-stamp"]

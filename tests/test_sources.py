@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, parity, payload, sources, version
+from qss_toolkit import payload, version
+from qss_toolkit.build import control, packages, parity, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 
@@ -99,7 +100,7 @@ def test_debian_changelog_is_packaging_changelog_with_the_version(
     changelog = (tmp_path / "x/debian/changelog").read_text(encoding="utf-8")
     entries = payload.parse_changelog(changelog)
     template = payload.parse_changelog(
-        payload.debian_changelog(PROJECT, VERSION, build.source_date_epoch())
+        payload.debian_changelog(PROJECT, VERSION, control.source_date_epoch())
     )
     assert entries == template
     assert entries[0].version == f"{VERSION}-1"
@@ -135,7 +136,7 @@ def test_the_source_rpm_holds_the_spec_and_the_same_tarball(
 def nfpm_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _need("nfpm")
     out = tmp_path_factory.mktemp("nfpm")
-    build.build("nfpm", payload.FORMATS, out)
+    packages.build("nfpm", payload.FORMATS, out)
     return out
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import python_program
+from conftest import python_program, write_accounts
+from qmail_send_systemd import verify
 from qss_toolkit.settings import settings
 
 STANDIN = Path(__file__).resolve().parent / "standin"
@@ -502,7 +504,6 @@ def test_install_layout(qmail: Qmail) -> None:
     assert (home / "control" / "defaultdelivery").read_text() == "./Maildir/\n"
     for name in (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon"):
         assert (home / "alias" / name).exists()
-    import stat
 
     assert stat.S_ISFIFO((home / "queue" / "lock" / "trigger").stat().st_mode)
 
@@ -592,8 +593,6 @@ def test_qmail_send_writes_its_pid_to_ready_once_it_handles_signals(qmail: Qmail
 def test_the_helpers_verify_passes_on_a_standin_install(tmp_path: Path) -> None:
     """The smoke tests' qmail: everything `verify` asks of a qmail installation is there (its
     programs, as verify.PROGRAMS lists them, among the stand-in's bin/)."""
-    from conftest import write_accounts
-    from qmail_send_systemd import verify
 
     write_accounts(tmp_path)  # qmail's users, in the tree's own passwd and group files
     install(["--root", str(tmp_path), "--me", ME])

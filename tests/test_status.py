@@ -1,7 +1,7 @@
 """`status`: the queue read as qmail-qstat and qmail-qread read it, the service, the smarthost,
 the latest delivery results, and what needs attention (exit 1), on fake trees.
 
-The fake queues are written in qmail's own layout by qss_toolkit.fake_queue, not by the
+The fake queues are written in qmail's own layout by qss_toolkit.smoke.fake_queue, not by the
 stand-in: mess/, info/, local/ and remote/ split into 23 subdirectories, todo/ and intd/ flat,
 one NUL-terminated `T`/`D` record per recipient.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -20,8 +21,8 @@ import pytest
 
 from qmail_send_systemd import cli, status
 from qmail_send_systemd.systemd import UNIT, Result, System
-from qss_toolkit import fake_queue
-from qss_toolkit.fake_queue import make_queue, split_file
+from qss_toolkit.smoke import fake_queue
+from qss_toolkit.smoke.fake_queue import make_queue, split_file
 
 NOW = 1_800_000_000.0
 ACTIVE = (
@@ -189,7 +190,6 @@ def shared_root() -> Iterator[Path]:
         for path in [top, *top.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        import shutil
 
         shutil.rmtree(top)
 

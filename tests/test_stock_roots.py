@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qss_toolkit import rootfs
-from qss_toolkit.targets import LOCAL_TARGETS, STOCK_TARGETS, debian_root
+from qss_toolkit.smoke import rootfs
+from qss_toolkit.smoke.targets import LOCAL_TARGETS, STOCK_TARGETS, debian_root
 
 
 def test_a_stock_root_is_minbase_with_python3_and_git_and_no_build_steps() -> None:

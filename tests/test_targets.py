@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from qss_toolkit import payload, targets
+from qss_toolkit import payload
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
+from qss_toolkit.smoke import targets
 
 
 @dataclass(frozen=True)

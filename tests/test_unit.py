@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import lint
+from qss_toolkit.build import lint
 
 UNIT = lint.unit_files()["qmail-send.service"]
 MAX_EXPOSURE = 2.5

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import GID, UID, make_qmail_tree, write_accounts
 from qmail_send_systemd import verify
-from qmail_send_systemd.verify import ERROR, WARNING, Finding
+from qmail_send_systemd.findings import ERROR, WARNING, Finding
 
 
 def errors(root: Path) -> list[Finding]:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import GID, UID, write_accounts
 from qmail_send_systemd import verify
-from qmail_send_systemd.verify import ERROR, Finding
+from qmail_send_systemd.findings import ERROR, Finding
 
 # Numbers nobody in the tree has: a reader with its own uid and group.
 READER_UID = UID + 7

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import GID, UID
 from qmail_send_systemd import cli, verify
-from qmail_send_systemd.verify import ERROR, WARNING, Finding
+from qmail_send_systemd.findings import ERROR, WARNING, Finding
 
 # qmail-getpw never hands mail to uid 0: as root, the test's users get this uid (and chown).
 USER_UID = UID if UID >= verify.FIRST_USER_UID else 1500

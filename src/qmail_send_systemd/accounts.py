@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grp
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +39,6 @@ def _passwd_rows(root: Path) -> list[Account]:
 def lookup_user(root: Path, name: str) -> Account | None:
     """The account as qmail-getpw would see it: NSS when root is /, else <root>/etc/passwd."""
     if root == LIVE_ROOT:
-        import pwd
-
         try:
             pw = pwd.getpwnam(name)
         except KeyError:
@@ -50,8 +50,6 @@ def lookup_user(root: Path, name: str) -> Account | None:
 def all_users(root: Path) -> list[Account]:
     """Every account NSS enumerates when root is /, else every one in <root>/etc/passwd."""
     if root == LIVE_ROOT:
-        import pwd
-
         return [
             Account(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_shell)
             for pw in pwd.getpwall()
@@ -62,8 +60,6 @@ def all_users(root: Path) -> list[Account]:
 def lookup_group(root: Path, name: str) -> int | None:
     """The group's gid: NSS when root is /, else <root>/etc/group."""
     if root == LIVE_ROOT:
-        import grp
-
         try:
             return grp.getgrnam(name).gr_gid
         except KeyError:
@@ -77,8 +73,6 @@ def lookup_group(root: Path, name: str) -> int | None:
 def group_name(root: Path, gid: int) -> str:
     """The name of group `gid` (NSS when root is /, else <root>/etc/group), or the number."""
     if root == LIVE_ROOT:
-        import grp
-
         try:
             return grp.getgrgid(gid).gr_name
         except KeyError:

@@ -113,10 +113,48 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CA.pem",
         help="trust these CA certificates instead of the system's (with --tls)",
     )
+    add_oauth_arguments(setup)
     setup.add_argument(
         "--dry-run", action="store_true", help="say what would change, write nothing"
     )
+    commands.add_parser(
+        "oauth-token",
+        help="print a valid OAuth access token (msmtp's passwordeval; run as qmailr)",
+    )
+    commands.add_parser(
+        "oauth-authorize",
+        help="authorise again with the provider setup --auth named (an expired or revoked grant)",
+    )
     return parser
+
+
+def add_oauth_arguments(setup: argparse.ArgumentParser) -> None:
+    """setup's OAuth 2.0 login and sender options (oauth_setup.py, docs/submission.md)."""
+    setup.add_argument(
+        "--auth",
+        choices=("password", "xoauth2", "oauthbearer"),
+        help="how msmtp logs in (with --tls; default password)",
+    )
+    setup.add_argument("--oauth-provider", choices=("microsoft", "google"))
+    setup.add_argument("--oauth-client-id", metavar="ID", help="your registered app's client ID")
+    setup.add_argument(
+        "--oauth-client-secret-file", metavar="FILE", help="Google: the client secret's file"
+    )
+    setup.add_argument("--oauth-tenant", metavar="TENANT", help="Microsoft: the tenant ID")
+    setup.add_argument(
+        "--oauth-setting",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override scope, token_url, device_url or authorize_url",
+    )
+    setup.add_argument(
+        "--oauth-port", type=int, metavar="PORT", help="Google: the loopback port (default any)"
+    )
+    setup.add_argument(
+        "--envelope-sender",
+        metavar="ADDRESS",
+        help="every message's envelope sender, and a local From:'s (default: the --user address)",
+    )
 
 
 def run_service_command(root: str) -> int:
@@ -149,6 +187,10 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from qmail_send_systemd import relay
 
         return relay.run(args, root)
+    if command in ("oauth-token", "oauth-authorize"):
+        from qmail_send_systemd import oauth
+
+        return oauth.print_token(root) if command == "oauth-token" else oauth.authorize(root)
     from qmail_send_systemd import lifecycle
     from qmail_send_systemd.systemd import System
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import ClassVar
 
-    from qmail_send_systemd.verify import Finding
+    from qmail_send_systemd.findings import Finding
 
 START_HINT = f"fix what the warnings name, then: systemctl start {UNIT}"
 JOURNAL_HINT = "`journalctl -u qmail-send -e` says why"

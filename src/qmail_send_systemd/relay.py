@@ -14,18 +14,20 @@ administrator asked for it: maintainer scripts never call it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable
 
-from qmail_send_systemd import QMAIL_HOME
+from qmail_send_systemd import QMAIL_HOME, oauth_setup, submission_config
 from qmail_send_systemd.accounts import lookup_group, lookup_user
+from qmail_send_systemd.addresses import check_address, parse_smarthost
 from qmail_send_systemd.errors import EXIT_OK, HelperError, UsageError
+from qmail_send_systemd.setup_plan import Smarthost, Target
+from qmail_send_systemd.systemd import UNIT, System
 
 if TYPE_CHECKING:
     import argparse
@@ -33,115 +35,13 @@ if TYPE_CHECKING:
 ALIAS_USER = "alias"
 QMAIL_GROUP = "qmail"
 ALIAS_FILES = (".qmail-root", ".qmail-postmaster", ".qmail-mailer-daemon")
-# qmail-local refuses a .qmail file or a home directory that is group- or world-writable
-# (conf-patrn); 0644 lets qmail-local, running as the alias user, read a root-owned file too.
-FILE_MODE = 0o644
-
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
-# RFC 5322 dot-atom text: what a forward line (`&address`) can carry without quoting.
-_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+\Z")
 
 
 def _usage(message: str, hint: str = "") -> UsageError:
     return UsageError(message, hint)
 
 
-class Smarthost(NamedTuple):
-    host: str
-    port: int | None
-
-    def route(self) -> str:
-        """The catch-all smtproutes line (qmail-remote: `domain:relay[:port]`, empty domain)."""
-        return f":{self.host}" if self.port is None else f":{self.host}:{self.port}"
-
-
-def _is_hostname(name: str) -> bool:
-    if not name or len(name) > 253:
-        return False
-    labels = name.split(".")
-    if not all(_LABEL.match(label) for label in labels):
-        return False
-    # An all-numeric name that is not a valid dotted quad (1.2.3, 300.1.1.1) is a typo, not a host.
-    return not all(label.isdigit() for label in labels)
-
-
-def parse_smarthost(text: str) -> Smarthost:
-    """HOST, HOST:PORT, IPv4, [IPv4] or [IPv4]:PORT, as qmail-remote's smtproutes accepts them."""
-    if not text or any(c.isspace() or not c.isprintable() for c in text):
-        raise _usage(
-            f"malformed smarthost {text!r}", "give HOST or HOST:PORT, e.g. smtp.example.org:587"
-        )
-    host, port_text = text, None
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise _usage(f"malformed smarthost {text!r}: no closing ']'")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise _usage(f"malformed smarthost {text!r}", "write [ADDRESS]:PORT")
-            port_text = rest[1:]
-        if not _IPV4.match(host):
-            raise _usage(
-                f"smarthost {text!r} is not an IPv4 literal",
-                "qmail-remote has no IPv6 support; give a hostname or an IPv4 address",
-            )
-    elif text.count(":") > 1:
-        raise _usage(
-            f"smarthost {text!r} looks like an IPv6 address",
-            "qmail-remote has no IPv6 support; give a hostname or an IPv4 address",
-        )
-    elif ":" in text:
-        host, port_text = text.split(":", 1)
-    if not (_IPV4.match(host) or _is_hostname(host)):
-        raise _usage(
-            f"malformed smarthost host {host!r}",
-            "give a hostname (RFC 1123 letters, digits, '-' and '.') or an IPv4 address",
-        )
-    port = None
-    if port_text is not None:
-        if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65535:
-            raise _usage(f"malformed smarthost port {port_text!r}", "the port is 1..65535")
-        port = int(port_text)
-    return Smarthost(host.lower(), port)
-
-
-def check_address(text: str) -> str:
-    """A forward target local@domain that a `&address` line carries as-is."""
-    if any(c.isspace() or not c.isprintable() or not c.isascii() for c in text):
-        raise _usage(
-            f"malformed address {text!r}: spaces, control or non-ASCII characters",
-            "give local@domain, e.g. me@example.org",
-        )
-    local, at, domain = text.rpartition("@")
-    if not at or not local or not domain:
-        raise _usage(f"malformed address {text!r}", "give local@domain, e.g. me@example.org")
-    if not all(_ATOM.match(part) for part in local.split(".")):
-        raise _usage(
-            f"malformed address {text!r}: unsupported local part {local!r}",
-            "use letters, digits and !#$%&'*+/=?^_`{|}~- separated by single dots",
-        )
-    literal = domain[1:-1] if domain.startswith("[") and domain.endswith("]") else None
-    if not (_is_hostname(domain) or (literal is not None and _IPV4.match(literal))):
-        raise _usage(f"malformed address {text!r}: bad domain {domain!r}")
-    return text
-
-
 # --- the target tree ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """One file that setup owns: where, what (None: remove it), and the owner and mode its
-    reader needs."""
-
-    path: Path
-    content: bytes | None
-    uid: int
-    gid: int
-    mode: int = FILE_MODE
 
 
 @dataclass
@@ -301,12 +201,13 @@ def apply(
             "run as root; nothing was changed",
         ) from exc
     for outcome, tmp in staged:
-        if outcome.action == "replaced":
+        if outcome.action == "replaced" and outcome.target.backup:
             _keep_backup(outcome, now)
         os.replace(tmp, outcome.target.path)
     removed = [o for o in outcomes if o.action == "removed"] if not dry_run else []
     for outcome in removed:
-        _keep_backup(outcome, now)
+        if outcome.target.backup:
+            _keep_backup(outcome, now)
         os.unlink(outcome.target.path)
     for directory in {o.target.path.parent for o, _ in staged} | {
         o.target.path.parent for o in removed
@@ -331,6 +232,7 @@ def _keep_backup(outcome: Outcome, now: float) -> None:
 def _check_tls_options(args: argparse.Namespace) -> None:
     tls_only = {"--user": args.user, "--password-file": args.password_file}
     tls_only["--tls-trust-file"] = args.tls_trust_file
+    tls_only.update(oauth_setup.tls_only_options(args))
     if args.tls is None:
         given = [name for name, value in tls_only.items() if value is not None]
         if given:
@@ -338,34 +240,34 @@ def _check_tls_options(args: argparse.Namespace) -> None:
         return
     if args.smarthost is None:
         raise _usage("--tls needs --smarthost HOST[:PORT]")
-    for name in ("--user", "--password-file"):
-        if tls_only[name] is None:
-            raise _usage(f"--tls needs {name}", "the login your provider gave you")
+    if tls_only["--user"] is None:
+        raise _usage("--tls needs --user", "the login your provider gave you")
+    oauth_setup.check_options(args)  # --password-file, or --auth xoauth2 and its settings
 
 
 def plan_route(root: Path, args: argparse.Namespace, smarthost: Smarthost | None) -> list[Target]:
     """The submission route's files: written with --tls, removed by a plain --smarthost."""
-    from qmail_send_systemd import submission_config
-
     if smarthost is None:
         return []
     if args.tls is None:
-        return [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
-    return submission_config.plan(
+        obsolete = [Target(p, None, 0, 0) for p in submission_config.obsolete(root)]
+        return obsolete + oauth_setup.obsolete(root)
+    targets = submission_config.plan(
         root,
         smarthost,
         tls=args.tls,
         user=args.user,
         password_file=args.password_file,
         trust_file=args.tls_trust_file,
+        auth=oauth_setup.msmtp_auth(args),
+        sender=oauth_setup.envelope_sender(args),
     )
+    return targets + oauth_setup.plan(root, args)  # last: it may ask the provider
 
 
 def _restart_for_dropin(root: Path, out: Callable[[str], None]) -> None:
     """A changed drop-in changes the service's mount namespace: only a restart applies it
     (a stop lets the deliveries in flight finish; nothing queued is lost)."""
-    from qmail_send_systemd.systemd import UNIT, System
-
     system = System(root)
     if not system.systemd_running():
         out(f"systemd is not running: the route applies at the next start of {UNIT}")
@@ -387,13 +289,15 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
     _check_tls_options(args)
     smarthost = parse_smarthost(args.smarthost) if args.smarthost is not None else None
     if smarthost is not None and smarthost.port is None and args.tls is not None:
-        from qmail_send_systemd.submission_config import DEFAULT_PORTS
-
-        smarthost = Smarthost(smarthost.host, DEFAULT_PORTS[args.tls])  # 587 or 465
+        smarthost = Smarthost(
+            smarthost.host, submission_config.DEFAULT_PORTS[args.tls]
+        )  # 587 or 465
     forward = check_address(args.forward_root) if args.forward_root is not None else None
+    targets = plan(root, smarthost, forward)
     route = plan_route(root, args, smarthost)
-    targets = plan(root, smarthost, forward) + route
+    targets += route
     if not args.dry_run:
+        oauth_setup.make_state_dir(root, args)  # qmailr's 0700, before its files
         for target in route:
             if target.content is not None:
                 target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -407,9 +311,7 @@ def run(args: argparse.Namespace, root: Path, out: Callable[[str], None] = print
         out(line)
     changed = [o for o in outcomes if o.action != "unchanged"]
     if changed and not args.dry_run:
-        from qmail_send_systemd.submission_config import DROPIN
-
-        if any(str(o.target.path).endswith(DROPIN) for o in changed):
+        if any(str(o.target.path).endswith(submission_config.DROPIN) for o in changed):
             _restart_for_dropin(root, out)
         # qmail-remote and qmail-local read these files at each delivery: no restart needed.
         out("takes effect at the next delivery; `qmail-send-systemd flush` retries the queue now")

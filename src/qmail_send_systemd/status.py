@@ -16,9 +16,11 @@ one-line fix.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
+from qmail_send_systemd import submission_state  # a revoked grant, a refused sender
 from qmail_send_systemd.systemd import REVIVE, UNIT
 
 TYPE_CHECKING = False  # not typing's: see start.py
@@ -245,7 +247,6 @@ def _deliveries(messages: list[tuple[int, str]]) -> dict[str, dict[str, object] 
 
 def read_journal(system: System) -> dict[str, object]:
     """qmail-send's latest delivery results, from its last JOURNAL_LINES journal entries."""
-    import json
 
     result = system.call(
         ["journalctl", "-u", UNIT, "-o", "json", "-r", "-n", str(JOURNAL_LINES), "--no-pager"]
@@ -332,6 +333,7 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
                 "fix": "fix what its reason says, then `sudo qmail-send-systemd flush` retries now",
             }
         )
+    found += report.get("submission", [])  # type: ignore[arg-type]
     return found
 
 
@@ -349,13 +351,12 @@ def check(
         "smarthost": read_smarthost(root),
         "journal": read_journal(system) if live else skipped,
     }
+    report["submission"] = submission_state.attention(root)
     report["attention"] = attention(report)
     return report
 
 
 def render_json(report: dict[str, object]) -> str:
-    import json
-
     return json.dumps(report, indent=2, sort_keys=True)
 
 

@@ -25,15 +25,13 @@ from __future__ import annotations
 import os
 import sys
 
+from qmail_send_systemd.msmtprc import ACCOUNT, CONFIG, read_config
+
 TYPE_CHECKING = False  # not typing's: see start.py
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 MSMTP = "/usr/bin/msmtp"
-# msmtp's configuration, written by `setup --tls`: the only file that holds the password
-# (msmtp refuses such a file unless its reader, qmailr, owns it and nobody else may read it).
-CONFIG = "/etc/qmail-send-systemd/msmtprc"
-ACCOUNT = "qmail-send-systemd"
 CONTROL = "var/qmail/control"  # relative to the root
 # What qmail-remote says when it cannot even start (qmail-remote.c's perm_usage).
 USAGE = "I (qmail-remote) was invoked improperly. (#5.3.5)\n"
@@ -50,6 +48,19 @@ STAGES = (
     ("authentication failed", "login"),
 )
 SERVER_SAID = "server message: "
+SENDER_FIX = (
+    "give an envelope sender the smarthost accepts with `qmail-send-systemd setup "
+    "--envelope-sender ADDRESS ...` (the login, usually), then `qmail-send-systemd flush`"
+)
+LOGIN_FIX = (
+    "correct the user or password with `qmail-send-systemd setup`, then `qmail-send-systemd flush`"
+)
+# Microsoft 365's answer to a password once basic authentication is off for the tenant.
+BASIC_AUTH_OFF = "5.7.30"
+OAUTH_FIX = (
+    "the provider wants OAuth 2.0: `qmail-send-systemd setup ... --auth xoauth2 "
+    "--oauth-provider microsoft ...` (docs/submission.md), then `qmail-send-systemd flush`"
+)
 
 
 class Outcome:
@@ -97,7 +108,12 @@ def reports(outcome: Outcome, name: str, recipients: Sequence[str]) -> list[str]
     if outcome.stage == "delivered":
         return ["r"] * len(recipients) + [f"K{name} accepted message.\n"]
     if outcome.stage == "sender":
-        return [f"{letter}Connected to {name} but sender was rejected.\n{said}"]
+        # Deferred even on 5xx: the bounce would carry a sender the smarthost refuses too,
+        # and qmail would end with `triple bounce: discarding` (sender.py). `status` says it.
+        return [
+            f"ZConnected to {name} but sender was rejected.\n{said}"
+            f"The mail stays queued: {SENDER_FIX}. (#4.7.1)\n"
+        ]
     if outcome.stage == "recipient":
         refused = next((r for r in recipients if f" {r} " in f" {outcome.problem} "), None)
         out = []
@@ -118,26 +134,29 @@ def reports(outcome: Outcome, name: str, recipients: Sequence[str]) -> list[str]
     if outcome.stage == "login":
         return [
             f"ZConnected to {name} but my login was refused: {outcome.problem}.\n{said}"
-            "The mail stays queued: correct the user or password with `qmail-send-systemd "
-            "setup`, then `qmail-send-systemd flush`. (#4.7.0)\n"
+            f"The mail stays queued: {login_fix(outcome)}. (#4.7.0)\n"
         ]
     return [f"ZSorry, I couldn't deliver through {name}: {outcome.problem}. (#4.4.1)\n{said}"]
 
 
-def unquote(value: str) -> str:
-    """An msmtprc argument: msmtp strips one pair of enclosing double quotes, nothing else."""
-    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+def login_fix(outcome: Outcome) -> str:
+    return OAUTH_FIX if any(BASIC_AUTH_OFF in line for line in outcome.said) else LOGIN_FIX
 
 
-def read_config(path: str) -> dict[str, str]:
-    """The first value of each command in the msmtprc that setup wrote."""
-    values: dict[str, str] = {}
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            key, _, value = line.strip().partition(" ")
-            if key and not key.startswith("#"):
-                values.setdefault(key, unquote(value.strip()))
-    return values
+def remember(root: str, outcome: Outcome, name: str) -> None:
+    """What only the administrator can fix, for `status` and `verify` (submission_state.py);
+    forgotten once the smarthost accepts a message again."""
+    from qmail_send_systemd import submission_state
+
+    said = f": {outcome.said[-1]}" if outcome.said else ""
+    if outcome.stage == "delivered":
+        submission_state.clear(root)
+    elif outcome.stage == "sender":
+        problem = f"{name} refuses the envelope sender{said}"
+        submission_state.record(root, "sender", problem, SENDER_FIX)
+    elif outcome.stage == "login":
+        problem = f"{name} refuses the login{said}"
+        submission_state.record(root, "login", problem, login_fix(outcome))
 
 
 def _control(root: str, name: str) -> str:
@@ -188,6 +207,19 @@ def relay(
     helo = _control(root, "helohost") or _control(root, "me")
     timeout = _control(root, "timeoutremote") or "1200"
     timeout = timeout if timeout.isdigit() else "1200"
+    if settings.get("auth") in ("xoauth2", "oauthbearer"):
+        from qmail_send_systemd import oauth
+        from qmail_send_systemd.errors import HelperError
+
+        try:  # here, so that a revoked grant is our deferral, with its fix, not msmtp's
+            oauth.access_token(root)
+        except HelperError as exc:
+            return f"ZNo OAuth access token for {name}: {exc}. (#4.7.0)\n\0"
+    if settings.get("from"):  # setup --envelope-sender (sender.py)
+        from qmail_send_systemd import sender as rewrite
+
+        sender = settings["from"]
+        message = rewrite.message_for_msmtp(message, sender, rewrite.local_domains(root))
     command = msmtp_command(msmtp, config, [sender, *recipients], helo, timeout)
     import subprocess  # at the delivery, not at the start
 
@@ -202,6 +234,7 @@ def relay(
     except OSError as exc:
         return f"ZUnable to run {msmtp}: {exc.strerror}: install msmtp. (#4.3.0)\n\0"
     outcome = classify(proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    remember(root, outcome, name)
     text = "".join(report + "\0" for report in reports(outcome, name, recipients))
     password = settings.get("password", "")
     # msmtp never prints the password; should a future one, it still never reaches the log.

@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING
 
 from qmail_send_systemd.accounts import lookup_user
 from qmail_send_systemd.errors import HelperError, UsageError
-from qmail_send_systemd.submission import ACCOUNT, CONFIG, MSMTP, read_config
+from qmail_send_systemd.findings import ERROR, Finding
+from qmail_send_systemd.msmtprc import ACCOUNT, CONFIG, read_config
+from qmail_send_systemd.password_file import read_password
+from qmail_send_systemd.setup_plan import Smarthost, Target
+from qmail_send_systemd.submission import MSMTP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from qmail_send_systemd.relay import Smarthost, Target
-    from qmail_send_systemd.verify import Finding
 
 TLS_MODES = ("starttls", "implicit")
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465}
@@ -65,25 +67,6 @@ def _printable(text: str) -> bool:
     return bool(text) and all(c.isprintable() for c in text)
 
 
-def read_password(path: str) -> str:
-    """The password: the file's one line (a final newline is not part of it)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise _usage(f"cannot read the password file {path}: {exc.strerror}") from exc
-    text = data.decode("utf-8", errors="replace")
-    body = text[:-1] if text.endswith("\n") else text
-    body = body[:-1] if body.endswith("\r") else body
-    if not body:
-        raise _usage(f"the password file {path} is empty", "put the password on its one line")
-    if "\n" in body or "\r" in body or "\0" in body or not all(c.isprintable() for c in body):
-        raise _usage(
-            f"the password file {path} holds more than one line or control characters",
-            "put the password alone on the file's first and only line",
-        )
-    return body
-
-
 def read_trust(path: str) -> bytes:
     try:
         data = Path(path).read_bytes()
@@ -97,7 +80,14 @@ def read_trust(path: str) -> bytes:
 
 
 def render_msmtprc(
-    smarthost: Smarthost, *, tls: str, user: str, password: str, trust: str
+    smarthost: Smarthost,
+    *,
+    tls: str,
+    user: str,
+    password: str,
+    trust: str,
+    auth: list[str] | None = None,
+    sender: str | None = None,
 ) -> bytes:
     """msmtp's account for qmail-remote. Values are quoted as msmtp reads them: it strips one
     pair of enclosing double quotes and nothing else, so any printable text survives."""
@@ -112,9 +102,11 @@ def render_msmtprc(
         f"tls_starttls {'on' if tls == 'starttls' else 'off'}",
         f"tls_trust_file {trust}",
         "tls_certcheck on",
-        "auth on",
+        *(auth or ["auth on"]),  # oauth.py: auth xoauth2 + passwordeval, no password
         f'user "{user}"',
-        f'password "{password}"',
+        *([] if auth else [f'password "{password}"']),
+        # sender.py: every message's envelope sender, and a local From:'s replacement
+        *([f'from "{sender}"'] if sender else []),
         # A transport passes the message on as qmail queued it: no From, Date or Bcc change.
         "set_from_header off",
         "set_date_header off",
@@ -130,15 +122,15 @@ def plan(
     *,
     tls: str,
     user: str,
-    password_file: str,
+    password_file: str | None,
     trust_file: str | None,
+    auth: list[str] | None = None,
+    sender: str | None = None,
 ) -> list[Target]:
     """The route's files for `setup --tls`; raise before anything is written."""
-    from qmail_send_systemd.relay import Target
-
     if not _printable(user):
         raise _usage(f"malformed --user {user!r}", "give the login the provider told you")
-    password = read_password(password_file)
+    password = read_password(password_file) if password_file is not None else ""
     for program, what in ((REMOTE, f"the {PACKAGE} package"), (MSMTP, "msmtp")):
         if not os.access(root / program.lstrip("/"), os.X_OK):
             raise HelperError(
@@ -153,7 +145,9 @@ def plan(
     if trust_file is not None:
         targets.append(Target(root / TRUST.lstrip("/"), read_trust(trust_file), 0, 0, PUBLIC_MODE))
         trust = TRUST
-    rc = render_msmtprc(smarthost, tls=tls, user=user, password=password, trust=trust)
+    rc = render_msmtprc(
+        smarthost, tls=tls, user=user, password=password, trust=trust, auth=auth, sender=sender
+    )
     targets.append(Target(root / CONFIG.lstrip("/"), rc, reader.uid, reader.gid, SECRET_MODE))
     targets.append(Target(root / DROPIN.lstrip("/"), DROPIN_TEXT.encode(), 0, 0, PUBLIC_MODE))
     return targets
@@ -170,8 +164,6 @@ def obsolete(root: Path) -> list[Path]:
 
 def check(root: Path) -> Iterator[Finding]:
     """Findings about the route, when `setup --tls` configured it (nothing otherwise)."""
-    from qmail_send_systemd.verify import ERROR, Finding
-
     dropin = root / DROPIN.lstrip("/")
     config = root / CONFIG.lstrip("/")
     if not os.path.lexists(dropin) and not os.path.lexists(config):
@@ -210,8 +202,6 @@ def _world_readable(path: Path) -> bool:
 def _check_secret(path: Path, st: os.stat_result, uid: int) -> Iterator[Finding]:
     """msmtp's rule for a file with a password, which is also ours: a regular file owned by its
     one reader, and no access for anybody else. The fix never widens anything."""
-    from qmail_send_systemd.verify import ERROR, Finding
-
     fix = f"chown {READER} {path} && chmod 0600 {path}"
     if not stat.S_ISREG(st.st_mode):
         yield Finding(ERROR, str(path), "is not a regular file", f"rerun setup; then {fix}")

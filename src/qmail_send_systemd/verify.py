@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Callable
 
 import qmail_send_systemd
-from qmail_send_systemd import delivery
+from qmail_send_systemd import (
+    delivery,
+    oauth_setup,  # an OAuth login's settings and grant
+    submission_config,  # the TLS route's files (setup --tls)
+    submission_state,  # what blocks the route (a revoked grant, a refused sender)
+)
 from qmail_send_systemd.accounts import Account, all_users, group_name, lookup_group, lookup_user
 from qmail_send_systemd.errors import HelperError
+from qmail_send_systemd.findings import ERROR, WARNING, Finding
 from qmail_send_systemd.start import read_default_delivery
-
-ERROR = "error"
-WARNING = "warning"
 
 QMAIL_HOME = Path(qmail_send_systemd.QMAIL_HOME)
 # What the unit, qmail-start's children, and the users' mail programs execute.
@@ -110,17 +113,6 @@ CONTROL_READERS: dict[str, Reader] = {
     ),
     "defaultdelivery": HELPER,
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: str
-    path: str
-    message: str
-    fix: str
-
-    def line(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message} (fix: {self.fix})"
 
 
 def _why(exc: OSError) -> str:
@@ -515,9 +507,8 @@ class Checker:
 
 
 def check(root: Path) -> list[Finding]:
-    from qmail_send_systemd import submission_config  # the TLS route's files (setup --tls)
-
-    return Checker(root).run() + list(submission_config.check(root))
+    found = Checker(root).run() + list(submission_config.check(root))
+    return found + list(oauth_setup.check(root)) + list(submission_state.check(root))
 
 
 def has_errors(findings: list[Finding]) -> bool:

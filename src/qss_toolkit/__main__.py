@@ -11,14 +11,14 @@ from qss_toolkit.errors import FatalError
 
 # Command name -> module whose `main(argv) -> int` implements it. One module per concern.
 COMMANDS: dict[str, str] = {
-    "packages": "qss_toolkit.build",
-    "sources": "qss_toolkit.sources",
-    "rebuild": "qss_toolkit.rebuild",
-    "lint": "qss_toolkit.lint",
-    "smoke": "qss_toolkit.smoke",
-    "repo": "qss_toolkit.repo",
-    "bench": "qss_toolkit.bench",
-    "pipelines": "qss_toolkit.pipelines",
+    "packages": "qss_toolkit.build.packages",
+    "sources": "qss_toolkit.build.sources",
+    "rebuild": "qss_toolkit.build.rebuild",
+    "lint": "qss_toolkit.build.lint",
+    "smoke": "qss_toolkit.smoke.runner",
+    "repo": "qss_toolkit.repo.publish",
+    "bench": "qss_toolkit.bench.runner",
+    "pipelines": "qss_toolkit.build.pipelines",
 }
 
 USAGE = "usage: python -m qss_toolkit [--debug] {" + ",".join(COMMANDS) + "} [ARGS...]"

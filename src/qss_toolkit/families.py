@@ -9,6 +9,8 @@ family is one `Family` member and one such class.
 A manager reads package files on the host, and writes the shell command lines that install,
 reinstall, remove, purge, query and reset packages inside a smoke root: the caller runs them
 through whatever `Container` backend booted that root, so the same manager serves every backend.
+Staging the package files needs a root to copy into and run in: `StagingRoot`, the two methods
+of smoke's `Container` protocol it uses, so that this module imports nothing of the smoke harness.
 """
 
 from __future__ import annotations
@@ -16,25 +18,15 @@ from __future__ import annotations
 import abc
 import functools
 import shlex
-from collections.abc import Sequence
+import subprocess
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Protocol
 
 from qss_toolkit.run import run
 from qss_toolkit.version import RELEASE
-
-if TYPE_CHECKING:
-    from qss_toolkit.container import Container
-
-
-class Word(str, Enum):
-    """An enum whose members are the words they stand for: `str()` and f-strings give the value
-    on every Python (3.11 changed what format() of a mixed-in enum prints; StrEnum is 3.11+)."""
-
-    def __str__(self) -> str:
-        return str(self.value)
+from qss_toolkit.words import Word
 
 
 class Family(Word):
@@ -65,6 +57,22 @@ MANAGERS: dict[Family, PackageManager] = {}
 STAGING = "/srv/qss"
 PREVIOUS_SUFFIX = "-previous"
 NONINTERACTIVE = "DEBIAN_FRONTEND=noninteractive"
+
+
+class StagingRoot(Protocol):
+    """What `PackageManager.stage` does with a smoke root; every `Container` is one."""
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]: ...
+
+    def copy_into(self, src: Path, dest: str) -> None: ...
 
 
 class PackageManager(abc.ABC):
@@ -122,7 +130,7 @@ class PackageManager(abc.ABC):
     # -- in a root: everything below returns a command line for the root's /bin/sh ------------
 
     @abc.abstractmethod
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
         """Put the `wanted` ones of the `built` packages in the root at `where`, where
         `install` finds them."""
 
@@ -163,7 +171,7 @@ class PackageManager(abc.ABC):
     def has_package(self, name: str) -> str:
         """Exits 0 when the distribution's repositories have a package `name`."""
 
-    # -- a client of our published repository (docs/repositories.md, "Adding the repository on a client") --------
+    # -- a client of our published repository (docs/repositories.md, "Adding the repository") --
 
     @abc.abstractmethod
     def clear_caches(self) -> str:
@@ -201,7 +209,7 @@ class Apt(PackageManager):
     def identity_command(self, path: Path) -> list[str]:
         return ["dpkg-deb", "--show", "--showformat=${Package}\\t${Version}", str(path)]
 
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
         for package in wanted:
             container.copy_into(package.path, f"{where}/{package.path.name}")
 
@@ -279,7 +287,7 @@ class Dnf(PackageManager):
     def identity_command(self, path: Path) -> list[str]:
         return ["rpm", "-qp", "--nosignature", "--qf", "%{NAME}\\t%{VERSION}-%{RELEASE}", str(path)]
 
-    def stage(self, container: Container, wanted: Files, built: Files, where: str) -> None:
+    def stage(self, container: StagingRoot, wanted: Files, built: Files, where: str) -> None:
         """A dnf repository of every built package, made once per boot and build (a stamp
         names each file with its size and mtime), since every rpm scenario installs."""
         paths = sorted(f.path for f in built)

@@ -27,8 +27,9 @@ import yaml
 
 from qss_toolkit import PROJECT_ROOT, rpmheader
 from qss_toolkit.errors import ConfigurationError
-from qss_toolkit.families import Family, Word
+from qss_toolkit.families import Family
 from qss_toolkit.version import RELEASE
+from qss_toolkit.words import Word
 
 NFPM_DIR = PROJECT_ROOT / "packaging" / "nfpm"
 FORMATS: tuple[Family, ...] = tuple(Family)

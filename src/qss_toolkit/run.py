@@ -76,6 +76,7 @@ TOOLS: dict[str, Tool] = {
         Tool("piuparts", apt="piuparts", dnf=None),
         Tool("ruff", apt=None, pip="ruff"),
         Tool("mypy", apt=None, pip="mypy"),
+        Tool("lint-imports", apt=None, pip="import-linter"),
     )
 }
 

@@ -52,7 +52,7 @@ KNOWN = (
     VERSION,
 )
 COPY_METHODS = ("overlay", "copy")
-BACKENDS = ("nspawn", "podman")  # smoke.BACKENDS has their classes
+BACKENDS = ("nspawn", "podman")  # smoke.runner.BACKENDS has their classes
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

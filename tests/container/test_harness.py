@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit.container import ContainerCommandFailed, booted, offline
-from qss_toolkit.targets import TARGETS
+from added_package import EXTRA, EXTRA_FILE, make_tree
+from qss_toolkit.build import control, packages
+from qss_toolkit.smoke.engines.base import ContainerCommandFailed
+from qss_toolkit.smoke.engines.nspawn import booted, offline
+from qss_toolkit.smoke.scenarios.registry import MAIN, ScenarioContext
+from qss_toolkit.smoke.targets import TARGETS
 
 pytestmark = [
     pytest.mark.container,
@@ -71,14 +75,11 @@ def test_a_added_package_is_installed_and_reset_purges_it(
 ) -> None:
     """README: adding a package is adding its YAML. The harness installs one it was never told
     about, and reset() leaves nothing of it (purged, not just removed)."""
-    from added_package import EXTRA, EXTRA_FILE, make_tree
-    from qss_toolkit import build
-    from qss_toolkit.scenarios import MAIN, ScenarioContext
 
     tree = make_tree(tmp_path / "tree")
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(build.source_date_epoch()))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(control.source_date_epoch()))
     dist = tmp_path / "dist"
-    build.build("nfpm", [TARGET.family], dist, root=tree)
+    packages.build("nfpm", [TARGET.family], dist, root=tree)
     with booted(TARGET) as container:
         ctx = ScenarioContext(TARGET, container, dist, project=tree)
         ctx.install_packages([MAIN, EXTRA])

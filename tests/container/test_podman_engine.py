@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit.container import BootKind, ContainerCommandFailed, VethContainer
 from qss_toolkit.families import Family
-from qss_toolkit.podman import (
+from qss_toolkit.run import run
+from qss_toolkit.smoke.engines.base import BootKind, ContainerCommandFailed, VethContainer
+from qss_toolkit.smoke.engines.podman import (
     PodmanBackend,
     PodmanContainer,
     mounts,
@@ -19,8 +20,7 @@ from qss_toolkit.podman import (
     podman_chains,
     prepared_image,
 )
-from qss_toolkit.run import run
-from qss_toolkit.targets import TARGETS, ImageRoot, Target
+from qss_toolkit.smoke.targets import TARGETS, ImageRoot, Target
 
 pytestmark = [
     pytest.mark.container,

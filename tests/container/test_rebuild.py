@@ -1,6 +1,6 @@
 """The third route: the source packages rebuilt without the toolkit in clean roots, as sbuild
 (Debian 12, 13) and rpmbuild --rebuild (the RPM root) do, give nfpm's packages; and Debian 13's
-lintian and rpmlint 2.7 find nothing in either (qss_toolkit.rebuild)."""
+lintian and rpmlint 2.7 find nothing in either (qss_toolkit.build.rebuild)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from qss_toolkit import build, payload, rebuild, sources
-from qss_toolkit.container import offline
+from qss_toolkit import payload
+from qss_toolkit.build import packages, rebuild, sources
 from qss_toolkit.families import Family
-from qss_toolkit.rootfs import RootfsCache
+from qss_toolkit.smoke.engines.nspawn import offline
+from qss_toolkit.smoke.rootfs import RootfsCache
 
 pytestmark = [
     pytest.mark.container,
@@ -27,7 +28,7 @@ PACKAGES = [p.name for p in payload.load_packages()]
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What `nox -s packages sources` writes into dist/."""
     out = tmp_path_factory.mktemp("dist")
-    build.build("nfpm", payload.FORMATS, out)
+    packages.build("nfpm", payload.FORMATS, out)
     sources.write_sources(out)
     return out
 

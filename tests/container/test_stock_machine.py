@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import PROJECT_ROOT, payload, version
-from qss_toolkit.container import OfflineRoot, offline
 from qss_toolkit.families import Family
 from qss_toolkit.readme import readme_commands
-from qss_toolkit.rootfs import RootfsCache
 from qss_toolkit.run import run
-from qss_toolkit.targets import STOCK_TARGETS, Target
+from qss_toolkit.smoke.engines.nspawn import OfflineRoot, offline
+from qss_toolkit.smoke.rootfs import RootfsCache
+from qss_toolkit.smoke.targets import STOCK_TARGETS, Target
 
 pytestmark = [
     pytest.mark.container,

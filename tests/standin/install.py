@@ -29,6 +29,7 @@ Exit codes: 0 installed, 1 something failed, 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import socket
@@ -193,7 +194,6 @@ def install(root: Path, me: str, broken: list[str], ids: Ids, python: str | None
     # Compiled now, as root: the programs that run as the mail's recipient could not write
     # __pycache__, and would compile the modules again at every delivery. The cache is per
     # interpreter version, so a programs' Python other than this one just compiles its own.
-    import compileall
 
     compileall.compile_dir(standin, quiet=1)
     cache = standin / "__pycache__"

@@ -1,0 +1,1 @@
+"""The signed apt and dnf repositories: publishing them and the signing key."""

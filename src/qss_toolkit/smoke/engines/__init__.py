@@ -1,0 +1,1 @@
+"""Container engines: the `Container` and `Backend` protocols, systemd-nspawn and Podman."""

@@ -1,0 +1,114 @@
+"""`qmail-send-systemd status` in a booted root with the qmail stand-in: what it says about a
+healthy relay, about mail that waits (deferred, then over an hour old), and about a stopped
+service, each checked against what systemd and the queue directory say themselves."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from qss_toolkit.smoke.scenarios.lifecycle import _queue_remote_messages
+from qss_toolkit.smoke.scenarios.registry import (
+    QUEUE,
+    UNIT,
+    ScenarioContext,
+    ScenarioFailed,
+    scenario,
+)
+
+SMARTHOST = "smarthost.example.net"
+SMTPROUTES = "/var/qmail/control/smtproutes"
+# An ordinary user: the queue's info/, local/ and remote/ and the system journal are closed.
+AS_NOBODY = "setpriv --reuid=nobody --regid=nogroup --clear-groups"
+
+
+def _status(ctx: ScenarioContext, code: int, prefix: str = "") -> dict[str, object]:
+    """`qmail-send-systemd status --json`, which must exit `code`, as a dict."""
+    result = ctx.run_expect([code], f"{prefix} qmail-send-systemd status --json".strip())
+    try:
+        report = json.loads(result.stdout)
+    except ValueError as exc:
+        raise ScenarioFailed(f"status --json printed no JSON: {result.stdout!r}") from exc
+    ctx.expect(isinstance(report, dict), f"status --json printed {report!r}")
+    ctx.expect("Traceback" not in result.stderr, f"status printed a traceback:\n{result.stderr}")
+    assert isinstance(report, dict)
+    return report
+
+
+def _problems(report: dict[str, object]) -> list[str]:
+    found = report["attention"]
+    assert isinstance(found, list)
+    return [str(p["problem"]) for p in found]
+
+
+def _part(report: dict[str, object], name: str) -> dict[str, object]:
+    part = report[name]
+    assert isinstance(part, dict), f"{name}: {part!r}"
+    return part
+
+
+def _files(ctx: ScenarioContext, directory: str) -> int:
+    """How many message files `find` sees under queue/DIRECTORY (qmail-qstat's count)."""
+    return int(ctx.check_output(f"find {QUEUE}/{directory} -type f | wc -l").strip())
+
+
+@scenario("status")
+def status_report(ctx: ScenarioContext) -> None:
+    """status: healthy exit 0; deferred and hour-old mail exit 1; a stopped service exit 1."""
+    ctx.reset()
+    ctx.install_standin()
+    ctx.install_packages()
+    ctx.wait_ready()
+    ctx.check_output(f"echo ':{SMARTHOST}' > {SMTPROUTES}")
+
+    healthy = _status(ctx, 0)
+    service, queue = _part(healthy, "service"), _part(healthy, "queue")
+    ctx.expect(service["ActiveState"] == "active", f"service: {service}")
+    ctx.expect(service["MainPID"] == ctx.show("MainPID"), f"main PID: {service}")
+    ctx.expect(service["NRestarts"] == ctx.show("NRestarts"), f"restarts: {service}")
+    ctx.expect(queue["counted"] is True and queue["messages"] == 0, f"queue: {queue}")
+    ctx.expect(_part(healthy, "smarthost")["route"] == SMARTHOST, f"smarthost: {healthy}")
+    text = ctx.run_expect([0], "qmail-send-systemd status").stdout
+    ctx.expect(text.rstrip().endswith("ok: nothing needs attention"), f"status:\n{text}")
+
+    # As an ordinary user: it says what it could not read, and still exits on what it could.
+    user = _status(ctx, 0, AS_NOBODY)
+    unread = _part(user, "queue")["not_read"]
+    assert isinstance(unread, list)
+    ctx.expect(
+        f"{QUEUE}/info: permission denied" in unread,
+        f"as nobody, info/ (0700 qmails) was read: {user['queue']}",
+    )
+    ctx.expect(_part(user, "service")["ActiveState"] == "active", f"as nobody: {user}")
+
+    # Mail that cannot go out: the latest attempt deferred, the message still queued.
+    _queue_remote_messages(ctx, count=1)
+    ctx.check_output(f"echo ':{SMARTHOST}' >> {SMTPROUTES}")
+    deferred = _status(ctx, 1)
+    queue, journal = _part(deferred, "queue"), _part(deferred, "journal")
+    ctx.expect(queue["messages"] == _files(ctx, "mess") == 1, f"queue: {queue}")
+    ctx.expect(queue["recipients_to_do"] == {"local": 0, "remote": 1}, f"queue: {queue}")
+    deferral = journal["deferral"]
+    ctx.expect(
+        isinstance(deferral, dict) and " deferral: " in str(deferral["line"]),
+        f"no deferral line in {journal}",
+    )
+    ctx.expect(
+        _problems(deferred) == ["the latest delivery attempt was deferred"],
+        f"attention: {deferred['attention']}",
+    )
+    # ...and older than an hour: info/'s mtime is the message's age, as for qmail-qread.
+    info = ctx.check_output(f"find {QUEUE}/info -type f").split()
+    ctx.expect(len(info) == 1, f"info files: {info}")
+    ctx.check_output(f"touch -d '2 hours ago' {shlex.quote(info[0])}")
+    old = _problems(_status(ctx, 1))
+    ctx.expect(any("has waited 2 h" in p for p in old), f"attention: {old}")
+
+    # The service stopped: that comes first, with its fix.
+    ctx.check_output(f"systemctl stop {UNIT}")
+    stopped = _status(ctx, 1)
+    ctx.expect(_problems(stopped)[0] == f"{UNIT} is inactive", f"attention: {stopped}")
+    ctx.expect(_part(stopped, "service")["MainPID"] == "0", f"service: {stopped['service']}")
+    text = ctx.run_expect([1], "qmail-send-systemd status").stdout
+    ctx.expect("(fix: sudo systemctl start qmail-send" in text, f"status:\n{text}")
+    ctx.expect(_part(stopped, "queue")["messages"] == 1, "stopping lost the queued message")
