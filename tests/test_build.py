@@ -31,11 +31,9 @@ def _need(*tools: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _need("nfpm", "dpkg-deb", "rpm")
-    out = tmp_path_factory.mktemp("dist")
-    packages.build("nfpm", payload.FORMATS, out)
-    return out
+def dist(project_dist: Path) -> Path:
+    _need("dpkg-deb", "rpm")
+    return project_dist
 
 
 def test_dist_holds_every_package_and_nothing_half_written(dist: Path) -> None:
@@ -45,12 +43,14 @@ def test_dist_holds_every_package_and_nothing_half_written(dist: Path) -> None:
 
 
 def _deb_control(deb: Path) -> dict[str, str]:
-    return dict(debfile.DebFile(str(deb)).debcontrol())
+    with debfile.DebFile(str(deb)) as package:
+        return dict(package.debcontrol())
 
 
 def _deb_members(deb: Path) -> dict[str, tarfile.TarInfo]:
-    data = debfile.DebFile(str(deb)).data.tgz()
-    return {m.name.lstrip("."): m for m in data.getmembers() if m.name not in (".", "./")}
+    with debfile.DebFile(str(deb)) as package:
+        members = package.data.tgz().getmembers()
+    return {m.name.lstrip("."): m for m in members if m.name not in (".", "./")}
 
 
 def test_deb_metadata(dist: Path) -> None:
@@ -81,13 +81,13 @@ def test_deb_contents_modes_and_docs(dist: Path) -> None:
     assert "/usr/share/man/man8/qmail-send-systemd.8.gz" in members
     assert "/usr/lib/systemd/system-preset/95-qmail-send-systemd.preset" not in members
 
-    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
-    changelog = deb.changelog()
+    with debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")) as deb:
+        changelog = deb.changelog()
+        scripts = deb.control.scripts()
+        copyright_text = deb.data.get_content("./usr/share/doc/qmail-send-systemd/copyright")
     assert changelog is not None and str(changelog.version) == f"{VERSION}-1"
-    scripts = deb.control.scripts()
     assert "configure --family deb" in scripts["postinst"].decode()
     assert b"#DEBHELPER#" not in scripts["postinst"]
-    copyright_text = deb.data.get_content("./usr/share/doc/qmail-send-systemd/copyright")
     assert copyright_text is not None
     assert copyright_text.startswith(b"Format: https://www.debian.org/doc/packaging-manuals/")
 
@@ -153,8 +153,8 @@ def test_man_page_is_the_source_gzipped(dist: Path) -> None:
     members = _deb_members(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")
     assert members["/usr/share/man/man8/qmail-send-systemd.8.gz"].size > 0
 
-    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
-    packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
+    with debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")) as deb:
+        packed = deb.data.get_content("./usr/share/man/man8/qmail-send-systemd.8.gz")
     assert packed is not None
     source = (PROJECT / "packaging/man/qmail-send-systemd.8").read_bytes()
     assert gzip.decompress(packed) == source
@@ -165,8 +165,8 @@ def test_the_administrators_guide_is_in_both_formats(dist: Path) -> None:
 
     source = (PROJECT / "packaging/doc/README").read_bytes()
     assert len(source) > 4096 and b"systemctl kill --kill-who=main -s HUP" in source
-    deb = debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb"))
-    packed = deb.data.get_content("./usr/share/doc/qmail-send-systemd/README.gz")
+    with debfile.DebFile(str(dist / f"qmail-send-systemd_{VERSION}-1_all.deb")) as deb:
+        packed = deb.data.get_content("./usr/share/doc/qmail-send-systemd/README.gz")
     assert packed is not None
     assert gzip.decompress(packed) == source
     rpm = dist / f"qmail-send-systemd-{VERSION}-1.noarch.rpm"

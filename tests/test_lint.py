@@ -34,8 +34,14 @@ def test_every_step_runs_and_the_failed_ones_are_named(
         step("last"),
     ]
     caplog.set_level(logging.INFO, logger="qss_toolkit")
-    with pytest.raises(CheckFailed, match=r"^lint failed: broken, toolless$"):
+    with pytest.raises(CheckFailed) as failure:
         lint.lint(tmp_path, steps=steps)
+    # The failure names each failed step with what it found, not only the step.
+    assert str(failure.value).splitlines() == [
+        "lint failed: broken, toolless",
+        "FAIL broken: 3 findings",
+        "FAIL toolless: shellcheck is not installed (fix: apt-get it)",
+    ]
     assert ran == ["first", "broken", "toolless", "last"]  # a failure stops nothing
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("ok   first: first is fine (")

@@ -29,15 +29,14 @@ SENDMAIL = payload.owner("/usr/sbin/sendmail")
 
 
 @pytest.fixture(scope="module")
-def routes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tools = ("nfpm", "dpkg-buildpackage", "dh", "fakeroot", "rpmbuild", "rpm", "rpm2archive")
+def routes(tmp_path_factory: pytest.TempPathFactory, project_dist: Path) -> dict[str, Path]:
+    tools = ("dpkg-buildpackage", "dh", "fakeroot", "rpmbuild", "rpm", "rpm2archive")
     for tool in (*tools, "git"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed (see apt-packages.txt)")
-    dists = {}
-    for builder in ("nfpm", "native"):
-        dists[builder] = tmp_path_factory.mktemp(builder)
-        packages.build(builder, payload.FORMATS, dists[builder])
+    # nfpm's are the run's shared build (conftest.py); the native route is built here.
+    dists = {"nfpm": project_dist, "native": tmp_path_factory.mktemp("native")}
+    packages.build("native", payload.FORMATS, dists["native"])
     return dists
 
 

@@ -469,7 +469,9 @@ def _local_msmtprc(
     (the certificate checked against that file), else in clear; passwordeval runs this
     checkout's helper."""
     rc = (tree / msmtprc.CONFIG.lstrip("/")).read_text()
-    helper = f"env PYTHONPATH={SRC} {sys.executable} -m qmail_send_systemd.cli --root {tree}"
+    # msmtp runs passwordeval with the shell: quoted, for a checkout in a path with a space.
+    cli = [sys.executable, "-m", "qmail_send_systemd.cli", "--root", str(tree)]
+    helper = shlex.join(["env", f"PYTHONPATH={SRC}", *cli])
     replaced = {
         "host": "host 127.0.0.1",
         "port": f"port {port}",

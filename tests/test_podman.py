@@ -8,6 +8,7 @@ images) is listed in README's "Registry targets".
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -20,6 +21,7 @@ from qss_toolkit.errors import CommandFailed
 from qss_toolkit.locks import exclusive
 from qss_toolkit.smoke import runner
 from qss_toolkit.smoke.engines import podman
+from qss_toolkit.smoke.engines.base import inner_command
 from qss_toolkit.smoke.engines.nspawn import NspawnBackend
 from qss_toolkit.smoke.rootfs import RootfsCache, cache_key
 from qss_toolkit.smoke.scenarios.registry import ScenarioContext, ScenarioFailed, select_scenarios
@@ -372,3 +374,43 @@ def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(
     line = next(c for c in fake.calls if c.startswith("run "))
     assert "--systemd=false" in line and line.endswith("img sleep infinity")
     assert ran == []  # no veth: the root of an image build has no network of its own
+
+
+def test_a_command_with_input_gets_it_drained_first_and_without_none_attached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """podman exec --interactive loses the output of a command that exits with its input
+    unread (issue 21: sendmail without qmail said ''): only a command given input has stdin
+    attached, and the container's shell reads all of it before the command starts."""
+    monkeypatch.setattr(podman, "require", lambda name, **_: f"/usr/bin/{name}")
+    container = podman.PodmanContainer(podman.Podman(tmp_path), "img", "qssd12-a", boot=True)
+    inner = inner_command(["/usr/sbin/sendmail", "-t"], None)
+    plain = container.exec_argv(["/usr/sbin/sendmail", "-t"], None, with_input=False)
+    assert "--interactive" not in plain and plain[-len(inner) - 2 :] == ["exec", "qssd12-a", *inner]
+    fed = container.exec_argv(["/usr/sbin/sendmail", "-t"], None, with_input=True)
+    drain = ["/bin/sh", "-c", podman.DRAIN_STDIN, "qss-input"]
+    assert fed[-len(inner) - 7 :] == ["exec", "--interactive", "qssd12-a", *drain, *inner]
+
+
+@pytest.mark.parametrize("text", ["To: root\n\nfrom cron\n\n\n", "", "no newline", "$x `y` %s\\n"])
+def test_the_drain_reads_the_input_to_its_end_and_keeps_the_commands_exit_and_bytes(
+    tmp_path: Path, text: str
+) -> None:
+    given = tmp_path / "input"
+    given.write_text(text)
+    # A command that reads nothing and fails: the input is read to its end all the same (the
+    # offset of the file it came from), and the exit status is the command's.
+    with given.open("rb") as stdin:
+        ignored = subprocess.run(
+            ["sh", "-c", podman.DRAIN_STDIN, "qss-input", "sh", "-c", "echo said >&2; exit 75"],
+            stdin=stdin, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert os.lseek(stdin.fileno(), 0, os.SEEK_CUR) == len(text.encode())
+    assert (ignored.returncode, ignored.stderr) == (75, "said\n")
+    # A command that reads it gets every byte, on a pipe as before.
+    probe = 'test -p /dev/stdin || echo "not a pipe" >&2; cat'
+    copied = subprocess.run(
+        ["sh", "-c", podman.DRAIN_STDIN, "qss-input", "sh", "-c", probe],
+        input=text, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (copied.returncode, copied.stdout, copied.stderr) == (0, text, "")

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822, Packages, Release
 
-from qss_toolkit import DIST, payload
-from qss_toolkit.build import packages
+from qss_toolkit import payload
 from qss_toolkit.errors import CommandFailed, ConfigurationError
 from qss_toolkit.repo import publish as repo
 from qss_toolkit.repo import signing
@@ -576,15 +575,10 @@ def test_one_family_alone_still_gives_both_valid_indices(
 
 
 @pytest.fixture(scope="session")
-def project_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's own packages: dist/'s when it has them, else built now with the toolkit."""
-
-    if list(DIST.glob(f"{repo.NAME}_*.deb")) and list(DIST.glob(f"{repo.NAME}-[0-9]*.rpm")):
-        return DIST
-
-    out = tmp_path_factory.mktemp("project-dist")
-    packages.build("nfpm", ("deb", "rpm"), out)
-    return out
+def project_packages(project_dist: Path) -> Path:
+    """The project's own packages, built from this checkout for this run (not dist/'s, which
+    may be an older build)."""
+    return project_dist
 
 
 def test_the_projects_packages_publish_and_verify(

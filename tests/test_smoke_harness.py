@@ -628,9 +628,13 @@ def test_repo_http_server_answers_a_conditional_get_in_full(tmp_path: Path) -> N
     # plain http.server would answer 304 and apt would see no new version.
 
     (tmp_path / "InRelease").write_text("new index\n")
-    server = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", HTTP_SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    ) as server:
+        _ask_for_the_index(server, tmp_path)
+
+
+def _ask_for_the_index(server: subprocess.Popen[str], tmp_path: Path) -> None:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[-1])

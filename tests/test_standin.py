@@ -11,7 +11,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_accounts
+from conftest import python_program, write_accounts
 from qmail_send_systemd import verify
 from qss_toolkit.settings import settings
 
@@ -41,7 +40,13 @@ def install(argv: list[str]) -> None:
     assert module.main(argv) == 0
 
 
-def wait_for(what: str, predicate: Callable[[], object], timeout: float = 8.0) -> None:
+# How long a wait may last before the test gives up: a guard against a hang, not a measure
+# (a stand-in's Python starts slowly on 2 shared cores under load; a passing test never waits
+# this long). How fast things are is nox -s bench's business.
+PATIENCE = 60.0
+
+
+def wait_for(what: str, predicate: Callable[[], object], timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -301,14 +306,15 @@ def test_term_finishes_the_delivery_in_flight(qmail: Qmail) -> None:
             for c in (t / "children").read_text().split()
         ]
         qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
-        assert stalling.stalled.wait(8), "the delivery never reached the sink"
+        assert stalling.stalled.wait(PATIENCE), "the delivery never reached the sink"
         proc.send_signal(signal.SIGTERM)
         qmail.wait_log("stand-in: received SIGTERM")
-        time.sleep(0.3)  # a qmail-send that ignored deliveries in flight would be gone by now
-        assert proc.poll() is None
+        # The delivery is held until we release it: a qmail-send that ignored deliveries in
+        # flight would say "status: exiting" before the delivery's success (checked below,
+        # from the log's order: no sleep to wait for something that must not happen).
         assert "status: exiting" not in qmail.log()
         stalling.release.set()
-        assert proc.wait(10) == 0
+        assert proc.wait(PATIENCE) == 0
         log = qmail.log()
         [success] = [x for x in log if x.startswith("delivery 1: success: ")]
         assert (
@@ -342,8 +348,9 @@ def test_alrm_retries_deferred_mail_at_once(qmail: Qmail) -> None:
         "delivery 1: deferral: Sorry,_I_wasn't_able_to_establish_an_SMTP_connection._(#4.4.1)/"
         in qmail.log()
     )
-    time.sleep(0.3)
-    assert not any(x.startswith("starting delivery 2") for x in qmail.log())  # next try: ~400 s
+    # The next try is ~400 s away: delivery 2 may start only after the SIGALRM (the log's
+    # order, checked below, proves it without sleeping to see that nothing happens).
+    assert not any(x.startswith("starting delivery 2") for x in qmail.log())
     sink = SmtpSink(port=port)
     try:
         proc.send_signal(signal.SIGALRM)
@@ -387,15 +394,14 @@ def test_tcpok_fails_without_its_table(qmail: Qmail) -> None:
 
 def test_logger_receives_the_activity_record(qmail: Qmail, tmp_path: Path) -> None:
     received = tmp_path / "logger.out"
-    logger = tmp_path / "logger"
-    logger.write_text(
-        f"#!{sys.executable}\nimport sys\n"
+    logger = python_program(
+        tmp_path / "logger",
+        "import sys\n"
         f"with open({str(received)!r}, 'a') as out:\n"
         "    for line in sys.stdin:\n"
         "        out.write(sys.argv[1] + line)\n"
-        "        out.flush()\n"
+        "        out.flush()\n",
     )
-    logger.chmod(0o755)
     proc = subprocess.Popen(
         ["qmail-start", "./Maildir/", str(logger), "LOGGED:"],
         env=qmail.env,
@@ -407,10 +413,11 @@ def test_logger_receives_the_activity_record(qmail: Qmail, tmp_path: Path) -> No
     qmail.sendmail("To: friend@example.org\n\nhello\n", "-t")
     wait_for("new msg", lambda: "LOGGED:new msg " in received.read_text())
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    assert proc.wait(PATIENCE) == 0
     wait_for("exit logged", lambda: "LOGGED:status: exiting\n" in received.read_text())
     assert proc.stdout is not None
-    assert proc.stdout.read() == b""  # the record went to the logger, not to stdout
+    with proc.stdout:
+        assert proc.stdout.read() == b""  # the record went to the logger, not to stdout
 
 
 def test_local_delivery_and_hup_rereads_locals(qmail: Qmail, tmp_path: Path) -> None:
@@ -509,7 +516,7 @@ def test_restart_keeps_deferred_mail(qmail: Qmail) -> None:
     qmail.sendmail("To: friend@example.org\n\nsurvives a restart\n", "-t")
     qmail.wait_log("delivery 1: deferral: ")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    assert proc.wait(PATIENCE) == 0
     [number] = qmail.queue("info")
     assert qmail.queue("mess") == qmail.queue("remote") == [number]
     sink = SmtpSink(port=port)

@@ -207,15 +207,12 @@ def test_mail_older_than_an_hour_needs_attention_and_younger_does_not(root: Path
 
 def test_ten_thousand_messages(root: Path) -> None:
     fake_queue.fill(root, 10_000, NOW)
-    started = time.monotonic()
-    result = report(StatusSystem(root))
-    elapsed = time.monotonic() - started
+    result = report(StatusSystem(root))  # how long it takes: nox -s bench's status figure
     q = result["queue"]
     assert isinstance(q, dict) and isinstance(q["oldest"], dict)
     assert q["messages"] == 10_000
     assert q["recipients_to_do"] == {"local": 0, "remote": 20_000}
     assert q["oldest"]["message"] == 499  # the first number with the largest age
-    assert elapsed < 10, f"status took {elapsed:.1f}s on 10,000 messages"  # bench: the figure
 
 
 @pytest.fixture

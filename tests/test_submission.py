@@ -18,6 +18,7 @@ from types import ModuleType
 
 import pytest
 
+from conftest import python_program
 from qmail_send_systemd import cli, msmtprc, status, submission, submission_config, verify
 from qmail_send_systemd.setup_plan import Smarthost
 from qmail_send_systemd.systemd import System
@@ -133,18 +134,15 @@ rspawn_report: Report = RSPAWN_MODULE.report
 
 def _fake_msmtp(tmp: Path, code: int, stderr: str) -> Path:
     """An msmtp that records its argv, environment and stdin, then answers like the real one."""
-    script = tmp / "msmtp"
     record = tmp / "msmtp-call.json"
-    script.write_text(
-        f"#!{sys.executable}\n"
+    return python_program(
+        tmp / "msmtp",
         "import json, os, sys\n"
         f"json.dump({{'argv': sys.argv, 'env': dict(os.environ), "
         f"'stdin': sys.stdin.read()}}, open({str(record)!r}, 'w'))\n"
         f"sys.stderr.write({stderr!r})\n"
-        f"sys.exit({code})\n"
+        f"sys.exit({code})\n",
     )
-    script.chmod(0o755)
-    return script
 
 
 def _config(tmp: Path) -> Path:

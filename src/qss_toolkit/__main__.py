@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "smoke": "qss_toolkit.smoke.runner",
     "repo": "qss_toolkit.repo.publish",
     "bench": "qss_toolkit.bench.runner",
+    "pipelines": "qss_toolkit.build.pipelines",
 }
 
 USAGE = "usage: python -m qss_toolkit [--debug] {" + ",".join(COMMANDS) + "} [ARGS...]"

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, PROJECT_ROOT, payload
-from qss_toolkit.build import packages, sources
+from qss_toolkit.build import packages, pipelines, sources
 from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
+from qss_toolkit.steps import step as timed_step
 
 log = logging.getLogger("qss_toolkit")
 
@@ -257,7 +258,8 @@ def _pipelines(_dist: Path, _options: Options, root: Path = PROJECT_ROOT) -> str
             capture=True,
         )
         checked.append(f"{path} ({schema})")
-    return "check-jsonschema: " + ", ".join(checked) + " valid"
+    # Their smoke matrices as the targets registry has them (python -m qss_toolkit pipelines).
+    return "check-jsonschema: " + ", ".join(checked) + " valid; " + pipelines.check(root)
 
 
 def _actionlint(_dist: Path, options: Options, root: Path = PROJECT_ROOT) -> str:
@@ -387,17 +389,21 @@ def lint(
     for step in chosen:
         started = time.monotonic()
         try:
-            line = f"ok   {step.name}: {step.check(dist, options)}"
+            with timed_step(f"lint: {step.name}"):
+                line = f"ok   {step.name}: {step.check(dist, options)}"
         except StepSkipped as exc:  # its tool cannot be had here: said, not failed
             line = f"skip {step.name}: {exc}"
         except FatalError as exc:  # a check failed, or a missing tool: the step could not pass
             line = f"FAIL {step.name}: {exc}"
-            failed.append(step.name)
+            failed.append(line)
         line += f" ({time.monotonic() - started:.1f}s)"
         log.info("%s", line)
         summaries.append(line)
     if failed:
-        raise CheckFailed(f"lint failed: {', '.join(failed)}")
+        # Each failed step with what it found (lintian's and rpmlint's tags and files), so
+        # that the failure is read where it is reported, not searched for in the log above.
+        names = ", ".join(line.split(":", 1)[0].removeprefix("FAIL ") for line in failed)
+        raise CheckFailed(f"lint failed: {names}\n" + "\n".join(failed))
     return summaries
 
 

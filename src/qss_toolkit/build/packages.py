@@ -23,6 +23,7 @@ from qss_toolkit.build import control, nfpm_deb, nfpm_rpm, sources
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import require, run
+from qss_toolkit.steps import step
 
 log = logging.getLogger("qss_toolkit")
 
@@ -198,5 +199,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--dist", type=Path, default=DIST, help="output directory (dist/)")
     args = parser.parse_args(argv)
-    build(args.builder, tuple(args.formats or payload.FORMATS), args.dist.resolve())
+    formats = tuple(args.formats or payload.FORMATS)
+    with step(f"packages ({args.builder}: {', '.join(formats)})"):
+        build(args.builder, formats, args.dist.resolve())
     return 0

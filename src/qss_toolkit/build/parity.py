@@ -181,9 +181,10 @@ def rpm_view(rpm: Path, *, ignore: tuple[str, ...] = ()) -> View:
     for line in _rpm_query(rpm, listing).splitlines():
         name, *attrs = line.split(_SEPARATOR)
         headers[name] = tuple(attrs)
-    archive = subprocess.run(
-        ["rpm2archive", "-"], stdin=rpm.open("rb"), capture_output=True, check=True
-    ).stdout
+    with rpm.open("rb") as stdin:
+        archive = subprocess.run(
+            ["rpm2archive", "-"], stdin=stdin, capture_output=True, check=True
+        ).stdout
     contents = _tar_files(archive, compressed=True)
     # Header attributes for every file (ghosts have no payload), content from the payload.
     files = {name: (*attrs, contents.get(name, ("",))[-1]) for name, attrs in headers.items()}

@@ -41,6 +41,7 @@ from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.payload import ContentKind
 from qss_toolkit.run import require, run
+from qss_toolkit.steps import step
 
 _BUILDROOT_PATH = re.compile(r"%\{buildroot\}(/\S*)")
 
@@ -445,7 +446,8 @@ def main(argv: list[str]) -> int:
         " a PPA wants an Ubuntu series such as noble",
     )
     args = parser.parse_args(argv)
-    write_sources(args.dist.resolve(), args.distribution)
+    with step("sources (.dsc and source RPM)"):
+        write_sources(args.dist.resolve(), args.distribution)
     return 0
 
 

@@ -38,6 +38,7 @@ from qss_toolkit.smoke.scenarios.registry import (
     select_scenarios,
 )
 from qss_toolkit.smoke.targets import TARGETS, Target, select_targets
+from qss_toolkit.steps import step
 from qss_toolkit.words import Word
 
 log = logging.getLogger("qss_toolkit")
@@ -443,24 +444,28 @@ def main(argv: Sequence[str]) -> int:
     if logs.exists():
         shutil.rmtree(logs)
     backend = make_backend(args.backend)
-    backend.prune(list(TARGETS.values()))
+    with step(f"smoke: prune ({backend.name})"):
+        backend.prune(list(TARGETS.values()))
     for target in targets:
         if target.note:
             log.info("%s: %s", target.name, target.note)
     started = time.monotonic()
     formats = sorted({t.family for t in targets})
-    with previous_build(args.previous, formats) as previous:
-        runs = run_matrix(
-            targets,
-            scenarios,
-            dist=dist,
-            previous=previous,
-            logs=logs,
-            backend=backend,
-            jobs=args.jobs,
-            keep=args.keep,
-            report=report_line,
-        )
+    with contextlib.ExitStack() as stack:
+        with step("smoke: the previous release's packages"):
+            previous = stack.enter_context(previous_build(args.previous, formats))
+        with step(f"smoke: {len(scenarios)} scenarios on {len(targets)} targets"):
+            runs = run_matrix(
+                targets,
+                scenarios,
+                dist=dist,
+                previous=previous,
+                logs=logs,
+                backend=backend,
+                jobs=args.jobs,
+                keep=args.keep,
+                report=report_line,
+            )
     wall = time.monotonic() - started
     record_timings(runs, backend.name, len(scenarios))
     DIST.mkdir(exist_ok=True)

@@ -24,23 +24,45 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES: tuple[str, ...] = ("systemd", "systemd-sysv", "dbus", "python3", "procps")
 
 
-@functools.lru_cache(maxsize=1)
-def dependency_packages() -> tuple[str, ...]:
-    """The Debian packages that ours depend on besides each other, from packaging/nfpm/*.yaml:
-    network-manager and networkd-dispatcher (with python3 and systemd). Every root holds them,
-    so that each hook's scenario finds its dispatcher installed. NetworkManager is masked (see
+def _package_name(dependency: str) -> str:
+    """The package a dependency names first: `a (>= 1) | b` -> a (Debian), `a >= 1` -> a (RPM).
+    An alternative is for the machine that lacks the first: a root installs the first alone."""
+    return dependency.split("|", maxsplit=1)[0].split("(", maxsplit=1)[0].split(maxsplit=1)[0]
+
+
+def dependency_pairs() -> tuple[tuple[str, str], ...]:
+    """(Debian package, RPM capability) for each dependency of ours on another project's
+    package, from packaging/nfpm/*.yaml, where each package lists its Debian and its RPM
+    dependencies in the same order."""
+    packages = payload.project_packages()
+    ours = {p.name for p in packages}
+    pairs = set()
+    for p in packages:
+        deb, rpm = (
+            [_package_name(d) for d in p.relation(family, "depends", "0")]
+            for family in (Family.DEB, Family.RPM)
+        )
+        if len(deb) != len(rpm):
+            raise ConfigurationError(
+                f"packaging/nfpm/{p.name}.yaml: {len(deb)} Debian dependencies, {len(rpm)} RPM",
+                hint="list each dependency in both, in the same order",
+            )
+        pairs |= {(d, r) for d, r in zip(deb, rpm) if d not in ours}
+    return tuple(sorted(pairs))
+
+
+@functools.lru_cache(maxsize=2)
+def dependency_packages(family: Family = Family.DEB) -> tuple[str, ...]:
+    """The packages of `family` that ours depend on besides each other, from
+    packaging/nfpm/*.yaml, the first of each Debian alternative: network-manager,
+    networkd-dispatcher and msmtp (with python3 and systemd). Every root holds them, so that
+    each hook's scenario finds its dispatcher installed. NetworkManager is masked (see
     rootfs.py) and networkd-dispatcher starts only once a hook is installed (its unit's
     ConditionPathExistsGlob=): only their scenarios start them, in a boot with a network
     namespace of its own (--network-veth), never beside the host's interfaces. Of a dependency
     with alternatives (`a | b`), the first: the one apt installs where none is."""
-    packages = payload.project_packages()
-    ours = {p.name for p in packages}
-    names = {
-        dependency.split("|")[0].split("(")[0].strip()
-        for p in packages
-        for dependency in p.relation(Family.DEB, "depends", "0")
-    }
-    return tuple(sorted(names - ours))
+    index = 0 if family is Family.DEB else 1
+    return tuple(sorted({pair[index] for pair in dependency_pairs()}))
 
 
 # The submission route (qmail-send-systemd-submission) relays through msmtp (a dependency, so
@@ -115,14 +137,11 @@ class Target:
         return f"{self.name} ({self.note})" if self.note else self.name
 
 
-# Debian package -> the RPM capabilities it stands for in the "host provides" package.
+# Debian package -> the RPM capabilities it stands for in the "host provides" package: our
+# packages' dependencies (dependency_pairs(), from packaging/nfpm/) and what scriptlets use.
 HOST_PROVIDES: tuple[tuple[str, str], ...] = (
-    ("python3", "python3"),
-    ("systemd", "systemd"),
+    *dependency_pairs(),
     ("systemd", "systemd-units"),
-    ("network-manager", "NetworkManager"),
-    ("networkd-dispatcher", "networkd-dispatcher"),
-    ("msmtp", "msmtp"),
     ("bash", "bash"),
     ("coreutils", "coreutils"),
     ("passwd", "shadow-utils"),
@@ -311,17 +330,13 @@ STOCK_TARGETS: dict[str, Target] = {
 # procps (pgrep), findutils (the purge's file list), shadow-utils (the stand-in's users).
 # No host-provides package: rpm, dnf, alternatives, presets and python3 are the distribution's.
 RPM_IMAGE_PACKAGES: tuple[str, ...] = (
-    "systemd",
+    *dependency_packages(Family.RPM),  # systemd, python3, the hooks' dispatchers, msmtp
     "systemd-networkd",
     "dbus",
-    "python3",
     "procps-ng",
     "findutils",
     "shadow-utils",
     "util-linux",
-    "NetworkManager",
-    "networkd-dispatcher",
-    "msmtp",
     "createrepo_c",
     "openssl",
     "ca-certificates",
