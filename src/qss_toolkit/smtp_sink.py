@@ -28,7 +28,9 @@ with open(os.path.join(out, "port.tmp"), "w") as f:
 os.rename(os.path.join(out, "port.tmp"), os.path.join(out, "port"))
 while not os.path.exists(os.path.join(out, "online")):
     time.sleep(0.05)
-srv.listen(5)
+# Real qmail-remote connects up to concurrencyremote (20) at once: a short backlog drops SYNs,
+# and a connect retried after 31 s outlasts a scenario's wait.
+srv.listen(128)
 open(os.path.join(out, "listening"), "w").close()
 count = 0
 
