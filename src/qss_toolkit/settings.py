@@ -35,9 +35,7 @@ STANDIN_PYTHON = "QSS_STANDIN_PYTHON"
 BACKEND = "QSS_BACKEND"
 QMAIL_SOURCE = "QSS_QMAIL_SOURCE"
 # The default of QMAIL_SOURCE: the upstream tag's archive (qmail_source.py checks its digest).
-QMAIL_SOURCE_DEFAULT = (
-    "https://github.com/notqmail/notqmail/archive/refs/tags/notqmail-1.09.tar.gz"
-)
+QMAIL_SOURCE_DEFAULT = "https://github.com/notqmail/notqmail/archive/refs/tags/notqmail-1.09.tar.gz"
 # Not a setting: the toolkit sets it for nfpm, which fills it into `version: ${QSS_VERSION}`.
 VERSION = "QSS_VERSION"
 
