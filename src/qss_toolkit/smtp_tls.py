@@ -63,6 +63,10 @@ class Handler:
         record(server, session, "MAIL FROM:<%s>" % address)
         if address.startswith("reject-sender"):
             return "553 5.7.1 <%s>: sender not allowed" % address
+        # A provider that lets a login send only as itself (most do).
+        only = config.get("only_sender")
+        if only and address.lower() != only.lower():
+            return "553 5.7.1 <%s>: sender address rejected: not owned by user %s" % (address, only)
         envelope.mail_from = address
         return "250 OK"
 
@@ -242,8 +246,10 @@ def tls_server(
     ca: str = "trusted",
     listeners: Sequence[Listener] = STANDARD_LISTENERS,
     users: dict[str, str] | None = None,
+    only_sender: str | None = None,
 ) -> Iterator[TlsServer]:
-    """Start the server (offline) with the certificate of CA `ca`; stop it, whatever happened."""
+    """Start the server (offline) with the certificate of CA `ca`; stop it, whatever happened.
+    With `only_sender`, every other envelope sender is refused (553), as providers do."""
     ctx.run(["systemctl", "stop", TLS_UNIT])
     ctx.check_output(["rm", "-rf", TLS_DIR])
     config = {
@@ -252,6 +258,7 @@ def tls_server(
         "key": f"{PKI_DIR}/{ca}-server.key",
         "users": users if users is not None else {USER: PASSWORD},
         "name": SERVER_NAME,
+        "only_sender": only_sender,  # refuse (553) every MAIL FROM but this one
     }
     write = (
         f"mkdir -p {TLS_DIR} /srv/qss && cat > {TLS_SCRIPT}"
