@@ -281,9 +281,14 @@ def restart_storm(ctx: ScenarioContext) -> None:
 @contextmanager
 def _leftover_qmail_send(ctx: ScenarioContext) -> Iterator[None]:
     ctx.run(["systemctl", "stop", LEFTOVER_UNIT])
+    # The service's qmail-send holds the lock while it runs: the second qmail takes it first,
+    # as one left running by an old init script does when the service is started.
+    ctx.check_output(["systemctl", "stop", UNIT], timeout=60)
     ctx.check_output(
-        ["systemd-run", f"--unit={LEFTOVER_UNIT}", "--collect", "/var/qmail/bin/qmail-start",
-         "./Maildir/"]
+        # As LWQ's /var/qmail/rc starts it: qmail-start finds its programs on PATH.
+        ["systemd-run", f"--unit={LEFTOVER_UNIT}", "--collect",
+         "--setenv=PATH=/var/qmail/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+         "/var/qmail/bin/qmail-start", "./Maildir/"]
     )  # fmt: skip
     ctx.wait_for(
         f"systemctl is-active --quiet {LEFTOVER_UNIT} && lslocks -n -o PATH | grep -qx {MUTEX}",
