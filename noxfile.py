@@ -130,7 +130,7 @@ PODMAN_CHECK = [
     "--backend", "podman", "--target", "debian-12",
     *("--target", "fedora-44", "--target", "fedora-45"),
     *("--target", "rocky-9", "--target", "alma-9"),
-    *("--scenario", "install-standin", "--scenario", "purge", "--scenario", "offline-install"),
+    *("--scenario", "install-qmail", "--scenario", "purge", "--scenario", "offline-install"),
     *("--scenario", "networkmanager-hook", "--scenario", "networkd-hook"),
     *("--scenario", "repo-apt-install-upgrade"),
 ]  # fmt: skip

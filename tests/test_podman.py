@@ -250,7 +250,7 @@ def test_a_skipped_target_reports_each_scenario_as_skipped_with_the_reason(
 ) -> None:
     backend = FakeBackend(RecordingContainer())
     backend.unavailable[FEDORA.name] = "image registry.fedoraproject.org/fedora:45 not available"
-    scenarios = select_scenarios(["install-standin", "purge", "sendmail-mta-alternative"])
+    scenarios = select_scenarios(["install-qmail", "purge", "sendmail-mta-alternative"])
     reported: list[runner.ScenarioResult] = []
     outcome = runner.run_target(
         FEDORA,
@@ -265,13 +265,13 @@ def test_a_skipped_target_reports_each_scenario_as_skipped_with_the_reason(
     assert outcome.skipped == backend.unavailable[FEDORA.name]
     # purge is Debian's alone: not a skip on an RPM target, simply not one of its scenarios.
     assert [(r.scenario, r.status) for r in outcome.results] == [
-        ("install-standin", runner.Status.SKIP),
+        ("install-qmail", runner.Status.SKIP),
         ("sendmail-mta-alternative", runner.Status.SKIP),
     ]
     assert reported == outcome.results
     assert all(r.message == outcome.skipped for r in outcome.results)
     table = runner.render_table([outcome])
-    assert "install-standin           skip" in table
+    assert "install-qmail             skip" in table
     assert "skipped" in runner.junit_xml([outcome])
     assert runner.failure_report([outcome]) == ""
 
@@ -287,7 +287,7 @@ def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
     monkeypatch.setattr(backend, "prepare", fails)
     outcome = runner.run_target(
         ROCKY,
-        select_scenarios(["install-standin", "status"]),
+        select_scenarios(["install-qmail", "status"]),
         dist=tmp_path,
         previous=None,
         logs=tmp_path / "logs",
@@ -298,7 +298,7 @@ def test_a_failed_preparation_is_an_error_of_each_scenario_not_a_skip(
     assert outcome.results[0].message == (
         "preparing rocky-9 for fake: exit 1: podman run ... dnf -y install msmtp"
     )
-    assert "ERROR rocky-9 / install-standin" in runner.failure_report([outcome])
+    assert "ERROR rocky-9 / install-qmail" in runner.failure_report([outcome])
 
 
 @pytest.mark.parametrize(

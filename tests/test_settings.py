@@ -34,6 +34,7 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         "QSS_SIGNING_KEY_EPHEMERAL": "1",
         "QSS_STANDIN_PYTHON": "/usr/bin/python3.9",
         "QSS_BACKEND": "podman",
+        "QSS_QMAIL_SOURCE": " /srv/notqmail/ ",
     }
     assert set(env) | {settings.VERSION} == set(settings.KNOWN)
     given = Settings.from_env(env)
@@ -50,6 +51,7 @@ def test_every_variable_reaches_its_setting(tmp_path: Path) -> None:
         signing_key_ephemeral=True,
         standin_python="/usr/bin/python3.9",
         backend="podman",
+        qmail_source="/srv/notqmail/",
     )
     assert "spaces count" not in repr(given)  # a passphrase never reaches a log line
     assert "PRIVATE KEY" not in repr(given)  # nor does a key

@@ -25,7 +25,7 @@ from qss_toolkit.build import rebuild, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
-from qss_toolkit.smoke import rootfs, runner, targets
+from qss_toolkit.smoke import qmail_root, qmail_source, rootfs, runner, targets
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
@@ -253,7 +253,7 @@ def test_load_scenarios_finds_the_lifecycle_table() -> None:
     names = set(load_scenarios())
     assert {
         "install-no-qmail",
-        "install-standin",
+        "install-qmail",
         "reload-and-flush",
         "stop-in-flight",
         "upgrade",
@@ -391,7 +391,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
     # `test -e` says which of the files exist in the container: only /var/log/dpkg.log and
     # the stand-in's logs (the answers default to exit 0: make every other one missing).
     missing = [*runner.FAILURE_FILES, "/var/qmail/queue", "/etc/extra"]
-    present = ["/var/log/dpkg.log", "/var/qmail/standin"]
+    present = ["/var/log/dpkg.log", "/var/qmail/control"]
     container = RecordingContainer({f"test -e {p}": (1, "") for p in missing if p not in present})
     ctx = ScenarioContext(D12, container, Path("."))
     ctx.artifacts.append("/etc/extra")
@@ -401,7 +401,7 @@ def test_failure_logs_keep_what_exists_of_the_files_worth_keeping(tmp_path: Path
     result = _result("debian-12", "upgrade", Status.FAIL, 1.0, "exit 1: boom")
     assert runner.save_failure_logs(ctx, result, where) == where
     kept = sorted(p.name for p in where.iterdir())
-    assert kept == ["failure.txt", "journal.txt", "var_log_dpkg.log", "var_qmail_standin"]
+    assert kept == ["failure.txt", "journal.txt", "var_log_dpkg.log", "var_qmail_control"]
     assert (where / "failure.txt").read_text().endswith("scenario: upgrade\n\nexit 1: boom\n")
 
 
@@ -883,3 +883,71 @@ def test_each_family_stages_its_packages_its_own_way(tmp_path: Path) -> None:
     again = RecordingContainer({"cat /srv/qss/rpms/.qss-stamp": (0, listed)})
     Family.RPM.manager.stage(again, files[:1], files, "/srv/qss/rpms")
     assert again.commands == ["cat /srv/qss/rpms/.qss-stamp"]
+
+
+def test_a_smoke_root_has_a_qmail_layer_keyed_on_base_source_and_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base, layer = rootfs.base_key(D12), rootfs.cache_key(D12)
+    assert layer == rootfs.qmail_key(D12) != base
+    assert layer.startswith("bookworm-") and rootfs.ROOT_NAME.fullmatch(layer)
+    buildd = replace(D12, root=replace(debian_root(D12), variant="buildd"))
+    assert rootfs.cache_key(buildd) == rootfs.base_key(buildd)  # no qmail in a build root
+    monkeypatch.setattr(qmail_source, "TAR_SHA256", "0" * 64)
+    assert rootfs.cache_key(D12) != layer and rootfs.base_key(D12) == base
+    monkeypatch.undo()
+    monkeypatch.setattr(qmail_root, "build_steps", lambda me=qmail_root.ME: ("true",))
+    assert rootfs.cache_key(D12) != layer and rootfs.base_key(D12) == base
+
+
+def test_the_qmail_steps_are_the_documented_ones_and_parse() -> None:
+    steps = qmail_root.build_steps()
+    for step in steps:
+        subprocess.run(["sh", "-n"], input=step, text=True, check=True)
+    text = "\n".join(steps)
+    # INSTALL.ids's Linux lines, as written (ordinary accounts: uids from 1000 up).
+    assert "useradd -g nofiles -d /var/qmail/alias alias" in steps
+    assert "useradd -g qmail -d /var/qmail qmails" in steps
+    assert "make setup check" in text and f"./config-fast {qmail_root.ME}" in text
+    assert "echo ./Maildir/ > /var/qmail/control/defaultdelivery" in steps
+    # The build tools go again, and the build fails if the package set is not as before.
+    assert "apt-get purge" in text and "diff -u" in text
+    assert steps[-1].endswith(f"tar -C / -cpf {qmail_root.PRISTINE} var/qmail")
+
+
+def test_a_cached_qmail_layer_is_used_without_its_base_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = rootfs.RootfsCache(tmp_path)
+    layer = tmp_path / rootfs.cache_key(D12)
+    layer.mkdir()
+    monkeypatch.setattr(rootfs, "run", lambda *a, **k: pytest.fail("a warm run built something"))
+    assert cache.ensure(D12) == layer
+    assert not (tmp_path / rootfs.base_key(D12)).exists()
+
+
+def test_a_cold_layer_builds_the_base_then_qmail_on_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []
+
+    def base(self: rootfs.RootfsCache, target: object, tmp: Path) -> None:
+        (tmp / "etc").mkdir(parents=True)
+        built.append("base")
+
+    def qmail(self: rootfs.RootfsCache, base: Path, target: object, tmp: Path) -> None:
+        assert base == tmp_path / rootfs.base_key(D12) and base.is_dir()
+        (tmp / "etc").mkdir(parents=True)
+        built.append("qmail")
+
+    monkeypatch.setattr(rootfs.RootfsCache, "_build_base", base)
+    monkeypatch.setattr(rootfs.RootfsCache, "_build_qmail", qmail)
+    cache = rootfs.RootfsCache(tmp_path)
+    assert cache.ensure(D12) == tmp_path / rootfs.cache_key(D12)
+    assert cache.ensure(D12) == tmp_path / rootfs.cache_key(D12)
+    assert built == ["base", "qmail"]
+    # The source is checked before it is copied in: a wrong one fails the build, one line.
+    monkeypatch.undo()
+    monkeypatch.setenv("QSS_QMAIL_SOURCE", str(tmp_path / "none"))
+    with pytest.raises(qmail_source.QmailSourceError, match="QSS_QMAIL_SOURCE: "):
+        rootfs.RootfsCache(tmp_path)._build_qmail(tmp_path, D12, tmp_path / "x")

@@ -33,6 +33,9 @@ SIGNING_KEY_PASSPHRASE = "QSS_SIGNING_KEY_PASSPHRASE"  # noqa: S105 - a variable
 SIGNING_KEY_EPHEMERAL = "QSS_SIGNING_KEY_EPHEMERAL"
 STANDIN_PYTHON = "QSS_STANDIN_PYTHON"
 BACKEND = "QSS_BACKEND"
+QMAIL_SOURCE = "QSS_QMAIL_SOURCE"
+# The default of QMAIL_SOURCE: the upstream tag's archive (qmail_source.py checks its digest).
+QMAIL_SOURCE_DEFAULT = "https://github.com/notqmail/notqmail/archive/refs/tags/notqmail-1.09.tar.gz"
 # Not a setting: the toolkit sets it for nfpm, which fills it into `version: ${QSS_VERSION}`.
 VERSION = "QSS_VERSION"
 
@@ -49,6 +52,7 @@ KNOWN = (
     SIGNING_KEY_EPHEMERAL,
     STANDIN_PYTHON,
     BACKEND,
+    QMAIL_SOURCE,
     VERSION,
 )
 COPY_METHODS = ("overlay", "copy")
@@ -87,6 +91,8 @@ class Settings:
     signing_key_ephemeral: bool = False  # QSS_SIGNING_KEY_EPHEMERAL=1: a throwaway key
     standin_python: str | None = None  # QSS_STANDIN_PYTHON: the stand-in tests' interpreter
     backend: str = "nspawn"  # QSS_BACKEND: the smoke tests' container engine (as --backend)
+    # QSS_QMAIL_SOURCE: notqmail's source for the smoke roots (a file, its directory or a URL)
+    qmail_source: str = QMAIL_SOURCE_DEFAULT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +121,7 @@ class Settings:
             signing_key_ephemeral=_flag(env, SIGNING_KEY_EPHEMERAL),
             standin_python=_text(env, STANDIN_PYTHON),
             backend=backend,
+            qmail_source=_text(env, QMAIL_SOURCE) or QMAIL_SOURCE_DEFAULT,
         )
 
     @property

@@ -1,6 +1,6 @@
 """The flush bench: how long our side takes from a network event to qmail-send's SIGALRM.
 
-In a booted container with the packages and the qmail stand-in, a driver runs each dispatcher
+In a booted container with the packages and real qmail, a driver runs each dispatcher
 hook exactly as its dispatcher does (NetworkManager-dispatcher: argv `INTERFACE ACTION` and
 NM's environment; networkd-dispatcher: no arguments, the link's data in the environment) and
 times two things per event: the hook's own run time (both dispatchers run their scripts one at
@@ -9,11 +9,11 @@ delivered to qmail-send, which covers `systemctl --no-block reload`, the reload 
 ExecReload's qmail-tcpok and `kill -HUP`/`kill -ALRM $MAINPID`, which the helper (the main
 process) passes on to qmail-send. The SIGALRM is seen by strace attached to qmail-send
 (signal-delivery stops only; no system call is traced), so the figure is the signal's arrival
-at qmail-send itself, whatever the stand-in does with it.
+at qmail-send itself, whatever qmail does with it.
 
 Beside it, the whole way a deferred mail takes after the flush, for both remote routes in the
 same boot: hook start -> the message stored by the smarthost (aiosmtpd, smtp_tls.py), through
-plain SMTP (the stand-in's qmail-remote) and through STARTTLS + AUTH (ours, msmtp; docs/
+plain SMTP (qmail's own qmail-remote) and through STARTTLS + AUTH (ours, msmtp; docs/
 submission.md). Each sample queues a mail while the smarthost is down, waits for its deferral,
 brings the smarthost up, then runs the hook.
 """
@@ -120,8 +120,8 @@ EVENT_LABELS = {
 }
 
 # Runs in the container (python3 of the target, 3.9 at the oldest). argv: hook-argv-as-JSON
-# count warmup env-as-JSON hook [pid] (default: qmail-send's, from the stand-in's
-# standin/ready). Prints one JSON list.
+# count warmup env-as-JSON hook [pid] (default: qmail-send's, as pgrep finds it). Prints one
+# JSON list.
 DRIVER = r"""
 import json, os, select, subprocess, sys, time
 
@@ -132,10 +132,10 @@ HOOK = sys.argv[5]
 if len(sys.argv) > 6:
     pid = int(sys.argv[6])
 else:
-    with open("/var/qmail/standin/ready") as ready:
-        pid = int(ready.read())
+    found = subprocess.run(["pgrep", "-x", "qmail-send"], capture_output=True, text=True)
+    pid = int(found.stdout.split()[0]) if found.stdout.split() else 0
 if pid <= 0:
-    sys.exit("qmail-send has no PID in /var/qmail/standin/ready")
+    sys.exit("no qmail-send runs (pgrep -x qmail-send)")
 tracer = subprocess.Popen(
     ["strace", "-qq", "-ttt", "-e", "trace=none", "-e", "signal=SIGALRM", "-p", str(pid)],
     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -268,11 +268,10 @@ class DeliveryStats:
 
 
 # Parts of the path timed alone, so the table can be read: what one systemctl call costs on this
-# machine (the hook makes two), and what the stand-in's qmail-tcpok costs in ExecReload (it is
-# a Python script; qmail's own is a small C program).
+# machine (the hook makes two), and what qmail-tcpok costs in ExecReload.
 CONTEXT_COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("one `systemctl is-active` call", ("systemctl", "is-active", "--quiet", UNIT)),
-    ("stand-in qmail-tcpok (Python; qmail's is C)", ("/var/qmail/bin/qmail-tcpok",)),
+    ("qmail-tcpok", ("/var/qmail/bin/qmail-tcpok",)),
 )
 CONTEXT_RUNS = 30
 TIMER = r"""
@@ -391,8 +390,8 @@ def render(
 
 
 def prepare(ctx: ScenarioContext) -> None:
-    """Packages, stand-in, a running qmail-send, and strace to watch its signals."""
-    ctx.install_standin()
+    """Packages, real qmail, a running qmail-send, and strace to watch its signals."""
+    ctx.install_qmail()
     ctx.install_packages([MAIN, NM_PACKAGE, NETWORKD_PACKAGE])
     ctx.check_output(["systemctl", "start", UNIT])
     ctx.wait_ready()  # a SIGALRM before qmail-send's handlers are in place would kill it
@@ -553,7 +552,7 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "Network event -> dispatcher hook -> `systemctl --no-block reload` -> "
             "ExecReload (qmail-tcpok, `kill -HUP`, `kill -ALRM`, passed on by the helper) -> "
             "SIGALRM at qmail-send (seen by strace), "
-            "in a booted container with the qmail stand-in; each hook is run as its dispatcher "
+            "in a booted container with real qmail; each hook is run as its dispatcher "
             "(NetworkManager-dispatcher, networkd-dispatcher) runs it. Verdicts are on p95. "
             "The context rows time parts of the path alone. The mail rows follow a deferred mail "
             "from the hook's start to the smarthost (aiosmtpd in the container) through each "

@@ -62,7 +62,7 @@ def measure_host(messages: int, runs: int) -> Measured:
 def measure_container(target: str, messages: int, runs: int) -> Measured:
     with booted(TARGETS[target]) as container:
         ctx = ScenarioContext(target=TARGETS[target], container=container, dist=DIST)
-        ctx.install_standin()
+        ctx.install_qmail()
         ctx.install_packages()
         ctx.check_output(["systemctl", "stop", UNIT])
         container.copy_into(PROJECT_ROOT / "src/qss_toolkit/smoke/fake_queue.py", FILL)

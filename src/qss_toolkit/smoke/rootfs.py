@@ -1,7 +1,10 @@
 """Debian root trees for the smoke targets: built once with mmdebstrap, cached, copied per run.
 
 The cache key is the suite, the mirror, the package set, the target's customisation steps and
-FORMAT_VERSION (bump it when the way a root is built changes). A root is built in a temporary
+FORMAT_VERSION (bump it when the way a root is built changes). A smoke root has a second cached
+layer on top: a copy of that root with real qmail built in it (qmail_root.py), keyed on the base
+root's key, qmail's pinned source digest and its build steps; `cache_key()` is that layer's key,
+the one runs and images use. A root is built in a temporary
 directory and renamed into place, so a half-built root is never used. A run never touches the
 cached tree: `checkout()` gives it a private copy (overlayfs, or `cp --reflink=auto -a`) that is
 deleted on exit.
@@ -23,6 +26,7 @@ from pathlib import Path
 from qss_toolkit.locks import exclusive
 from qss_toolkit.run import run
 from qss_toolkit.settings import settings
+from qss_toolkit.smoke import qmail_root, qmail_source
 from qss_toolkit.smoke.cgroups import in_cgroups, make_cgroups, remove_cgroup
 from qss_toolkit.smoke.nspawn_argv import nspawn_command
 from qss_toolkit.smoke.targets import DebianRoot, Target, debian_root
@@ -73,8 +77,9 @@ def build_steps(root: DebianRoot) -> tuple[str, ...]:
     return (*COMMON_CUSTOMIZE, *root.customize) if root.smoke else root.customize
 
 
-def cache_key(target: Target) -> str:
-    """`SUITE-HASH`: the same suite with another package set or customisation is another root."""
+def base_key(target: Target) -> str:
+    """`SUITE-HASH` of the mmdebstrap root: the same suite with another package set or
+    customisation is another root."""
     root = debian_root(target)
     material: dict[str, object] = {
         "format": FORMAT_VERSION,
@@ -87,6 +92,23 @@ def cache_key(target: Target) -> str:
         material["variant"] = root.variant
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     return f"{root.suite}-{digest[:16]}"
+
+
+def qmail_key(target: Target) -> str:
+    """`SUITE-HASH` of the smoke root with qmail built in: the base root's key, the source's
+    pinned digest and the build steps (a warm run finds it and compiles nothing)."""
+    material = {
+        "base": base_key(target),
+        "qmail": qmail_source.TAR_SHA256,
+        "steps": list(qmail_root.build_steps()),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return f"{debian_root(target).suite}-{digest[:16]}"
+
+
+def cache_key(target: Target) -> str:
+    """The key of the root a run of `target` boots: with qmail for a smoke root."""
+    return qmail_key(target) if debian_root(target).smoke else base_key(target)
 
 
 def mmdebstrap_command(root: DebianRoot, dest: Path) -> list[str]:
@@ -115,8 +137,22 @@ class RootfsCache:
         return self.directory / cache_key(target)
 
     def ensure(self, target: Target, *, rebuild: bool = False) -> Path:
-        """The cached root for `target`, built first if missing (one builder at a time per key)."""
-        final = self.path(target)
+        """The cached root for `target`, built first if missing (one builder at a time per key):
+        for a smoke root, the base root and then the layer with qmail on it."""
+        if not debian_root(target).smoke:
+            return self._ensure(target, base_key(target), self._build_base, rebuild=rebuild)
+
+        def build(target: Target, tmp: Path) -> None:
+            base = self._ensure(target, base_key(target), self._build_base, rebuild=rebuild)
+            self._build_qmail(base, target, tmp)
+
+        # A cached layer is used as it is: its base root is needed only to build it.
+        return self._ensure(target, qmail_key(target), build, rebuild=rebuild)
+
+    def _ensure(
+        self, target: Target, key: str, build: Callable[[Target, Path], None], *, rebuild: bool
+    ) -> Path:
+        final = self.directory / key
         self.directory.mkdir(parents=True, exist_ok=True)
         with exclusive(self.directory / f"{final.name}.lock"):
             if rebuild and final.exists():
@@ -125,28 +161,47 @@ class RootfsCache:
                 os.utime(final)  # its last use, for prune_superseded_roots()
                 return final
             started = time.monotonic()
-            log.info("%s: building root %s with mmdebstrap (cold cache)", target.name, final.name)
             tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
             self._remove(tmp)
             try:
-                run(mmdebstrap_command(debian_root(target), tmp), timeout=900)
-                self._customize(debian_root(target), tmp)
+                build(target, tmp)
                 (tmp / "etc" / "qss-rootfs.json").write_text(
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
                 tmp.rename(final)
             finally:
                 self._remove(tmp)
-            self.last_build_seconds[target.name] = time.monotonic() - started
-            log.info("%s: root built in %.1fs", target.name, self.last_build_seconds[target.name])
+            seconds = time.monotonic() - started
+            self.last_build_seconds[target.name] = (
+                self.last_build_seconds.get(target.name, 0.0) + seconds
+            )
+            log.info("%s: root %s built in %.1fs", target.name, final.name, seconds)
             return final
 
+    def _build_base(self, target: Target, tmp: Path) -> None:
+        log.info("%s: building root %s with mmdebstrap (cold cache)", target.name, tmp.name)
+        run(mmdebstrap_command(debian_root(target), tmp), timeout=900)
+        self._customize(build_steps(debian_root(target)), tmp)
+
+    def _build_qmail(self, base: Path, target: Target, tmp: Path) -> None:
+        """A copy of the base root with notqmail built and installed (qmail_root.py); the
+        source is verified before it is copied in and unpacked."""
+        source = qmail_source.qmail_source()
+        log.info(
+            "%s: building notqmail %s in a copy of %s", target.name, qmail_source.VERSION, base.name
+        )
+        run(["cp", "-a", "--reflink=auto", base, tmp])
+        dest = tmp / qmail_root.SOURCE_DIR.lstrip("/")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, dest / qmail_source.ARCHIVE)
+        self._customize(qmail_root.build_steps(), tmp)
+
     @staticmethod
-    def _customize(root: DebianRoot, tmp: Path) -> None:
-        """Run the build steps in the fresh root (systemd-nspawn --pipe, in a private cgroup)."""
+    def _customize(steps: Iterable[str], tmp: Path) -> None:
+        """Run build steps in the root (systemd-nspawn --pipe, in a private cgroup)."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
-            for step in build_steps(root):
+            for step in steps:
                 nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
                 run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
         finally:
@@ -225,7 +280,12 @@ class RootfsCache:
     def prune_superseded_roots(self, current: Iterable[Target]) -> list[Path]:
         """Remove the roots whose keys no target in `current` has, unused for SUPERSEDED_AFTER
         (another checkout may still use a recent one) and not being built or checked out."""
-        keep = {cache_key(t) for t in current if isinstance(t.root, DebianRoot)}
+        keep = {
+            key
+            for t in current
+            if isinstance(t.root, DebianRoot)
+            for key in {base_key(t), cache_key(t)}
+        }
         removed: list[Path] = []
         if not self.directory.is_dir():
             return removed

@@ -243,7 +243,8 @@ def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> Scenar
 
 
 def save_failure_logs(ctx: ScenarioContext, result: ScenarioResult, where: Path) -> Path:
-    """Keep what is needed to debug a failure: message, journal, package logs, stand-in logs."""
+    """Keep what is needed to debug a failure: message, journal, package logs, qmail's
+    control files."""
     if where.exists():
         shutil.rmtree(where)
     where.mkdir(parents=True)

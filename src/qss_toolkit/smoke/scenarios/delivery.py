@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from qss_toolkit.smoke.scenarios.lifecycle import _running_with_standin
+from qss_toolkit.smoke.scenarios.lifecycle import _running_with_qmail
 from qss_toolkit.smoke.scenarios.registry import (
     RUNNING_CURRENT,
     UNIT,
@@ -60,7 +60,7 @@ def _lwq_aliases(ctx: ScenarioContext) -> None:
 def install_alias_default(ctx: ScenarioContext) -> None:
     """First install with only ~alias/.qmail-default: verify is clean and the service starts."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     # INSTALL.alias's catch-all (`touch ~alias/.qmail-default`) instead of the three files.
     ctx.check_output(
         f"cd {ALIAS_HOME} && rm {' '.join(ALIAS_FILES)} && : > .qmail-default"
@@ -89,7 +89,7 @@ def install_alias_default(ctx: ScenarioContext) -> None:
 def user_program_priority(ctx: ScenarioContext) -> None:
     """A .qmail `|nice -n 5 ...` and a program that lowers its own priority and sets an rlimit:
     both delivered (the unit's system call filter leaves them what a plain qmail-start does)."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     program = f"{ALIAS_HOME}/lower-and-limit"
     ctx.run_expect([0], f"cat > {program} && chmod 755 {program}", input=LOWER_AND_LIMIT)
     # qmail-local runs each line as alias, in ~alias: the files land there.
@@ -124,7 +124,7 @@ def user_program_priority(ctx: ScenarioContext) -> None:
 def stop_during_reload(ctx: ScenarioContext) -> None:
     """`systemctl stop` while a reload runs (what the NetworkManager hook's --no-block reload
     can meet): inactive, never failed, and the mail queued meanwhile is delivered later."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     maildir = f"{ALIAS_HOME}/Maildir"
     before = _new_mail(ctx, maildir)
     rounds, raced = 3, 0
@@ -154,7 +154,7 @@ def stop_during_reload(ctx: ScenarioContext) -> None:
 def user_without_maildir(ctx: ScenarioContext) -> None:
     """A local user without ~/Maildir: verify names them and the fix; their mail waits in the
     queue (deferred), and after maildirmake and a flush it is in their Maildir."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     home = f"/home/{MAIL_USER}"
     ctx.check_output(f"userdel -r {MAIL_USER} 2>/dev/null; useradd -m -s /bin/bash {MAIL_USER}")
     try:
@@ -191,7 +191,7 @@ def user_without_maildir(ctx: ScenarioContext) -> None:
 def helper_warning_priority(ctx: ScenarioContext) -> None:
     """The helper's own `warning:` line for the service (a '~' in control/defaultdelivery)
     reaches the journal at priority warning, as qmail's warning: lines do."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     control = "/var/qmail/control/defaultdelivery"
     saved = ctx.check_output(["cat", control])
     # The administrator's command, as the issue gives it. (Not with --after-cursor: journalctl

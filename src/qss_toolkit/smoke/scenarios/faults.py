@@ -19,10 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from qss_toolkit.smoke.scenarios.fixtures.smtp_sink import SINK_DIR, smtp_sink
-from qss_toolkit.smoke.scenarios.lifecycle import _running_with_standin, _upgrade
+from qss_toolkit.smoke.scenarios.lifecycle import (
+    _attempts,
+    _queue_remote_messages,
+    _running_with_qmail,
+    _upgrade,
+    _wait_for_alarm,
+)
 from qss_toolkit.smoke.scenarios.registry import (
     RUNNING_CURRENT,
-    STANDIN_LOGS,
     UNIT,
     ScenarioContext,
     scenario,
@@ -35,12 +40,12 @@ CONTROL = "/var/qmail/control"
 INJECT = "/var/qmail/bin/qmail-inject"
 MUTEX = "/var/qmail/queue/lock/sendmutex"
 # The unit's RestartSec=, and what a start may take on top of it on a loaded 2-core machine
-# (five Python stand-in programs start; measured 0.5-2 s).
+# (qmail-start and its four programs, the helper; measured 0.5-2 s).
 RESTART_SEC = 5.0
 START_SLACK = 10.0
 RECOVERY_BOUND = RESTART_SEC + START_SLACK
-# A process that holds qmail-send's lock as a leftover qmail-send would (flock(2), as qmail's
-# lock_exnb), in a unit of its own so that it outlives the command that started it.
+# A second qmail (qmail-start, as an old init script would leave one running), in a unit of its
+# own so that it outlives the command that started it: its qmail-send holds queue/lock/sendmutex.
 LEFTOVER_UNIT = "qss-leftover-qmail-send.service"
 
 # The burst: many recipients per message (one qmail-inject each), one delivery per recipient,
@@ -167,11 +172,12 @@ def _burst(ctx: ScenarioContext, tag: str, messages: int, recipients: int) -> Bu
     finally:
         _drop_alias_maildir(ctx, tag, tag)
     ctx.host.sleep(2.5)
-    ctx.check_output(f"systemctl reload {UNIT}")
+    closing = ctx.journal_cursor()
+    ctx.run_expect([0], [INJECT, "root"], input="To: root\nSubject: closing\n\nclosing\n")
     ctx.wait_for(
-        f"journalctl -q -o cat --after-cursor={shlex.quote(cursor)} -u {UNIT}"
-        " | grep -q '^stand-in: received SIGHUP'",
-        message="qmail-send's line for the HUP after the burst",
+        f"journalctl -q -o cat --after-cursor={shlex.quote(closing)} -u {UNIT}"
+        " | grep -q '^starting delivery [0-9]*: msg [0-9]* to local root@'",
+        message="qmail-send's lines for one more mail after the burst",
     )
     journal = _journal(ctx, cursor)
     ours = {n for n, rcpt in STARTING.findall(journal) if rcpt.startswith(f"{tag}-")}
@@ -193,7 +199,7 @@ def log_burst(ctx: ScenarioContext) -> None:
     """2,000 local deliveries in a burst: every `starting delivery` and `delivery N: success`
     line is in `journalctl -u qmail-send` and journald suppressed nothing, with journald's
     own default made small; the limit the issue tried (0, in a drop-in) loses lines."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     tag = "burst" + ctx.container.name[-5:]
     try:
         with _small_journald_default(ctx):
@@ -225,9 +231,8 @@ def _wait_running_again(ctx: ScenarioContext, old_child: str, why: str) -> float
     """Seconds until the unit is active with a qmail-send other than old_child, ready."""
     started = ctx.host.monotonic()
     ctx.wait_for(
-        f"systemctl is-active --quiet {UNIT}"
-        f' && p=$(cat {STANDIN_LOGS}/ready) && [ "$p" != {shlex.quote(old_child)} ]'
-        f' && grep -q "^PPid:[[:space:]]*$(systemctl show -P MainPID {UNIT})$" /proc/$p/status',
+        f"systemctl is-active --quiet {UNIT} && m=$(systemctl show -P MainPID {UNIT})"
+        f' && p=$({ctx.ready_pid_shell("$m")}) && [ "$p" != {shlex.quote(old_child)} ]',
         timeout=RECOVERY_BOUND + 30,
         message=f"qmail-send running again after {why}",
     )
@@ -244,7 +249,7 @@ def restart_storm(ctx: ScenarioContext) -> None:
     """Six `systemctl restart` in a row, then six crashes (kill -9, each as soon as qmail-send
     is back; qmail-send and the helper in turn): never start-limit-hit, running again within
     RestartSec + start, and the mail sent afterwards is delivered."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     for attempt in range(6):
         ctx.run_expect([0], f"systemctl restart {UNIT}", timeout=60)
         ctx.assert_active()
@@ -275,11 +280,19 @@ def restart_storm(ctx: ScenarioContext) -> None:
 @contextmanager
 def _leftover_qmail_send(ctx: ScenarioContext) -> Iterator[None]:
     ctx.run(["systemctl", "stop", LEFTOVER_UNIT])
+    # The service's qmail-send holds the lock while it runs: the second qmail takes it first,
+    # as one left running by an old init script does when the service is started.
+    ctx.check_output(["systemctl", "stop", UNIT], timeout=60)
     ctx.check_output(
-        ["systemd-run", f"--unit={LEFTOVER_UNIT}", "--collect", "flock", "-x", MUTEX,
-         "sleep", "infinity"]
+        # As LWQ's /var/qmail/rc starts it: qmail-start finds its programs on PATH.
+        ["systemd-run", f"--unit={LEFTOVER_UNIT}", "--collect",
+         "--setenv=PATH=/var/qmail/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+         "/var/qmail/bin/qmail-start", "./Maildir/"]
     )  # fmt: skip
-    ctx.wait_for(f"systemctl is-active --quiet {LEFTOVER_UNIT}", message="the lock's holder")
+    ctx.wait_for(
+        f"systemctl is-active --quiet {LEFTOVER_UNIT} && lslocks -n -o PATH | grep -qx {MUTEX}",
+        message="a second qmail-send holding queue/lock/sendmutex",
+    )
     try:
         yield
     finally:
@@ -329,7 +342,7 @@ def transient_faults(ctx: ScenarioContext) -> None:
     while each: every start fails with qmail-send's alert, systemd restarts it every 5 s and
     never gives up, flush says it is down, and once the fault is gone it runs again by
     itself within RestartSec + start; flush as an ordinary user says it needs root."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     figures = []
     faults = (
         (_leftover_qmail_send, "alert: cannot start: qmail-send is already running"),
@@ -357,7 +370,7 @@ def transient_faults(ctx: ScenarioContext) -> None:
 def upgrade_failed_unit(ctx: ScenarioContext) -> None:
     """The previous release's unit after six `systemctl restart` in a row: start-limit-hit and
     failed, mail waiting; the package upgrade brings it back and the mail is delivered."""
-    _running_with_standin(ctx, previous=True)
+    _running_with_qmail(ctx, previous=True)
     for _ in range(6):
         ctx.run(f"systemctl restart {UNIT}", timeout=60)
     state = (ctx.show("ActiveState"), ctx.show("Result"))
@@ -394,7 +407,7 @@ def last_words(ctx: ScenarioContext) -> None:
     """20 start failures (a leftover qmail-send, then control/me unreadable, 10 each) and 20
     stops: every failure's `alert: cannot start: ...` (priority alert) and every stop's
     `status: exiting` (info) is in the journal: 20 of 20 each."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     cursor = ctx.journal_cursor()
     half = ROUNDS // 2
     failures = 0
@@ -453,11 +466,12 @@ def reload_virtualdomain(ctx: ScenarioContext) -> None:
     """A new virtual domain in control/virtualdomains: mail for it still goes out to the
     smarthost until `systemctl reload` makes qmail-send reread the file (SIGHUP), then it is
     delivered locally, to the prefix's ~alias/.qmail-vd-default."""
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     try:
         with smtp_sink(ctx) as sink:
             sink.go_online()
-            ctx.check_output(f"echo '{VIRTUAL}:{sink.address}' > {CONTROL}/smtproutes")
+            _queue_remote_messages(ctx, 1)  # deferred: the reload's ALRM retries it at once
+            ctx.check_output(f"echo '{VIRTUAL}:{sink.address}' >> {CONTROL}/smtproutes")
             maildir = _maildir_for_alias(ctx, "vd", "vd")
             ctx.check_output(f"echo '{VIRTUAL}:vd' > {CONTROL}/virtualdomains")
             ctx.run_expect([0], [INJECT, f"before@{VIRTUAL}"], input="Subject: before\n\nx\n")
@@ -466,12 +480,11 @@ def reload_virtualdomain(ctx: ScenarioContext) -> None:
                 timeout=60,
                 message="mail for the new domain to reach the smarthost before the reload",
             )
-            hups = ctx.standin_log("signals.log").count(" SIGHUP ")
+            # The reload's HUP reaches qmail-send before its ALRM, and qmail-send rereads its
+            # controls in the same turn of its loop as it retries the deferred message.
+            attempts = _attempts(ctx)
             ctx.check_output(f"systemctl reload {UNIT}")
-            ctx.wait_for(
-                f"test $(grep -c ' SIGHUP ' {STANDIN_LOGS}/signals.log) -gt {hups}",
-                message="qmail-send to get the reload's SIGHUP",
-            )
+            _wait_for_alarm(ctx, attempts, "the reload")
             cursor = ctx.journal_cursor()
             ctx.run_expect([0], [INJECT, f"after@{VIRTUAL}"], input="Subject: after\n\nx\n")
             ctx.wait_for(
@@ -494,18 +507,6 @@ def reload_virtualdomain(ctx: ScenarioContext) -> None:
 
 # -- where the log is --------------------------------------------------------------------------
 
-QMAIL_USERS = ("alias", "qmaild", "qmaill", "qmailp", "qmailq", "qmailr", "qmails")
-
-
-def _recreate_qmail_users(ctx: ScenarioContext, *, install_ids: bool) -> None:
-    """A fresh stand-in with qmail's users made anew: as INSTALL.ids makes them, or as the
-    system accounts that every other scenario uses."""
-    ctx.check_output(
-        f"for u in {' '.join(QMAIL_USERS)}; do ! id -u $u >/dev/null 2>&1 || userdel $u; done;"
-        " for g in nofiles qmail; do ! getent group $g >/dev/null || groupdel $g; done"
-    )
-    ctx.install_standin(install_ids=install_ids)
-
 
 def _lines_in_each_journal(ctx: ScenarioContext) -> tuple[int, int]:
     """This run's qmail-send lines in every journal, and in the system journal alone."""
@@ -518,26 +519,23 @@ def _lines_in_each_journal(ctx: ScenarioContext) -> tuple[int, int]:
 
 @scenario("journal-install-ids")
 def journal_install_ids(ctx: ScenarioContext) -> None:
-    """qmail's users made by INSTALL.ids's useradd lines (uids from 1000): the previous
-    release's qmaill logger had journald file qmail's lines in that user's journal, out of
-    `journalctl --system -u qmail-send`; after the upgrade every line is in the system journal."""
+    """qmail's users made by INSTALL.ids's useradd lines (uids from 1000, as every root has
+    them): the previous release's qmaill logger had journald file qmail's lines in that user's
+    journal, out of `journalctl --system -u qmail-send`; after the upgrade every line is in the
+    system journal."""
     ctx.reset()
-    try:
-        _recreate_qmail_users(ctx, install_ids=True)
-        uid = int(ctx.check_output(["id", "-u", "qmaill"]).strip())
-        ctx.expect(uid >= 1000, f"INSTALL.ids gave qmaill uid {uid}")
-        ctx.install_packages(previous=True)
-        ctx.wait_ready()
-        _deliver_to_root(ctx, "with the previous release")
-        every, system = _lines_in_each_journal(ctx)
-        ctx.expect(system < every, f"the previous release's lines: {system} of {every} in --system")
-        _upgrade(ctx)
-        ctx.wait_ready()
-        _deliver_to_root(ctx, "after the upgrade")
-        every, system = _lines_in_each_journal(ctx)
-        log.info("%s: qmaill uid %d: %d of %d lines in --system", ctx.target.name, uid,
-                 system, every)  # fmt: skip
-        ctx.expect(every > 5 and system == every, f"{system} of {every} lines in --system")
-    finally:
-        ctx.reset()
-        _recreate_qmail_users(ctx, install_ids=False)
+    ctx.install_qmail()
+    uid = int(ctx.check_output(["id", "-u", "qmaill"]).strip())
+    ctx.expect(uid >= 1000, f"INSTALL.ids gave qmaill uid {uid}")
+    ctx.install_packages(previous=True)
+    ctx.wait_ready()
+    _deliver_to_root(ctx, "with the previous release")
+    every, system = _lines_in_each_journal(ctx)
+    ctx.expect(system < every, f"the previous release's lines: {system} of {every} in --system")
+    _upgrade(ctx)
+    ctx.wait_ready()
+    _deliver_to_root(ctx, "after the upgrade")
+    every, system = _lines_in_each_journal(ctx)
+    log.info("%s: qmaill uid %d: %d of %d lines in --system", ctx.target.name, uid,
+             system, every)  # fmt: skip
+    ctx.expect(every > 5 and system == every, f"{system} of {every} lines in --system")

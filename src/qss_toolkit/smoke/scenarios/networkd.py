@@ -13,15 +13,17 @@ leaves the pair and none reaches the host's networks.
 from __future__ import annotations
 
 from qss_toolkit.smoke.scenarios.lifecycle import (
-    _running_with_standin,
-    _signals,
-    _tcpok_runs,
+    TCPTO,
+    _attempts,
+    _queue_remote_messages,
+    _running_with_qmail,
+    _tcpto_stamp,
     _wait_for_alarm,
+    _wait_for_tcpok,
 )
 from qss_toolkit.smoke.scenarios.registry import (
     MAIN,
     NETWORKD_PACKAGE,
-    STANDIN_LOGS,
     ScenarioContext,
     scenario,
 )
@@ -44,7 +46,7 @@ DISPATCHER_LOG = "journalctl -b -o cat -u networkd-dispatcher.service"
 def networkd_hook(ctx: ScenarioContext) -> None:
     """Real systemd-networkd makes host0 routable: networkd-dispatcher runs our hook, ALRM."""
     container = ctx.veth("the networkd scenario")
-    _running_with_standin(ctx)
+    _running_with_qmail(ctx)
     ctx.install_packages([MAIN, NETWORKD_PACKAGE])
     ctx.artifacts.append("/run/systemd/network")
     host_side = container.host_veth()
@@ -59,7 +61,8 @@ def networkd_hook(ctx: ScenarioContext) -> None:
         ctx.check_output("systemctl start systemd-networkd.service")
         # Type=notify: started once its startup triggers (--run-startup-triggers) have run.
         ctx.check_output("systemctl start networkd-dispatcher.service")
-        alarms, tcpok = _signals(ctx).count("SIGALRM"), _tcpok_runs(ctx)
+        _queue_remote_messages(ctx, 1)  # deferred: an ALRM retries it at once
+        alarms, tcpto = _attempts(ctx), _tcpto_stamp(ctx)
         ctx.expect(
             ctx.run(f"{DISPATCHER_LOG} | grep -q '90-qmail-send'").returncode != 0,
             "the hook flushed before host0 had a carrier (no-carrier is not routable)",
@@ -73,7 +76,9 @@ def networkd_hook(ctx: ScenarioContext) -> None:
         _wait_for_alarm(ctx, alarms, "host0 became routable", timeout=30)
         # The hook's one line reaches the journal through networkd-dispatcher.service.
         ctx.wait_for(f'{DISPATCHER_LOG} | grep -q "{HOOK_LINE}"', message="the hook's log line")
-        ctx.expect(_tcpok_runs(ctx) > tcpok, f"the reload ran no qmail-tcpok ({STANDIN_LOGS})")
+        _wait_for_tcpok(
+            ctx, tcpto, f"host0 became routable (the reload ran no qmail-tcpok: {TCPTO})"
+        )
     finally:
         # The boot is shared: both daemons stop, host0 goes back to unconfigured.
         ctx.run(

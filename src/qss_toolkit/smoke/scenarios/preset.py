@@ -31,7 +31,7 @@ OPT_OUTS = (
 def _first_install_with(ctx: ScenarioContext, files: dict[str, str]) -> tuple[str, str, str]:
     """Install the package on a clean root holding `files`; (is-enabled, is-active, output)."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     for path, text in files.items():
         ctx.run_expect([0], f"mkdir -p {path.rsplit('/', 1)[0]} && cat > {path}", input=text)
     try:

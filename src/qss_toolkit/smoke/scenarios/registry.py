@@ -5,7 +5,7 @@ A scenario is a function registered with `@scenario("name", families=..., boot=.
 raising `ScenarioFailed` (the helpers do it with the command, its exit code and output) or
 with `assert`. Scenarios of one target that share a `boot` kind run one after the other in one
 container, so each scenario first puts the container into the state it needs
-(`ctx.reset()`, `ctx.install_standin()`, ...) instead of relying on the one before.
+(`ctx.reset()`, `ctx.install_qmail()`, ...) instead of relying on the one before.
 
 Other modules add scenarios by defining them in a module of `qss_toolkit.smoke.scenarios`:
 `load_scenarios()` imports every such module.
@@ -27,6 +27,7 @@ from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family, PackageFile, PackageManager
 from qss_toolkit.run import run
 from qss_toolkit.selection import select
+from qss_toolkit.smoke import qmail_root
 from qss_toolkit.smoke.engines.base import (
     BootKind,
     Container,
@@ -34,8 +35,6 @@ from qss_toolkit.smoke.engines.base import (
     VethContainer,
 )
 from qss_toolkit.smoke.targets import Target
-
-STANDIN_DIR = PROJECT_ROOT / "tests" / "standin"
 
 # Our packages and their names, from packaging/nfpm/*.yaml (payload.py): the main package, the
 # ones that ship the NetworkManager hook, the networkd-dispatcher hook, /usr/sbin/sendmail and
@@ -51,12 +50,14 @@ SUBMISSION_PACKAGE = payload.owner(SUBMISSION_QMAIL_REMOTE)
 UNIT = payload.main_unit()
 QUEUE = "/var/qmail/queue"
 QUEUE_MESSAGE_DIRS = ("mess", "info", "local", "remote", "todo", "intd", "bounce")
-STANDIN_LOGS = "/var/qmail/standin"  # the stand-in's own record of signals and runs
+CONTROL = "/var/qmail/control"
+# qmail-send's caught signals in /proc/PID/status's SigCgt: HUP (bit 0), ALRM (13), TERM (14).
+READY_SIGNALS = (1 << 0) | (1 << 13) | (1 << 14)
 WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT}"
 
 
 # A handover state: our current package alone installed and enabled (not masked), qmail-send
-# active from the stand-in, nothing else changed since the install. A scenario that needs this
+# active on real qmail, nothing else changed since the install. A scenario that needs this
 # start may take it over from the one before instead of purging and reinstalling (2.5 s each).
 RUNNING_CURRENT = "running-current"
 
@@ -154,7 +155,7 @@ class ScenarioContext:
     dist: Path  # the packages under test
     previous_dist: Path | None = None  # the "previous build": a lower version of the payload
     # container paths worth keeping when the scenario fails
-    artifacts: list[str] = field(default_factory=lambda: [STANDIN_LOGS, "/var/qmail/queue"])
+    artifacts: list[str] = field(default_factory=lambda: [CONTROL, "/var/qmail/queue"])
     # The state the scenario before this one in the same container left and vouched for (its
     # `leaves`, set only after all its assertions held), or None; see RUNNING_CURRENT.
     handover: str | None = None
@@ -303,25 +304,14 @@ class ScenarioContext:
 
     # -- qmail -------------------------------------------------------------------------
 
-    def install_standin(self, *, install_ids: bool = False) -> None:
-        """Put the qmail stand-in under /var/qmail (with qmail's users), as an admin would.
-        Users that do not exist yet are made as system accounts, or with `install_ids` as
-        qmail's INSTALL.ids makes them (ordinary accounts, uids from 1000)."""
-        if not (STANDIN_DIR / "install.py").exists():
-            raise ScenarioFailed(f"the qmail stand-in is missing: {STANDIN_DIR}/install.py")
-        self.container.copy_into(STANDIN_DIR, "/srv/qss/standin")
-        # A fresh tree each time: no queue, control file or log left by an earlier scenario.
-        ids = " --install-ids" if install_ids else ""
-        self.check_output(
-            f"rm -rf /var/qmail && python3 /srv/qss/standin/install.py --root / --users{ids}"
-        )
+    def install_qmail(self) -> None:
+        """qmail as just installed: the root has notqmail built in (qmail_root.py, with
+        INSTALL.ids's users); /var/qmail is unpacked again from the root's pristine copy, so
+        that no queue, control change or mail of an earlier scenario is left."""
+        self.check_output(qmail_root.fresh_qmail_command())
 
     def remove_qmail(self) -> None:
         self.check_output(["rm", "-rf", "/var/qmail"])
-
-    def standin_log(self, name: str) -> str:
-        """The stand-in's log /var/qmail/standin/NAME ("" while it does not exist)."""
-        return self.run(["cat", f"{STANDIN_LOGS}/{name}"]).stdout
 
     # -- systemd -----------------------------------------------------------------------
 
@@ -345,25 +335,37 @@ class ScenarioContext:
     def show(self, prop: str, unit: str = UNIT) -> str:
         return self.check_output(["systemctl", "show", "-P", prop, unit]).strip()
 
+    @staticmethod
+    def ready_pid_shell(main_pid: str) -> str:
+        """Shell that prints the PID of a qmail-send that is `main_pid` or its child and has its
+        TERM, ALRM and HUP handlers in place (SigCgt; a SIGALRM before that would kill it),
+        and fails while there is none."""
+        return (
+            f"for p in $(pgrep -x qmail-send); do"
+            f" {{ [ $p = {main_pid} ]"
+            rf' || grep -q "^PPid:[[:space:]]*{main_pid}\$" /proc/$p/status; }}'
+            f" && m=$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$p/status)"
+            f" && [ $((0x$m & {READY_SIGNALS})) = {READY_SIGNALS} ] && echo $p && exit 0;"
+            " done; exit 1"
+        )
+
     def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until this run of qmail-send has its signal handlers in place (a SIGALRM before
-        that would kill it): the stand-in then writes its pid to standin/ready, after its
-        first `status:` line. qmail-send is the child of the unit's main process, the
-        helper's `run`, which holds ALRM and HUP back until that line."""
+        """Wait until this run of qmail-send has its signal handlers in place. qmail-send is the
+        child of the unit's main process, the helper's `run` (which also holds ALRM and HUP
+        back until qmail-send's first `status:` line); 1.0.0's unit has no helper in between:
+        its main process is qmail-send."""
         self.assert_active()
         pid = self.show("MainPID")
-        # 1.0.0's unit has no helper in between: its main process is qmail-send.
         self.wait_for(
-            f'p=$(cat {STANDIN_LOGS}/ready) && {{ [ "$p" = {pid} ]'
-            f" || grep -q '^PPid:[[:space:]]*{pid}$' /proc/$p/status; }}",
+            f"( {self.ready_pid_shell(pid)} ) >/dev/null",
             timeout=timeout,
-            message=f"qmail-send (PID {pid} or its child) to be ready for signals (standin/ready)",
+            message=f"qmail-send (PID {pid} or its child) to catch TERM, ALRM and HUP",
         )
 
     def qmail_send_pid(self) -> str:
-        """The running qmail-send's PID, as the stand-in wrote it when it became ready."""
+        """The running qmail-send's PID, once it is ready for signals."""
         self.wait_ready()
-        return self.check_output(["cat", f"{STANDIN_LOGS}/ready"]).strip()
+        return self.check_output(self.ready_pid_shell(self.show("MainPID"))).strip()
 
     def main_pid_comm(self, unit: str = UNIT) -> str:
         pid = self.show("MainPID", unit)

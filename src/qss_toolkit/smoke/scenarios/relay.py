@@ -95,7 +95,7 @@ def _install_other_mta(ctx: ScenarioContext) -> None:
 def sendmail_git_send_email(ctx: ScenarioContext) -> None:
     """`sendmail -i -t` run by a user, as git send-email calls it, puts the mail in the queue."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     ours = OUR_SENDMAIL[ctx.target.family]
     for link in SENDMAIL_LINKS:
@@ -136,7 +136,7 @@ APT_DEBIAN = (
 def sendmail_mta_for_apt(ctx: ScenarioContext) -> None:
     """With the sendmail package, bsd-mailx pulls in no other MTA; a purge leaves no link."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.check_output(f"{APT_DEBIAN} update", timeout=300)
     # The control: without us, bsd-mailx's `default-mta | mail-transport-agent` brings exim4.
     plain = ctx.check_output(f"{APT_DEBIAN} install -s -y bsd-mailx", timeout=300)
@@ -168,7 +168,7 @@ def sendmail_mta_alternative(ctx: ScenarioContext) -> None:
     """RPM: the package wins the `mta` alternative beside another MTA, with the slave links of
     postfix's; erasing it restores that one, and the links are %ghost files of both."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.run("rpm -q other-mta >/dev/null && rpm -e other-mta")
     _install_other_mta(ctx)
     try:
@@ -216,7 +216,7 @@ def sendmail_without_and_with_qmail(ctx: ScenarioContext) -> None:
     ctx.run_expect([69], ["mailq"])
     ctx.run_expect([0], ["newaliases"])
     # qmail installed, remote mail deferred (the smarthost refuses): mailq shows it queued.
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.check_output("echo ':127.0.0.1:9' > /var/qmail/control/smtproutes")
     ctx.check_output(["systemctl", "start", UNIT])
     ctx.wait_ready()
@@ -250,8 +250,8 @@ LIST_BACKUPS = "ls -a /var/qmail/control /var/qmail/alias | grep -F .bak."
 
 
 def _restore_lwq_state(ctx: ScenarioContext) -> None:
-    """Leave the stand-in as LWQ leaves qmail (no smarthost, empty alias files): the next
-    scenario in this container reinstalls the stand-in, which keeps existing control files."""
+    """Leave qmail as LWQ leaves it (no smarthost, empty alias files), for a scenario after
+    this one in the container that does not unpack /var/qmail afresh."""
     alias_files = [p for p in SETUP_FILES if "/alias/" in p]
     ctx.run(
         "rm -f /var/qmail/control/smtproutes /var/qmail/control/*.bak.*"
@@ -265,7 +265,7 @@ def setup_relay_files(ctx: ScenarioContext) -> None:
     """`setup` writes smtproutes and the alias forwards with the owners and modes qmail needs."""
     ctx.reset()
     ctx.remove_qmail()  # a fresh LWQ state: empty alias files, no smtproutes
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.install_packages([MAIN])
     try:
         setup = ["qmail-send-systemd", "setup", "--smarthost", SMARTHOST, "--forward-root", FORWARD]
@@ -302,7 +302,7 @@ def relay_root_mail_after_reconnect(ctx: ScenarioContext) -> None:
     """Cron's mail to root, sent offline, reaches the forward address via the smarthost on flush."""
     ctx.reset()
     ctx.remove_qmail()
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE])
     ctx.wait_ready()
     try:

@@ -1,4 +1,4 @@
-"""`qmail-send-systemd status` in a booted root with the qmail stand-in: what it says about a
+"""`qmail-send-systemd status` in a booted root with real qmail: what it says about a
 healthy relay, about mail that waits (deferred, then over an hour old), and about a stopped
 service, each checked against what systemd and the queue directory say themselves."""
 
@@ -56,7 +56,7 @@ def _files(ctx: ScenarioContext, directory: str) -> int:
 def status_report(ctx: ScenarioContext) -> None:
     """status: healthy exit 0; deferred and hour-old mail exit 1; a stopped service exit 1."""
     ctx.reset()
-    ctx.install_standin()
+    ctx.install_qmail()
     ctx.install_packages()
     ctx.wait_ready()
     ctx.check_output(f"echo ':{SMARTHOST}' > {SMTPROUTES}")

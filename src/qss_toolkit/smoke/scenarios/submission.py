@@ -1,8 +1,8 @@
 """Smoke scenarios for the submission route (docs/submission.md): qmail's queue, msmtp's TLS and
 AUTH, against a real aiosmtpd smarthost on the container's loopback (smtp_tls.py).
 
-qmail-send is the stand-in's and so is qmail-rspawn, which runs whatever `qmail-remote` PATH
-finds exactly as qmail-rspawn.c does; the drop-in that `setup --tls` writes puts ours there in
+qmail is notqmail 1.09, built in the root (qmail_root.py); its qmail-rspawn runs
+/var/qmail/bin/qmail-remote; the drop-in that `setup --tls` writes puts ours there in
 the service's namespace, so every delivery below goes through it and msmtp.
 """
 
@@ -43,7 +43,7 @@ SENDER = "dev"
 def _prepare(ctx: ScenarioContext, *extra: str) -> None:
     ctx.reset()
     ctx.remove_qmail()
-    ctx.install_standin()  # RPM-on-Debian's root has Fedora's /usr/sbin/alternatives (targets.py)
+    ctx.install_qmail()  # RPM-on-Debian's root has Fedora's /usr/sbin/alternatives (targets.py)
     ctx.install_packages([MAIN, SENDMAIL_PACKAGE, SUBMISSION_PACKAGE, *extra])
     ctx.wait_ready()
     make_pki(ctx)
