@@ -158,7 +158,7 @@ def user_without_maildir(ctx: ScenarioContext) -> None:
     home = f"/home/{MAIL_USER}"
     ctx.check_output(f"userdel -r {MAIL_USER} 2>/dev/null; useradd -m -s /bin/bash {MAIL_USER}")
     try:
-        fix = f"sudo -u {MAIL_USER} /var/qmail/bin/maildirmake ~{MAIL_USER}/Maildir"
+        fix = f"runuser -u {MAIL_USER} -- /var/qmail/bin/maildirmake ~{MAIL_USER}/Maildir"
         verify = ctx.run_expect([0], ["qmail-send-systemd", "verify"]).stdout
         ctx.expect(
             f"warning: {home}/Maildir: is missing" in verify and f"(fix: {fix})" in verify,
@@ -171,7 +171,7 @@ def user_without_maildir(ctx: ScenarioContext) -> None:
             " | grep -q ': deferral: Unable_to_chdir_to_maildir.'",
             message="qmail-local to defer the mail (no Maildir)",
         )
-        # What the fix says, with runuser for sudo (which the root does not have).
+        # What the fix says, as root runs it.
         ctx.check_output(
             ["runuser", "-u", MAIL_USER, "--", "/var/qmail/bin/maildirmake", f"{home}/Maildir"]
         )
