@@ -40,7 +40,7 @@ Session = Callable[[nox.Session], None]
 
 def suite(func: Session) -> Session:
     """A session of the full suite, tagged with its lane (`./nox -t beside`). How long it
-    took as the suite runs it (no arguments after `--`) goes to dist/timings.json, for
+    took as the suite runs it (no arguments after `--`) goes to .nox/timings.json, for
     `nox -s bench -- --section suite`."""
     [lane] = [lane for lane, names in LANES.items() if func.__name__ in names]
 

@@ -1,4 +1,4 @@
-"""How long the suite's parts took when they last ran, kept in dist/timings.json for the bench.
+"""How long the suite's parts took when they last ran, kept in .nox/timings.json for the bench.
 
 The noxfile records each session of its lanes (group `lane NAME`), the smoke runner each
 target it ran (group `smoke BACKEND`); `nox -s bench -- --section suite` prints them. An entry
@@ -14,12 +14,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qss_toolkit import DIST
+from qss_toolkit import PROJECT_ROOT
 from qss_toolkit.locks import exclusive
 
 log = logging.getLogger("qss_toolkit")
 
-TIMINGS = DIST / "timings.json"
+# Beside nox's environments in the clone, not in dist/: dist/ holds what a build makes, and
+# nothing else (the stock machines compare it; builders publish it).
+TIMINGS = PROJECT_ROOT / ".nox" / "timings.json"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The bench's `suite` section: each lane's sessions and each smoke target, as long as they took
-when they last ran (dist/timings.json, qss_toolkit.timings), so that a slower suite is seen.
+when they last ran (.nox/timings.json, qss_toolkit.timings), so that a slower suite is seen.
 
 It measures nothing itself and needs no root: run the suite (./run-tests, `nox -s NAME`), then
 `nox -s bench -- --section suite`.
