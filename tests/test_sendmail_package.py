@@ -198,17 +198,21 @@ def test_a_user_who_cannot_read_the_queue_gets_one_line_with_the_fix(
     probe = subprocess.run(["unshare", "--mount", "--map-root-user", "true"], check=False)
     if probe.returncode != 0 or os.geteuid() != 0:
         pytest.skip("needs root for a user who cannot read the namespace's queue")
+    # As _in_namespace_with_qmail: the program is opened before the mount hides a checkout
+    # under /var, and run from a copy in the tmpfs.
     setup = (
-        "mount -t tmpfs qss /var && mkdir -p /var/qmail/bin /var/qmail/queue/info"
+        'exec 3<"$1" && shift && mount -t tmpfs qss /var'
+        " && mkdir -p /var/qmail/bin /var/qmail/queue/info"
         " && chmod 0750 /var/qmail/queue && chmod 0700 /var/qmail/queue/info"
+        f" && cat <&3 >{UNDER_TEST} && exec 3<&- && chmod 0755 {UNDER_TEST}"
     )
     for qmail_program in QMAIL_PROGRAMS.values():
         target = f"/var/qmail/bin/{qmail_program}"
         setup += f" && printf %s '{RECORDER}' > {target} && chmod 0755 {target}"
     result = subprocess.run(
         ["unshare", "--mount", "sh", "-c",
-         f'{setup} && exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', "sh",
-         str(PROGRAMS / program), *args],
+         f'{setup} && exec setpriv --reuid=65534 --regid=65534 --clear-groups {UNDER_TEST} "$@"',
+         "sh", str(PROGRAMS / program), *args],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 77, result.stderr  # EX_NOPERM, qmail-qread never ran
