@@ -38,7 +38,8 @@ def make_dir(root: Path, uid: int, gid: int) -> None:
     """Create (or repair) the directory as its one writer needs it: qmailr's, 0700."""
     directory = root / STATE_DIR
     # Parents made here are root's and 0755 whatever the umask: qmailr must pass through them.
-    for parent in reversed(directory.relative_to(root).parents[:-1]):
+    # list(): a Path.parents sequence is sliceable only from Python 3.10 (Debian 11 runs 3.9).
+    for parent in reversed(list(directory.relative_to(root).parents)[:-1]):
         if not (root / parent).is_dir():
             (root / parent).mkdir()
             os.chmod(root / parent, 0o755)  # noqa: S103 - a directory others pass
