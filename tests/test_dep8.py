@@ -22,7 +22,8 @@ def test_the_command_tests_the_given_debs_and_hands_the_archive_over(tmp_path: P
     assert f"--copy={tmp_path / 'n.tar.gz'}:{dep8.TARBALL_IN_TESTBED}" in argv
     assert f"--env=NOTQMAIL_TARBALL={dep8.TARBALL_IN_TESTBED}" in argv
     server = argv[argv.index("--") + 1 :]
-    assert server[:3] == ["podman", "localhost/img:k", "--network=none"]
+    assert server[:4] == ["podman", "--init", "localhost/img:k", "--network=none"]
+    assert "--systemd=always" in server and "--cap-add=SYS_ADMIN" in server
     assert argv[argv.index("--") - 3 :][:3] == [str(tmp_path / "x.dsc"), *map(str, debs)]
 
 

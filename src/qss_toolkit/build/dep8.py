@@ -3,16 +3,16 @@
 The source package of `nox -s sources` (its .dsc carries debian/tests/) and the .debs of
 `nox -s packages` go to `autopkgtest --no-built-binaries`: the tests run against the packages
 built from this tree, installed by autopkgtest with apt as in any test bed. The test bed is
-autopkgtest-virt-podman on a local image of a Debian 12 root from the root cache (podman.py's
-import; runc and the toolkit's own podman state, by a `podman` wrapper first in PATH), with
-the tests' dependencies already in it and no network: autopkgtest finds them installed. It
-reverts to the image after the `breaks-testbed` test, as ci.debian.net's servers do.
+autopkgtest-virt-podman --init on a local image of a Debian 12 minbase root from the root cache
+(podman.py's import; runc and the toolkit's own podman state, by a `podman` wrapper first in
+PATH, and podman.py's flags for booting systemd), with the tests' Depends already in it and no
+network: autopkgtest finds them installed. systemd boots as PID 1, so the `notqmail` test's
+service part runs (the service started, a message delivered); the test bed reverts to the image
+after that `breaks-testbed` test, as ci.debian.net's servers do.
 
 The `notqmail` test downloads notqmail's tag archive where it has the internet; here it is
 handed QSS_QMAIL_SOURCE's archive (already digest-checked by qmail_source.py) with
 autopkgtest's `--copy` and `--env NOTQMAIL_TARBALL=...`, and checks the same digest itself.
-The test bed does not boot systemd (the service part says so and is skipped): the smoke
-scenarios prove the service.
 
 tests/container/test_dep8.py runs it in CI (`nox -s rebuild`); `python -m qss_toolkit dep8`
 runs it by hand and prints autopkgtest's summary.
@@ -37,15 +37,15 @@ from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.run import clean_env, require
 from qss_toolkit.smoke import qmail_source
-from qss_toolkit.smoke.engines.podman import ULIMITS, ImageStore, Podman
+from qss_toolkit.smoke.engines.podman import ULIMITS, ImageStore, Podman, capabilities
 from qss_toolkit.smoke.rootfs import RootfsCache
 from qss_toolkit.smoke.targets import DebianRoot, Target
 
 log = logging.getLogger("qss_toolkit")
 
 # What debian/tests/control's Depends pull in beyond our packages, our packages' own Depends,
-# and apt-utils (autopkgtest indexes the .debs with apt-ftparchive): present in the image, so
-# that apt needs no archive (the container has no network).
+# apt-utils (autopkgtest indexes the .debs with apt-ftparchive) and systemd-sysv (/sbin/init,
+# which --init boots): present in the image, so that apt needs no archive (no network).
 TESTBED_PACKAGES = (
     "apt-utils",
     "build-essential",
@@ -54,6 +54,7 @@ TESTBED_PACKAGES = (
     "groff-base",
     "python3",
     "systemd",
+    "systemd-sysv",
 )
 TESTBED = Target(
     "debian-12-dep8",
@@ -98,9 +99,14 @@ def command(dsc: Path, debs: Sequence[Path], image: str, tarball: Path, output: 
         *map(str, debs),
         "--",
         "podman",
+        "--init",
         image,
         "--network=none",
+        "--systemd=always",
+        # No dot, as many test beds' names: the notqmail test must qualify it itself.
+        "--hostname=dep8-testbed",
         *(f"--ulimit={u}" for u in ULIMITS),
+        *capabilities(),
     ]
 
 
