@@ -30,7 +30,8 @@ def test_the_command_tests_the_given_debs_and_hands_the_archive_over(tmp_path: P
 def test_the_verdict_follows_autopkgtest_and_its_summary() -> None:
     ok = ["helper-judges-a-tree PASS", "notqmail             PASS"]
     assert dep8.Result(0, ok, 1.0).passed
-    assert dep8.Result(2, [*ok[:1], "notqmail SKIP breaks-testbed"], 1.0).passed
+    assert not dep8.Result(2, [*ok[:1], "notqmail SKIP breaks-testbed"], 1.0).passed
+    assert not dep8.Result(0, [], 1.0).passed
     assert not dep8.Result(
         4, [ok[0], "notqmail             FAIL non-zero exit status 2"], 1.0
     ).passed
