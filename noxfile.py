@@ -118,7 +118,8 @@ def smoke(session: nox.Session) -> None:
 @suite
 def rebuild(session: nox.Session) -> None:
     """The source packages rebuilt in clean roots as sbuild and rpmbuild do, compared with
-    nfpm's packages, and linted by Debian 13's lintian and rpmlint 2.7."""
+    nfpm's packages, and linted by Debian 13's lintian and rpmlint 2.7; debian/tests/ run by
+    autopkgtest (DEP-8)."""
     _install(session, "test")
     session.run("pytest", "-m", "rebuild", "-rA", "tests/container", *session.posargs)
 

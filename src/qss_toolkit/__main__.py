@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "sources": "qss_toolkit.build.sources",
     "distro-files": "qss_toolkit.build.distro_files",
     "rebuild": "qss_toolkit.build.rebuild",
+    "dep8": "qss_toolkit.build.dep8",
     "lint": "qss_toolkit.build.lint",
     "smoke": "qss_toolkit.smoke.runner",
     "repo": "qss_toolkit.repo.publish",

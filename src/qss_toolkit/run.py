@@ -74,6 +74,7 @@ TOOLS: dict[str, Tool] = {
         Tool("gpg-preset-passphrase", apt="gpg-agent", dnf="gnupg2"),
         Tool("apt-ftparchive", apt="apt-utils", dnf="apt"),
         Tool("piuparts", apt="piuparts", dnf=None),
+        Tool("autopkgtest", apt="autopkgtest", dnf=None),
         Tool("ruff", apt=None, pip="ruff"),
         Tool("mypy", apt=None, pip="mypy"),
         Tool("lint-imports", apt=None, pip="import-linter"),

@@ -1,0 +1,32 @@
+"""DEP-8: debian/tests/ run by Debian's own runner, autopkgtest, on the packages built from
+this tree, in a podman test bed that reverts after `breaks-testbed` (qss_toolkit.build.dep8)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from qss_toolkit import payload
+from qss_toolkit.build import dep8, packages, sources
+from qss_toolkit.families import Family
+
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.rebuild,
+    pytest.mark.skipif(os.geteuid() != 0, reason="builds roots and runs podman: needs root"),
+]
+
+
+def test_debian_tests_pass_under_autopkgtest(tmp_path: Path) -> None:
+    """Both tests run and pass; autopkgtest's summary is printed (-rA shows it in CI)."""
+    packages.build("nfpm", (Family.DEB,), tmp_path)
+    sources.write_sources(tmp_path)
+    assert len(list(tmp_path.glob("*.deb"))) == len(payload.load_packages())
+    result = dep8.run_dep8(tmp_path)
+    print("\n".join(result.summary))
+    print(f"autopkgtest exit {result.returncode} in {result.seconds:.1f}s")
+    tests = {line.split()[0]: line.split()[1] for line in result.summary}
+    assert tests == {"helper-judges-a-tree": "PASS", "notqmail": "PASS"}
+    assert result.returncode == 0 and result.passed
