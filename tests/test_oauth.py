@@ -245,6 +245,36 @@ def test_setup_auth_dry_run_asks_nobody(tree: Path, endpoint: TokenEndpoint) -> 
     assert not (tree / submission_state.STATE_DIR).exists()
 
 
+def _msmtp_says(tree: Path, version: str) -> None:
+    (tree / submission.MSMTP.lstrip("/")).write_text(f"#!/bin/sh\necho 'msmtp version {version}'\n")
+
+
+def test_xoauth2_needs_msmtp_1_8_13_before_anything_is_asked(
+    tree: Path, endpoint: TokenEndpoint
+) -> None:
+    _msmtp_says(tree, "1.8.11")  # Debian 11's: OAUTHBEARER, no XOAUTH2
+    code, _, err = oauth_setup(tree, endpoint)
+    assert code != 0 and "msmtp 1.8.11 has no XOAUTH2" in err and "--auth oauthbearer" in err
+    assert len(err.strip().splitlines()) == 1
+    assert endpoint.requests == []
+    assert not (tree / msmtprc.CONFIG.lstrip("/")).exists()
+    _msmtp_says(tree, "1.8.13")
+    code, _, err = oauth_setup(tree, endpoint)
+    assert code == 0, err
+
+
+def test_oauthbearer_with_an_msmtp_without_xoauth2(tree: Path, endpoint: TokenEndpoint) -> None:
+    _msmtp_says(tree, "1.8.11")
+    settings = [arg for item in endpoint.settings() for arg in ("--oauth-setting", item)]
+    code, _, err = run(
+        tree, "setup", "--smarthost", "smtp.gmail.com:587", "--tls", "starttls",
+        "--user", LOGIN, "--auth", "oauthbearer", "--oauth-provider", "microsoft",
+        "--oauth-client-id", CLIENT_ID, *settings,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "auth oauthbearer" in (tree / msmtprc.CONFIG.lstrip("/")).read_text()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

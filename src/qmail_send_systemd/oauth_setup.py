@@ -20,6 +20,7 @@ from qmail_send_systemd.findings import ERROR, Finding
 from qmail_send_systemd.msmtprc import CONFIG, read_config
 from qmail_send_systemd.sender import default_sender
 from qmail_send_systemd.setup_plan import Target
+from qmail_send_systemd.submission_config import msmtp_version
 
 if TYPE_CHECKING:
     import argparse
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 READER = "qmailr"
 PUBLIC_MODE = 0o644
+# msmtp took `auth xoauth2` in 1.8.13 (Debian 11 has 1.8.11: OAUTHBEARER only). Older ones
+# refuse the whole msmtprc, so every remote delivery would be deferred.
+XOAUTH2_SINCE = (1, 8, 13)
 
 
 def _auth(args: argparse.Namespace) -> str:
@@ -131,6 +135,7 @@ def plan(root: Path, args: argparse.Namespace, out: object = print) -> list[Targ
 
     if _auth(args) == "password":
         return obsolete(root)
+    check_mechanism(root, _auth(args))
     reader = lookup_user(root, READER)
     if reader is None:
         raise HelperError(f"user {READER!r} not found", "create qmail's users as LWQ describes")
@@ -166,6 +171,21 @@ def plan(root: Path, args: argparse.Namespace, out: object = print) -> list[Targ
     elif os.path.lexists(_state(root, oauth.ACCESS)):
         targets.append(Target(_state(root, oauth.ACCESS), None, 0, 0, keep_backup=False))
     return targets
+
+
+def check_mechanism(root: Path, auth: str) -> None:
+    """An msmtp that cannot speak the mechanism is a usage error now, not a deferral of every
+    message later (an msmtp whose version cannot be read is given the benefit of the doubt)."""
+    if auth != "xoauth2":
+        return
+    version = msmtp_version(root)
+    if version is not None and version < XOAUTH2_SINCE:
+        shown = ".".join(map(str, version))
+        raise UsageError(
+            f"--auth xoauth2: this msmtp {shown} has no XOAUTH2 (msmtp 1.8.13 or later)",
+            "--auth oauthbearer if the provider takes it (Gmail does; Microsoft 365 wants "
+            "XOAUTH2), or a newer msmtp",
+        )
 
 
 def make_state_dir(root: Path, args: argparse.Namespace) -> None:
