@@ -1,5 +1,5 @@
 """qss_toolkit.build.dep8 without a test bed: autopkgtest's command line, its verdict, and the
-podman wrapper (tests/container/test_dep8.py runs autopkgtest itself)."""
+podman wrapper (tests/container/test_autopkgtest.py runs autopkgtest itself)."""
 
 from __future__ import annotations
 

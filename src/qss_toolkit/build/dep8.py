@@ -14,7 +14,7 @@ The `notqmail` test downloads notqmail's tag archive where it has the internet; 
 handed QSS_QMAIL_SOURCE's archive (already digest-checked by qmail_source.py) with
 autopkgtest's `--copy` and `--env NOTQMAIL_TARBALL=...`, and checks the same digest itself.
 
-tests/container/test_dep8.py runs it in CI (`nox -s rebuild`); `python -m qss_toolkit dep8`
+tests/container/test_autopkgtest.py runs it in CI (`nox -s rebuild`); `python -m qss_toolkit dep8`
 runs it by hand and prints autopkgtest's summary.
 """
 
