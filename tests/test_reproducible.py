@@ -53,20 +53,30 @@ def test_two_builds_with_the_same_epoch_are_identical(
     assert first == second
 
 
-def test_the_umask_changes_no_byte(
+def test_the_umask_time_zone_and_locale_change_no_byte(
     builder: Callable[[Path], list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Built under umask 077 and 022 (and in directories of other depths): the same bytes.
-    A mode taken from the disk (debian/ in the debian tarball, the spec and the orig tarball
-    in the source RPM) would differ."""
+    """Built under umask 077, a time zone east of the date line and another locale, then under
+    umask 022, UTC and C.UTF-8 (and in directories of other depths): the same bytes. A mode
+    taken from the disk (debian/ in the debian tarball, the spec and the orig tarball in the
+    source RPM) would differ, and so would a date written in local time or a locale's order.
+    (reprotest varies the rest, docs/source-packages.md.)"""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     old = os.umask(0o077)
     try:
+        monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+        monkeypatch.setenv("LC_ALL", "et_EE.UTF-8")
+        time.tzset()
         builder(tmp_path / "private")
         os.umask(0o022)
+        monkeypatch.setenv("TZ", "UTC")
+        monkeypatch.setenv("LC_ALL", "C.UTF-8")
+        time.tzset()
         builder(tmp_path / "x" / "shared")
     finally:
         os.umask(old)
+        monkeypatch.undo()
+        time.tzset()
     assert _digests(tmp_path / "private") == _digests(tmp_path / "x" / "shared")
 
 
