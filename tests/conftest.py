@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import pytest
 
-from qmail_send_systemd import verify
+from qmail_send_systemd import submission, submission_config, verify
 from qmail_send_systemd.systemd import UNIT, Result, System
 from qss_toolkit.locks import exclusive
 
@@ -271,3 +271,24 @@ def python_program(path: Path, code: str) -> Path:
     )
     path.chmod(0o755)
     return path
+
+
+def make_submission_tree(root: Path) -> Path:
+    """A fake root for the submission route (setup --tls, --auth): qmail's accounts mapped to
+    the test's uid, control/me, and msmtp, our qmail-remote and the main package's route
+    program as placeholders."""
+    uid, gid = os.getuid(), os.getgid()
+    (root / "etc").mkdir()
+    (root / "etc/passwd").write_text(
+        f"root:x:{uid}:{gid}:root:/root:/bin/sh\nalias:x:{uid}:{gid}::/var/qmail/alias:/bin/true\n"
+        f"qmailr:x:{uid}:{gid}::/var/qmail:/bin/true\n"
+    )
+    (root / "etc/group").write_text(f"root:x:{gid}:\nqmail:x:{gid}:\n")
+    (root / "var/qmail/control").mkdir(parents=True)
+    (root / "var/qmail/control/me").write_text("laptop.example.net\n")
+    for program in (submission_config.REMOTE, submission.MSMTP, submission.ROUTE_PROGRAM):
+        path = root / program.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return root

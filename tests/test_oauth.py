@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_submission_tree
 from qmail_send_systemd import (
     cli,
     findings,
@@ -32,7 +33,6 @@ from qmail_send_systemd import (
     sender,
     status,
     submission,
-    submission_config,
     submission_state,
     verify,
 )
@@ -63,19 +63,7 @@ def endpoint() -> Iterator[TokenEndpoint]:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A fake root: qmail's accounts mapped to the test's uid, msmtp and our qmail-remote."""
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/passwd").write_text(
-        f"root:x:{UID}:{GID}:root:/root:/bin/sh\nalias:x:{UID}:{GID}::/var/qmail/alias:/bin/true\n"
-        f"qmailr:x:{UID}:{GID}::/var/qmail:/bin/true\n"
-    )
-    (tmp_path / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID}:\n")
-    (tmp_path / "var/qmail/control").mkdir(parents=True)
-    (tmp_path / "var/qmail/control/me").write_text("laptop.example.net\n")
-    for program in (submission_config.REMOTE, submission.MSMTP):
-        path = tmp_path / program.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("#!/bin/sh\n")
-        path.chmod(0o755)
+    make_submission_tree(tmp_path)
     return tmp_path
 
 

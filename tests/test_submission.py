@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import python_program
+from conftest import make_submission_tree, python_program
 from qmail_send_systemd import cli, msmtprc, status, submission, submission_config, verify
 from qmail_send_systemd.setup_plan import Smarthost
 from qmail_send_systemd.systemd import System
@@ -299,19 +299,7 @@ def test_msmtprc_keeps_any_printable_password(tmp_path: Path, password: str) -> 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A fake root: qmail's accounts mapped to the test's uid, msmtp and our qmail-remote."""
-    (tmp_path / "etc").mkdir()
-    (tmp_path / "etc/passwd").write_text(
-        f"root:x:{UID}:{GID}:root:/root:/bin/sh\nalias:x:{UID}:{GID}::/var/qmail/alias:/bin/true\n"
-        f"qmailr:x:{UID}:{GID}::/var/qmail:/bin/true\n"
-    )
-    (tmp_path / "etc/group").write_text(f"root:x:{GID}:\nqmail:x:{GID}:\n")
-    (tmp_path / "var/qmail/control").mkdir(parents=True)
-    (tmp_path / "var/qmail/control/me").write_text("laptop.example.net\n")
-    for program in (submission_config.REMOTE, submission.MSMTP, submission.ROUTE_PROGRAM):
-        path = tmp_path / program.lstrip("/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("#!/bin/sh\n")
-        path.chmod(0o755)
+    make_submission_tree(tmp_path)
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     return tmp_path
 
