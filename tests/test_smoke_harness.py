@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -291,15 +292,46 @@ def test_plan_shares_one_boot_and_isolates_offline() -> None:
         Scenario("b", _noop, both, shared, ""),
         Scenario("c", _noop, (Family.DEB,), shared, ""),
         Scenario("e", _noop, both, offline, ""),
+        Scenario("w", _noop, both, shared, "", waits=True),
+        Scenario("f", _noop, both, shared, ""),
     ]
     deb = runner.plan(D12, scenarios)
     assert [(kind, [s.name for s in group]) for kind, group in deb] == [
-        (shared, ["a", "b", "c"]),
+        (shared, ["a", "b", "c", "f"]),
+        (shared, ["w"]),  # the waiting ones: a second boot, beside the first
         (offline, ["d"]),
         (offline, ["e"]),
     ]
     rpm = runner.plan(RPM, scenarios)
-    assert [s.name for _, group in rpm for s in group] == ["a", "b", "d", "e"]
+    assert [s.name for _, group in rpm for s in group] == ["a", "b", "f", "w", "d", "e"]
+
+
+def test_the_waiting_scenarios_run_beside_the_others_in_a_second_boot(tmp_path: Path) -> None:
+    # Each of the two boots' scenarios waits for the other's at a barrier: the run only
+    # passes when both boots run at once.
+    met = threading.Barrier(2, timeout=30)
+
+    def meet(ctx: ScenarioContext) -> None:
+        met.wait()
+
+    scenarios = [
+        Scenario("works", meet, tuple(Family), BootKind.SHARED, ""),
+        Scenario("waits", meet, tuple(Family), BootKind.SHARED, "", waits=True),
+        *_group("offline", boot=BootKind.OFFLINE),
+    ]
+    backend = FakeBackend(RecordingContainer())
+    outcome = runner.run_target(
+        D12, scenarios, dist=tmp_path, previous=None, logs=tmp_path, backend=backend
+    )
+    assert [(r.scenario, r.status) for r in outcome.results] == [
+        ("works", Status.PASS),
+        ("waits", Status.PASS),
+        ("offline", Status.PASS),
+    ]
+    assert sorted(backend.started) == sorted(
+        [(BootKind.SHARED, "debian-12")] * 2 + [(BootKind.OFFLINE, "debian-12")]
+    )
+    assert backend.started[-1] == (BootKind.OFFLINE, "debian-12")  # after both shared boots
 
 
 def test_check_output_failure_names_command_exit_code_and_output() -> None:

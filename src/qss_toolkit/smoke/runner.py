@@ -20,7 +20,7 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +105,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--jobs",
         type=int,
         default=default_jobs(),
-        help="targets booted at once (default: 2 per CPU: the scenarios mostly wait)",
+        help="targets run at once, each in up to two shared boots side by side (default: 2 per"
+        " CPU: the scenarios mostly wait)",
     )
     parser.add_argument("--dist", type=Path, default=DIST, help="the packages under test")
     parser.add_argument(
@@ -143,12 +144,15 @@ def require_root() -> None:
 
 
 def plan(target: Target, scenarios: Sequence[Scenario]) -> list[tuple[BootKind, list[Scenario]]]:
-    """Boot groups of one target: one shared boot, then a fresh root per offline scenario."""
+    """Boot groups of one target: a shared boot for the scenarios that work, a second one for
+    those that mostly wait on timers (run side by side: run_target), then a fresh root per
+    offline scenario."""
     mine = [s for s in scenarios if s.applies_to(target)]
     groups: list[tuple[BootKind, list[Scenario]]] = []
-    shared = [s for s in mine if s.boot is BootKind.SHARED]
-    if shared:
-        groups.append((BootKind.SHARED, shared))
+    for waits in (False, True):
+        shared = [s for s in mine if s.boot is BootKind.SHARED and s.waits is waits]
+        if shared:
+            groups.append((BootKind.SHARED, shared))
     groups += [(s.boot, [s]) for s in mine if s.boot is BootKind.OFFLINE]
     return groups
 
@@ -188,33 +192,68 @@ def run_target(
         return none_run(Status.ERROR, f"preparing {target.name} for {backend.name}: {exc}")
     if outcome.skipped is not None:
         return none_run(Status.SKIP, outcome.skipped)
-    for kind, group in plan(target, scenarios):
-        if cancel is not None and cancel.is_set():
-            break
+    lock = threading.Lock()
+    stop = cancel or threading.Event()  # set: no further scenario starts
+
+    def record(result: ScenarioResult) -> None:
+        with lock:
+            outcome.results.append(result)
+            report(result)
+
+    def run_group(kind: BootKind, group: list[Scenario]) -> None:
+        if stop.is_set():
+            return
         pending = list(group)
         try:
             with backend.start(kind, target, keep=keep) as container:
                 boot = getattr(container, "boot_seconds", None)
                 if isinstance(boot, float):
-                    outcome.boot_seconds.append(boot)
+                    with lock:
+                        outcome.boot_seconds.append(boot)
                 handover: str | None = None
-                while pending and not (cancel is not None and cancel.is_set()):
+                while pending and not stop.is_set():
                     current = pending.pop(0)
                     ctx = ScenarioContext(target, container, dist, previous, handover=handover)
                     result = run_scenario(ctx, current, logs / target.name / current.name)
                     # Only a passed scenario vouches for the state it leaves, and only to the next.
                     handover = ctx.leaves if result.status is Status.PASS else None
-                    outcome.results.append(result)
-                    report(result)
+                    record(result)
         except (FatalError, OSError) as exc:
             # The container itself failed: every scenario not yet run in it is an error.
             for lost in pending:
                 message = f"{kind} boot: {exc}"
-                result = ScenarioResult(target.name, lost.name, Status.ERROR, 0.0, message)
-                outcome.results.append(result)
-                report(result)
+                record(ScenarioResult(target.name, lost.name, Status.ERROR, 0.0, message))
+
+    groups = plan(target, scenarios)
+    # The shared boots side by side (the second one's scenarios mostly wait), then the offline
+    # roots one after another.
+    shared = [group for group in groups if group[0] is BootKind.SHARED]
+    side_by_side(run_group, shared, stop)
+    for group in groups[len(shared) :]:
+        run_group(*group)
+    order = {s.name: i for i, s in enumerate(s for _, g in groups for s in g)}
+    outcome.results.sort(key=lambda r: order.get(r.scenario, len(order)))
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def side_by_side(
+    run_group: Callable[[BootKind, list[Scenario]], None],
+    groups: Sequence[tuple[BootKind, list[Scenario]]],
+    stop: threading.Event,
+) -> None:
+    """Run the boot groups at once, one thread each; when one raises, `stop` tells the others
+    to start no further scenario, and the exception goes on up once they have ended."""
+    if len(groups) == 1:
+        run_group(*groups[0])
+        return
+    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+        futures = [pool.submit(run_group, *group) for group in groups]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(future.exception() for future in done):
+            stop.set()
+        for future in futures:
+            future.result()
 
 
 def run_scenario(ctx: ScenarioContext, scenario: Scenario, logs: Path) -> ScenarioResult:

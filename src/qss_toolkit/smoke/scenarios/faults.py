@@ -244,7 +244,7 @@ def _expect_not_given_up(ctx: ScenarioContext) -> None:
     ctx.expect(result != "start-limit-hit", f"{UNIT} hit its start limit")
 
 
-@scenario("restart-storm")
+@scenario("restart-storm", waits=True)
 def restart_storm(ctx: ScenarioContext) -> None:
     """Six `systemctl restart` in a row, then six crashes (kill -9, each as soon as qmail-send
     is back; qmail-send and the helper in turn): never start-limit-hit, running again within
@@ -336,7 +336,7 @@ def _fault_for(ctx: ScenarioContext, seconds: float, alert: str) -> float:
     return rate
 
 
-@scenario("transient-faults")
+@scenario("transient-faults", waits=True)
 def transient_faults(ctx: ScenarioContext) -> None:
     """A leftover qmail-send holding queue/lock/sendmutex, then control/me unreadable, for a
     while each: every start fails with qmail-send's alert, systemd restarts it every 5 s and

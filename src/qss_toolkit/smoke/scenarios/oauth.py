@@ -172,7 +172,7 @@ def oauth_delivery(ctx: ScenarioContext) -> None:
         _end(ctx)
 
 
-@scenario("oauth-token-expiry")
+@scenario("oauth-token-expiry", waits=True)
 def oauth_token_expiry(ctx: ScenarioContext) -> None:
     """An access token that expires between two flushes: the second delivery refreshes it once
     (the refresh grant), logs in with the new one, and the mail is delivered once."""
@@ -213,7 +213,7 @@ def oauth_token_expiry(ctx: ScenarioContext) -> None:
         _end(ctx)
 
 
-@scenario("oauth-revoked-grant")
+@scenario("oauth-revoked-grant", waits=True)
 def oauth_revoked_grant(ctx: ScenarioContext) -> None:
     """A revoked refresh token: the mail is deferred (never bounced), the journal and `status`
     name `qmail-send-systemd oauth-authorize`; once it ran, a flush delivers the mail once."""

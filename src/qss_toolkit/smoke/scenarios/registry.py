@@ -93,6 +93,9 @@ class Scenario:
     families: tuple[Family, ...]
     boot: BootKind
     description: str
+    # Most of its time is spent waiting on timers (RestartSec=, a token's lifetime), not
+    # working: it runs in a second shared boot of its target, beside the first (runner.plan).
+    waits: bool = False
 
     def applies_to(self, target: Target) -> bool:
         return target.family in self.families
@@ -102,11 +105,16 @@ SCENARIOS: dict[str, Scenario] = {}
 
 
 def scenario(
-    name: str, *, families: Sequence[str] = tuple(Family), boot: str = BootKind.SHARED
+    name: str,
+    *,
+    families: Sequence[str] = tuple(Family),
+    boot: str = BootKind.SHARED,
+    waits: bool = False,
 ) -> Callable[[ScenarioFunction], ScenarioFunction]:
     """Register the decorated function as the scenario `name` (names are unique).
 
-    `families` and `boot` take the enums or their words ("deb", "offline").
+    `families` and `boot` take the enums or their words ("deb", "offline"). `waits`: the
+    scenario mostly sleeps on the service's or a token's timers (Scenario.waits).
     """
     try:
         kinds = tuple(Family(f) for f in families)
@@ -122,7 +130,8 @@ def scenario(
         if name in SCENARIOS and SCENARIOS[name].function is not function:
             raise ConfigurationError(f"scenario {name!r} is registered twice")
         doc = (function.__doc__ or "").strip().splitlines()
-        SCENARIOS[name] = Scenario(name, function, kinds, boot_kind, doc[0] if doc else "")
+        description = doc[0] if doc else ""
+        SCENARIOS[name] = Scenario(name, function, kinds, boot_kind, description, waits)
         return function
 
     return register
