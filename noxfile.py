@@ -7,6 +7,7 @@ repository's packaging/ tree. `-e .` installs the helper, the project's one dist
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import time
@@ -22,16 +23,24 @@ sys.path.insert(0, SRC)  # the toolkit's timings module (stdlib only), for the l
 
 from qss_toolkit import timings  # noqa: E402
 
-# virtualenv (a dependency of nox) seeds each session with a pip of its own: the distribution's
-# (Debian 11's pip 20.3 cannot install this project editable) and python3-venv play no part.
-nox.options.default_venv_backend = "virtualenv"
+# uv (./nox installs nox[uv]) makes each session's environment and installs into it; where it is
+# missing, virtualenv (a dependency of nox), which seeds each with a pip of its own. Either way
+# the distribution's pip (Debian 11's 20.3 cannot install this project editable) and
+# python3-venv play no part.
+nox.options.default_venv_backend = "uv|virtualenv"
+# A builder behind a PyPI mirror names it to pip (PIP_INDEX_URL, as ./nox's message says); uv
+# reads a variable of its own.
+if os.environ.get("PIP_INDEX_URL") and not os.environ.get("UV_DEFAULT_INDEX"):
+    os.environ["UV_DEFAULT_INDEX"] = os.environ["PIP_INDEX_URL"]
 nox.options.reuse_existing_virtualenvs = True
-# The full suite (./nox, ./run-tests, CI) in two lanes, which ./run-tests runs side by side: the
-# second's sessions work in new roots of their own and mostly wait on apt's mirror and PyPI,
-# while the first's keep both cores busy.
+# The full suite (./nox, ./run-tests, CI): `build` first (dist/, which every later session reads),
+# then two lanes that ./run-tests runs side by side: the containers (the smoke matrix mostly
+# waits on the services' timers) beside the checks (the fast tests and lint keep the cores busy
+# meanwhile; rebuild and stock work in new roots of their own and wait on apt's mirror and PyPI).
 LANES = {
-    "main": ("tests", "lint", "packages", "sources", "smoke", "smoke_podman", "repo"),
-    "beside": ("rebuild", "stock"),
+    "build": ("packages", "sources"),
+    "main": ("smoke", "smoke_podman", "repo"),
+    "beside": ("tests", "lint", "rebuild", "stock"),
 }
 nox.options.sessions = [name for names in LANES.values() for name in names]
 

@@ -168,7 +168,7 @@ def test_nox_remakes_an_environment_of_another_python_and_pip_failing_is_one_lin
     (stale / "bin").mkdir(parents=True)
     (stale / "bin" / "python").write_text("#!/bin/sh\necho stale nox\n")
     (stale / "bin" / "python").chmod(0o755)
-    (stale / ".made-from").write_text("3.9.2 /usr/bin/python3 nox>=2024.4.15\n")
+    (stale / ".made-from").write_text(f"3.9.2 /usr/bin/python3 {nox_requirement()}\n")
     env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull)  # no index, no find-links
     result = subprocess.run(
         [clone / "nox", "--version"], env=env, capture_output=True, text=True, check=False
@@ -176,9 +176,9 @@ def test_nox_remakes_an_environment_of_another_python_and_pip_failing_is_one_lin
     assert result.returncode == 2, result.stderr
     assert "stale nox" not in result.stdout
     lines = result.stderr.strip().splitlines()
-    assert lines[0] == "./nox: installing nox>=2024.4.15 into .nox/.bootstrap (once)"
+    assert lines[0] == f"./nox: installing {nox_requirement()} into .nox/.bootstrap (once)"
     assert lines[-1] == (
-        "./nox: pip could not install nox>=2024.4.15 from PyPI (fix: let this machine"
+        f"./nox: pip could not install {nox_requirement()} from PyPI (fix: let this machine"
         " reach pypi.org, or set PIP_INDEX_URL to a mirror)"
     )
     # Made but not finished: the next run starts again instead of running a nox-less venv.
