@@ -373,7 +373,7 @@ def main(argv: Sequence[str]) -> int:
     if any(s.needs_root for s in chosen) and os.geteuid() != 0:
         raise ConfigurationError(
             "the bench boots containers and must run as root",
-            hint="sudo, or --section suite for the suite's recorded timings alone",
+            hint="run it as root, or --section suite for the suite's recorded timings alone",
         )
     interrupt_on_sigterm()
     report: Numbers = {"cpus": os.cpu_count(), "sections": {}}

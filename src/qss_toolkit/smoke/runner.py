@@ -139,7 +139,7 @@ def require_root() -> None:
     if os.geteuid() != 0:
         raise ConfigurationError(
             "smoke tests boot containers (systemd-nspawn, podman) and must run as root",
-            hint="sudo nox -s smoke",
+            hint="run it as root (a root shell, or su -c './nox -s smoke')",
         )
 
 
