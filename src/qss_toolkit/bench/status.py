@@ -24,11 +24,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qss_toolkit import DIST
-from qss_toolkit.bench import flush
 from qss_toolkit.bench.inject import inject
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.smoke import fake_queue
@@ -44,7 +44,6 @@ RUNS = 5
 # Remote mail routed to a closed port: each attempt is a quick deferral, never a hang.
 REMOTE_DOMAIN = "remote.example"
 ROUTE = f"{REMOTE_DOMAIN}:127.0.0.1:1"
-Measured = tuple[list[float], dict[str, Any]]  # the run times, and a run's report
 # How many `delivery N: deferral:` lines this run of qmail-send has written.
 DEFERRALS = (
     "journalctl -q -o cat _SYSTEMD_INVOCATION_ID=$(systemctl show -P InvocationID {unit})"
@@ -52,22 +51,70 @@ DEFERRALS = (
 )
 
 
-def _timed(argv: list[str], runs: int) -> Measured:
-    """Run `argv` `runs` times (plus one to warm the page cache); the times and the report."""
-    subprocess.run(argv, capture_output=True, check=False)
-    times = []
-    for _ in range(runs):
-        started = time.monotonic()
-        done = subprocess.run(argv, capture_output=True, check=False, text=True)
-        times.append(time.monotonic() - started)
-    return times, json.loads(done.stdout)
+# Runs in the container or here. argv: runs command...; prints one JSON list of [wall seconds,
+# CPU seconds (user + system of the command and its children, os.times())] per run.
+TIMER = r"""
+import json, os, subprocess, sys, time
+runs = []
+for _ in range(int(sys.argv[1])):
+    before, start = os.times(), time.monotonic()
+    subprocess.run(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    wall, after = time.monotonic() - start, os.times()
+    cpu = (after.children_user - before.children_user
+           + after.children_system - before.children_system)
+    runs.append([wall, cpu])
+print(json.dumps(runs))
+"""
 
 
-def measure_host(messages: int, runs: int) -> Measured:
+@dataclass(frozen=True)
+class Timing:
+    """Runs of one command: wall and CPU seconds each (the first run, warming the page cache,
+    left out)."""
+
+    what: str
+    wall: tuple[float, ...]
+    cpu: tuple[float, ...]
+
+    @classmethod
+    def from_runs(cls, what: str, runs: list[list[float]]) -> Timing:
+        kept = runs[1:]
+        return cls(what, tuple(r[0] for r in kept), tuple(r[1] for r in kept))
+
+    def row(self, messages: int) -> str:
+        return (
+            f"| {self.what} | {messages} | {len(self.wall)} "
+            f"| {statistics.median(self.wall) * 1000:.0f} ms | {max(self.wall) * 1000:.0f} ms "
+            f"| {statistics.median(self.cpu) * 1000:.0f} ms |"
+        )
+
+    def numbers(self) -> dict[str, Any]:
+        return {
+            "median_s": round(statistics.median(self.wall), 3),
+            "cpu_median_s": round(statistics.median(self.cpu), 3),
+            "runs": [round(t, 3) for t in self.wall],
+            "cpu_runs": [round(t, 3) for t in self.cpu],
+        }
+
+
+def _run_timer(run: Callable[[list[str]], str], what: str, argv: list[str], runs: int) -> Timing:
+    out = run(["python3", "-c", TIMER, str(runs + 1), *argv])
+    return Timing.from_runs(what, json.loads(out.strip().splitlines()[-1]))
+
+
+def measure_host(messages: int, runs: int) -> tuple[list[Timing], dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="qss-status-bench-") as tmp:
         fake_queue.fill(Path(tmp), messages, time.time())
         argv = [sys.executable, "-m", "qmail_send_systemd.cli", "--root", tmp, "status", "--json"]
-        return _timed(argv, runs)
+
+        def here(command: list[str]) -> str:
+            command = [sys.executable, *command[1:]]
+            return subprocess.run(command, capture_output=True, check=True, text=True).stdout
+
+        timing = _run_timer(here, "build host, --root, fake queue (queue only)", argv, runs)
+        report = json.loads(subprocess.run(argv, capture_output=True, check=False).stdout)
+        return [timing], report
 
 
 def _wait_deferred(ctx: ScenarioContext, messages: int) -> None:
@@ -81,7 +128,23 @@ def _wait_deferred(ctx: ScenarioContext, messages: int) -> None:
     )
 
 
-def measure_container(target: str, messages: int, runs: int, dist: Path = DIST) -> Measured:
+# qmail_send_systemd.status.journal_command(): the toolkit does not import the helper.
+STATUS_JOURNALCTL = [
+    "journalctl", "-u", UNIT, "-o", "json", "-r", "-n", "5000", "--no-pager",
+    "--output-fields=MESSAGE,MESSAGE_ID",
+]  # fmt: skip
+# What status does besides reading the queue, timed alone on the same root: the parts.
+CONTEXT = (
+    ("context: qmail-qstat", ["/var/qmail/bin/qmail-qstat"]),
+    ("context: status's journalctl", STATUS_JOURNALCTL),
+    ("context: status's systemctl show", ["systemctl", "show", "-p", "ActiveState", UNIT]),
+    ("context: python3 -IS start-up", ["python3", "-IS", "-c", "pass"]),
+)
+
+
+def measure_container(
+    target: str, messages: int, runs: int, dist: Path = DIST
+) -> tuple[list[Timing], dict[str, Any]]:
     """`status --json` in a booted root whose queue real qmail filled, the service running."""
     with booted(TARGETS[target]) as container:
         ctx = ScenarioContext(target=TARGETS[target], container=container, dist=dist)
@@ -94,59 +157,37 @@ def measure_container(target: str, messages: int, runs: int, dist: Path = DIST) 
         _wait_deferred(ctx, messages)
         ctx.assert_active()
         argv = ["qmail-send-systemd", "status", "--json"]
-        timer = ["python3", "-c", flush.TIMER, str(runs + 1), *argv]
-        times = json.loads(ctx.check_output(timer, timeout=600).strip().splitlines()[-1])
-        qstat = ["python3", "-c", flush.TIMER, str(runs + 1), "/var/qmail/bin/qmail-qstat"]
-        qstat_times = json.loads(ctx.check_output(qstat, timeout=600).strip().splitlines()[-1])
+
+        def there(command: list[str]) -> str:
+            return ctx.check_output(command, timeout=600)
+
+        where = f"{target} container, real qmail, service running, whole command"
+        timings = [_run_timer(there, where, argv, runs)]
+        timings += [_run_timer(there, what, command, runs) for what, command in CONTEXT]
         result = ctx.run(argv)
         if result.returncode != 1:  # every message deferred: status must say so
             raise CheckFailed(f"status exited {result.returncode} with {messages} deferred")
-        report = json.loads(result.stdout)
-        report["qmail-qstat"] = [float(t) for t in qstat_times[1:]]
-        return [float(t) for t in times[1:]], report
+        return timings, json.loads(result.stdout)
 
 
 def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     messages = args.status_messages
     rows: list[str] = []
     data: dict[str, Any] = {}
-    places: list[tuple[str, Callable[[], Measured]]] = [
-        (
-            f"{DEFAULT_TARGET} container, real qmail, service running, whole command",
-            functools.partial(
-                measure_container, DEFAULT_TARGET, messages, RUNS, getattr(args, "dist", DIST)
-            ),
+    places: list[Callable[[], tuple[list[Timing], dict[str, Any]]]] = [
+        functools.partial(
+            measure_container, DEFAULT_TARGET, messages, RUNS, getattr(args, "dist", DIST)
         ),
-        (
-            "build host, --root, fake queue (queue only)",
-            functools.partial(measure_host, messages, RUNS),
-        ),
+        functools.partial(measure_host, messages, RUNS),
     ]
-    for where, measure in places:
-        times, report = measure()
+    for measure in places:
+        timings, report = measure()
         counted = report["queue"]["messages"]
         if counted != messages:
-            raise CheckFailed(f"status counted {counted} of {messages} messages ({where})")
-        median = statistics.median(times)
-        rows.append(
-            f"| {where} | {messages} | {len(times)} | {median * 1000:.0f} ms "
-            f"| {max(times) * 1000:.0f} ms |"
-        )
-        data[where] = {
-            "messages": messages,
-            "median_s": round(median, 3),
-            "runs": [round(t, 3) for t in times],
-        }
-        qstat = report.get("qmail-qstat")
-        if qstat:
-            rows.append(
-                f"| {where.split(',')[0]}, qmail-qstat | {messages} | {len(qstat)} "
-                f"| {statistics.median(qstat) * 1000:.0f} ms | {max(qstat) * 1000:.0f} ms |"
-            )
-            data[where]["qmail-qstat"] = {
-                "median_s": round(statistics.median(qstat), 3),
-                "runs": [round(t, 3) for t in qstat],
-            }
+            raise CheckFailed(f"status counted {counted} of {messages} messages ({timings[0]})")
+        for timing in timings:
+            rows.append(timing.row(messages))
+            data[timing.what] = {"messages": messages, **timing.numbers()}
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     markdown = "\n".join(
         [
@@ -155,12 +196,14 @@ def measure_section(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             "`qmail-send-systemd status --json` on 10,000 queued messages, page cache warm. In "
             "the container the queue is real qmail's (each message to one remote recipient, "
             "preprocessed and deferred by qmail-send, which keeps running) and the time covers "
-            "Python's start-up, `systemctl show` and journalctl; on the build host it is a "
-            "fake queue in qmail's layout (two remote recipients each) read with `--root`. "
-            f"Load average after the runs ({os.cpu_count()} CPUs): {load}.",
+            "Python's start-up, `systemctl show` and journalctl; the context rows time parts "
+            "alone. On the build host it is a fake queue in qmail's layout (two remote "
+            "recipients each) read with `--root`. CPU is user + system time of the command and "
+            "its children, which a loaded machine inflates less than the wall time. Load "
+            f"average after the runs ({os.cpu_count()} CPUs): {load}.",
             "",
-            "| where | messages | runs | median | slowest |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "| what | messages | runs | median | slowest | median CPU |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
             *rows,
         ]
     )
