@@ -101,12 +101,12 @@ def _why(exc: OSError) -> str:
 
 
 class _Split:
-    """queue/NAME/*/: each subdirectory open once, its entries by message number, so that a
+    """queue/NAME/*/: each subdirectory open once with its message files' names, so that a
     message's file is stat'ed or opened relative to it (no path walk per file)."""
 
     def __init__(self, queue: str, name: str, found: Queue) -> None:
         self.fds: list[int] = []
-        self.entries: dict[int, tuple[int, str]] = {}  # number -> (directory fd, name)
+        self.dirs: list[tuple[int, list[str]]] = []  # (directory fd, its message files)
         self.read = False
         top = f"{queue}/{name}"
         try:
@@ -127,9 +127,31 @@ class _Split:
             except OSError as exc:
                 found.not_read.append(f"{top}/{sub}: {_why(exc)}")
                 continue
-            for entry in names:
-                if entry.isdigit():
-                    self.entries[int(entry)] = (fd, entry)
+            self.dirs.append((fd, [entry for entry in names if entry.isdigit()]))
+
+    def numbers(self) -> set[int]:
+        return {int(entry) for _, names in self.dirs for entry in names}
+
+    def find(self, number: int) -> tuple[int, str] | None:
+        """Message NUMBER's file: its directory's fd and its name."""
+        name = str(number)
+        return next(((fd, name) for fd, names in self.dirs if name in names), None)
+
+    def births(self, numbers: set[int] | None, found: list[int]) -> dict[int, float]:
+        """Number -> mtime of each file (of `numbers` only, when given); each file that
+        could not be stat'ed is counted in found[0]."""
+        births = {}
+        stat = os.stat
+        for fd, names in self.dirs:
+            for name in names:
+                number = int(name)
+                if numbers is not None and number not in numbers:
+                    continue
+                try:
+                    births[number] = stat(name, dir_fd=fd).st_mtime
+                except OSError:
+                    found[0] += 1
+        return births
 
     def close(self) -> None:
         for fd in self.fds:
@@ -198,33 +220,26 @@ def _tally(found: Queue, queue: str, splits: dict[str, _Split], now: float) -> N
     mess, info = splits["mess"], splits["info"]
     todo = _flat_entries(queue, "todo", found)
     intd = _flat_entries(queue, "intd", found)
+    numbers = mess.numbers()
     if mess.read:
-        found.messages = len(mess.entries)
-        found.numbers = set(mess.entries)
+        found.messages = len(numbers)
+        found.numbers = numbers
         found.counted = True
     if todo is not None:
         found.unprocessed = len(todo)
         if intd is not None:
             found.being_queued = len(intd - todo)
-    unreadable = 0
-    births: dict[int, float] = {}  # number -> info/'s mtime (mess/'s without info/)
-    from_info: set[int] = set()
-    for number, (fd, name) in info.entries.items():
-        try:
-            births[number] = os.stat(name, dir_fd=fd).st_mtime
-            from_info.add(number)
-        except OSError:
-            unreadable += 1
-    for number, (fd, name) in mess.entries.items():
-        if number not in births:
-            try:
-                births[number] = os.stat(name, dir_fd=fd).st_mtime
-            except OSError:
-                unreadable += 1
+    unreadable = [0]
+    # Number -> info/'s mtime, or mess/'s for a message without info/ (not yet preprocessed).
+    births = info.births(None, unreadable)
+    from_info = set(births)
+    without_info = numbers - from_info
+    if without_info:
+        births.update(mess.births(without_info, unreadable))
     for channel in CHANNELS:
         found.with_deliveries[channel] = _count_split(queue, channel, found)
-    if unreadable:
-        found.not_read.append(f"{queue}: {unreadable} message files could not be read")
+    if unreadable[0]:
+        found.not_read.append(f"{queue}: {unreadable[0]} message files could not be read")
     if births:
         number, birth = min(births.items(), key=lambda item: (item[1], item[0]))
         found.oldest = {
@@ -237,9 +252,12 @@ def _tally(found: Queue, queue: str, splits: dict[str, _Split], now: float) -> N
 
 def _sender(info: _Split, number: int) -> str | None:
     """info/'s envelope sender (`F` + address + NUL), as qmail-qread prints it."""
+    where = info.find(number)
+    if where is None:
+        return None
     try:
-        data = _read_at(*info.entries[number])
-    except (OSError, KeyError):
+        data = _read_at(*where)
+    except OSError:
         return None
     if not data.startswith(b"F"):
         return None
