@@ -601,3 +601,15 @@ def test_a_running_service_with_no_journal_line_is_not_ok(root: Path) -> None:
     assert problems(report(StatusSystem(root, show=INACTIVE, journal=[]))) == [
         f"{UNIT} is inactive"
     ]
+
+
+def test_a_journal_line_that_is_not_json_costs_only_itself() -> None:
+    """The lines are parsed as one array; one broken line falls back to line by line."""
+    lines = [
+        entry(NOW - 10, "delivery 4: deferral: Sorry,_no_route/"),
+        '{"MESSAGE":"delivery 3: fail',  # cut off (journalctl killed mid-line)
+        entry(NOW - 11, "starting delivery 4: msg 90 to remote a@x.org"),
+    ]
+    journal, attempts = status.parse_journal(Result(0, "\n".join(lines) + "\n"), BOOT)
+    assert journal["entries_read"] == 3
+    assert attempts.deferred()[90]["reason"] == "Sorry,_no_route/"
