@@ -216,6 +216,18 @@ def test_service_commands_load_only_what_they_use(command: str) -> None:
     assert "argparse" in _modules_loaded_by(["--debug", command])
 
 
+@pytest.mark.parametrize("argv", [["status"], ["status", "--json"]])
+def test_status_loads_neither_argparse_nor_what_writes(argv: list[str]) -> None:
+    # What an administrator types most: no parser, no setup or OAuth code, no tempfile.
+    loaded = _modules_loaded_by(argv)
+    assert "qmail_send_systemd.status" in loaded
+    assert not loaded & {
+        "argparse", "qmail_send_systemd.relay", "qmail_send_systemd.oauth",
+        "qmail_send_systemd.verify",
+    }  # fmt: skip
+    assert "argparse" in _modules_loaded_by(["status", "--help"])
+
+
 def test_service_command_errors_are_one_line_with_exit_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

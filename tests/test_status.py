@@ -128,8 +128,7 @@ def test_empty_queue_and_a_running_service_need_nothing(root: Path) -> None:
         "messages": 0,
         "not_yet_preprocessed": 0,
         "being_queued": 0,
-        "recipients_to_do": {"local": 0, "remote": 0},
-        "recipients_done": 0,
+        "with_deliveries_to_do": {"local": 0, "remote": 0},
         "oldest": None,
         "not_read": [],
         "counted": True,
@@ -170,9 +169,9 @@ def test_counts_follow_qmail_qstat_and_qmail_qread(root: Path) -> None:
     q = result["queue"]
     assert isinstance(q, dict)
     assert (q["messages"], q["not_yet_preprocessed"], q["being_queued"]) == (4, 1, 1)
-    # Recipients of preprocessed messages: T = to do, D = done (todo/'s are not yet split).
-    assert q["recipients_to_do"] == {"local": 1, "remote": 2}
-    assert q["recipients_done"] == 1
+    # Preprocessed messages with a local/ or remote/ file: 100 in both, 123 remote alone
+    # (todo/'s are not yet split; a channel's file goes once all its recipients are done).
+    assert q["with_deliveries_to_do"] == {"local": 1, "remote": 2}
     assert q["oldest"] == {
         "message": 123,
         "age_seconds": 600,
@@ -211,7 +210,7 @@ def test_ten_thousand_messages(root: Path) -> None:
     q = result["queue"]
     assert isinstance(q, dict) and isinstance(q["oldest"], dict)
     assert q["messages"] == 10_000
-    assert q["recipients_to_do"] == {"local": 0, "remote": 20_000}
+    assert q["with_deliveries_to_do"] == {"local": 0, "remote": 10_000}
     assert q["oldest"]["message"] == 499  # the first number with the largest age
 
 
@@ -273,7 +272,7 @@ def test_unreadable_recipient_lists_are_named_not_fatal(shared_root: Path) -> No
         (queue / name).chmod(0)
     q = read_queue_as_a_user(shared_root)
     assert q["messages"] == 2 and q["counted"] is True
-    assert q["recipients_to_do"] == {"local": 0, "remote": 0}
+    assert q["with_deliveries_to_do"] == {"local": 0, "remote": 0}
     assert sorted(q["not_read"]) == [  # type: ignore[call-overload]
         f"{queue}/{name}: permission denied" for name in ("info", "local", "remote")
     ]
@@ -309,11 +308,27 @@ def test_an_unreadable_queue_is_said_in_one_line(shared_root: Path) -> None:
 def test_one_unreadable_message_file_is_counted_apart(root: Path) -> None:
     queue = root / "var/qmail/queue"
     add_message(queue, 5)
-    split_file(queue, "remote", 5).unlink()
-    split_file(queue, "remote", 5).mkdir()  # read() fails on it for root too
+    info = split_file(queue, "info", 5)
+    info.unlink()
+    info.symlink_to(info.name)  # stat() fails on it (ELOOP) for root too
     q = status.read_queue(root, NOW).as_dict()
     assert q["not_read"] == [f"{queue}: 1 message files could not be read"]
     assert q["messages"] == 1
+    assert q["oldest"]["age_seconds"] == 65  # type: ignore[index]  # mess/'s, 5 s older
+
+
+def test_recipient_lists_are_counted_not_read(root: Path) -> None:
+    """A channel's file is there until all its recipients are done (qmail-send's job_close):
+    its presence is the count, so an unreadable one counts the same and is never opened."""
+    queue = root / "var/qmail/queue"
+    add_message(queue, 5, local=["root"], remote=[])
+    add_message(queue, 6, remote=["a@x.org"])
+    for number, channel in ((5, "local"), (6, "remote")):
+        split_file(queue, channel, number).unlink()
+        split_file(queue, channel, number).mkdir()  # open() + read() would fail on it
+    q = status.read_queue(root, NOW).as_dict()
+    assert q["with_deliveries_to_do"] == {"local": 1, "remote": 1}
+    assert q["not_read"] == []
 
 
 @pytest.mark.parametrize(
@@ -528,7 +543,8 @@ def test_cli_exit_zero_when_healthy(root: Path, capsys: pytest.CaptureFixture[st
     assert cli.main(["--root", str(root), "status"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert (
-        out[1] == "queue: 0 messages, 0 not yet preprocessed; recipients to do: 0 local, 0 remote"
+        out[1] == "queue: 0 messages, 0 not yet preprocessed, 0 with local and 0 with remote "
+        "deliveries to do"
     )
     assert out[-1] == (
         "ok: nothing needs attention in the queue and the smarthost (the service and the "
@@ -585,3 +601,15 @@ def test_a_running_service_with_no_journal_line_is_not_ok(root: Path) -> None:
     assert problems(report(StatusSystem(root, show=INACTIVE, journal=[]))) == [
         f"{UNIT} is inactive"
     ]
+
+
+def test_a_journal_line_that_is_not_json_costs_only_itself() -> None:
+    """The lines are parsed as one array; one broken line falls back to line by line."""
+    lines = [
+        entry(NOW - 10, "delivery 4: deferral: Sorry,_no_route/"),
+        '{"MESSAGE":"delivery 3: fail',  # cut off (journalctl killed mid-line)
+        entry(NOW - 11, "starting delivery 4: msg 90 to remote a@x.org"),
+    ]
+    journal, attempts = status.parse_journal(Result(0, "\n".join(lines) + "\n"), BOOT)
+    assert journal["entries_read"] == 3
+    assert attempts.deferred()[90]["reason"] == "Sorry,_no_route/"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 
 TYPE_CHECKING = False  # not typing's: see start.py
@@ -51,6 +50,8 @@ def make_dir(root: Path, uid: int, gid: int) -> None:
 def write_private(file: str, data: bytes) -> None:
     """Replace `file` atomically, 0600, owned as its directory is (root writing it for qmailr
     leaves it qmailr's)."""
+    import tempfile  # only when a state is written: status and verify only read it
+
     directory = os.path.dirname(file)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:

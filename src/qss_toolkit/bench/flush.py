@@ -13,9 +13,10 @@ at qmail-send itself, whatever qmail does with it.
 
 Beside it, the whole way a deferred mail takes after the flush, for both remote routes in the
 same boot: hook start -> the message stored by the smarthost (aiosmtpd, smtp_tls.py), through
-plain SMTP (qmail's own qmail-remote) and through STARTTLS + AUTH (ours, msmtp; docs/
-submission.md). Each sample queues a mail while the smarthost is down, waits for its deferral,
-brings the smarthost up, then runs the hook.
+plain SMTP (qmail's own qmail-remote), through STARTTLS + AUTH with a password (ours, msmtp;
+docs/submission.md) and through STARTTLS + XOAUTH2 with an OAuth 2.0 token (setup's device
+flow against the smoke tests' provider, oauth_provider.py). Each sample queues a mail while
+the smarthost is down, waits for its deferral, brings the smarthost up, then runs the hook.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ from qss_toolkit import DIST
 from qss_toolkit.errors import CheckFailed
 from qss_toolkit.smoke.engines.base import Container
 from qss_toolkit.smoke.engines.nspawn import booted
+from qss_toolkit.smoke.scenarios.fixtures.oauth_provider import (
+    CLIENT_ID,
+    OAUTH_DIR,
+    Provider,
+    oauth_provider,
+)
+from qss_toolkit.smoke.scenarios.fixtures.oauth_provider import SMTP_PORT as OAUTH_SMTP_PORT
 from qss_toolkit.smoke.scenarios.fixtures.smtp_tls import (
     PKI_DIR,
     SERVER_NAME,
@@ -43,6 +51,7 @@ from qss_toolkit.smoke.scenarios.fixtures.smtp_tls import (
     make_pki,
     tls_server,
 )
+from qss_toolkit.smoke.scenarios.oauth import _mechanism
 from qss_toolkit.smoke.scenarios.registry import (
     MAIN,
     NETWORKD_HOOK,
@@ -240,7 +249,8 @@ BENCH_PASSWORD_FILE = "/root/bench-password"  # noqa: S105 - a path
 BENCH_PASSWORD = "bench password"  # noqa: S105 - the throwaway account of the bench's server
 # The two remote routes: the name in the table, and setup's arguments for it.
 ROUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("plain SMTP (qmail-remote)", ("--smarthost", f"{SERVER_NAME}:25")),
+    # qmail's own qmail-remote asks DNS alone, never /etc/hosts: the server by its address.
+    ("plain SMTP (qmail-remote)", ("--smarthost", "127.0.0.1:25")),
     (
         "STARTTLS + AUTH (msmtp)",
         (
@@ -425,8 +435,36 @@ def measure_deliveries(ctx: ScenarioContext, count: int) -> list[DeliveryStats]:
                 )
             samples = json.loads(result.stdout.strip().splitlines()[-1])
             found.append(DeliveryStats.from_samples(ctx.target.name, route, samples))
-    ctx.check_output(["qmail-send-systemd", "setup", "--smarthost", f"{SERVER_NAME}:25"])
+    found.append(_measure_oauth(ctx, count))
+    ctx.check_output(["qmail-send-systemd", "setup", *ROUTES[0][1]])
     return found
+
+
+def _measure_oauth(ctx: ScenarioContext, count: int) -> DeliveryStats:
+    """The same route with an OAuth 2.0 login (issue 25): setup's device flow against the
+    smoke tests' provider, then each deferred mail flushed through msmtp with a token."""
+    mechanism = _mechanism(ctx)  # XOAUTH2, or OAUTHBEARER where msmtp lacks it
+    route = f"STARTTLS + {mechanism.upper()} (msmtp, OAuth 2.0)"
+    with oauth_provider(ctx, toggle=True):
+        ctx.check_output(
+            ["qmail-send-systemd", "setup", "--smarthost", f"{SERVER_NAME}:{OAUTH_SMTP_PORT}",
+             "--tls", "starttls", "--user", USER, "--auth", mechanism,
+             "--oauth-provider", "microsoft", "--oauth-client-id", CLIENT_ID,
+             *Provider.settings(), "--tls-trust-file", f"{PKI_DIR}/trusted-ca.pem"],
+            timeout=120,
+        )  # fmt: skip
+        ctx.wait_ready()
+        log.info("flush bench: %s, %d deliveries through %s", ctx.target.name, count, route)
+        argv = ["python3", "-c", DELIVERY_DRIVER, str(count), OAUTH_DIR, NM_HOOK]
+        result = ctx.container.run(argv, check=False, timeout=120 + count * 40)
+        if result.returncode != 0:
+            raise CheckFailed(
+                f"delivery bench failed on {ctx.target.name} ({route}): "
+                + (result.stderr.strip().splitlines() or ["no output"])[-1]
+            )
+        samples = json.loads(result.stdout.strip().splitlines()[-1])
+    ctx.run(["rm", "-rf", "/var/lib/qmail-send-systemd/submission"])  # the grant: no secret kept
+    return DeliveryStats.from_samples(ctx.target.name, route, samples)
 
 
 def measure(container: Container, target: Target, event: Event, events: int) -> FlushStats:

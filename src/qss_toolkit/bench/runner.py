@@ -343,6 +343,7 @@ def sections() -> list[Section]:
         *SECTIONS,
         _module_section("flush", "Flush on reconnect", "flush"),
         _module_section("status", "Status on a large queue", "status"),
+        _module_section("relay", "The helper's cost as qmail-send's log relay", "relay"),
     ]
 
 

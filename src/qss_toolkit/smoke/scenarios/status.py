@@ -94,7 +94,7 @@ def status_report(ctx: ScenarioContext) -> None:
     deferred = _status(ctx, 1)
     queue, journal = _part(deferred, "queue"), _part(deferred, "journal")
     ctx.expect(queue["messages"] == _files(ctx, "mess") == 1, f"queue: {queue}")
-    ctx.expect(queue["recipients_to_do"] == {"local": 0, "remote": 1}, f"queue: {queue}")
+    ctx.expect(queue["with_deliveries_to_do"] == {"local": 0, "remote": 1}, f"queue: {queue}")
     deferral = journal["deferral"]
     ctx.expect(
         isinstance(deferral, dict) and " deferral: " in str(deferral["line"]),
