@@ -50,6 +50,7 @@ TOOLS: dict[str, Tool] = {
         Tool("dpkg-genchanges", apt="dpkg-dev", dnf="dpkg-dev"),
         Tool("git", apt="git", dnf="git"),
         Tool("rpmbuild", apt="rpm", dnf="rpm-build"),
+        Tool("fakeroot", apt="fakeroot", dnf="fakeroot"),
         Tool("rpm", apt="rpm", dnf="rpm"),
         Tool("rpm2archive", apt="rpm", dnf="rpm"),
         Tool("rpmsign", apt="rpm", dnf="rpm-sign"),
