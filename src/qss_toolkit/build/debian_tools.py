@@ -5,7 +5,7 @@
   `dpkg-source -x` and builds with `dpkg-buildpackage --no-sign -b`, twice, the second build
   varied, and compares the .debs with diffoscope). Salsa CI leaves out `time` and
   `build_path`, and its user_group variation names its own user (no change of user); here
-  every variation of reprotest is varied, in two runs (REPROTEST_RUNS says why two).
+  every variation of reprotest is varied, in two varied builds (EXPERIMENTS says why).
 - `gbp buildpackage` in a fresh clone (debian/gbp.conf: the orig tarball exported from the
   branch), whose .debs are compared byte for byte with `dpkg-buildpackage -us -uc -b`'s in
   another clone.
@@ -49,30 +49,40 @@ VARIATIONS = (
 
 
 @dataclass(frozen=True)
-class ReprotestRun:
+class Experiment:
+    """One varied build of a reprotest run, compared with the control build."""
+
     name: str
-    vary: str  # reprotest's --vary
-    left_out: dict[str, str]  # variation -> why this run leaves it out
+    # The first experiment's is reprotest's --vary; each further one's an --extra-build,
+    # applied on top of the first's.
+    vary: str
+    left_out: dict[str, str]  # variation -> why this build leaves it out
 
 
-# Two runs, so that every variation is varied in one: reprotest mounts disorderfs (the
-# fileordering variation) as the user of the varied build, who needs a /dev/fuse it may open
-# (root's alone, 0600, on hosts like the CI machine); so the other user's run leaves out
-# fileordering and the second run varies it, everything else included, as root. Both
-# vary domain_host through sudo, as Salsa CI does (`domain_host.use_sudo=1`), which
-# user_group requires; both vary time with faketime and the build path, which Salsa leaves out.
-REPROTEST_RUNS = (
-    ReprotestRun(
+# Two varied builds beside the control, in one reprotest run, so that every variation is
+# varied in one of them: reprotest mounts disorderfs (the fileordering variation) as the user
+# of the varied build, who needs a /dev/fuse it may open (root's alone, 0600, on hosts like
+# the CI machine); so the other user's build leaves out fileordering and the second varies
+# it, everything else included, as root. Both vary domain_host through sudo, as Salsa CI does
+# (`domain_host.use_sudo=1`, which user_group requires), and time (faketime) and the build
+# path, which Salsa leaves out.
+EXPERIMENTS = (
+    Experiment(
         "another-user",
         f"+all,-fileordering,user_group.available+={OTHER_USER},domain_host.use_sudo=1",
         {"fileordering": "disorderfs is mounted as the other user, who cannot open /dev/fuse"},
     ),
-    ReprotestRun(
+    Experiment(
         "shuffled-directories",
-        "+all,-user_group,domain_host.use_sudo=1",
-        {"user_group": "varied by the another-user run (disorderfs needs root's /dev/fuse)"},
+        "-user_group,+fileordering",
+        {"user_group": "varied by the another-user build (disorderfs needs root's /dev/fuse)"},
     ),
 )
+
+
+def expected_variations(experiment: Experiment) -> list[str]:
+    return [v for v in VARIATIONS if v not in experiment.left_out]
+
 
 # reprotest 0.7.23 prefixes every sudo with `-h localhost`, which sudo 1.9 refuses beside a
 # command ("a remote host may only be specified when listing privileges"): this sudo, first on
@@ -92,11 +102,11 @@ INEFFECTIVE = (
 
 @dataclass
 class ReprotestResult:
-    run: ReprotestRun
+    experiments: tuple[Experiment, ...]
     returncode: int  # reprotest's: 0 reproducible, 1 not, 125 a build failed, 2 bad usage
-    varied: list[str]  # what the experiment build varied, from reprotest's own log line
+    varied: list[list[str]]  # what each experiment varied, from reprotest's own log lines
     ineffective: list[str]  # reprotest's lines saying a variation had no effect
-    diffoscope: str  # diffoscope's report when the builds differ
+    diffoscope: list[str]  # diffoscope's report of each experiment that differs, or ""
     log_tail: list[str]
     seconds: float
 
@@ -108,16 +118,20 @@ class ReprotestResult:
         verdict = {0: "reproducible", 1: "NOT reproducible", 125: "a build failed"}.get(
             self.returncode, f"reprotest exit {self.returncode}"
         )
-        left = ", ".join(f"{k} ({why})" for k, why in self.run.left_out.items())
-        lines = [
-            f"reprotest {self.run.name}: {verdict} in {self.seconds:.1f}s",
-            f"  varied: {', '.join(self.varied) or '(nothing)'}",
-            f"  left out: {left or '(nothing)'}",
-        ]
+        lines = [f"reprotest: {verdict} in {self.seconds:.1f}s"]
+        for index, experiment in enumerate(self.experiments):
+            varied = self.varied[index] if index < len(self.varied) else []
+            left = ", ".join(f"{k} ({why})" for k, why in experiment.left_out.items())
+            report = self.diffoscope[index] if index < len(self.diffoscope) else ""
+            lines += [
+                f"  experiment-{index + 1} ({experiment.name}):",
+                f"    varied: {', '.join(varied) or '(nothing)'}",
+                f"    left out: {left or '(nothing)'}",
+            ]
+            if report:
+                lines += ["    diffoscope:", *("      " + x for x in report.splitlines()[:80])]
         lines += [f"  ineffective: {line}" for line in self.ineffective]
-        if self.returncode == 1:
-            lines += ["  diffoscope:", *("    " + x for x in self.diffoscope.splitlines()[:80])]
-        elif self.returncode != 0:
+        if self.returncode not in (0, 1):
             lines += ["  reprotest's last lines:", *("    " + x for x in self.log_tail)]
         return "\n".join(lines)
 
@@ -134,18 +148,18 @@ def _check_host() -> None:
         )
 
 
-def varied_in(output: str) -> list[str]:
-    """The variations of reprotest's experiment build, from its line
-    `build "experiment-1": vary environment, FIX time, ...`."""
-    match = re.search(r'build "experiment-1": (.*)', output)
-    if not match:
-        return []
-    return [item.split()[1] for item in match.group(1).split(", ") if item.startswith("vary ")]
+def varied_in(output: str) -> list[list[str]]:
+    """The variations of each of reprotest's experiment builds, from its lines
+    `build "experiment-N": vary environment, FIX time, ...`."""
+    return [
+        [item.split()[1] for item in line.split(", ") if item.startswith("vary ")]
+        for line in re.findall(r'build "experiment-\d+": (.*)', output)
+    ]
 
 
-def reprotest_dsc(dsc: Path, reprotest_run: ReprotestRun) -> ReprotestResult:
-    """reprotest on `dsc` (its tarballs beside it), as Salsa CI runs it, with `reprotest_run`'s
-    variations; the host holds the Build-Depends (apt-packages.txt)."""
+def reprotest_dsc(dsc: Path, experiments: tuple[Experiment, ...] = EXPERIMENTS) -> ReprotestResult:
+    """reprotest on `dsc` (its tarballs beside it), as Salsa CI runs it: a control build and
+    one varied build per experiment; the host holds the Build-Depends (apt-packages.txt)."""
     _check_host()
     if not dsc.is_file():
         raise ConfigurationError(f"{dsc} does not exist", hint="nox -s sources")
@@ -162,7 +176,8 @@ def reprotest_dsc(dsc: Path, reprotest_run: ReprotestRun) -> ReprotestResult:
             "--min-cpus=1",
             "--verbosity=1",
             f"--store-dir={store}",
-            f"--vary={reprotest_run.vary}",
+            f"--vary={experiments[0].vary}",
+            *(f"--extra-build={e.vary}" for e in experiments[1:]),
             dsc.name,
             "--",
             "null",
@@ -184,8 +199,10 @@ def reprotest_dsc(dsc: Path, reprotest_run: ReprotestRun) -> ReprotestResult:
             check=False,
         )
         seconds = time.monotonic() - started
-        report = store / "experiment-1.diffoscope.out"
-        diffoscope = report.read_text("utf-8", errors="replace") if report.is_file() else ""
+        reports = [store / f"experiment-{i}.diffoscope.out" for i in range(1, len(experiments) + 1)]
+        diffoscope = [
+            r.read_text("utf-8", errors="replace") if r.is_file() else "" for r in reports
+        ]
     output = done.stdout
     ineffective = [
         line.strip()
@@ -193,7 +210,7 @@ def reprotest_dsc(dsc: Path, reprotest_run: ReprotestRun) -> ReprotestResult:
         if any(pattern.search(line) for pattern in INEFFECTIVE)
     ]
     return ReprotestResult(
-        reprotest_run,
+        experiments,
         done.returncode,
         varied_in(output),
         sorted(set(ineffective)),
