@@ -1,11 +1,12 @@
 """Debian's own tools on our packaging, as Salsa CI and a Debian maintainer run them.
 
 - reprotest on the .dsc, as Salsa CI's reprotest job runs it (`reprotest ... X.dsc -- null`
-  as root on a host holding the Build-Depends: reprotest's preset unpacks the .dsc with
-  `dpkg-source -x` and builds with `dpkg-buildpackage --no-sign -b`, twice, the second build
-  varied, and compares the .debs with diffoscope). Salsa CI leaves out `time` and
-  `build_path`, and its user_group variation names its own user (no change of user); here
-  every variation of reprotest is varied, in two varied builds (EXPERIMENTS says why).
+  on a host holding the Build-Depends; Salsa runs it as a user with sudo, here it runs as
+  root: reprotest's preset unpacks the .dsc with `dpkg-source -x` and builds with
+  `dpkg-buildpackage --no-sign -b`, a control build and varied ones, and compares the .debs
+  with diffoscope). Salsa CI leaves out `time` and `build_path`, and its user_group variation
+  names its own user (no change of user); here every variation of reprotest is varied, in two
+  varied builds (EXPERIMENTS says why two).
 - `gbp buildpackage` in a fresh clone (debian/gbp.conf: the orig tarball exported from the
   branch), whose .debs are compared byte for byte with `dpkg-buildpackage -us -uc -b`'s in
   another clone.
@@ -41,7 +42,7 @@ VARIED_LOCALE = "et_EE.UTF-8"
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 TIMEOUT = 900.0
 
-# reprotest 0.7's variations (`reprotest --help`'s list), each of which a run below varies.
+# reprotest 0.7's variations (`reprotest --help`'s list), each varied by an experiment below.
 VARIATIONS = (
     "environment", "build_path", "kernel", "aslr", "num_cpus", "time", "user_group",
     "fileordering", "domain_host", "home", "locales", "exec_path", "timezone", "umask",
