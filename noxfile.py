@@ -128,7 +128,7 @@ def smoke(session: nox.Session) -> None:
 def rebuild(session: nox.Session) -> None:
     """The source packages rebuilt in clean roots as sbuild and rpmbuild do, compared with
     nfpm's packages, and linted by Debian 13's lintian and rpmlint 2.7; debian/tests/ run by
-    autopkgtest (DEP-8)."""
+    autopkgtest (DEP-8); reprotest on the .dsc and gbp buildpackage in a clone, on the host."""
     _install(session, "test")
     session.run("pytest", "-m", "rebuild", "-rA", "tests/container", *session.posargs)
 

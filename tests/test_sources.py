@@ -26,7 +26,16 @@ from qss_toolkit.families import Family
 PROJECT = Path(__file__).resolve().parents[1]
 VERSION = version.read_version()
 NAME = "qmail-send-systemd"
-TOOLS = ("dpkg-source", "dpkg-genchanges", "dpkg-buildpackage", "dh", "rpmbuild", "rpm", "git")
+TOOLS = (
+    "dpkg-source",
+    "dpkg-genchanges",
+    "dpkg-buildpackage",
+    "dh",
+    "rpmbuild",
+    "rpm",
+    "fakeroot",
+    "git",
+)
 
 
 def _need(*tools: str) -> None:

@@ -10,6 +10,7 @@ compared with the packages of `nox -s packages`, and linted with Debian 13's too
   spec's BuildRequires against the root's rpm database.
 - Lint: a Debian 13 root with lintian 2.12x and rpmlint 2.7 (the host has Debian 12's
   lintian 2.116 and rpmlint 2.4, which `nox -s lint` runs).
+- reprotest and gbp, on the host as Salsa CI and a maintainer run them (debian_tools).
 
 tests/container/test_rebuild.py runs them in CI (`nox -s smoke` runs tests/container first);
 `python -m qss_toolkit rebuild` runs them by hand and prints what it found.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qss_toolkit import DIST, payload, version
-from qss_toolkit.build import lint, parity, sources
+from qss_toolkit.build import debian_tools, lint, parity, sources
 from qss_toolkit.errors import CheckFailed, ConfigurationError
 from qss_toolkit.families import Family
 from qss_toolkit.smoke.engines.base import Container
@@ -185,6 +186,22 @@ def lint_in_debian13(dist: Path, cache: RootfsCache) -> list[str]:
     ]  # fmt: skip
 
 
+def debian_tools_problems(route: str, dist: Path, out: Path) -> list[str]:
+    """The `reprotest` route (debian_tools.EXPERIMENTS on dist/'s .dsc) or the `gbp` route
+    (gbp buildpackage in a clone against dpkg-buildpackage in another)."""
+    if route == "gbp":
+        by_gbp = debian_tools.gbp_buildpackage(out / "gbp")
+        by_dpkg = debian_tools.dpkg_buildpackage(out / "dpkg")
+        if not by_gbp:
+            return ["gbp buildpackage built no .deb"]
+        return [f"{name}: gbp's and dpkg-buildpackage's differ"
+                for name in debian_tools.different_bytes(by_gbp, by_dpkg)]  # fmt: skip
+    result = debian_tools.reprotest_dsc(dist / sources.prepare().file_names()["dsc"])
+    log.info("%s", result.summary())
+    expected = [debian_tools.expected_variations(e) for e in result.experiments]
+    return [] if result.reproducible and result.varied == expected else [result.summary()]
+
+
 @dataclass
 class Outcome:
     route: str
@@ -204,6 +221,8 @@ def run_all(dist: Path, routes: Sequence[str], cache: RootfsCache) -> list[Outco
                     for line in lint_in_debian13(dist, cache):
                         log.info("%s", line)
                     problems: list[str] = []
+                elif route in DEBIAN_TOOLS:
+                    problems = debian_tools_problems(route, dist, out)
                 else:
                     family = Family.RPM if route == "rpm" else Family.DEB
                     if family is Family.RPM:
@@ -222,7 +241,8 @@ def run_all(dist: Path, routes: Sequence[str], cache: RootfsCache) -> list[Outco
     return outcomes
 
 
-ROUTES = (*BUILD_ROOTS, "rpm", "lint-debian-13")
+DEBIAN_TOOLS = ("reprotest", "gbp")
+ROUTES = (*BUILD_ROOTS, "rpm", "lint-debian-13", *DEBIAN_TOOLS)
 
 
 def main(argv: list[str]) -> int:

@@ -407,7 +407,9 @@ def build_sources(ctx: SourceContext, out: Path) -> list[str]:
     # hold or plant), with relative paths only.
     with tempfile.TemporaryDirectory(prefix=".rpmbuild-", dir=out) as private:
         spec_path = rpm_sources(ctx, Path(private) / RPMBUILD_TOP / "SOURCES")
-        args = ["rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, RPMBUILD_TOP)]
+        # The source RPM records its files' owner by name, the builder's (`nobody nogroup`
+        # from nobody's build): under fakeroot it is root's for every builder, as in the .debs.
+        args = ["fakeroot", "rpmbuild", "-bs", "--quiet", *rpm_defines(ctx, RPMBUILD_TOP)]
         args += ["--define", "_srcrpmdir .", str(spec_path.relative_to(private))]
         run(args, cwd=Path(private), env=env, capture=True)
         os.replace(Path(private) / names["srpm"], out / names["srpm"])
@@ -423,7 +425,7 @@ def write_sources(
 ) -> list[Path]:
     """Build the source packages into `dist` (in a temporary directory there, then renamed
     into place: dist/ never holds half of a source package)."""
-    for tool in ("dpkg-source", "dpkg-genchanges", "rpmbuild"):
+    for tool in ("dpkg-source", "dpkg-genchanges", "rpmbuild", "fakeroot"):
         require(tool)
     ctx = prepare(root, distribution)
     dist.mkdir(parents=True, exist_ok=True)
