@@ -28,10 +28,14 @@ from qss_toolkit import timings  # noqa: E402
 # the distribution's pip (Debian 11's 20.3 cannot install this project editable) and
 # python3-venv play no part.
 nox.options.default_venv_backend = "uv|virtualenv"
-# A builder behind a PyPI mirror names it to pip (PIP_INDEX_URL, as ./nox's message says); uv
-# reads a variable of its own.
-if os.environ.get("PIP_INDEX_URL") and not os.environ.get("UV_DEFAULT_INDEX"):
-    os.environ["UV_DEFAULT_INDEX"] = os.environ["PIP_INDEX_URL"]
+# uv reaches PyPI as pip does on this machine: a mirror named to pip (PIP_INDEX_URL, as ./nox's
+# message says) and a CA bundle given to pip (PIP_CERT: a TLS-intercepting proxy's) go to uv's
+# own variables, and otherwise uv trusts the system's CA store, as Debian's pip and apt do.
+PIP_TO_UV = {"PIP_INDEX_URL": "UV_DEFAULT_INDEX", "PIP_CERT": "SSL_CERT_FILE"}
+for _pip, _uv in PIP_TO_UV.items():
+    if os.environ.get(_pip) and not os.environ.get(_uv):
+        os.environ[_uv] = os.environ[_pip]
+os.environ.setdefault("UV_SYSTEM_CERTS", "1")
 nox.options.reuse_existing_virtualenvs = True
 # The full suite (./nox, ./run-tests, CI): `build` first (dist/, which every later session reads),
 # then two lanes that ./run-tests runs side by side: the containers (the smoke matrix mostly
