@@ -199,6 +199,65 @@ def test_commands_enter_a_root_the_way_its_kind_needs(tmp_path: Path) -> None:
     assert {"--register=no", "--keep-unit", f"--directory={tmp_path}"} <= set(options)
 
 
+def _rebooting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: int
+) -> tuple[NspawnContainer, list[str]]:
+    """A booted NspawnContainer whose systemd-nspawn exits with `exit_code` once asked to
+    reboot; what it does is recorded (commands inside, the veth awaited, the boots)."""
+    events: list[str] = []
+    container = NspawnContainer(tmp_path / "root", "qssd12-abc", network_veth=True)
+    container.process = subprocess.Popen(["sleep", "60"])
+    counted = iter([2.5, 1.0])
+
+    def run(cmd: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        events.append(f"run {cmd}")
+        assert container.process is not None
+        container.process.kill()  # the container goes down, as systemctl reboot makes it
+        container.process.wait()
+        container.process.returncode = exit_code
+        return subprocess.CompletedProcess([], -9, "", "")
+
+    def boot(self: NspawnContainer, started: float, *, console_mode: str) -> None:
+        events.append(f"boot {console_mode}")
+
+    monkeypatch.setattr(container, "run", run)
+    monkeypatch.setattr(container, "host_veth", lambda: "ve-qssd12-abc")
+    monkeypatch.setattr(nspawn_engine, "cpu_seconds", lambda cgroups: next(counted))
+
+    def wait_link_gone(name: str) -> bool:
+        events.append(name)
+        return True
+
+    monkeypatch.setattr(nspawn_engine, "wait_link_gone", wait_link_gone)
+    monkeypatch.setattr(NspawnContainer, "_boot", boot)
+    return container, events
+
+
+def test_an_nspawn_reboot_boots_the_same_root_again_once_the_old_veth_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container, events = _rebooting(tmp_path, monkeypatch, nspawn_engine.NSPAWN_REBOOTED)
+    container.reboot()
+    assert events == ["run ['systemctl', 'reboot']", "ve-qssd12-abc", "boot ab"]
+    # What the first boot's cgroups counted is kept: the scenario's CPU time spans a reboot.
+    assert container.cpu_offset == 2.5
+    assert container.cpu_seconds() == 3.5
+
+
+def test_an_nspawn_container_that_powers_off_instead_is_not_booted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container, events = _rebooting(tmp_path, monkeypatch, 0)
+    with pytest.raises(ContainerError, match="exited with 0 after systemctl reboot, not 133"):
+        container.reboot()
+    assert events == ["run ['systemctl', 'reboot']"]
+    with pytest.raises(ContainerError, match="not running: nothing to reboot"):
+        container.reboot()  # nspawn is gone: booted()'s teardown is all that is left
+    offline = OfflineRoot(tmp_path, "qssd12-off", [])
+    with pytest.raises(ContainerError, match="systemd is not running in this root"):
+        offline.reboot()
+
+
 def test_machine_names_fit_a_veth_name() -> None:
     names = {machine_name(t) for t in TARGETS.values()}
     assert len(names) == len(TARGETS)
