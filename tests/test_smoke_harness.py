@@ -427,6 +427,59 @@ def test_table_sums_each_targets_scenario_cpu_time() -> None:
     assert last.split() == ["(scenario", "CPU)", "3.2s", "-"]
 
 
+def _round(upgrade: Status, seconds: float) -> list[runner.TargetRun]:
+    """One run of two scenarios on debian-12 and a skipped registry target."""
+    d12 = runner.TargetRun(D12, seconds=seconds)
+    d12.results = [
+        _result("debian-12", "install", Status.PASS, seconds / 10),
+        _result("debian-12", "upgrade", upgrade, seconds / 5, "exit 1: apt-get install x"),
+    ]
+    fedora = runner.TargetRun(targets.IMAGE_TARGETS["fedora-45"], skipped="no registry")
+    fedora.results = [_result("fedora-45", n, Status.SKIP, 0.0) for n in ("install", "upgrade")]
+    return [d12, fedora]
+
+
+def test_repeated_runs_give_each_cell_its_passes_out_of_its_runs() -> None:
+    rounds = [_round(Status.PASS, 10.0), _round(Status.FAIL, 30.0), _round(Status.PASS, 20.0)]
+    lines = runner.render_repeats(rounds).splitlines()
+    assert lines[0].split() == ["scenario", "debian-12", "fedora-45"]
+    assert lines[2].split() == ["install", "3/3", "2.0s", "skip"]
+    assert lines[3].split() == ["upgrade", "2/3", "4.0s", "skip"]  # the median of 2, 6, 4
+    assert lines[4].split() == ["(target", "total,", "median)", "20.0s", "0.0s"]
+
+
+def test_smoke_repeat_runs_the_selection_n_times_and_fails_if_one_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    statuses = iter([Status.PASS, Status.FAIL, Status.PASS])
+    kept: list[Path] = []
+
+    def run_matrix(*args: object, logs: Path, **kwargs: object) -> list[runner.TargetRun]:
+        kept.append(logs)
+        return _round(next(statuses), 10.0)
+
+    backend = FakeBackend(RecordingContainer())
+    monkeypatch.setattr(runner, "require_root", lambda: None)
+    monkeypatch.setattr(runner, "check_dist", lambda dist, targets: None)
+    monkeypatch.setattr(runner, "make_backend", lambda name: backend)
+    monkeypatch.setattr(runner, "build_previous", lambda formats: tmp_path)
+    monkeypatch.setattr(runner, "record_timings", lambda *args: None)
+    monkeypatch.setattr(runner, "run_matrix", run_matrix)
+    monkeypatch.setattr(runner, "DIST", tmp_path / "dist")
+    code = runner.main(["--target", "debian-12", "--scenario", "install-qmail", "--repeat", "3"])
+    out = capsys.readouterr().out
+    assert code == 1  # one of the three runs failed a cell
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["install"] == ["3/3", "1.0s", "skip"] and rows["upgrade"] == ["2/3", "2.0s", "skip"]
+    assert [p.name for p in kept] == ["run-1", "run-2", "run-3"]
+    assert out.count("fedora-45: skipped: no registry") == 1
+    assert "3 runs;" in out
+    assert runner.parse_args([]).repeat == 1
+    with pytest.raises(SystemExit) as usage:
+        runner.parse_args(["--repeat", "0"])
+    assert usage.value.code == 2
+
+
 def test_junit_counts_failures_and_errors_per_target() -> None:
     root = ET.fromstring(runner.junit_xml(_runs()))  # noqa: S314 - our own output
     d12, rpm = root.findall("testsuite")
