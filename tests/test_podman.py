@@ -8,6 +8,7 @@ images) is listed in README's "Registry targets".
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -194,6 +195,36 @@ def test_prune_removes_containers_of_killed_runs_but_not_kept_or_live_ones(tmp_p
         backend.prune([D12])
     removed = [c for c in fake.calls if c.startswith("rm ")]
     assert removed == ["rm --force --time=0 qssd12-dead1"]
+
+
+def test_prune_deletes_runcs_records_of_containers_podman_no_longer_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePodman(tmp_path, {"ps -a --no-trunc": (0, "live1\nstopped-known\n")})
+    backend = podman.PodmanBackend(RootfsCache(tmp_path / "rootfs"), fake)
+    root = tmp_path / "runc"
+    root.mkdir()
+    monkeypatch.setattr(podman.Podman, "runroot", property(lambda self: tmp_path))
+    monkeypatch.setattr(podman, "require", lambda name, **_: name)
+    states = [
+        {"id": "live1", "status": "running"},
+        {"id": "stopped-known", "status": "stopped"},  # exited, not yet removed: podman's
+        {"id": "gone1", "status": "stopped"},  # removed from podman, its record left
+        {"id": "gone2", "status": "running"},  # not stopped: never touched
+    ]
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(states) if "list" in argv else "")
+
+    monkeypatch.setattr(podman, "run", run)
+    assert backend.forget_stale_runtime_states() == ["gone1"]
+    assert ran[1:] == [["runc", f"--root={root}", "delete", "--force", "gone1"]]
+    ran.clear()
+    fake.answers["ps -a --no-trunc"] = (125, "database is locked")
+    assert backend.forget_stale_runtime_states() == []  # podman's list unread: nothing deleted
+    assert not any("delete" in argv for argv in ran)
 
 
 def test_leftovers_name_what_a_teardown_left(

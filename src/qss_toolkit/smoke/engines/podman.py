@@ -544,8 +544,38 @@ class PodmanBackend:
                     log.info("removing container %s left by a killed run", name)
                     self.podman("rm", "--force", "--time=0", name, check=False)
                     (runs / f"{name}.lock").unlink(missing_ok=True)
+        self.forget_stale_runtime_states()
         with contextlib.suppress(CommandFailed):
             self.store.prune(targets)
+
+    def forget_stale_runtime_states(self) -> list[str]:
+        """Delete runc's records, under our runc root, of stopped containers that podman no
+        longer has: what runs before PodmanContainer.forget_runtime_state() left (podman's
+        clean-up does not delete them). The records are listed before podman's containers,
+        so a container started meanwhile is among these. Returns the IDs deleted."""
+        root = self.podman.runroot / "runc"
+        if not root.is_dir():
+            return []
+        runc = [require("runc"), f"--root={root}"]
+        listed = run([*runc, "list", "--format=json"], check=False, capture=True)
+        try:
+            states = json.loads(listed.stdout or "null") or []
+        except ValueError:
+            return []
+        known = self.podman("ps", "-a", "--no-trunc", "--format={{.ID}}", check=False)
+        ours = set(known.stdout.split())
+        if known.returncode != 0:
+            return []
+        stale = [
+            str(state["id"])
+            for state in states
+            if state.get("status") == "stopped" and state.get("id") not in ours
+        ]
+        for identity in stale:
+            run([*runc, "delete", "--force", identity], check=False, capture=True)
+        if stale:
+            log.info("deleted runc's records of %d removed podman containers", len(stale))
+        return stale
 
     def leftovers(self) -> list[str]:
         """What this backend's runs left on the host that their teardown should have removed:
