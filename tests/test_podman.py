@@ -40,12 +40,20 @@ class FakePodman(podman.Podman):
         super().__init__(state)
         self.answers = dict(answers or {})
         self.calls: list[str] = []
+        self.inits: list[str] = []  # the calls that start a container's init (niceness 0)
 
     def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        input: str | None = None,
+        init: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         line = " ".join(args)
         self.calls.append(line)
+        if init:
+            self.inits.append(line)
         code, out = next(
             (answer for prefix, answer in self.answers.items() if line.startswith(prefix)), (0, "")
         )
@@ -399,6 +407,7 @@ def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(
     assert "--ulimit=nofile=20000:20000" in line and "--ulimit=nproc=32768:32768" in line
     assert "--cgroupns" not in line and "/sys/fs/cgroup" not in line
     assert line.endswith("img /sbin/init")
+    assert fake.inits == [line]  # the container's init at niceness 0, as a machine's
     assert ran == [["ip", "link", "add", shared.veth, "type", "veth", "peer", "name", "host0",
                     "netns", "4242"]]  # fmt: skip
     assert shared.init_pid == 4242 and shared.merged == "/merged"
@@ -449,7 +458,7 @@ def test_a_podman_reboot_is_systemctl_reboot_then_podman_start_and_a_new_veth(
     container.reboot()
     assert inside == ["systemctl reboot"]
     assert [c.split()[0] for c in fake.calls] == ["wait", "inspect", "start", "inspect"]
-    assert fake.calls[2] == "start qssd12-a"
+    assert fake.calls[2] == "start qssd12-a" and fake.inits[-1] == "start qssd12-a"
     add = ["ip", "link", "add", container.veth, "type", "veth", "peer", "name", "host0"]
     assert ran == [
         ["/usr/bin/runc", f"--root={state.parent}", "delete", "--force", "c0ffee"],

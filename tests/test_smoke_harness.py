@@ -27,6 +27,7 @@ from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
 from qss_toolkit.smoke import qmail_root, qmail_source, rootfs, runner, targets
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
+from qss_toolkit.smoke.engines import base as engine_base
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
 from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
@@ -256,6 +257,16 @@ def test_an_nspawn_container_that_powers_off_instead_is_not_booted_again(
     offline = OfflineRoot(tmp_path, "qssd12-off", [])
     with pytest.raises(ContainerError, match="systemd is not running in this root"):
         offline.reboot()
+
+
+def test_a_containers_init_starts_at_niceness_zero_whatever_the_harnesss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["systemd-nspawn", "--boot"]
+    monkeypatch.setattr(os, "getpriority", lambda which, who: 10)
+    assert engine_base.at_niceness_zero(argv) == ["nice", "--adjustment=-10", *argv]
+    monkeypatch.setattr(os, "getpriority", lambda which, who: 0)
+    assert engine_base.at_niceness_zero(argv) == argv
 
 
 def test_machine_names_fit_a_veth_name() -> None:

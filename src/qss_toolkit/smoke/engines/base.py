@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import subprocess
 import time
@@ -152,6 +153,16 @@ def wait_until_settled(container: Container, started: float) -> str:
         if state not in ("", "offline") or time.monotonic() - started > BOOT_TIMEOUT:
             return state or result.stderr.strip()
         time.sleep(0.1)
+
+
+def at_niceness_zero(argv: list[str]) -> list[str]:
+    """`argv` run at niceness 0, where a machine's init runs, whatever niceness the harness
+    runs at (`nice -n 10` on a shared machine): the container's systemd, and every service it
+    starts, inherit it from the engine, so a niced harness gave qmail-send and users'
+    `|program` deliveries niceness 10 (user-program-priority saw `nice -n 5` at 15). Commands
+    entered from the harness keep its niceness."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    return list(argv) if current == 0 else ["nice", f"--adjustment={-current}", *argv]
 
 
 # What an administrator types to reboot; both engines then boot the same root again.

@@ -35,6 +35,7 @@ from qss_toolkit.smoke.engines.base import (
     BootKind,
     Container,
     ContainerError,
+    at_niceness_zero,
     check_settled,
     inner_command,
     keep_requested,
@@ -139,7 +140,7 @@ class NspawnContainer(_RootDirectoryContainer):
         nspawn = nspawn_command(
             self.root, boot=True, machine=self.name, network_veth=self.network_veth
         )
-        argv = in_cgroups(self.cgroups, nspawn)
+        argv = in_cgroups(self.cgroups, at_niceness_zero(nspawn))
         log.debug("$ %s", shlex.join(argv))
         with self.console_log.open(console_mode) as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.

@@ -49,6 +49,7 @@ from qss_toolkit.smoke.engines.base import (
     BootKind,
     Container,
     ContainerError,
+    at_niceness_zero,
     check_settled,
     inner_command,
     keep_requested,
@@ -140,9 +141,17 @@ class Podman:
         ]
 
     def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        input: str | None = None,
+        init: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(*args), check=check, capture=True, timeout=timeout, input=input)
+        """podman `args`; `init`: it starts a container's init, which gets niceness 0 (and so
+        do conmon and the container's processes), whatever the harness's own."""
+        argv = at_niceness_zero(self.argv(*args)) if init else self.argv(*args)
+        return run(argv, check=check, capture=True, timeout=timeout, input=input)
 
     def image_exists(self, ref: str) -> bool:
         return self("image", "exists", ref, check=False).returncode == 0
@@ -333,6 +342,7 @@ class PodmanContainer:
             "run", "--detach", f"--name={self.name}", f"--hostname={self.name}",
             f"--label={LABEL}", "--network=none", f"--systemd={'always' if self.boot else 'false'}",
             *(f"--ulimit={u}" for u in ULIMITS), *capabilities(), self.image, *init,
+            init=True,
         )  # fmt: skip
         self._started(started)
 
@@ -364,7 +374,7 @@ class PodmanContainer:
         self.cpu_offset = max(counted, default=self.cpu_offset)
         if self.network_veth and not wait_link_gone(self.veth):
             run(["ip", "link", "delete", self.veth], check=False)
-        self.podman("start", self.name, timeout=BOOT_TIMEOUT)
+        self.podman("start", self.name, timeout=BOOT_TIMEOUT, init=True)
         self._started(started)
         log.info(
             "%s: rebooted in %.1fs (the container exited with %s)",
