@@ -16,7 +16,7 @@ from qss_toolkit.smoke.targets import Target
 class RecordingContainer:
     """A Container that answers from a table: command line -> (exit code, stdout).
 
-    Every command and copy is recorded in `commands`; a `copy_out` writes the file it names.
+    Every command, copy and reboot is recorded in `commands`; a `copy_out` writes the file it names.
     `cpu` is what cpu_seconds() reads (None: the host cannot count it).
     """
 
@@ -28,6 +28,7 @@ class RecordingContainer:
         self.commands: list[str] = []
         self.copied: dict[str, Path] = {}
         self.cpu: float | None = 0.0
+        self.reboots = 0
 
     def run(
         self,
@@ -55,6 +56,11 @@ class RecordingContainer:
 
     def cpu_seconds(self) -> float | None:
         return self.cpu
+
+    def reboot(self) -> None:
+        """Recorded as the command `reboot`, among the others, in the order it came."""
+        self.commands.append("reboot")
+        self.reboots += 1
 
 
 class FakeBackend:

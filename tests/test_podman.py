@@ -8,6 +8,7 @@ images) is listed in README's "Registry targets".
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from qss_toolkit.errors import CommandFailed
 from qss_toolkit.locks import exclusive
 from qss_toolkit.smoke import runner
 from qss_toolkit.smoke.engines import podman
-from qss_toolkit.smoke.engines.base import inner_command
+from qss_toolkit.smoke.engines.base import ContainerError, inner_command
 from qss_toolkit.smoke.engines.nspawn import NspawnBackend
 from qss_toolkit.smoke.rootfs import RootfsCache, cache_key
 from qss_toolkit.smoke.scenarios.registry import ScenarioContext, ScenarioFailed, select_scenarios
@@ -39,12 +40,20 @@ class FakePodman(podman.Podman):
         super().__init__(state)
         self.answers = dict(answers or {})
         self.calls: list[str] = []
+        self.inits: list[str] = []  # the calls that start a container's init (niceness 0)
 
     def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        input: str | None = None,
+        init: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         line = " ".join(args)
         self.calls.append(line)
+        if init:
+            self.inits.append(line)
         code, out = next(
             (answer for prefix, answer in self.answers.items() if line.startswith(prefix)), (0, "")
         )
@@ -196,6 +205,36 @@ def test_prune_removes_containers_of_killed_runs_but_not_kept_or_live_ones(tmp_p
     assert removed == ["rm --force --time=0 qssd12-dead1"]
 
 
+def test_prune_deletes_runcs_records_of_containers_podman_no_longer_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePodman(tmp_path, {"ps -a --no-trunc": (0, "live1\nstopped-known\n")})
+    backend = podman.PodmanBackend(RootfsCache(tmp_path / "rootfs"), fake)
+    root = tmp_path / "runc"
+    root.mkdir()
+    monkeypatch.setattr(podman.Podman, "runroot", property(lambda self: tmp_path))
+    monkeypatch.setattr(podman, "require", lambda name, **_: name)
+    states = [
+        {"id": "live1", "status": "running"},
+        {"id": "stopped-known", "status": "stopped"},  # exited, not yet removed: podman's
+        {"id": "gone1", "status": "stopped"},  # removed from podman, its record left
+        {"id": "gone2", "status": "running"},  # not stopped: never touched
+    ]
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, json.dumps(states) if "list" in argv else "")
+
+    monkeypatch.setattr(podman, "run", run)
+    assert backend.forget_stale_runtime_states() == ["gone1"]
+    assert ran[1:] == [["runc", f"--root={root}", "delete", "--force", "gone1"]]
+    ran.clear()
+    fake.answers["ps -a --no-trunc"] = (125, "database is locked")
+    assert backend.forget_stale_runtime_states() == []  # podman's list unread: nothing deleted
+    assert not any("delete" in argv for argv in ran)
+
+
 def test_leftovers_name_what_a_teardown_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -221,6 +260,10 @@ def test_leftovers_name_what_a_teardown_left(
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "qssd12-aaaaa.kept").write_text("kept\n")  # kept: not a leftover
     assert backend.leftovers()[:1] == ["network namespace /run/netns/netns-1234 is left"]
+    state = tmp_path / "runc" / "c0ffee"  # runc's record of a removed container
+    state.mkdir(parents=True)
+    monkeypatch.setattr(clean, "runtime_state", lambda: state)
+    assert backend.leftovers()[:1] == [f"runc state {state} is left"]
 
 
 def test_a_veths_host_name_fits_ifnamsiz_and_is_podmans_own() -> None:
@@ -353,7 +396,7 @@ def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run line of each boot kind (what `start` asks podman for), recorded."""
-    fake = FakePodman(tmp_path, {"inspect": (0, "4242 /libpod_parent/libpod-x /merged")})
+    fake = FakePodman(tmp_path, {"inspect": (0, "4242 /libpod_parent/libpod-x /merged c0ffee")})
     ran: list[list[str]] = []
     monkeypatch.setattr(podman, "run", lambda argv, **kw: ran.append(list(map(str, argv))))
     monkeypatch.setattr(podman, "wait_until_settled", lambda c, started: "running")
@@ -364,6 +407,7 @@ def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(
     assert "--ulimit=nofile=20000:20000" in line and "--ulimit=nproc=32768:32768" in line
     assert "--cgroupns" not in line and "/sys/fs/cgroup" not in line
     assert line.endswith("img /sbin/init")
+    assert fake.inits == [line]  # the container's init at niceness 0, as a machine's
     assert ran == [["ip", "link", "add", shared.veth, "type", "veth", "peer", "name", "host0",
                     "netns", "4242"]]  # fmt: skip
     assert shared.init_pid == 4242 and shared.merged == "/merged"
@@ -374,6 +418,71 @@ def test_podman_boots_shared_with_systemd_and_a_veth_offline_without(
     line = next(c for c in fake.calls if c.startswith("run "))
     assert "--systemd=false" in line and line.endswith("img sleep infinity")
     assert ran == []  # no veth: the root of an image build has no network of its own
+
+
+def test_a_podman_reboot_is_systemctl_reboot_then_podman_start_and_a_new_veth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePodman(
+        tmp_path,
+        {
+            "inspect --format={{.State.Pid}}": (0, "4242 /libpod_parent/libpod-x /merged c0ffee"),
+            "inspect --format={{.State.Status}}": (0, "exited\n"),
+            "wait": (0, "129\n"),
+        },
+    )
+    ran: list[list[str]] = []
+    inside: list[str] = []
+    monkeypatch.setattr(podman, "run", lambda argv, **kw: ran.append(list(map(str, argv))))
+    monkeypatch.setattr(podman, "wait_until_settled", lambda c, started: "running")
+    monkeypatch.setattr(podman, "wait_link_gone", lambda name: True)
+    monkeypatch.setattr(podman, "require", lambda name, **_: f"/usr/bin/{name}")
+    container = podman.PodmanContainer(fake, "img", "qssd12-a", boot=True, network_veth=True)
+    container.start()
+    assert container.id == "c0ffee"
+    # runc's record of the exited container, which podman 4.3's clean-up leaves behind.
+    state = tmp_path / "runc" / "c0ffee"
+    state.mkdir(parents=True)
+    monkeypatch.setattr(container, "runtime_state", lambda: state)
+
+    def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        inside.append(" ".join(cmd))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(container, "run", run)
+    # 4 s counted by the first boot (before the reboot; its cgroup is gone after it), 1 s since.
+    counted = iter([4.0, None, 1.0])
+    monkeypatch.setattr(podman, "cpu_seconds", lambda cgroups: next(counted))
+    fake.calls.clear()
+    ran.clear()
+    container.reboot()
+    assert inside == ["systemctl reboot"]
+    assert [c.split()[0] for c in fake.calls] == ["wait", "inspect", "start", "inspect"]
+    assert fake.calls[2] == "start qssd12-a" and fake.inits[-1] == "start qssd12-a"
+    add = ["ip", "link", "add", container.veth, "type", "veth", "peer", "name", "host0"]
+    assert ran == [
+        ["/usr/bin/runc", f"--root={state.parent}", "delete", "--force", "c0ffee"],
+        [*add, "netns", "4242"],  # the pair went with the old network namespace
+    ]
+    assert container.cpu_seconds() == 5.0
+
+
+def test_a_podman_container_that_does_not_stop_is_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = FakePodman(tmp_path, {"inspect": (0, "running\n"), "wait": (125, "timed out")})
+    container = podman.PodmanContainer(fake, "img", "qssd12-a", boot=True)
+    monkeypatch.setattr(
+        container, "run", lambda cmd, **kw: subprocess.CompletedProcess([], 1, "", "no bus")
+    )
+    with pytest.raises(
+        ContainerError, match=r"not stopped after systemctl reboot \(exit 1: no bus"
+    ):
+        container.reboot()
+    assert not any(c.startswith("start") for c in fake.calls)
+    offline = podman.PodmanContainer(fake, "img", "qssd12-b", boot=False)
+    with pytest.raises(ContainerError, match="systemd is not running in this root"):
+        offline.reboot()
 
 
 def test_a_command_with_input_gets_it_drained_first_and_without_none_attached(

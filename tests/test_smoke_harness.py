@@ -28,6 +28,7 @@ from qss_toolkit.families import Family, PackageFile
 from qss_toolkit.settings import Settings
 from qss_toolkit.smoke import qmail_root, qmail_source, rootfs, runner, targets
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds, in_cgroups, remove_cgroup
+from qss_toolkit.smoke.engines import base as engine_base
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
 from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
@@ -198,6 +199,75 @@ def test_commands_enter_a_root_the_way_its_kind_needs(tmp_path: Path) -> None:
     options = nspawn[: -len(inner) - 1]
     assert "--pipe" in options and "--boot" not in options
     assert {"--register=no", "--keep-unit", f"--directory={tmp_path}"} <= set(options)
+
+
+def _rebooting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_code: int
+) -> tuple[NspawnContainer, list[str]]:
+    """A booted NspawnContainer whose systemd-nspawn exits with `exit_code` once asked to
+    reboot; what it does is recorded (commands inside, the veth awaited, the boots)."""
+    events: list[str] = []
+    container = NspawnContainer(tmp_path / "root", "qssd12-abc", network_veth=True)
+    container.process = subprocess.Popen(["sleep", "60"])
+    counted = iter([2.5, 1.0])
+
+    def run(cmd: object, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        events.append(f"run {cmd}")
+        assert container.process is not None
+        container.process.kill()  # the container goes down, as systemctl reboot makes it
+        container.process.wait()
+        container.process.returncode = exit_code
+        return subprocess.CompletedProcess([], -9, "", "")
+
+    def boot(self: NspawnContainer, started: float, *, console_mode: str) -> None:
+        events.append(f"boot {console_mode}")
+
+    monkeypatch.setattr(container, "run", run)
+    monkeypatch.setattr(container, "host_veth", lambda: "ve-qssd12-abc")
+    monkeypatch.setattr(nspawn_engine, "cpu_seconds", lambda cgroups: next(counted))
+
+    def wait_link_gone(name: str) -> bool:
+        events.append(name)
+        return True
+
+    monkeypatch.setattr(nspawn_engine, "wait_link_gone", wait_link_gone)
+    monkeypatch.setattr(NspawnContainer, "_boot", boot)
+    return container, events
+
+
+def test_an_nspawn_reboot_boots_the_same_root_again_once_the_old_veth_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container, events = _rebooting(tmp_path, monkeypatch, nspawn_engine.NSPAWN_REBOOTED)
+    container.reboot()
+    assert events == ["run ['systemctl', 'reboot']", "ve-qssd12-abc", "boot ab"]
+    # What the first boot's cgroups counted is kept: the scenario's CPU time spans a reboot.
+    assert container.cpu_offset == 2.5
+    assert container.cpu_seconds() == 3.5
+
+
+def test_an_nspawn_container_that_powers_off_instead_is_not_booted_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container, events = _rebooting(tmp_path, monkeypatch, 0)
+    with pytest.raises(ContainerError, match="exited with 0 after systemctl reboot, not 133"):
+        container.reboot()
+    assert events == ["run ['systemctl', 'reboot']"]
+    with pytest.raises(ContainerError, match="not running: nothing to reboot"):
+        container.reboot()  # nspawn is gone: booted()'s teardown is all that is left
+    offline = OfflineRoot(tmp_path, "qssd12-off", [])
+    with pytest.raises(ContainerError, match="systemd is not running in this root"):
+        offline.reboot()
+
+
+def test_a_containers_init_starts_at_niceness_zero_whatever_the_harnesss(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    argv = ["systemd-nspawn", "--boot"]
+    monkeypatch.setattr(os, "getpriority", lambda which, who: 10)
+    assert engine_base.at_niceness_zero(argv) == ["nice", "--adjustment=-10", *argv]
+    monkeypatch.setattr(os, "getpriority", lambda which, who: 0)
+    assert engine_base.at_niceness_zero(argv) == argv
 
 
 def test_machine_names_fit_a_veth_name() -> None:
@@ -398,6 +468,59 @@ def test_table_sums_each_targets_scenario_cpu_time() -> None:
     runs[0].results[1].cpu_seconds = 1.25
     last = runner.render_table(runs).splitlines()[-1]
     assert last.split() == ["(scenario", "CPU)", "3.2s", "-"]
+
+
+def _round(upgrade: Status, seconds: float) -> list[runner.TargetRun]:
+    """One run of two scenarios on debian-12 and a skipped registry target."""
+    d12 = runner.TargetRun(D12, seconds=seconds)
+    d12.results = [
+        _result("debian-12", "install", Status.PASS, seconds / 10),
+        _result("debian-12", "upgrade", upgrade, seconds / 5, "exit 1: apt-get install x"),
+    ]
+    fedora = runner.TargetRun(targets.IMAGE_TARGETS["fedora-45"], skipped="no registry")
+    fedora.results = [_result("fedora-45", n, Status.SKIP, 0.0) for n in ("install", "upgrade")]
+    return [d12, fedora]
+
+
+def test_repeated_runs_give_each_cell_its_passes_out_of_its_runs() -> None:
+    rounds = [_round(Status.PASS, 10.0), _round(Status.FAIL, 30.0), _round(Status.PASS, 20.0)]
+    lines = runner.render_repeats(rounds).splitlines()
+    assert lines[0].split() == ["scenario", "debian-12", "fedora-45"]
+    assert lines[2].split() == ["install", "3/3", "2.0s", "skip"]
+    assert lines[3].split() == ["upgrade", "2/3", "4.0s", "skip"]  # the median of 2, 6, 4
+    assert lines[4].split() == ["(target", "total,", "median)", "20.0s", "0.0s"]
+
+
+def test_smoke_repeat_runs_the_selection_n_times_and_fails_if_one_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    statuses = iter([Status.PASS, Status.FAIL, Status.PASS])
+    kept: list[Path] = []
+
+    def run_matrix(*args: object, logs: Path, **kwargs: object) -> list[runner.TargetRun]:
+        kept.append(logs)
+        return _round(next(statuses), 10.0)
+
+    backend = FakeBackend(RecordingContainer())
+    monkeypatch.setattr(runner, "require_root", lambda: None)
+    monkeypatch.setattr(runner, "check_dist", lambda dist, targets: None)
+    monkeypatch.setattr(runner, "make_backend", lambda name: backend)
+    monkeypatch.setattr(runner, "build_previous", lambda formats: tmp_path)
+    monkeypatch.setattr(runner, "record_timings", lambda *args: None)
+    monkeypatch.setattr(runner, "run_matrix", run_matrix)
+    monkeypatch.setattr(runner, "DIST", tmp_path / "dist")
+    code = runner.main(["--target", "debian-12", "--scenario", "install-qmail", "--repeat", "3"])
+    out = capsys.readouterr().out
+    assert code == 1  # one of the three runs failed a cell
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    assert rows["install"] == ["3/3", "1.0s", "skip"] and rows["upgrade"] == ["2/3", "2.0s", "skip"]
+    assert [p.name for p in kept] == ["run-1", "run-2", "run-3"]
+    assert out.count("fedora-45: skipped: no registry") == 1
+    assert "3 runs;" in out
+    assert runner.parse_args([]).repeat == 1
+    with pytest.raises(SystemExit) as usage:
+        runner.parse_args(["--repeat", "0"])
+    assert usage.value.code == 2
 
 
 def test_junit_counts_failures_and_errors_per_target() -> None:

@@ -54,6 +54,35 @@ def test_boot_run_copy_journal_and_teardown(tmp_path: Path) -> None:
     assert not Path(f"/proc/{pid}").exists(), "systemd-nspawn is still running"
 
 
+def test_a_reboot_keeps_the_root_boots_systemd_again_and_tears_down_as_before() -> None:
+    with booted(TARGET, network_veth=True) as container:
+        boot_id = container.run("cat /proc/sys/kernel/random/boot_id").stdout
+        container.run("echo kept > /etc/qss-mark && echo gone > /run/qss-mark")
+        first = (container.init_pid, container.process.pid if container.process else 0)
+        container.reboot()
+        assert (container.init_pid, container.process.pid if container.process else 0) != first
+        assert container.run("cat /proc/sys/kernel/random/boot_id").stdout != boot_id
+        assert container.run(["systemctl", "is-system-running"], check=False).stdout.strip() in (
+            "running",
+            "degraded",
+        )
+        assert container.run("cat /etc/qss-mark").stdout == "kept\n"
+        assert container.run(["test", "-e", "/run/qss-mark"], check=False).returncode == 1
+        assert container.run("ls /sys/class/net").stdout.split() == ["host0", "lo"]
+        assert Path("/sys/class/net", container.host_veth()).exists()
+        # The root's persistent journal holds both boots, the first one's shutdown included.
+        listed = container.run("journalctl --no-pager --list-boots").stdout.splitlines()
+        boots = [line.split()[0] for line in listed if line.split()[0].lstrip("-").isdigit()]
+        assert boots == ["-1", "0"], listed
+        shutdown = container.run("journalctl --no-pager -b -1 -o cat").stdout
+        assert "Reached target" in shutdown and "Reboot" in shutdown, shutdown[-2000:]
+        cgroups, veth = list(container.cgroups), container.host_veth()
+        root, pid = container.root, container.process.pid if container.process else 0
+    assert not root.exists() and not any(c.exists() for c in cgroups)
+    assert not Path(f"/proc/{pid}").exists(), "systemd-nspawn is still running"
+    assert not Path("/sys/class/net", veth).exists()
+
+
 def test_two_containers_do_not_share_state() -> None:
     with booted(TARGET) as first, booted(TARGET) as second:
         first.run("touch /etc/only-in-first")

@@ -79,6 +79,35 @@ def test_boot_exec_copy_network_accounting_and_a_complete_teardown(tmp_path: Pat
     assert netns_mounts() == namespaces and podman_chains() == chains
 
 
+def test_a_reboot_keeps_the_root_boots_systemd_again_and_tears_down_as_before() -> None:
+    backend = PodmanBackend()
+    with backend.start(BootKind.SHARED, TARGET) as started:
+        container = started
+        assert isinstance(container, PodmanContainer)
+        pid1_start = "systemctl show -P UserspaceTimestampMonotonic"  # when PID 1 started
+        before = int(container.run(pid1_start).stdout)
+        container.run("echo kept > /etc/qss-mark && echo gone > /run/qss-mark")
+        first = container.init_pid
+        container.reboot()
+        assert container.init_pid != first
+        assert int(container.run(pid1_start).stdout) > before
+        state = container.run(["systemctl", "is-system-running"], check=False).stdout.strip()
+        assert state in ("running", "degraded")
+        assert container.run("cat /etc/qss-mark").stdout == "kept\n"
+        assert container.run(["test", "-e", "/run/qss-mark"], check=False).returncode == 1
+        assert sorted(container.run("ls /sys/class/net").stdout.split()) == ["host0", "lo"]
+        assert Path("/sys/class/net", container.host_veth()).exists()
+        # Unlike nspawn's, podman's boots share the host's boot ID and get a tmpfs journal
+        # (--systemd=always): the journal of the boot before is gone (docs/testing.md).
+        journal = container.run("findmnt -n -o FSTYPE /var/log/journal").stdout.strip()
+        assert journal == "tmpfs"
+        name, veth, merged = container.name, container.host_veth(), container.merged
+    assert name not in backend.podman.containers()
+    assert not Path("/sys/class/net", veth).exists()
+    assert merged not in mounts()
+    assert backend.leftovers() == []
+
+
 def test_two_containers_do_not_share_state_and_offline_has_no_systemd() -> None:
     backend = PodmanBackend()
     with (

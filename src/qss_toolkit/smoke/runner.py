@@ -127,7 +127,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="fail when a target is skipped (CI where a registry is reachable)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=positive,
+        default=1,
+        metavar="N",
+        help="run the whole selection N times, one run after the other, each on new boots;"
+        " the table gives each cell's passes (5/5) and median time",
+    )
     return parser.parse_args(list(argv))
+
+
+def positive(text: str) -> int:
+    """A count of 1 or more (argparse turns the ValueError into a one-line usage error)."""
+    number = int(text)
+    if number < 1:
+        raise ValueError(text)
+    return number
 
 
 def make_backend(name: str | None) -> Backend:
@@ -333,6 +349,41 @@ def render_table(runs: Sequence[TargetRun]) -> str:
     return "\n".join(lines)
 
 
+def render_repeats(rounds: Sequence[Sequence[TargetRun]]) -> str:
+    """The table of repeated runs: each cell is `5/5 1.2s` (the runs it passed, of the runs it
+    ran; the median of their seconds), `skip`, or `-`; each target's median total below."""
+    targets = [r.target.name for r in rounds[0]] if rounds else []
+    scenarios: list[str] = []
+    cells: dict[tuple[str, str], list[ScenarioResult]] = {}
+    totals: dict[str, list[float]] = {}
+    for round_ in rounds:
+        for run_ in round_:
+            totals.setdefault(run_.target.name, []).append(run_.seconds)
+            for res in run_.results:
+                if res.scenario not in scenarios:
+                    scenarios.append(res.scenario)
+                cells.setdefault((res.scenario, run_.target.name), []).append(res)
+
+    def median(values: Sequence[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    def cell(results: Sequence[ScenarioResult]) -> str:
+        if not results:
+            return "-"
+        if all(r.status is Status.SKIP for r in results):
+            return "skip"
+        passed = sum(r.status is Status.PASS for r in results)
+        return f"{passed}/{len(results)} {median([r.seconds for r in results]):.1f}s"
+
+    header = ["scenario", *targets]
+    rows = [[s] + [cell(cells.get((s, t), [])) for t in targets] for s in scenarios]
+    rows.append(["(target total, median)"] + [f"{median(totals[t]):.1f}s" for t in targets])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def junit_xml(runs: Sequence[TargetRun]) -> str:
     suites = ET.Element("testsuites", name="smoke")
     for run_ in runs:
@@ -491,30 +542,37 @@ def main(argv: Sequence[str]) -> int:
             log.info("%s: %s", target.name, target.note)
     started = time.monotonic()
     formats = sorted({t.family for t in targets})
+    rounds: list[list[TargetRun]] = []
     with contextlib.ExitStack() as stack:
         with step("smoke: the previous release's packages"):
             previous = stack.enter_context(previous_build(args.previous, formats))
-        with step(f"smoke: {len(scenarios)} scenarios on {len(targets)} targets"):
-            runs = run_matrix(
-                targets,
-                scenarios,
-                dist=dist,
-                previous=previous,
-                logs=logs,
-                backend=backend,
-                jobs=args.jobs,
-                keep=args.keep,
-                report=report_line,
-            )
+        for number in range(1, args.repeat + 1):
+            which = f" (run {number}/{args.repeat})" if args.repeat > 1 else ""
+            with step(f"smoke: {len(scenarios)} scenarios on {len(targets)} targets{which}"):
+                runs = run_matrix(
+                    targets,
+                    scenarios,
+                    dist=dist,
+                    previous=previous,
+                    # Each run's failures kept apart (dist/smoke-logs/run-2/TARGET/SCENARIO).
+                    logs=logs / f"run-{number}" if args.repeat > 1 else logs,
+                    backend=backend,
+                    jobs=args.jobs,
+                    keep=args.keep,
+                    report=report_line,
+                )
+            record_timings(runs, backend.name, len(scenarios))
+            rounds.append(runs)
     wall = time.monotonic() - started
-    record_timings(runs, backend.name, len(scenarios))
+    runs = [run_ for round_ in rounds for run_ in round_]
     DIST.mkdir(exist_ok=True)
     (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
-    print(render_table(runs))
+    print(render_table(runs) if args.repeat == 1 else render_repeats(rounds))
     for target in targets:
         if target.note:
             print(f"{target.name}: {target.note}")
-    print(f"\nwall time {wall:.1f}s, jobs {args.jobs}, backend {backend.name};"
+    runs_note = f", {args.repeat} runs" if args.repeat > 1 else ""
+    print(f"\nwall time {wall:.1f}s, jobs {args.jobs}, backend {backend.name}{runs_note};"
           f" JUnit: {DIST / 'smoke-junit.xml'}")  # fmt: skip
     text, code = verdict(runs, backend.leftovers(), backend.name, args.require_targets)
     if text:
@@ -538,7 +596,10 @@ def verdict(
     """What the run ends with (skipped targets, failures, an incomplete teardown) and its exit
     code: 1 for a failure, a teardown that left something, or a skip under --require-targets."""
     blocks = []
-    skipped = [f"{r.target.name}: skipped: {r.skipped}" for r in runs if r.skipped]
+    # dict.fromkeys: a target skipped in each of repeated runs is one line.
+    skipped = list(
+        dict.fromkeys(f"{r.target.name}: skipped: {r.skipped}" for r in runs if r.skipped)
+    )
     if skipped:
         blocks.append("\n".join(skipped))
     failures = failure_report(runs)

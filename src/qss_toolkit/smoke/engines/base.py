@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import subprocess
 import time
@@ -75,7 +76,15 @@ class Container(Protocol):
         ...
 
     def cpu_seconds(self) -> float | None:
-        """CPU time used so far by the container and the commands run in it, or None."""
+        """CPU time used so far by the container and the commands run in it, or None (its
+        reboots included)."""
+        ...
+
+    def reboot(self) -> None:
+        """`systemctl reboot` in the booted root, as an administrator reboots: the same root
+        (its files kept; /run and /tmp are new), the same name and network setup, systemd
+        booted again and settled. ContainerError where systemd is not running (an offline
+        root) or the root does not come back."""
         ...
 
 
@@ -144,6 +153,37 @@ def wait_until_settled(container: Container, started: float) -> str:
         if state not in ("", "offline") or time.monotonic() - started > BOOT_TIMEOUT:
             return state or result.stderr.strip()
         time.sleep(0.1)
+
+
+def at_niceness_zero(argv: list[str]) -> list[str]:
+    """`argv` run at niceness 0, where a machine's init runs, whatever niceness the harness
+    runs at (`nice -n 10` on a shared machine): the container's systemd, and every service it
+    starts, inherit it from the engine, so a niced harness gave qmail-send and users'
+    `|program` deliveries niceness 10 (user-program-priority saw `nice -n 5` at 15). Commands
+    entered from the harness keep its niceness."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    return list(argv) if current == 0 else ["nice", f"--adjustment={-current}", *argv]
+
+
+# What an administrator types to reboot; both engines then boot the same root again.
+REBOOT = ("systemctl", "reboot")
+
+
+def host_link(name: str) -> bool:
+    """Whether the host has a network interface `name`."""
+    return Path("/sys/class/net", name).exists()
+
+
+def wait_link_gone(name: str, timeout: float = 15.0) -> bool:
+    """Wait until the host interface `name` is gone: the host side of a veth pair goes with the
+    container's network namespace, but the kernel tears that down after the container's last
+    process is gone. Whether it went within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while host_link(name):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def check_settled(container: Container, state: str, hint: str) -> list[str]:

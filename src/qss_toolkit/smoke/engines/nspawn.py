@@ -31,14 +31,17 @@ from qss_toolkit.smoke.cgroups import (
 )
 from qss_toolkit.smoke.engines.base import (
     BOOT_TIMEOUT,
+    REBOOT,
     BootKind,
     Container,
     ContainerError,
+    at_niceness_zero,
     check_settled,
     inner_command,
     keep_requested,
     machine_name,
     run_inside,
+    wait_link_gone,
     wait_until_settled,
 )
 from qss_toolkit.smoke.nspawn_argv import nspawn_command
@@ -46,6 +49,9 @@ from qss_toolkit.smoke.rootfs import RootfsCache
 from qss_toolkit.smoke.targets import DebianRoot, Target
 
 log = logging.getLogger("qss_toolkit")
+
+# systemd-nspawn's exit status when the container's systemd rebooted (systemd-nspawn(1)).
+NSPAWN_REBOOTED = 133
 
 
 def veth_peer(container: Container, inside: str = "host0") -> str:
@@ -121,17 +127,22 @@ class NspawnContainer(_RootDirectoryContainer):
         # Commands entered with nsenter stay out of the container's cgroup tree (its systemd
         # owns that); this sibling cgroup counts their CPU time.
         self.exec_cgroup: Path | None = None
+        self.cpu_offset = 0.0  # what the cgroups of the boots before a reboot counted
 
     def start(self) -> None:
-        started = time.monotonic()
-        self.cgroups = make_cgroups(f"qss-{self.name}")
         self.exec_cgroup = make_accounting_cgroup(f"qss-{self.name}.exec")
+        self._boot(time.monotonic(), console_mode="wb")
+
+    def _boot(self, started: float, *, console_mode: str) -> None:
+        """Start systemd-nspawn on the root in fresh cgroups, find the container's systemd and
+        wait until it settled (a first boot, or the one after a reboot)."""
+        self.cgroups = make_cgroups(f"qss-{self.name}")
         nspawn = nspawn_command(
             self.root, boot=True, machine=self.name, network_veth=self.network_veth
         )
-        argv = in_cgroups(self.cgroups, nspawn)
+        argv = in_cgroups(self.cgroups, at_niceness_zero(nspawn))
         log.debug("$ %s", shlex.join(argv))
-        with self.console_log.open("wb") as console:
+        with self.console_log.open(console_mode) as console:
             # Popen, not run(): the container lives while we work; __exit__ reaps it.
             self.process = subprocess.Popen(
                 argv,
@@ -145,6 +156,43 @@ class NspawnContainer(_RootDirectoryContainer):
         state = wait_until_settled(self, started)
         self.failed_units = check_settled(self, state, hint=f"see {self.console_log}")
         self.boot_seconds = time.monotonic() - started
+
+    def reboot(self) -> None:
+        """`systemctl reboot` inside: systemd-nspawn exits with 133, its code for a container
+        that rebooted (systemd-nspawn@.service restarts on it), and the same root is booted
+        again under the same name, with a veth pair made anew. The root's files stay: its
+        writable layer is ours, not the container's."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            raise ContainerError(f"{self.name}: systemd-nspawn is not running: nothing to reboot")
+        started = time.monotonic()
+        veth = self.host_veth() if self.network_veth else None
+        asked = self.run(list(REBOOT), check=False, timeout=60)
+        try:
+            code = proc.wait(timeout=BOOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            said = (asked.stdout + asked.stderr).strip()
+            raise ContainerError(
+                f"{self.name}: still running {BOOT_TIMEOUT:.0f}s after systemctl reboot"
+                f" (exit {asked.returncode}{': ' + said if said else ''})",
+                hint=f"see {self.console_log}",
+            ) from None
+        if code != NSPAWN_REBOOTED:
+            raise ContainerError(
+                f"{self.name}: systemd-nspawn exited with {code} after systemctl reboot, not"
+                f" {NSPAWN_REBOOTED} (a reboot)",
+                hint=f"see {self.console_log}",
+            )
+        # The container's cgroups go (its systemd made its tree in them) and come anew, as at
+        # the first boot; what they counted is kept.
+        self.cpu_offset += cpu_seconds(self.cgroups) or 0.0
+        for cgroup in self.cgroups:
+            remove_cgroup(cgroup)
+        # nspawn makes the pair under the same name: the old one must be gone first.
+        if veth is not None and not wait_link_gone(veth):
+            raise ContainerError(f"{self.name}: the old veth {veth} is still there after a reboot")
+        self._boot(started, console_mode="ab")
+        log.info("%s: rebooted in %.1fs", self.name, self.boot_seconds)
 
     def _wait_for_init(self, started: float) -> int:
         """The host PID of the container's systemd: nspawn's child whose command is systemd."""
@@ -168,6 +216,10 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def _all_cgroups(self) -> list[Path]:
         return [*self.cgroups, *([self.exec_cgroup] if self.exec_cgroup else [])]
+
+    def cpu_seconds(self) -> float | None:
+        measured = cpu_seconds(self._all_cgroups())
+        return None if measured is None else measured + self.cpu_offset
 
     def journal(self, unit: str | None = None) -> str:
         argv = ["journalctl", "--no-pager", "-b", "-o", "short-monotonic"]
@@ -237,6 +289,9 @@ class OfflineRoot(_RootDirectoryContainer):
 
     def journal(self, unit: str | None = None) -> str:
         return ""  # no systemd, no journal: maintainer-script output is in the command results
+
+    def reboot(self) -> None:
+        raise ContainerError(f"{self.name}: systemd is not running in this root: no reboot")
 
 
 def find_child(parent: int, comm: str) -> int:

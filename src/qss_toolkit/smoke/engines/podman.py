@@ -44,14 +44,18 @@ from qss_toolkit.run import require, run, run_pipeline
 from qss_toolkit.settings import settings
 from qss_toolkit.smoke.cgroups import cgroup_hierarchies, cpu_seconds
 from qss_toolkit.smoke.engines.base import (
+    BOOT_TIMEOUT,
+    REBOOT,
     BootKind,
     Container,
     ContainerError,
+    at_niceness_zero,
     check_settled,
     inner_command,
     keep_requested,
     machine_name,
     run_inside,
+    wait_link_gone,
     wait_until_settled,
 )
 from qss_toolkit.smoke.rootfs import ROOT_NAME, RootfsCache, cache_key
@@ -137,9 +141,17 @@ class Podman:
         ]
 
     def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        input: str | None = None,
+        init: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        return run(self.argv(*args), check=check, capture=True, timeout=timeout, input=input)
+        """podman `args`; `init`: it starts a container's init, which gets niceness 0 (and so
+        do conmon and the container's processes), whatever the harness's own."""
+        argv = at_niceness_zero(self.argv(*args)) if init else self.argv(*args)
+        return run(argv, check=check, capture=True, timeout=timeout, input=input)
 
     def image_exists(self, ref: str) -> bool:
         return self("image", "exists", ref, check=False).returncode == 0
@@ -320,6 +332,8 @@ class PodmanContainer:
         self.failed_units: list[str] = []
         self.cgroup: Path | None = None
         self.merged = ""  # the root's overlay mount on the host
+        self.id = ""  # podman's (and runc's) ID of the container
+        self.cpu_offset = 0.0  # what the container's cgroups counted before a reboot
 
     def start(self) -> None:
         started = time.monotonic()
@@ -328,9 +342,50 @@ class PodmanContainer:
             "run", "--detach", f"--name={self.name}", f"--hostname={self.name}",
             f"--label={LABEL}", "--network=none", f"--systemd={'always' if self.boot else 'false'}",
             *(f"--ulimit={u}" for u in ULIMITS), *capabilities(), self.image, *init,
+            init=True,
         )  # fmt: skip
-        fields = "{{.State.Pid}} {{.State.CgroupPath}} {{.GraphDriver.Data.MergedDir}}"
-        pid, cgroup, self.merged = self.podman(
+        self._started(started)
+
+    def reboot(self) -> None:
+        """`systemctl reboot` inside: systemd ends the container (reboot(2) in a PID namespace
+        kills its init with SIGHUP), then `podman start` boots the same container again: the
+        same root and its writable layer, the same name; the veth pair is made anew (it went
+        with the network namespace). podman makes /etc/hosts and /etc/hostname again, as it
+        does at every start."""
+        if not self.boot:
+            raise ContainerError(f"{self.name}: systemd is not running in this root: no reboot")
+        started = time.monotonic()
+        before = self.cpu_seconds()
+        asked = self.run(list(REBOOT), check=False, timeout=60)
+        waited = self.podman("wait", self.name, check=False, timeout=BOOT_TIMEOUT)
+        status = self.podman("inspect", "--format={{.State.Status}}", self.name, check=False)
+        if waited.returncode != 0 or status.stdout.strip() != "exited":
+            said = (asked.stdout + asked.stderr).strip()
+            raise ContainerError(
+                f"{self.name}: not stopped after systemctl reboot (exit {asked.returncode}"
+                f"{': ' + said if said else ''}; podman wait: {last_line(waited)},"
+                f" state {status.stdout.strip() or last_line(status)})",
+                hint=f"podman logs {self.name}",
+            )
+        self.forget_runtime_state()
+        # podman's cgroup of the container is made anew: what it counted is kept (read again
+        # now, unless podman's clean-up already removed it).
+        counted = [c for c in (before, self.cpu_seconds()) if c is not None]
+        self.cpu_offset = max(counted, default=self.cpu_offset)
+        if self.network_veth and not wait_link_gone(self.veth):
+            run(["ip", "link", "delete", self.veth], check=False)
+        self.podman("start", self.name, timeout=BOOT_TIMEOUT, init=True)
+        self._started(started)
+        log.info(
+            "%s: rebooted in %.1fs (the container exited with %s)",
+            self.name, self.boot_seconds, waited.stdout.strip(),
+        )  # fmt: skip
+
+    def _started(self, started: float) -> None:
+        """What follows a `podman run` or `podman start`: the container's PID 1, cgroup and
+        root mount, the veth pair, and the wait until its systemd settled."""
+        fields = "{{.State.Pid}} {{.State.CgroupPath}} {{.GraphDriver.Data.MergedDir}} {{.Id}}"
+        pid, cgroup, self.merged, self.id = self.podman(
             "inspect", f"--format={fields}", self.name
         ).stdout.split()
         self.init_pid = int(pid)
@@ -391,8 +446,10 @@ class PodmanContainer:
 
     def cpu_seconds(self) -> float | None:
         """CPU time of the container and of every command run in it (podman exec joins its
-        cgroup): cgroup2's cpu.stat counts the subtree; None without cgroup2."""
-        return cpu_seconds([self.cgroup]) if self.cgroup else None
+        cgroup): cgroup2's cpu.stat counts the subtree, plus what the boots before a reboot
+        counted; None without cgroup2."""
+        measured = cpu_seconds([self.cgroup]) if self.cgroup else None
+        return None if measured is None else measured + self.cpu_offset
 
     def host_veth(self) -> str:
         return self.veth
@@ -401,11 +458,28 @@ class PodmanContainer:
         return ["nsenter", f"--target={self.init_pid}", "--net", *argv]
 
     def stop(self) -> None:
-        """Power off (podman sends SIGRTMIN+3, then kills), remove the container; the veth
-        pair goes with its network namespace (deleted here should anything hold that)."""
+        """Power off (podman sends SIGRTMIN+3, then kills), remove the container and runc's
+        record of it; the veth pair goes with its network namespace (deleted here should
+        anything hold that)."""
         self.podman("rm", "--force", f"--time={STOP_TIMEOUT}", self.name, check=False, timeout=120)
+        self.forget_runtime_state()
         if self.network_veth and host_links(self.veth):
             run(["ip", "link", "delete", self.veth], check=False)
+
+    def runtime_state(self) -> Path | None:
+        """runc's record of the container, under our runc root (None before it started)."""
+        return self.podman.runroot / "runc" / self.id if self.id else None
+
+    def forget_runtime_state(self) -> None:
+        """Delete runc's record of the stopped container. podman 4.3's clean-up of a container
+        that exited (conmon's exit command) runs `runc delete` without our
+        `--runtime-flag=root`, so the record stays under our runc root: `podman start` then
+        fails (`runc create failed: container with given ID already exists`), and `podman
+        rm` of an exited container, believing it deleted, leaves it behind."""
+        state = self.runtime_state()
+        if state is not None and state.exists():
+            root = f"--root={state.parent}"
+            run([require("runc"), root, "delete", "--force", self.id], check=False, capture=True)
 
 
 # -- the backend -------------------------------------------------------------------------------
@@ -480,8 +554,38 @@ class PodmanBackend:
                     log.info("removing container %s left by a killed run", name)
                     self.podman("rm", "--force", "--time=0", name, check=False)
                     (runs / f"{name}.lock").unlink(missing_ok=True)
+        self.forget_stale_runtime_states()
         with contextlib.suppress(CommandFailed):
             self.store.prune(targets)
+
+    def forget_stale_runtime_states(self) -> list[str]:
+        """Delete runc's records, under our runc root, of stopped containers that podman no
+        longer has: what runs before PodmanContainer.forget_runtime_state() left (podman's
+        clean-up does not delete them). The records are listed before podman's containers,
+        so a container started meanwhile is among these. Returns the IDs deleted."""
+        root = self.podman.runroot / "runc"
+        if not root.is_dir():
+            return []
+        runc = [require("runc"), f"--root={root}"]
+        listed = run([*runc, "list", "--format=json"], check=False, capture=True)
+        try:
+            states = json.loads(listed.stdout or "null") or []
+        except ValueError:
+            return []
+        known = self.podman("ps", "-a", "--no-trunc", "--format={{.ID}}", check=False)
+        ours = set(known.stdout.split())
+        if known.returncode != 0:
+            return []
+        stale = [
+            str(state["id"])
+            for state in states
+            if state.get("status") == "stopped" and state.get("id") not in ours
+        ]
+        for identity in stale:
+            run([*runc, "delete", "--force", identity], check=False, capture=True)
+        if stale:
+            log.info("deleted runc's records of %d removed podman containers", len(stale))
+        return stale
 
     def leftovers(self) -> list[str]:
         """What this backend's runs left on the host that their teardown should have removed:
@@ -495,6 +599,8 @@ class PodmanBackend:
         found += [f"interface {c.veth} is left" for c in gone if host_links(c.veth)]
         mounted = set(mounts())
         found += [f"mount {c.merged} is left" for c in gone if c.merged in mounted]
+        states = [c.runtime_state() for c in gone]
+        found += [f"runc state {s} is left" for s in states if s is not None and s.exists()]
         netns, chains = self.baseline
         found += [f"network namespace {m} is left" for m in netns_mounts() if m not in netns]
         found += [f"iptables chain {c} was made" for c in podman_chains() if c not in chains]

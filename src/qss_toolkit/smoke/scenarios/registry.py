@@ -341,6 +341,12 @@ class ScenarioContext:
         if state != expected:
             raise ScenarioFailed(f"systemctl is-enabled {unit}: {state!r}, expected {expected!r}")
 
+    def reboot(self) -> None:
+        """Reboot the root as an administrator does (`systemctl reboot`); returns once its
+        systemd booted again and settled. Its files stay; /run and /tmp are new, and so is
+        every process: a scenario's fixtures (a smarthost) are started again if it needs them."""
+        self.container.reboot()
+
     def show(self, prop: str, unit: str = UNIT) -> str:
         return self.check_output(["systemctl", "show", "-P", prop, unit]).strip()
 
