@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from qss_toolkit.bench import suite
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.smoke import runner as smoke
 from qss_toolkit.smoke.runner import ScenarioResult, Status, TargetRun
-from qss_toolkit.smoke.targets import TARGETS
+from qss_toolkit.smoke.targets import TARGETS, Target
 
 
 def test_each_record_keeps_the_latest_run_of_its_name(tmp_path: Path) -> None:
@@ -100,3 +101,38 @@ def test_the_suite_section_needs_no_root(
     }
     with pytest.raises(ConfigurationError, match="must run as root"):
         bench.main(["--section", "suite", "--section", "boot"])
+
+
+@pytest.mark.parametrize("matrix_only", [False, True])
+def test_the_smoke_section_times_each_target_alone_unless_told_the_matrix_only(
+    monkeypatch: pytest.MonkeyPatch, matrix_only: bool
+) -> None:
+    """--smoke-matrix-only: one matrix run per round, each target's figure taken from it."""
+    calls: list[tuple[list[str], int]] = []
+
+    class Backend:
+        name = "fake"
+
+        def prepare(self, target: object) -> None:
+            return None
+
+    def smoke_once(
+        targets: list[Target], jobs: int, dist: Path, backend: object
+    ) -> dict[str, float]:
+        calls.append(([t.name for t in targets], jobs))
+        return {**{t.name: 10.0 * len(targets) for t in targets}, "(matrix wall)": 50.0,
+                "(scenario CPU)": 70.0}  # fmt: skip
+
+    monkeypatch.setattr(bench, "_smoke_once", smoke_once)
+    monkeypatch.setattr(bench, "_backends", lambda args: [Backend()])
+    argv = ["--target", "debian-12", "--target", "debian-13", "--smoke-runs", "1", "--jobs", "4"]
+    parser = argparse.ArgumentParser()
+    bench._common_arguments(parser)
+    args = parser.parse_args(argv + (["--smoke-matrix-only"] if matrix_only else []))
+    result = bench.measure_smoke(args)
+    matrix = (["debian-12", "debian-13"], 4)
+    assert calls == ([matrix] if matrix_only else [(["debian-12"], 1), (["debian-13"], 1), matrix])
+    figures = result.data["fake"]
+    assert figures["matrix_wall"]["median_s"] == 50.0
+    assert figures["matrix_scenario_cpu"]["median_s"] == 70.0
+    assert figures["debian-12"]["median_s"] == (20.0 if matrix_only else 10.0)

@@ -209,8 +209,9 @@ def _smoke_once(
 
 
 def measure_smoke(args: argparse.Namespace) -> SectionResult:
-    """Per backend: warm smoke time per target (each alone, one job) and the whole matrix's
-    wall time (the targets it can boot here)."""
+    """Per backend: warm smoke time per target (each alone, one job; with
+    --smoke-matrix-only, each as the matrix ran it beside the others) and the whole matrix's
+    wall time and scenario CPU time (the targets it can boot here)."""
     data: Numbers = {}
     rows = []
     for backend in _backends(args):
@@ -219,10 +220,12 @@ def measure_smoke(args: argparse.Namespace) -> SectionResult:
         walls: list[float] = []
         cpu: list[float] = []
         for _ in range(args.smoke_runs):
-            for target in targets:
+            for target in [] if args.smoke_matrix_only else targets:
                 alone = _smoke_once([target], 1, args.dist, backend)
                 per_target[target.name].append(alone[target.name])
             matrix = _smoke_once(targets, args.jobs, args.dist, backend)
+            for target in targets if args.smoke_matrix_only else []:
+                per_target[target.name].append(matrix[target.name])  # beside the others
             walls.append(matrix["(matrix wall)"])
             cpu.append(matrix["(scenario CPU)"])
         mine: Numbers = {name: _summary(s) for name, s in per_target.items()}
@@ -316,6 +319,11 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per warm measurement")
     parser.add_argument("--smoke-runs", type=int, default=3, help="warm smoke runs")
+    parser.add_argument(
+        "--smoke-matrix-only",
+        action="store_true",
+        help="time the whole matrix alone, not also each target by itself (a quarter of the time)",
+    )
     parser.add_argument("--cold-runs", type=int, default=2, help="cold root builds per target")
     parser.add_argument("--piuparts-runs", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=default_jobs())
