@@ -1106,3 +1106,12 @@ def test_a_cold_layer_builds_the_base_then_qmail_on_a_copy(
     monkeypatch.setenv("QSS_QMAIL_SOURCE", str(tmp_path / "none"))
     with pytest.raises(qmail_source.QmailSourceError, match="QSS_QMAIL_SOURCE: "):
         rootfs.RootfsCache(tmp_path)._build_qmail(tmp_path, D12, tmp_path / "x")
+
+
+def test_a_boot_error_carries_the_console_logs_last_line(tmp_path: Path) -> None:
+    # The run's directory (and the console log in it) goes at teardown: the error keeps what
+    # nspawn said.
+    container = NspawnContainer(tmp_path / "root", "qssd12-abcde")
+    assert container.console_tail() == ""  # no log yet
+    container.console_log.write_text("Spawning container qssd12-abcde on /x.\nFailed to X: Y\n\n")
+    assert container.console_tail() == "Failed to X: Y"

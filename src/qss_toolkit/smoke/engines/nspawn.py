@@ -199,9 +199,12 @@ class NspawnContainer(_RootDirectoryContainer):
         assert self.process is not None
         while time.monotonic() - started < BOOT_TIMEOUT:
             if self.process.poll() is not None:
+                # The console log goes with the run's directory at teardown: its last line
+                # (nspawn's own error) goes into the message.
+                said = self.console_tail()
                 raise ContainerError(
                     f"systemd-nspawn exited with {self.process.returncode} while booting "
-                    f"{self.name}",
+                    f"{self.name}{': ' + said if said else ''}",
                     hint=f"see {self.console_log}",
                 )
             pid = find_child(self.process.pid, "systemd")
@@ -209,6 +212,14 @@ class NspawnContainer(_RootDirectoryContainer):
                 return pid
             time.sleep(0.05)
         raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
+
+    def console_tail(self) -> str:
+        """The console log's last line that says something ('' if none can be read)."""
+        try:
+            lines = self.console_log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
     def _host_command(self, inner: list[str]) -> list[str]:
         argv = ["nsenter", f"--target={self.init_pid}", "--all", "--root", "--wd", "--", *inner]
