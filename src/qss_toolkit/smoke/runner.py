@@ -1,7 +1,8 @@
 """`python -m qss_toolkit smoke`: boot every target, install the packages, run the scenarios.
 
-Prints a target x scenario table (pass/fail/skip and seconds), writes dist/smoke-junit.xml, and
-keeps the journal and logs of each failed scenario under dist/smoke-logs/<target>/<scenario>/.
+Prints a target x scenario table (pass/fail/skip and seconds), writes smoke-junit.xml, and
+keeps the journal and logs of each failed scenario under smoke-logs/<target>/<scenario>/, both
+in the directory of the packages under test (--dist, dist/ by default).
 A target the backend cannot boot here (a registry image that cannot be pulled, or one that
 nspawn does not boot) is skipped with the reason. Exit 0 when every scenario that ran passed,
 1 when one failed (or, with --require-targets, a target was skipped), 2 on bad usage.
@@ -531,7 +532,9 @@ def main(argv: Sequence[str]) -> int:
     scenarios = select_scenarios(args.scenario)
     dist: Path = args.dist.resolve()
     check_dist(dist, targets)
-    logs = DIST / "smoke-logs"
+    # Beside the packages under test: a run of other packages (the rebuild lane's, at the same
+    # time as the matrix) keeps its logs and report apart.
+    logs = dist / "smoke-logs"
     if logs.exists():
         shutil.rmtree(logs)
     backend = make_backend(args.backend)
@@ -565,15 +568,15 @@ def main(argv: Sequence[str]) -> int:
             rounds.append(runs)
     wall = time.monotonic() - started
     runs = [run_ for round_ in rounds for run_ in round_]
-    DIST.mkdir(exist_ok=True)
-    (DIST / "smoke-junit.xml").write_text(junit_xml(runs))
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "smoke-junit.xml").write_text(junit_xml(runs))
     print(render_table(runs) if args.repeat == 1 else render_repeats(rounds))
     for target in targets:
         if target.note:
             print(f"{target.name}: {target.note}")
     runs_note = f", {args.repeat} runs" if args.repeat > 1 else ""
     print(f"\nwall time {wall:.1f}s, jobs {args.jobs}, backend {backend.name}{runs_note};"
-          f" JUnit: {DIST / 'smoke-junit.xml'}")  # fmt: skip
+          f" JUnit: {dist / 'smoke-junit.xml'}")  # fmt: skip
     text, code = verdict(runs, backend.leftovers(), backend.name, args.require_targets)
     if text:
         print("\n" + text)
