@@ -425,16 +425,7 @@ def measure_deliveries(ctx: ScenarioContext, count: int) -> list[DeliveryStats]:
         for route, args in ROUTES:
             ctx.check_output(["qmail-send-systemd", "setup", *args])
             ctx.wait_ready()  # --tls (or its removal) restarted qmail-send
-            log.info("flush bench: %s, %d deliveries through %s", ctx.target.name, count, route)
-            argv = ["python3", "-c", DELIVERY_DRIVER, str(count), TLS_DIR, NM_HOOK]
-            result = ctx.container.run(argv, check=False, timeout=120 + count * 40)
-            if result.returncode != 0:
-                raise CheckFailed(
-                    f"delivery bench failed on {ctx.target.name} ({route}): "
-                    + (result.stderr.strip().splitlines() or ["no output"])[-1]
-                )
-            samples = json.loads(result.stdout.strip().splitlines()[-1])
-            found.append(DeliveryStats.from_samples(ctx.target.name, route, samples))
+            found.append(_deliveries(ctx, route, count, TLS_DIR))
     found.append(_measure_oauth(ctx, count))
     ctx.check_output(["qmail-send-systemd", "setup", *ROUTES[0][1]])
     return found
@@ -454,16 +445,23 @@ def _measure_oauth(ctx: ScenarioContext, count: int) -> DeliveryStats:
             timeout=120,
         )  # fmt: skip
         ctx.wait_ready()
-        log.info("flush bench: %s, %d deliveries through %s", ctx.target.name, count, route)
-        argv = ["python3", "-c", DELIVERY_DRIVER, str(count), OAUTH_DIR, NM_HOOK]
-        result = ctx.container.run(argv, check=False, timeout=120 + count * 40)
-        if result.returncode != 0:
-            raise CheckFailed(
-                f"delivery bench failed on {ctx.target.name} ({route}): "
-                + (result.stderr.strip().splitlines() or ["no output"])[-1]
-            )
-        samples = json.loads(result.stdout.strip().splitlines()[-1])
+        stats = _deliveries(ctx, route, count, OAUTH_DIR)
     ctx.run(["rm", "-rf", "/var/lib/qmail-send-systemd/submission"])  # the grant: no secret kept
+    return stats
+
+
+def _deliveries(ctx: ScenarioContext, route: str, count: int, server_dir: str) -> DeliveryStats:
+    """`count` deferred mails flushed through the route set up now, to the smarthost whose
+    files are in `server_dir` (DELIVERY_DRIVER in the container)."""
+    log.info("flush bench: %s, %d deliveries through %s", ctx.target.name, count, route)
+    argv = ["python3", "-c", DELIVERY_DRIVER, str(count), server_dir, NM_HOOK]
+    result = ctx.container.run(argv, check=False, timeout=120 + count * 40)
+    if result.returncode != 0:
+        raise CheckFailed(
+            f"delivery bench failed on {ctx.target.name} ({route}): "
+            + (result.stderr.strip().splitlines() or ["no output"])[-1]
+        )
+    samples = json.loads(result.stdout.strip().splitlines()[-1])
     return DeliveryStats.from_samples(ctx.target.name, route, samples)
 
 
