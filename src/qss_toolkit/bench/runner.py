@@ -220,12 +220,14 @@ def measure_smoke(args: argparse.Namespace) -> SectionResult:
         walls: list[float] = []
         cpu: list[float] = []
         for _ in range(args.smoke_runs):
-            for target in [] if args.smoke_matrix_only else targets:
-                alone = _smoke_once([target], 1, args.dist, backend)
-                per_target[target.name].append(alone[target.name])
+            if not args.smoke_matrix_only:
+                for target in targets:
+                    alone = _smoke_once([target], 1, args.dist, backend)
+                    per_target[target.name].append(alone[target.name])
             matrix = _smoke_once(targets, args.jobs, args.dist, backend)
-            for target in targets if args.smoke_matrix_only else []:
-                per_target[target.name].append(matrix[target.name])  # beside the others
+            if args.smoke_matrix_only:  # each target's time as it ran beside the others
+                for target in targets:
+                    per_target[target.name].append(matrix[target.name])
             walls.append(matrix["(matrix wall)"])
             cpu.append(matrix["(scenario CPU)"])
         mine: Numbers = {name: _summary(s) for name, s in per_target.items()}

@@ -261,10 +261,11 @@ def side_by_side(
 ) -> None:
     """Run the boot groups at once, one thread each; when one raises, `stop` tells the others
     to start no further scenario, and the exception goes on up once they have ended."""
-    if len(groups) == 1:
-        run_group(*groups[0])
+    if len(groups) <= 1:
+        for group in groups:
+            run_group(*group)
         return
-    with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         futures = [pool.submit(run_group, *group) for group in groups]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         if any(future.exception() for future in done):
