@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from qmail_send_systemd import status
+from qss_toolkit.bench import status as bench_status
 from qss_toolkit.bench.status import TIMER, Timing
 
 
@@ -29,3 +31,10 @@ def test_the_timer_counts_the_command_s_cpu_not_its_waiting() -> None:
     ).stdout
     [[wall, cpu]] = json.loads(idle)
     assert wall >= 0.3 and cpu < 0.1
+
+
+def test_the_context_rows_time_status_s_own_journalctl_commands() -> None:
+    """The toolkit does not import the helper: the bench's copies of the commands are checked
+    here, so that a context row never times a command status no longer runs."""
+    assert bench_status.STATUS_JOURNALCTL == status.DELIVERY_LINES
+    assert bench_status.STATUS_SYSTEMD_LINES == status.SYSTEMD_LINES

@@ -3,7 +3,9 @@ calls recorded."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -510,3 +512,31 @@ def test_real_boundary_targets_the_image_root(
 def test_real_boundary_survives_a_missing_program(tmp_path: Path) -> None:
     result = System(Path("/"), environ={"PATH": str(tmp_path)}).call(["systemctl", "status"])
     assert result.returncode == 127
+
+
+def test_a_started_command_runs_while_the_caller_works_and_none_of_its_output_is_lost(
+    tmp_path: Path,
+) -> None:
+    """status starts journalctl, then reads the queue: the command runs meanwhile (it reads
+    what the caller writes after start() returned, no sleep), and output far larger than a
+    pipe holds arrives whole."""
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    # The command waits for two bytes that the test writes once start() has returned (SIGALRM
+    # ends that wait after a minute: a start() that waited for the command fails, not hangs).
+    script = (
+        "import os, signal, sys; signal.alarm(60); "
+        "word = os.read(os.open(sys.argv[1], os.O_RDONLY), 2).decode(); "
+        "sys.stdout.write(word * 300_000); sys.stderr.write('said')"
+    )
+    writer = os.open(fifo, os.O_RDWR)  # a FIFO opened read-write does not wait for a reader
+    try:
+        result = System(Path("/"), environ={}).start([sys.executable, "-c", script, str(fifo)])
+        os.write(writer, b"ab")
+        done = result()
+    finally:
+        os.close(writer)
+    assert (done.returncode, len(done.stdout), done.stderr) == (0, 600_000, "said")
+    assert set(done.stdout) == {"a", "b"}
+    missing = System(Path("/"), environ={"PATH": str(tmp_path)}).start(["journalctl"])()
+    assert missing.returncode == 127 and missing.stderr.startswith("journalctl: ")

@@ -37,15 +37,21 @@ INACTIVE = (
 
 
 class StatusSystem(System):
-    """Answers `systemctl show` and `journalctl` with canned output; records every call."""
+    """Answers `systemctl show` and status's two journalctl commands with canned output, each
+    in the format that journalctl prints for that command; records every call."""
 
     def __init__(
-        self, root: Path, show: str = ACTIVE, journal: Sequence[str] | None = None
+        self, root: Path, show: str = ACTIVE, journal: Sequence[Entry] | None = None
     ) -> None:
         super().__init__(root, environ={})
         self.show = show
-        # A running service has at least systemd's line of its start in the journal.
-        self.journal = list(journal) if journal is not None else [started(NOW - 3600)]
+        # A running service has at least systemd's line of its start in the journal, and
+        # qmail-send's first status line.
+        self.journal = (
+            list(journal)
+            if journal is not None
+            else [entry(NOW - 3599, "status: local 0/10 remote 0/20"), started(NOW - 3600)]
+        )
         self.journal_stderr = ""
         self.calls: list[list[str]] = []
 
@@ -57,29 +63,89 @@ class StatusSystem(System):
         self.calls.append(list(argv))
         if argv[:2] == ["systemctl", "show"]:
             return Result(0, self.show)
-        if argv[0] == "journalctl":
-            return Result(0, "".join(line + "\n" for line in self.journal), self.journal_stderr)
+        if list(argv) == status.DELIVERY_LINES:
+            return Result(0, short_unix(self.journal), self.journal_stderr)
+        if list(argv) == status.SYSTEMD_LINES:
+            return Result(0, systemd_json(self.journal), self.journal_stderr)
         return Result(127, "", f"{argv[0]}: not expected here")
 
 
 BOOT = "0123456789abcdef0123456789abcdef"
+# One journal entry (its fields, as journald stores them), or a line of journalctl's output
+# that is not an entry's first (a multi-line message's continuation, a line cut off).
+Entry = dict[str, Any] | str
 
 
-def entry(seconds: float, message: str | list[int], boot: str = BOOT, **fields: str) -> str:
-    """One line of `journalctl -o json` (newest first, as `-r` gives them)."""
-    line = {"MESSAGE": message, "__REALTIME_TIMESTAMP": str(int(seconds * 1e6)), "_BOOT_ID": boot}
-    return json.dumps({**line, **fields})
+def entry(seconds: float, message: str | list[int], boot: str = BOOT, **fields: str) -> Entry:
+    """One of qmail-send's lines, relayed by the helper (the unit's main process)."""
+    return {
+        "MESSAGE": message,
+        "__REALTIME_TIMESTAMP": str(int(seconds * 1e6)),
+        "_BOOT_ID": boot,
+        "_SYSTEMD_UNIT": UNIT,
+        "_PID": "65",
+        "SYSLOG_IDENTIFIER": "qmail-send",
+        **fields,
+    }
 
 
-def started(seconds: float, *, restarted: bool = False) -> str:
-    """systemd's own lines about the unit, as `journalctl -u` includes them (PID 1's)."""
-    if restarted:
-        return entry(
-            seconds,
-            "qmail-send.service: Scheduled restart job, restart counter is at 1.",
-            MESSAGE_ID=status.RESTART_SCHEDULED,
-        )
-    return entry(seconds, "Started qmail-send.service", MESSAGE_ID=status.UNIT_STARTED)
+def started(seconds: float, *, restarted: bool = False) -> Entry:
+    """systemd's own lines about the unit (PID 1's, with UNIT=)."""
+    message = (
+        "qmail-send.service: Scheduled restart job, restart counter is at 1."
+        if restarted
+        else "Started qmail-send.service"
+    )
+    return {
+        "MESSAGE": message,
+        "__REALTIME_TIMESTAMP": str(int(seconds * 1e6)),
+        "_BOOT_ID": BOOT,
+        "_PID": "1",
+        "UNIT": UNIT,
+        "SYSLOG_IDENTIFIER": "systemd",
+        "MESSAGE_ID": status.RESTART_SCHEDULED if restarted else status.UNIT_STARTED,
+    }
+
+
+def short_unix(journal: Sequence[Entry]) -> str:
+    """What `journalctl _SYSTEMD_UNIT=... -o short-unix -r --all --quiet` prints of the entries
+    (newest first, as given): `SECONDS.MICROS HOST IDENTIFIER[PID]: MESSAGE`, a message that is
+    not UTF-8 as its bytes (decoded by status with errors="replace")."""
+    lines = []
+    for item in journal:
+        if isinstance(item, str):
+            lines.append(item)
+            continue
+        if item.get("_SYSTEMD_UNIT") != UNIT:
+            continue
+        message = item["MESSAGE"]
+        if isinstance(message, list):
+            message = bytes(message).decode("utf-8", "replace")
+        micros = int(item["__REALTIME_TIMESTAMP"])
+        stamp = f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+        lines.append(f"{stamp} laptop {item['SYSLOG_IDENTIFIER']}[{item['_PID']}]: {message}")
+    return "".join(line + "\n" for line in lines)
+
+
+def systemd_json(journal: Sequence[Entry]) -> str:
+    """What `journalctl -b _PID=1 UNIT=... -o json --output-fields=MESSAGE_ID` prints: PID 1's
+    entries about the unit in this boot, oldest first, with journalctl's own fields."""
+    lines = []
+    for item in reversed(journal):
+        if isinstance(item, str) or item.get("_PID") != "1" or item.get("UNIT") != UNIT:
+            continue
+        if item["_BOOT_ID"] != BOOT:
+            continue
+        shown = {
+            "__REALTIME_TIMESTAMP": item["__REALTIME_TIMESTAMP"],
+            "_BOOT_ID": item["_BOOT_ID"],
+            "__CURSOR": f"s=0;i=1;b={item['_BOOT_ID']}",
+            "__MONOTONIC_TIMESTAMP": "1",
+        }
+        if "MESSAGE_ID" in item:
+            shown["MESSAGE_ID"] = item["MESSAGE_ID"]
+        lines.append(json.dumps(shown))
+    return "".join(line + "\n" for line in lines)
 
 
 def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -> None:
@@ -153,8 +219,9 @@ def test_empty_queue_and_a_running_service_need_nothing(root: Path) -> None:
         "started 2 times since boot (1 automatic restart scheduled)"
     )
     assert text[-1] == "ok: nothing needs attention"
-    # Read-only: one `systemctl show` and one journalctl, nothing that changes anything.
-    assert [c[:2] for c in system.calls] == [["systemctl", "show"], ["journalctl", "-u"]]
+    # Read-only: two journalctl and one `systemctl show`, nothing that changes anything.
+    assert system.calls[:2] == [status.DELIVERY_LINES, status.SYSTEMD_LINES]
+    assert [c[:2] for c in system.calls[2:]] == [["systemctl", "show"]]
 
 
 def test_counts_follow_qmail_qstat_and_qmail_qread(root: Path) -> None:
@@ -446,14 +513,14 @@ def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> 
         entry(NOW, "delivery x: deferral: not a number"),
         entry(NOW, "delivery 3: deferrals: not a result"),
         entry(NOW, "starting delivery 3: msg 5 to remote a@b"),
-        entry(NOW, [100, 101, 108, 255]),  # not UTF-8: journalctl gives the bytes
-        "not json",
-        json.dumps({"MESSAGE": "no timestamp"}),
+        entry(NOW, [100, 101, 108, 255]),  # not UTF-8: journalctl --all prints the bytes
+        "    delivery 4: success: the continuation of a multi-line message/",
+        "laptop qmail-send[65]: delivery 5: success: no time/",
     ]
     result = report(StatusSystem(root, journal=lines))
     journal = result["journal"]
     assert isinstance(journal, dict)
-    assert journal["latest"] is None and journal["entries_read"] == 6
+    assert journal["latest"] is None and journal["entries_read"] == 4
     assert problems(result) == []
 
 
@@ -494,7 +561,7 @@ def test_a_journal_this_user_cannot_read_is_never_ok(root: Path) -> None:
     assert "\nok" not in text and status.needs_attention(result)
     journal_file.chmod(0o644)  # readable: journalctl runs
     result = status.check(system, live=True, now=NOW, euid=as_user, access=access)
-    assert [c[0] for c in system.calls][-1] == "journalctl"
+    assert [c[0] for c in system.calls][-3:] == ["journalctl", "journalctl", "systemctl"]
 
 
 @pytest.mark.parametrize(
@@ -578,7 +645,8 @@ def test_a_hup_to_every_process_is_named_with_the_safe_command(root: Path) -> No
     lines = [
         started(NOW - 5, restarted=True),
         entry(NOW - 10, "alert: oh no! lost spawn connection! dying..."),
-        entry(NOW - 99, "alert: oh no! lost spawn connection! dying...", boot="0ld"),
+        started(NOW - 600),  # this boot's first start
+        entry(NOW - 900, "alert: oh no! lost spawn connection! dying...", boot="0ld"),
     ]
     text = status.render_text(report(StatusSystem(root, journal=lines))).splitlines()
     [note] = [line for line in text if line.startswith("note:")]
@@ -603,13 +671,14 @@ def test_a_running_service_with_no_journal_line_is_not_ok(root: Path) -> None:
     ]
 
 
-def test_a_journal_line_that_is_not_json_costs_only_itself() -> None:
-    """The lines are parsed as one array; one broken line falls back to line by line."""
+def test_a_line_cut_off_costs_only_itself() -> None:
+    """journalctl killed mid-line: the lines before and after it still count."""
     lines = [
-        entry(NOW - 10, "delivery 4: deferral: Sorry,_no_route/"),
-        '{"MESSAGE":"delivery 3: fail',  # cut off (journalctl killed mid-line)
-        entry(NOW - 11, "starting delivery 4: msg 90 to remote a@x.org"),
+        "1799999990.000000 laptop qmail-send[65]: delivery 4: deferral: Sorry,_no_route/",
+        "1799999989.5",  # cut off
+        "1799999989.000000 laptop qmail-send[65]: starting delivery 4: msg 90 to remote a@x.org",
     ]
-    journal, attempts = status.parse_journal(Result(0, "\n".join(lines) + "\n"), BOOT)
+    journal, attempts = status.parse_journal(Result(0, "\n".join(lines) + "\n"), Result(0, ""))
     assert journal["entries_read"] == 3
     assert attempts.deferred()[90]["reason"] == "Sorry,_no_route/"
+    assert attempts.deferred()[90]["time"] == status._iso(1799999990)

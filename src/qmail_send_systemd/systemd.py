@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading  # subprocess's own import: free
 from pathlib import Path
 
 TYPE_CHECKING = False  # not typing's: see start.py (flush runs on every network event)
@@ -85,30 +86,42 @@ class System:
 
     def start(self, argv: Sequence[str]) -> Callable[[], Result]:
         """Start a read-only command now; the returned function waits for its Result. status
-        runs systemctl and journalctl this way while it reads the queue. Tests that replace
-        call() replace this too."""
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                env=dict(self.environ),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
-            )
-        except OSError as exc:
-            failed = Result(127, "", f"{argv[0]}: {exc.strerror}")
-            return lambda: failed
+        runs systemctl and journalctl this way while it reads the queue. A thread starts the
+        command (Popen waits for the exec, a few ms) and reads its output as it comes:
+        journalctl's is larger than a pipe holds, and it would wait, stopped, for the queue to
+        be read. Tests that replace call() replace this too."""
+        argv = list(argv)
+        done: list[Result] = []
 
-        def result() -> Result:
+        def run() -> None:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    env=dict(self.environ),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    errors="replace",
+                )
+            except OSError as exc:
+                done.append(Result(127, "", f"{argv[0]}: {exc.strerror}"))
+                return
             try:
                 out, err = proc.communicate(timeout=CALL_TIMEOUT)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-                return Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s")
-            return Result(proc.returncode, out, err)
+                done.append(Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s"))
+                return
+            done.append(Result(proc.returncode, out, err))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+
+        def result() -> Result:
+            thread.join()
+            return done[0] if done else Result(1, "", f"{argv[0]}: its output was not read")
 
         return result
 

@@ -128,15 +128,21 @@ def _wait_deferred(ctx: ScenarioContext, messages: int) -> None:
     )
 
 
-# qmail_send_systemd.status.journal_command(): the toolkit does not import the helper.
+# qmail_send_systemd.status's DELIVERY_LINES and SYSTEMD_LINES (the toolkit does not import
+# the helper; tests/test_bench_status.py compares them).
 STATUS_JOURNALCTL = [
-    "journalctl", "-u", UNIT, "-o", "json", "-r", "-n", "5000", "--no-pager",
-    "--output-fields=MESSAGE,MESSAGE_ID",
+    "journalctl", f"_SYSTEMD_UNIT={UNIT}", "-o", "short-unix", "-r", "-n", "5000", "--all",
+    "--quiet", "--no-pager",
+]  # fmt: skip
+STATUS_SYSTEMD_LINES = [
+    "journalctl", "-b", "_PID=1", f"UNIT={UNIT}", "-o", "json", "--output-fields=MESSAGE_ID",
+    "--no-pager",
 ]  # fmt: skip
 # What status does besides reading the queue, timed alone on the same root: the parts.
 CONTEXT = (
     ("context: qmail-qstat", ["/var/qmail/bin/qmail-qstat"]),
-    ("context: status's journalctl", STATUS_JOURNALCTL),
+    ("context: status's journalctl of qmail-send's lines", STATUS_JOURNALCTL),
+    ("context: status's journalctl of systemd's lines", STATUS_SYSTEMD_LINES),
     ("context: status's systemctl show", ["systemctl", "show", "-p", "ActiveState", UNIT]),
     ("context: python3 -IS start-up", ["python3", "-IS", "-c", "pass"]),
 )

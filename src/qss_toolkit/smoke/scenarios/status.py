@@ -52,6 +52,46 @@ def _files(ctx: ScenarioContext, directory: str) -> int:
     return int(ctx.check_output(f"find {QUEUE}/{directory} -type f | wc -l").strip())
 
 
+def _a_restart_is_one_more_start(ctx: ScenarioContext, healthy: dict[str, object]) -> None:
+    """Starts since boot come from systemd's own lines in the journal (NRestarts resets at
+    every manual start): a restart by hand is one more, and the text says the same count."""
+    starts = _part(healthy, "journal")["since_boot"]
+    assert isinstance(starts, dict)
+    ctx.check_output(f"systemctl restart {UNIT}")
+    ctx.wait_ready()
+    again = _part(_status(ctx, 0), "journal")
+    ctx.expect(
+        again["since_boot"] == {**starts, "starts": int(starts["starts"]) + 1},
+        f"a restart by hand: since boot {starts}, then {again['since_boot']}",
+    )
+    ctx.expect(
+        f"started {int(starts['starts']) + 1} times since boot"
+        in ctx.run("qmail-send-systemd status").stdout,
+        "status's text does not say the starts since boot",
+    )
+
+
+def _a_hup_to_every_process_is_named(ctx: ScenarioContext) -> None:
+    """`systemctl kill -s HUP` (issue 22, item 8) kills qmail-lspawn, -rspawn and -clean;
+    qmail-send dies of it and systemd restarts it: status's note says so, with the command
+    that is safe, from qmail-send's own alert in this boot's journal."""
+    before = int(ctx.show("NRestarts"))
+    ctx.check_output(f"systemctl kill -s HUP {UNIT}")
+    ctx.wait_for(
+        f'test "$(systemctl show -P NRestarts {UNIT})" -gt {before}'
+        f" && systemctl is-active --quiet {UNIT}",
+        timeout=30,
+        message="systemd to restart qmail-send after it lost its helpers (RestartSec=)",
+    )
+    ctx.wait_ready()
+    text = ctx.run(["qmail-send-systemd", "status"]).stdout
+    ctx.expect(
+        "note: qmail-send lost qmail-lspawn, -rspawn or -clean at " in text
+        and "`systemctl reload qmail-send` passes HUP and ALRM to qmail-send alone" in text,
+        f"no note of the lost helpers after `systemctl kill -s HUP`:\n{text}",
+    )
+
+
 @scenario("status")
 def status_report(ctx: ScenarioContext) -> None:
     """status: healthy exit 0; deferred and hour-old mail exit 1; a stopped service exit 1."""
@@ -70,6 +110,8 @@ def status_report(ctx: ScenarioContext) -> None:
     ctx.expect(_part(healthy, "smarthost")["route"] == SMARTHOST, f"smarthost: {healthy}")
     text = ctx.run_expect([0], "qmail-send-systemd status").stdout
     ctx.expect(text.rstrip().endswith("ok: nothing needs attention"), f"status:\n{text}")
+    _a_restart_is_one_more_start(ctx, healthy)
+    _a_hup_to_every_process_is_named(ctx)
 
     # As an ordinary user: it says what it could not read, and never "ok" about it (exit 1:
     # the queue and the journal are closed to nobody; issue 22, item 3).
