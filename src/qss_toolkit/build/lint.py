@@ -28,6 +28,7 @@ from qss_toolkit import DIST, PROJECT_ROOT, payload
 from qss_toolkit.build import packages, pipelines, sources
 from qss_toolkit.errors import CheckFailed, FatalError, MissingToolError
 from qss_toolkit.run import run
+from qss_toolkit.settings import settings
 from qss_toolkit.steps import step as timed_step
 
 log = logging.getLogger("qss_toolkit")
@@ -102,9 +103,16 @@ def mypy_summary(output: str) -> str:
     return str(found[-1])
 
 
+def _mypy_cache(name: str) -> list[str]:
+    """mypy's cache in the toolkit's (QSS_CACHE), not in the clone: CI's clean clones then
+    check only what changed (mypy reuses an entry whose source's hash is the same, and
+    rewrites the others)."""
+    return ["--cache-dir", os.fspath(settings().cache_dir / "mypy" / name)]
+
+
 def _mypy(_dist: Path, _options: Options) -> str:
     # Files and strictness come from pyproject.toml's [tool.mypy]: src/, tests/, noxfile.py.
-    result = run(["mypy"], cwd=PROJECT_ROOT, capture=True)
+    result = run(["mypy", *_mypy_cache("strict")], cwd=PROJECT_ROOT, capture=True)
     return mypy_summary(result.stdout)
 
 
@@ -117,7 +125,7 @@ def _mypy_py39(_dist: Path, options: Options) -> str:
         )
     result = run(
         [sys.executable, "-m", "mypy", "--strict", "--python-version", OLDEST_PYTHON,
-         *OLDEST_PYTHON_PATHS],
+         *_mypy_cache(f"python{OLDEST_PYTHON}"), *OLDEST_PYTHON_PATHS],
         cwd=PROJECT_ROOT,
         capture=True,
         env={"PYTHONPATH": os.fspath(options.py39_mypy)},
