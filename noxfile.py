@@ -123,8 +123,10 @@ def sources(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     """Boot each distro target with systemd as PID 1, install the packages, run the scenarios."""
     _install(session, "test")
-    # The harness itself first (the stock machines and the rebuilds are sessions of their own).
-    session.run("pytest", "-m", "container and not stock and not rebuild", "tests/container")
+    # The harness itself first (the stock machines and the rebuilds are sessions of their own),
+    # two tests at a time: each mostly waits for a boot.
+    harness = ("-m", "container and not stock and not rebuild", "-n", "2", "tests/container")
+    session.run("pytest", *harness)
     _toolkit(session, "smoke")
 
 
