@@ -247,6 +247,22 @@ def test_counts_follow_qmail_qstat_and_qmail_qread(root: Path) -> None:
     }
 
 
+def test_every_split_directory_s_files_are_aged(root: Path) -> None:
+    """info/'s files are stat'ed half in a second thread: each directory's come back."""
+    queue = root / "var/qmail/queue"
+    for number in range(100, 123):  # one message in each of the 23 split directories
+        add_message(queue, number, remote=["a@x.org"], age=number)
+    unread = [0]
+    found = status.Queue()
+    info = status._Split(str(queue), "info", found)
+    try:
+        births = info.births(None, unread)
+    finally:
+        info.close()
+    assert births == {n: NOW - n for n in range(100, 123)}
+    assert (unread, found.not_read) == ([0], [])
+
+
 def test_the_oldest_message_not_yet_preprocessed_is_aged_by_mess(root: Path) -> None:
     queue = root / "var/qmail/queue"
     add_message(queue, 7, preprocessed=False, age=7200)
