@@ -7,6 +7,7 @@ pass without root; a test that wants a wrong owner writes a different uid into e
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -81,6 +82,45 @@ def write_accounts(
     groups = ["root:x:0:"] + [f"{g}:x:{ids.get(g, GID)}:" for g in verify.GROUPS if g not in skip]
     (root / "etc/passwd").write_text("\n".join(users) + "\n")
     (root / "etc/group").write_text("\n".join(groups) + "\n")
+
+
+# -- one worker for a module whose fixtures outlive a test ------------------------------------
+
+SHARED_FIXTURE = re.compile(r'@pytest\.fixture\(\s*scope="(module|session)"')
+
+
+def _modules_with_shared_fixtures(rootpath: Path) -> set[str]:
+    """The test modules (as pytest's node IDs start) that define a module- or session-scoped
+    fixture: a package build, a key, a wheel, a reference to compare with."""
+    return {
+        path.relative_to(rootpath).as_posix()
+        for path in Path(__file__).parent.rglob("test_*.py")
+        if SHARED_FIXTURE.search(path.read_text(encoding="utf-8"))
+    }
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`-n N` hands out tests one at a time, so a module's tests landed on both workers and
+    each worker built the module's packages again (tests/test_native_vs_nfpm.py's native
+    route, test_sources.py's source packages, test_wheel.py's wheel...). Here each module that
+    builds something for its tests goes whole to one worker, first (xdist's loadscope puts the
+    largest groups first); every other test is still handed out on its own. An explicit
+    --dist other than load is left alone."""
+    if config.getoption("dist") != "load":
+        return None
+    # Only under xdist; the lint session has no xdist, hence its Any and the ignores.
+    from xdist.scheduler import (  # type: ignore[import-not-found,unused-ignore] # noqa: PLC0415
+        LoadScopeScheduling,
+    )
+
+    shared = _modules_with_shared_fixtures(config.rootpath)
+
+    class OneWorkerPerBuild(LoadScopeScheduling):  # type: ignore[misc,unused-ignore]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in shared else nodeid
+
+    return OneWorkerPerBuild(config, log)
 
 
 def make_qmail_tree(root: Path) -> Path:
