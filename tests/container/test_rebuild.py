@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import PROJECT_ROOT, payload, version
-from qss_toolkit.build import debian_tools, packages, rebuild, sources
+from qss_toolkit.build import debian_tools, rebuild, sources
 from qss_toolkit.families import Family
 from qss_toolkit.smoke import runner as smoke
 from qss_toolkit.smoke.engines.nspawn import offline
@@ -30,12 +30,9 @@ PACKAGES = [p.name for p in payload.load_packages()]
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What `nox -s packages sources` writes into dist/."""
-    out = tmp_path_factory.mktemp("dist")
-    packages.build("nfpm", payload.FORMATS, out)
-    sources.write_sources(out)
-    return out
+def dist(project_dist_and_sources: Path) -> Path:
+    """What `nox -s packages sources` writes into dist/ (conftest.py: once per run)."""
+    return project_dist_and_sources
 
 
 @pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
