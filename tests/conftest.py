@@ -99,14 +99,25 @@ def _modules_with_shared_fixtures(rootpath: Path) -> set[str]:
     }
 
 
+def _dist_given(config: pytest.Config) -> bool:
+    """Whether the command line, PYTEST_ADDOPTS or the ini's addopts chose xdist's --dist
+    (rather than -n choosing load for it)."""
+    args = [
+        *config.invocation_params.args,
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+        *config.getini("addopts"),
+    ]
+    return any(a in ("--dist", "-d") or a.startswith("--dist=") for a in args)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`-n N` hands out tests one at a time, so a module's tests landed on both workers and
     each worker built the module's packages again (tests/test_native_vs_nfpm.py's native
     route, test_sources.py's source packages, test_wheel.py's wheel...). Here each module that
     builds something for its tests goes whole to one worker, first (xdist's loadscope puts the
-    largest groups first); every other test is still handed out on its own. An explicit
-    --dist other than load is left alone."""
-    if config.getoption("dist") != "load":
+    largest groups first); every other test is still handed out on its own. A --dist given
+    (nox -s stock's `--dist load`: one machine per worker) is left as it is."""
+    if config.getoption("dist") != "load" or _dist_given(config):
         return None
     # Only under xdist; the lint session has no xdist, hence its Any and the ignores.
     from xdist.scheduler import (  # type: ignore[import-not-found,unused-ignore] # noqa: PLC0415
