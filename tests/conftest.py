@@ -52,7 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """The run's temporary files (tmp_path, and what the toolkit and its tools put in TMPDIR)
     go to /dev/shm unless TMPDIR or --basetemp says where: the suite creates and deletes
     hundreds of thousands of files, and on a disk (ext4 mounted with discard) that was a third
-    of its CPU time, spent in the kernel. xdist's workers inherit TMPDIR."""
+    of the CPU time of the tests that build packages, spent in the kernel. xdist's workers
+    inherit TMPDIR."""
     if os.environ.get("TMPDIR") or config.option.basetemp:
         return
     memory = _memory_tmp()
