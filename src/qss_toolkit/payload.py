@@ -273,10 +273,16 @@ def _load_contents(root: Path, config: Path, name: str, entries: object) -> tupl
     return tuple(files)
 
 
+# libyaml's parser where PyYAML has it (Debian's python3-yaml and PyPI's wheels do), with the
+# safe loader's constructor and resolver: the same data, parsed ten times faster, and a build
+# reads packaging/nfpm/ about ten times.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_package(config: Path, root: Path = PROJECT_ROOT) -> Package:
     """Parse and check one nfpm configuration; raise ConfigurationError on anything unexpected."""
     try:
-        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+        raw = yaml.load(config.read_text(encoding="utf-8"), Loader=SAFE_LOADER)  # noqa: S506
     except (OSError, yaml.YAMLError) as exc:
         raise _fail(config, f"cannot be read: {exc}".splitlines()[0]) from exc
     if not isinstance(raw, dict):

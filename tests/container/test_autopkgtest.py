@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import payload
-from qss_toolkit.build import dep8, packages, sources
-from qss_toolkit.families import Family
+from qss_toolkit.build import dep8
 
 pytestmark = [
     pytest.mark.container,
@@ -19,12 +18,12 @@ pytestmark = [
 ]
 
 
-def test_debian_tests_pass_under_autopkgtest(tmp_path: Path) -> None:
-    """Both tests run and pass; autopkgtest's summary is printed (-rA shows it in CI)."""
-    packages.build("nfpm", (Family.DEB,), tmp_path)
-    sources.write_sources(tmp_path)
-    assert len(list(tmp_path.glob("*.deb"))) == len(payload.load_packages())
-    result = dep8.run_dep8(tmp_path)
+def test_debian_tests_pass_under_autopkgtest(project_dist_and_sources: Path) -> None:
+    """Both tests run and pass; autopkgtest's summary is printed (-rA shows it in CI). The
+    packages and source packages are the run's (conftest.py), which the rebuilds use too."""
+    dist = project_dist_and_sources
+    assert len(list(dist.glob("*.deb"))) == len(payload.load_packages())
+    result = dep8.run_dep8(dist)
     print("\n".join(result.summary))
     print(f"autopkgtest exit {result.returncode} in {result.seconds:.1f}s")
     tests = {line.split()[0]: line.split()[1] for line in result.summary}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from qss_toolkit import PROJECT_ROOT, payload, version
-from qss_toolkit.build import debian_tools, packages, rebuild, sources
+from qss_toolkit.build import debian_tools, rebuild, sources
 from qss_toolkit.families import Family
 from qss_toolkit.smoke import runner as smoke
 from qss_toolkit.smoke.engines.nspawn import offline
@@ -30,33 +30,41 @@ PACKAGES = [p.name for p in payload.load_packages()]
 
 
 @pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What `nox -s packages sources` writes into dist/."""
-    out = tmp_path_factory.mktemp("dist")
-    packages.build("nfpm", payload.FORMATS, out)
-    sources.write_sources(out)
-    return out
+def dist(project_dist_and_sources: Path) -> Path:
+    """What `nox -s packages sources` writes into dist/ (conftest.py: once per run)."""
+    return project_dist_and_sources
 
 
-@pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
+@pytest.fixture(scope="module", params=list(rebuild.BUILD_ROOTS))
+def rebuilt(
+    request: pytest.FixtureRequest, dist: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, list[Path]]:
+    """(route, the .debs its build root makes of the .dsc): one rebuild per route, which
+    the two tests below compare with nfpm's and upgrade to."""
+    route: str = request.param
+    out = tmp_path_factory.mktemp(f"rebuilt-{route}")
+    return route, rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, out, RootfsCache())
+
+
 def test_the_dsc_rebuilds_as_sbuild_does_into_the_same_debs(
-    dist: Path, route: str, tmp_path: Path
+    dist: Path, rebuilt: tuple[str, list[Path]]
 ) -> None:
-    debs = rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, tmp_path, RootfsCache())
+    _, debs = rebuilt
     assert rebuild.compare(dist, debs, Family.DEB) == {name: [] for name in PACKAGES}
 
 
-@pytest.mark.parametrize("route", list(rebuild.BUILD_ROOTS))
 def test_the_dsc_built_debs_upgrade_the_previous_release_with_the_service_running(
-    dist: Path, route: str, tmp_path: Path
+    dist: Path, rebuilt: tuple[str, list[Path]], tmp_path: Path
 ) -> None:
     """What sbuild, OBS or a PPA makes of the .dsc with each release's own debhelper, as an
     administrator gets it: the smoke upgrade from the previous release with mail queued and
     the service running (Debian 13's debhelper would stop it in preinst without debian/rules'
     --no-stop-on-upgrade: `started 0 times`)."""
-    debs = tmp_path / "debs"
+    route, rebuilt_debs = rebuilt
+    debs = tmp_path / "debs"  # the smoke harness writes its logs beside the packages
     debs.mkdir()
-    rebuild.rebuild_deb(rebuild.BUILD_ROOTS[route], dist, debs, RootfsCache())
+    for deb in rebuilt_debs:
+        shutil.copy(deb, debs)
     for rpm in dist.glob("*.rpm"):  # the smoke harness checks a complete dist
         shutil.copy(rpm, debs)
     argv = ["--target", route, "--scenario", "upgrade", "--dist", str(debs)]

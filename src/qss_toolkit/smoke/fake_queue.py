@@ -35,6 +35,19 @@ def split_file(queue: Path, name: str, number: int) -> Path:
     return queue / name / str(number % SPLIT) / str(number)
 
 
+def _write(path: str, data: bytes, mtime: float | None = None) -> None:
+    """`data` into a new file at `path` (mode 0666 less the umask, as open() makes it), dated
+    `mtime` if given: one open, write, futimens and close, where a queue of 10,000 messages
+    writes 30,000 files."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, data)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)
+
+
 def add_message(
     queue: Path,
     number: int,
@@ -49,22 +62,17 @@ def add_message(
 ) -> None:
     """Message NUMBER as qmail-queue leaves it (todo/) or qmail-send after preprocessing it,
     queued `age` seconds before `now` (info/'s mtime; mess/ is 5 s older)."""
-    mess = split_file(queue, "mess", number)
-    mess.write_text("Subject: test\n\nbody\n")
-    os.utime(mess, (now - age - 5, now - age - 5))
+    top, split = os.fspath(queue), f"{number % SPLIT}/{number}"
+    _write(f"{top}/mess/{split}", b"Subject: test\n\nbody\n", now - age - 5)
     if not preprocessed:
         envelope = f"u1000\0p{number}\0F{sender}\0" + "".join(f"T{r}\0" for r in remote) + "\0"
-        (queue / "todo" / str(number)).write_text(envelope)
+        _write(f"{top}/todo/{number}", envelope.encode())
         return
-    info = split_file(queue, "info", number)
-    info.write_bytes(b"F" + sender.encode() + b"\0")
-    os.utime(info, (now - age, now - age))
+    _write(f"{top}/info/{split}", b"F" + sender.encode() + b"\0", now - age)
     for channel, recipients in (("local", local), ("remote", remote)):
         records = [("D" if r in done else "T") + r for r in recipients]
         if records:
-            split_file(queue, channel, number).write_bytes(
-                b"".join(r.encode() + b"\0" for r in records)
-            )
+            _write(f"{top}/{channel}/{split}", b"".join(r.encode() + b"\0" for r in records))
 
 
 def fill(root: Path, count: int, now: float) -> Path:
