@@ -37,14 +37,17 @@ for _pip, _uv in PIP_TO_UV.items():
         os.environ[_uv] = os.environ[_pip]
 os.environ.setdefault("UV_SYSTEM_CERTS", "1")
 nox.options.reuse_existing_virtualenvs = True
-# The full suite (./nox, ./run-tests, CI): `build` first (dist/, which every later session reads),
-# then two lanes that ./run-tests runs side by side: the containers (the smoke matrix mostly
-# waits on the services' timers) beside the checks (the fast tests and lint keep the cores busy
-# meanwhile; rebuild and stock work in new roots of their own and wait on apt's mirror and PyPI).
+# The full suite (./nox, ./run-tests, CI): `build` makes dist/, which every later session reads,
+# except `first`'s (the fast tests build what they read): ./run-tests starts `first` at once,
+# beside `build`, then `beside`'s sessions after it; `main` starts once dist/ is there. So two
+# lanes run side by side: the containers (the smoke matrix mostly waits on the services'
+# timers) beside the checks (the fast tests and lint keep the cores busy meanwhile; rebuild and
+# stock work in new roots of their own and wait on apt's mirror and PyPI).
 LANES = {
+    "first": ("tests",),
     "build": ("packages", "sources"),
     "main": ("smoke", "smoke_podman", "repo"),
-    "beside": ("tests", "lint", "rebuild", "stock"),
+    "beside": ("lint", "rebuild", "stock"),
 }
 nox.options.sessions = [name for names in LANES.values() for name in names]
 
