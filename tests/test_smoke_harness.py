@@ -704,13 +704,30 @@ def test_prune_removes_only_old_unheld_roots_that_no_target_names(tmp_path: Path
     assert left == sorted([current, names[2], names[3], "bench", "runs"])
 
 
-def test_ensure_marks_a_cached_root_as_used(tmp_path: Path) -> None:
+def test_ensure_marks_a_cached_root_as_used_beside_it_not_in_it(tmp_path: Path) -> None:
+    """The root itself is left as it is: another run may be streaming it into `podman import`
+    (tar fails on a directory that changes as it reads it), or have it as an overlay's lower
+    layer. Its last use is a stamp beside it, which prune_superseded_roots() reads."""
     cache = rootfs.RootfsCache(tmp_path)
-    root = cache.path(TARGETS["debian-12"])
+    d12 = TARGETS["debian-12"]
+    root = cache.path(d12)
     root.mkdir()
-    os.utime(root, (0, 0))
-    assert cache.ensure(TARGETS["debian-12"]) == root
-    assert root.stat().st_mtime > 0
+    old = time.time() - 2 * rootfs.SUPERSEDED_AFTER
+    os.utime(root, (old, old))
+    assert cache.ensure(d12) == root
+    assert root.stat().st_mtime == old
+    assert time.time() - (tmp_path / f"{root.name}.used").stat().st_mtime < 60
+    # A root that no target names any more, unused for long but for its stamp, stays; once
+    # the stamp is old too, it goes, and its stamp with it.
+    gone = tmp_path / "bookworm-0123456789abcdef"
+    gone.mkdir()
+    os.utime(gone, (old, old))
+    stamp = tmp_path / f"{gone.name}.used"
+    stamp.touch()
+    assert cache.prune_superseded_roots([d12]) == []
+    os.utime(stamp, (old, old))
+    assert cache.prune_superseded_roots([d12]) == [gone]
+    assert not gone.exists() and not stamp.exists()
 
 
 def test_sigterm_becomes_keyboard_interrupt_so_containers_are_torn_down() -> None:

@@ -158,7 +158,7 @@ class RootfsCache:
             if rebuild and final.exists():
                 self._remove(final)
             if final.exists():
-                os.utime(final)  # its last use, for prune_superseded_roots()
+                self._mark_used(final)
                 return final
             started = time.monotonic()
             tmp = self.directory / f".{final.name}.tmp-{os.getpid()}"
@@ -169,6 +169,7 @@ class RootfsCache:
                     json.dumps({"key": final.name, "target": target.name}) + "\n"
                 )
                 tmp.rename(final)
+                self._mark_used(final)
             finally:
                 self._remove(tmp)
             seconds = time.monotonic() - started
@@ -177,6 +178,25 @@ class RootfsCache:
             )
             log.info("%s: root %s built in %.1fs", target.name, final.name, seconds)
             return final
+
+    def _used_stamp(self, root: Path) -> Path:
+        return self.directory / f"{root.name}.used"
+
+    def _mark_used(self, root: Path) -> None:
+        """The root's last use, for prune_superseded_roots(): a stamp beside it, never the
+        root's own mtime. Another run may be reading the root meanwhile (tar streaming it into
+        `podman import` fails on "file changed as we read it"), and it is the lower layer of
+        overlays that are mounted."""
+        self._used_stamp(root).touch()
+
+    def _last_use(self, root: Path) -> float:
+        stamp = self._used_stamp(root)
+        used = stamp.stat().st_mtime if stamp.exists() else 0.0
+        return max(root.stat().st_mtime, used)
+
+    def _remove_root(self, root: Path) -> None:
+        self._remove(root)
+        self._used_stamp(root).unlink(missing_ok=True)
 
     def _build_base(self, target: Target, tmp: Path) -> None:
         log.info("%s: building root %s with mmdebstrap (cold cache)", target.name, tmp.name)
@@ -292,10 +312,10 @@ class RootfsCache:
         for root in sorted(self.directory.iterdir()):
             if not ROOT_NAME.fullmatch(root.name) or root.name in keep or not root.is_dir():
                 continue
-            if time.time() - root.stat().st_mtime < SUPERSEDED_AFTER:
+            if time.time() - self._last_use(root) < SUPERSEDED_AFTER:
                 continue
             lock_path = self.directory / f"{root.name}.lock"
-            if self._remove_unheld(lock_path, self._remove, root):
+            if self._remove_unheld(lock_path, self._remove_root, root):
                 removed.append(root)
         if removed:
             names = ", ".join(p.name for p in removed)
