@@ -34,9 +34,11 @@ from qss_toolkit.smoke.engines.base import (
     REBOOT,
     BootKind,
     Container,
+    ContainerCommandFailed,
     ContainerError,
     at_niceness_zero,
     check_settled,
+    command_line,
     inner_command,
     keep_requested,
     machine_name,
@@ -52,6 +54,15 @@ log = logging.getLogger("qss_toolkit")
 
 # systemd-nspawn's exit status when the container's systemd rebooted (systemd-nspawn(1)).
 NSPAWN_REBOOTED = 133
+# systemd-nspawn's own error when it could not mount a cgroup v1 hierarchy into the container
+# (seen twice, both in cold CI runs with many roots starting at once on a host with cgroup v1
+# controllers: perf_event, EPERM). Nothing of the container ran: it is started once more.
+NSPAWN_CGROUP_MOUNT_FAILED = "Failed to mount cgroup (type cgroup) on "
+
+
+def nspawn_setup_failed(output: str) -> bool:
+    """Whether systemd-nspawn's output says it failed to set the container up (see above)."""
+    return any(line.startswith(NSPAWN_CGROUP_MOUNT_FAILED) for line in output.splitlines())
 
 
 def veth_peer(container: Container, inside: str = "host0") -> str:
@@ -108,7 +119,20 @@ class _RootDirectoryContainer(abc.ABC):
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         host_argv = self._host_command(inner_command(cmd, env))
-        return run_inside(self.name, host_argv, cmd, check=check, input=input, timeout=timeout)
+        result = run_inside(self.name, host_argv, cmd, check=False, input=input, timeout=timeout)
+        if result.returncode == 1 and nspawn_setup_failed(result.stderr):
+            log.warning(
+                "%s: systemd-nspawn could not set the root up (%s): once more",
+                self.name,
+                result.stderr.strip().splitlines()[0],
+            )
+            result = run_inside(
+                self.name, host_argv, cmd, check=False, input=input, timeout=timeout
+            )
+        if check and result.returncode != 0:
+            line = cmd if isinstance(cmd, str) else shlex.join(command_line(cmd))
+            raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
+        return result
 
 
 class NspawnContainer(_RootDirectoryContainer):
@@ -131,7 +155,16 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def start(self) -> None:
         self.exec_cgroup = make_accounting_cgroup(f"qss-{self.name}.exec")
-        self._boot(time.monotonic(), console_mode="wb")
+        try:
+            self._boot(time.monotonic(), console_mode="wb")
+        except ContainerError:
+            exited = self.process is not None and self.process.poll() is not None
+            if not exited or not nspawn_setup_failed(self.console_text()):
+                raise
+            log.warning(
+                "%s: systemd-nspawn could not set the root up: booting once more", self.name
+            )
+            self._boot(time.monotonic(), console_mode="ab")
 
     def _boot(self, started: float, *, console_mode: str) -> None:
         """Start systemd-nspawn on the root in fresh cgroups, find the container's systemd and
@@ -212,6 +245,12 @@ class NspawnContainer(_RootDirectoryContainer):
                 return pid
             time.sleep(0.05)
         raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
+
+    def console_text(self) -> str:
+        try:
+            return self.console_log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
 
     def console_tail(self) -> str:
         """The console log's last line that says something ('' if none can be read)."""
