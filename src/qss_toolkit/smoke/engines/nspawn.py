@@ -34,11 +34,9 @@ from qss_toolkit.smoke.engines.base import (
     REBOOT,
     BootKind,
     Container,
-    ContainerCommandFailed,
     ContainerError,
     at_niceness_zero,
     check_settled,
-    command_line,
     inner_command,
     keep_requested,
     machine_name,
@@ -119,20 +117,15 @@ class _RootDirectoryContainer(abc.ABC):
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         host_argv = self._host_command(inner_command(cmd, env))
-        result = run_inside(self.name, host_argv, cmd, check=False, input=input, timeout=timeout)
-        if result.returncode == 1 and nspawn_setup_failed(result.stderr):
-            log.warning(
-                "%s: systemd-nspawn could not set the root up (%s): once more",
-                self.name,
-                result.stderr.strip().splitlines()[0],
-            )
-            result = run_inside(
-                self.name, host_argv, cmd, check=False, input=input, timeout=timeout
-            )
-        if check and result.returncode != 0:
-            line = cmd if isinstance(cmd, str) else shlex.join(command_line(cmd))
-            raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
-        return result
+        return run_inside(
+            self.name,
+            host_argv,
+            cmd,
+            check=check,
+            input=input,
+            timeout=timeout,
+            again=nspawn_setup_failed,
+        )
 
 
 class NspawnContainer(_RootDirectoryContainer):
@@ -247,6 +240,7 @@ class NspawnContainer(_RootDirectoryContainer):
         raise ContainerError(f"{self.name}: no systemd process after {BOOT_TIMEOUT:.0f}s")
 
     def console_text(self) -> str:
+        """The console log ('' if it cannot be read)."""
         try:
             return self.console_log.read_text(encoding="utf-8", errors="replace")
         except OSError:
@@ -254,10 +248,7 @@ class NspawnContainer(_RootDirectoryContainer):
 
     def console_tail(self) -> str:
         """The console log's last line that says something ('' if none can be read)."""
-        try:
-            lines = self.console_log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return ""
+        lines = self.console_text().splitlines()
         return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
     def _host_command(self, inner: list[str]) -> list[str]:
