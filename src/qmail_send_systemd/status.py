@@ -97,6 +97,11 @@ class Queue:
         }
 
 
+def _failure(result: Result) -> str:
+    """Why a command failed, in a line: its stderr's first, or its exit status."""
+    return (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
+
+
 def _why(exc: OSError) -> str:
     return (exc.strerror or type(exc).__name__).lower()
 
@@ -330,8 +335,7 @@ def read_service(system: System) -> dict[str, str]:
 
 def _service(result: Result) -> dict[str, str]:
     if not result.ok:
-        reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
-        return {"not_read": f"systemctl show: {reason}"}
+        return {"not_read": f"systemctl show: {_failure(result)}"}
     shown = dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
     return {key: shown.get(key, "") for key in SERVICE_PROPERTIES}
 
@@ -419,7 +423,9 @@ SYSTEMD_LINES = [
     "--no-pager",
 ]  # fmt: skip
 # What status looks for in qmail-send's lines (Attempts, _deliveries, the lost helpers).
-_WANTED = ("starting delivery ", "delivery ", "new msg ", "end msg ", "alert: oh no! lost ")
+# qmail-send's alert when it lost qmail-lspawn, -rspawn or -clean ("spawn" or "qmail-clean").
+LOST_HELPER = "alert: oh no! lost "
+_WANTED = ("starting delivery ", "delivery ", "new msg ", "end msg ", LOST_HELPER)
 
 
 def journal_readable(
@@ -461,7 +467,7 @@ def _lines(result: Result) -> tuple[int, list[tuple[float, str]]]:
     for line in result.stdout.splitlines():
         stamp, _, rest = line.partition(" ")
         whole, dot, fraction = stamp.partition(".")
-        if not (whole.isdigit() and dot and fraction.isdigit()):
+        if not (whole.isdecimal() and dot and fraction.isdecimal()):
             continue
         read += 1
         text = rest.partition(": ")[2]
@@ -488,17 +494,12 @@ def _systemd_lines(result: Result) -> tuple[int, int, float | None]:
     return starts, scheduled, first
 
 
-def _not_read(result: Result) -> str:
-    reason = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[0]
-    return f"journalctl: {reason}"
-
-
 def parse_journal(deliveries: Result, systemd: Result) -> tuple[dict[str, object], Attempts]:
     """The journal's report (the latest results, starts since boot) and each message's last
     attempts, from the output of DELIVERY_LINES and SYSTEMD_LINES."""
     attempts = Attempts()
     if not deliveries.ok:
-        return {"not_read": _not_read(deliveries)}, attempts
+        return {"not_read": f"journalctl: {_failure(deliveries)}"}, attempts
     read, messages = _lines(deliveries)
     for seconds, text in reversed(messages):
         attempts.line(seconds, text)
@@ -510,10 +511,7 @@ def parse_journal(deliveries: Result, systemd: Result) -> tuple[dict[str, object
         journal["since_boot"] = {"starts": starts, "restarts_scheduled": scheduled}
     # qmail-send's alert that it lost a helper, when it came after the unit's first line of
     # this boot (no such line: no boot to compare with, and no note).
-    lost = next(
-        (s for s, text in messages if text.startswith("alert: oh no! lost ")),
-        None,
-    )
+    lost = next((s for s, text in messages if text.startswith(LOST_HELPER)), None)
     journal["helpers_lost"] = (
         _iso(lost) if lost is not None and boot_began is not None and lost >= boot_began else None
     )
