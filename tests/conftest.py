@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
@@ -171,7 +171,7 @@ class FakeSystem(System):
     says, what policy-rc.d answers, and which helper programs exist.
     """
 
-    root: Path
+    root: InitVar[Path]  # System's root_dir (System.root reads it back as a Path)
     environ: dict[str, str] = field(default_factory=dict)
     links: bool = False
     masked: bool = False
@@ -189,7 +189,8 @@ class FakeSystem(System):
     sub_state: str = ""
     as_root: bool = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, root: Path) -> None:
+        self.root_dir = os.fspath(root)
         self.image_root = ""
 
     def have(self, command: str) -> bool:

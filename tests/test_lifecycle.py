@@ -4,6 +4,7 @@ calls recorded."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -507,6 +508,42 @@ def test_real_boundary_targets_the_image_root(
         (["systemctl", f"--root={tmp_path}", "is-enabled", UNIT], str(tmp_path)),
         (["deb-systemd-helper", "enable", UNIT], str(tmp_path)),
     ]
+
+
+def test_work_beside_runs_in_a_child_while_the_caller_goes_on(tmp_path: Path) -> None:
+    """System.beside: the work runs in another process, at once (it reads what the caller
+    writes after beside() returned), and its plain-data result comes back whole."""
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # a FIFO opened read-write does not wait for a reader
+
+    def work() -> tuple[int, str, dict[int, dict[str, object]]]:
+        signal.alarm(60)  # a beside() that ran the work here fails, never hangs
+        word = os.read(os.open(fifo, os.O_RDONLY), 2).decode()
+        return os.getpid(), word * 300_000, {7: {"seconds": 1.5, "shown": None}}
+
+    try:
+        result = System(Path("/"), environ={}).beside(work)
+        os.write(writer, b"ab")
+        pid, text, data = result()
+    finally:
+        os.close(writer)
+        signal.alarm(0)
+    assert pid != os.getpid()
+    assert len(text) == 600_000 and data == {7: {"seconds": 1.5, "shown": None}}
+
+
+def test_work_beside_that_fails_in_the_child_is_done_here() -> None:
+    """A child that gives nothing back (it failed, was killed) costs only time: the work
+    runs in the caller, whose answer is the same."""
+    me = os.getpid()
+
+    def work() -> str:
+        if os.getpid() != me:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "here"
+
+    assert System(Path("/"), environ={}).beside(work)() == "here"
 
 
 def test_real_boundary_survives_a_missing_program(tmp_path: Path) -> None:

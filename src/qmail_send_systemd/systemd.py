@@ -7,19 +7,21 @@ systemctl, deb-systemd-helper, deb-systemd-invoke, policy-rc.d and qmail-tcpok a
 from __future__ import annotations
 
 import os
-import subprocess
-import threading  # subprocess's own import: free
-from pathlib import Path
+import select
 
 TYPE_CHECKING = False  # not typing's: see start.py (flush runs on every network event)
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 UNIT = "qmail-send.service"
 # The one command that brings a failed unit back: reset-failed also clears a start limit that
 # was hit (a 1.0.0 unit's, or a drop-in's), which a plain start would run into again.
 REVIVE = "systemctl reset-failed qmail-send && systemctl start qmail-send"
-POLICY_RC_D = Path("usr/sbin/policy-rc.d")
+POLICY_RC_D = "usr/sbin/policy-rc.d"
 # policy-rc.d's answer that forbids the action (invoke-rc.d(8)); 0 and 104 allow it.
 POLICY_FORBIDDEN = 101
 CALL_TIMEOUT = 300
@@ -50,12 +52,28 @@ class Result:
 class System:
     """The running system as the maintainer scripts see it (paths read under `root`)."""
 
-    def __init__(self, root: Path = Path("/"), environ: Mapping[str, str] | None = None) -> None:
-        self.root = root
+    def __init__(
+        self, root: str | os.PathLike[str] = "/", environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.root_dir = os.fspath(root)
         self.environ = dict(os.environ if environ is None else environ)
         # The tree that enablement changes go to when it is not the live system: dpkg's
         # DPKG_ROOT, or --root. deb-systemd-helper honours DPKG_ROOT; systemctl gets --root.
-        self.image_root = self.environ.get("DPKG_ROOT") or ("" if root == Path("/") else str(root))
+        self.image_root = self.environ.get("DPKG_ROOT") or (
+            "" if self.is_live_root() else self.root_dir
+        )
+
+    @property
+    def root(self) -> Path:
+        """The tree, as a Path: pathlib is imported when this is asked for, and status, which
+        reads `root_dir`, never pays for it (5 ms of its start)."""
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    def is_live_root(self) -> bool:
+        """Whether `root` is / (the running system), however it was written."""
+        return os.path.normpath(self.root_dir) == "/"
 
     def call(self, argv: Sequence[str]) -> Result:
         """Run one command; never raises for a missing program or a non-zero exit."""
@@ -65,6 +83,8 @@ class System:
             env["DPKG_ROOT"] = self.image_root
             if argv[0] == "systemctl":
                 argv.insert(1, f"--root={self.image_root}")
+        import subprocess  # here: status, which only starts commands, never pays for it
+
         try:
             done = subprocess.run(
                 argv,
@@ -86,42 +106,99 @@ class System:
 
     def start(self, argv: Sequence[str]) -> Callable[[], Result]:
         """Start a read-only command now; the returned function waits for its Result. status
-        runs systemctl and journalctl this way while it reads the queue. A thread starts the
-        command (Popen waits for the exec, a few ms) and reads its output as it comes:
-        journalctl's is larger than a pipe holds, and it would wait, stopped, for the queue to
-        be read. Tests that replace call() replace this too."""
+        runs systemctl and journalctl this way while it reads the queue. The command writes to
+        files in memory (memfd), never to a pipe: journalctl's output is larger than a pipe
+        holds, and it would wait, stopped, for the queue to be read; and nothing of ours has
+        to read it meanwhile (no thread, no subprocess: posix_spawn is one clone(), at once).
+        SIGPIPE, which Python ignores and passes on, cannot arise: no output goes to a pipe.
+        Tests that replace call() replace this too."""
         argv = list(argv)
-        done: list[Result] = []
-
-        def run() -> None:
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    env=dict(self.environ),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    errors="replace",
-                )
-            except OSError as exc:
-                done.append(Result(127, "", f"{argv[0]}: {exc.strerror}"))
-                return
-            try:
-                out, err = proc.communicate(timeout=CALL_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-                done.append(Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s"))
-                return
-            done.append(Result(proc.returncode, out, err))
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
+        program = _find(argv[0], self.environ)
+        if program is None:
+            missing = Result(127, "", f"{argv[0]}: command not found")
+            return lambda: missing
+        outputs = (_memory_file(), _memory_file())
+        try:
+            pid = os.posix_spawn(
+                program,
+                argv,
+                self.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, outputs[0], 1),
+                    (os.POSIX_SPAWN_DUP2, outputs[1], 2),
+                ],
+            )
+        except OSError as exc:
+            for fd in outputs:
+                os.close(fd)
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            failed = Result(code, "", f"{argv[0]}: {exc.strerror}")
+            return lambda: failed
 
         def result() -> Result:
-            thread.join()
-            return done[0] if done else Result(1, "", f"{argv[0]}: its output was not read")
+            try:
+                code = _wait(pid, CALL_TIMEOUT)
+                out, err = (_read_all(fd) for fd in outputs)
+            finally:
+                for fd in outputs:
+                    os.close(fd)
+            if code is None:
+                return Result(124, "", f"{argv[0]}: timed out after {CALL_TIMEOUT}s")
+            return Result(code, out, err)
+
+        return result
+
+    def beside(self, work: Callable[[], T]) -> Callable[[], T]:
+        """Run WORK in a child process while this one goes on; the returned function waits for
+        its result. status finds what journalctl and systemctl say this way while it reads
+        the queue: two cores at once, which a thread would not give (the GIL: each would wait
+        for the other at every stat). The result comes back through a pipe with marshal, so
+        it is plain data. Should the child give nothing back (it could not be forked, or it
+        failed), WORK runs here: the answer is the same, only later. Tests that replace call()
+        replace this too."""
+        import marshal
+
+        try:
+            reader, writer = os.pipe()
+        except OSError:
+            return work
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(reader)
+            os.close(writer)
+            return work
+        if pid == 0:  # the child: never returns into the caller's code
+            code = 1
+            try:
+                os.close(reader)
+                data = memoryview(marshal.dumps(work()))  # type: ignore[arg-type]
+                while data:
+                    data = data[os.write(writer, data) :]
+                code = 0
+            finally:
+                os._exit(code)
+
+        def result() -> T:
+            os.close(writer)
+            chunks: list[bytes] = []
+            try:
+                while True:
+                    chunk = os.read(reader, 1 << 20)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            finally:
+                os.close(reader)
+                ended = os.waitpid(pid, 0)[1]
+            if os.waitstatus_to_exitcode(ended) == 0:
+                try:
+                    # Our own child's bytes, through our own pipe.
+                    return marshal.loads(b"".join(chunks))  # type: ignore[no-any-return]  # noqa: S302
+                except (EOFError, ValueError, TypeError):
+                    pass
+            return work()
 
         return result
 
@@ -168,3 +245,67 @@ class System:
         if not os.access(helper, os.X_OK):
             return True
         return self.call([str(helper), UNIT, action]).returncode != POLICY_FORBIDDEN
+
+
+def _find(program: str, environ: Mapping[str, str]) -> str | None:
+    """PROGRAM's path in the PATH of `environ`, as subprocess looks for it (posix_spawnp would
+    look in this process's PATH instead)."""
+    if "/" in program:
+        return program
+    for directory in os.get_exec_path(environ):
+        path = os.path.join(directory, program)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
+def _memory_file() -> int:
+    """A file descriptor of an anonymous file, for a started command's output."""
+    try:
+        return os.memfd_create("output", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # no memfd (an old kernel, a seccomp filter)
+        import tempfile
+
+        return os.dup(tempfile.TemporaryFile().fileno())
+
+
+def _read_all(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """PID's exit code (-N: killed by signal N), or None when it ran longer than TIMEOUT
+    seconds (it is then killed)."""
+    if not _ends_within(pid, timeout):
+        os.kill(pid, 9)  # SIGKILL (the signal module imports enum: 3 ms of status's start)
+        os.waitpid(pid, 0)
+        return None
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _ends_within(pid: int, timeout: float) -> bool:
+    """Whether PID ends within TIMEOUT seconds: its pidfd says when, or, without one (a kernel
+    before 5.3), waitid() is asked every 10 ms, leaving it to be reaped."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+    try:
+        poll = select.poll()
+        poll.register(pidfd, select.POLLIN)
+        return bool(poll.poll(int(timeout * 1000)))
+    finally:
+        os.close(pidfd)
