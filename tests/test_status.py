@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,6 +23,8 @@ from qmail_send_systemd import cli, status
 from qmail_send_systemd.systemd import UNIT, Result, System
 from qss_toolkit.smoke import fake_queue
 from qss_toolkit.smoke.fake_queue import make_queue, split_file
+
+T = TypeVar("T")
 
 NOW = 1_800_000_000.0
 ACTIVE = (
@@ -59,6 +61,12 @@ class StatusSystem(System):
         result = self.call(argv)
         return lambda: result
 
+    def beside(self, work: Callable[[], T]) -> Callable[[], T]:
+        """Here, not in a child: its calls are recorded (test_the_report_is_the_same_beside
+        runs the real one)."""
+        result = work()
+        return lambda: result
+
     def call(self, argv: Sequence[str]) -> Result:
         self.calls.append(list(argv))
         if argv[:2] == ["systemctl", "show"]:
@@ -66,7 +74,7 @@ class StatusSystem(System):
         if list(argv) == status.DELIVERY_LINES:
             return Result(0, short_unix(self.journal), self.journal_stderr)
         if list(argv) == status.SYSTEMD_LINES:
-            return Result(0, systemd_json(self.journal), self.journal_stderr)
+            return Result(0, systemd_export(self.journal), self.journal_stderr)
         return Result(127, "", f"{argv[0]}: not expected here")
 
 
@@ -127,25 +135,26 @@ def short_unix(journal: Sequence[Entry]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def systemd_json(journal: Sequence[Entry]) -> str:
-    """What `journalctl -b _PID=1 UNIT=... -o json --output-fields=MESSAGE_ID` prints: PID 1's
-    entries about the unit in this boot, oldest first, with journalctl's own fields."""
-    lines = []
+def systemd_export(journal: Sequence[Entry]) -> str:
+    """What `journalctl -b _PID=1 UNIT=... -o export --output-fields=MESSAGE_ID` prints: PID
+    1's entries about the unit in this boot, oldest first, each with journalctl's own fields
+    (FIELD=value lines, in journalctl's order) and an empty line after it."""
+    out = []
     for item in reversed(journal):
         if isinstance(item, str) or item.get("_PID") != "1" or item.get("UNIT") != UNIT:
             continue
         if item["_BOOT_ID"] != BOOT:
             continue
         shown = {
-            "__REALTIME_TIMESTAMP": item["__REALTIME_TIMESTAMP"],
-            "_BOOT_ID": item["_BOOT_ID"],
             "__CURSOR": f"s=0;i=1;b={item['_BOOT_ID']}",
+            "__REALTIME_TIMESTAMP": item["__REALTIME_TIMESTAMP"],
             "__MONOTONIC_TIMESTAMP": "1",
+            "_BOOT_ID": item["_BOOT_ID"],
         }
         if "MESSAGE_ID" in item:
             shown["MESSAGE_ID"] = item["MESSAGE_ID"]
-        lines.append(json.dumps(shown))
-    return "".join(line + "\n" for line in lines)
+        out.append("".join(f"{key}={value}\n" for key, value in shown.items()) + "\n")
+    return "".join(out)
 
 
 def add_message(queue: Path, number: int, *, now: float = NOW, **details: Any) -> None:
@@ -524,6 +533,36 @@ def test_a_later_success_elsewhere_does_not_hide_a_deferral(root: Path) -> None:
     assert status.needs_attention(result)  # exit 1
 
 
+class ForkingSystem(StatusSystem):
+    """StatusSystem with System's own beside(): the live part runs in a child process."""
+
+    beside = System.beside
+
+
+def test_the_report_is_the_same_beside(root: Path) -> None:
+    """What the running system says is found in a child process while the queue is read, and
+    comes back whole: the same report as found here, deferrals, dates and journal included."""
+    queue = root / "var/qmail/queue"
+    add_message(queue, 21, remote=["a@x.org", "b@y.org"])
+    add_message(queue, 23, remote=["c@z.org"])
+    lines = [
+        entry(NOW - 10, "delivery 3: deferral: Sorry,_I_couldn't_find_any_host_by_that_name./"),
+        entry(NOW - 11, "starting delivery 3: msg 21 to remote b@y.org"),
+        entry(NOW - 20, "delivery 1: deferral: 451_try_later/"),
+        entry(NOW - 21, "starting delivery 1: msg 23 to remote c@z.org"),
+        entry(NOW - 40, "alert: oh no! lost spawn connection! dying..."),
+        started(NOW - 3600),
+    ]
+    here = StatusSystem(root, journal=lines)
+    beside = ForkingSystem(root, journal=lines)
+    expected = report(here)
+    assert here.calls and not beside.calls  # its calls were made in the child
+    assert report(beside) == expected
+    assert not beside.calls
+    deferred = expected["deferred"]
+    assert isinstance(deferred, dict) and deferred["messages"] == 2
+
+
 def test_journal_lines_that_are_not_delivery_results_are_ignored(root: Path) -> None:
     lines = [
         entry(NOW, "delivery x: deferral: not a number"),
@@ -561,8 +600,8 @@ def test_a_journal_this_user_cannot_read_is_never_ok(root: Path) -> None:
     as_user = 65534 if os.geteuid() == 0 else os.geteuid()
 
     # os.access as that user would answer (root may read anything): the file is root's 0640.
-    def access(path: Path, mode: int) -> bool:
-        return bool(path.stat().st_mode & 0o004) and os.access(path, mode)
+    def access(path: str, mode: int) -> bool:
+        return bool(os.stat(path).st_mode & 0o004) and os.access(path, mode)
 
     result = status.check(system, live=True, now=NOW, euid=as_user, access=access)
     assert [c[0] for c in system.calls] == ["systemctl"]  # journalctl would show nothing
@@ -697,4 +736,52 @@ def test_a_line_cut_off_costs_only_itself() -> None:
     journal, attempts = status.parse_journal(Result(0, "\n".join(lines) + "\n"), Result(0, ""))
     assert journal["entries_read"] == 3
     assert attempts.deferred()[90]["reason"] == "Sorry,_no_route/"
-    assert attempts.deferred()[90]["time"] == status._iso(1799999990)
+    assert attempts.deferred()[90]["seconds"] == 1799999990.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        [],
+        {"a": [], "b": {}, "c": [{}], "d": [[]]},
+        {'quote"back\\slash': "tab\tnewline\ncr\rnul\0bell\x07del\x7f"},
+        {"é": "ünïcödé ✓ 日本 \U0001f4e7 \ud800 lone surrogate", "\u2028": "\x85\u2029"},
+        {"2": 1, "10": -0, "x": True, "y": False, "z": None},
+        {3: "int keys, sorted as numbers", 20: "x", 1: {"a": 1}},
+        {True: 1, False: 2},
+        {None: 1},
+        {1.5: 3, 0.25: 4, float("inf"): 5},
+        {"n": [0, -1, 2**70, 1.5, -0.0, 1e300, 1e-300, 0.1, float("nan"), float("inf")]},
+        {"t": ("tuple", ("nested", [1, {"deep": {"deeper": ["x"]}}]))},
+        ["top", "level", 1, None],
+        "just a string",
+        42,
+    ],
+)
+def test_the_json_report_is_what_json_dumps_prints(value: Any) -> None:
+    """render_json avoids importing json (8 ms of `status --json`): its output is
+    json.dumps(indent=2, sort_keys=True)'s, byte for byte, whatever the report holds."""
+    assert status.render_json(value) == json.dumps(value, indent=2, sort_keys=True)
+
+
+def test_a_real_report_as_json_is_what_json_dumps_prints(root: Path) -> None:
+    queue = root / "var/qmail/queue"
+    add_message(queue, 21, remote=["a@x.org", "b\u00e9@y.org"], sender="s\x1b[2J@evil")
+    lines = [
+        entry(NOW - 10, "delivery 3: deferral: Sorry,_no_route_\u00e9\t/"),
+        entry(NOW - 11, "starting delivery 3: msg 21 to remote b\u00e9@y.org"),
+        started(NOW - 3600),
+    ]
+    result = report(StatusSystem(root, journal=lines))
+    assert status.render_json(result) == json.dumps(result, indent=2, sort_keys=True)
+    assert json.loads(status.render_json(result)) == json.loads(json.dumps(result))
+
+
+def test_what_json_cannot_print_is_refused_as_json_does() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        status.render_json({"a": {1, 2}})
+    with pytest.raises(TypeError, match="keys must be"):
+        status.render_json({(1, 2): "tuple key"})
+    with pytest.raises(TypeError, match="not supported between"):  # so does json.dumps
+        status.render_json({1: "mixed", "1": "keys"})

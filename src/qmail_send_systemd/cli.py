@@ -167,12 +167,10 @@ def run_service_command(root: str) -> int:
 
 
 def run_status(root: str, *, as_json: bool) -> int:
-    from pathlib import Path
-
     from qmail_send_systemd import status
     from qmail_send_systemd.systemd import System
 
-    report = status.check(System(Path(root)))
+    report = status.check(System(root))
     print(status.render_json(report) if as_json else status.render_text(report))
     return EXIT_FAILED if status.needs_attention(report) else EXIT_OK
 

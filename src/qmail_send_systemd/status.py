@@ -18,17 +18,17 @@ one-line fix. It never says "ok" about what it could not see.
 
 Fast on a large queue (the bench's aim: 100 ms for 10,000 messages): the queue is counted from
 directory listings, each split directory opened once and info/'s files stat'ed relative to it,
-half of them in a second thread; one file is read (the oldest message's sender). journalctl
-and systemctl run meanwhile, their output read as it comes; qmail-send's lines are asked for
-in journalctl's short-unix form (a time and a text each), systemd's few as JSON.
+in one thread (two contend for the GIL at every stat: slower); one file is read (the oldest
+message's sender). journalctl and systemctl run meanwhile (System.start); qmail-send's lines
+are asked for in journalctl's short-unix form (a time and a text each), systemd's few in its
+export form. Nothing that status imports pulls in json, re, pathlib, enum or subprocess (most
+of a start's imports): json only for --json, at the end.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
-import threading
 import time
 
 from qmail_send_systemd import submission_state  # a revoked grant, a refused sender
@@ -38,7 +38,6 @@ from qmail_send_systemd.systemd import REVIVE, UNIT
 TYPE_CHECKING = False  # not typing's: see start.py
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from qmail_send_systemd.systemd import Result, System
 
@@ -145,54 +144,24 @@ class _Split:
 
     def births(self, numbers: set[int] | None, found: list[int]) -> dict[int, float]:
         """Number -> mtime of each file (of `numbers` only, when given); each file that
-        could not be stat'ed is counted in found[0]. Half of the directories are stat'ed in a
-        second thread: stat() releases the GIL, and on a large queue the kernel's work is most
-        of status's time, which the second core then shares."""
-        if len(self.dirs) < 2:
-            return _stat_all(self.dirs, numbers, found)
-        other: dict[int, float] = {}
-        other_found = [0]
-        failed: list[BaseException] = []
-
-        def half() -> None:
-            try:
-                other.update(_stat_all(self.dirs[1::2], numbers, other_found))
-            except BaseException as exc:  # raised here below, not printed by the thread
-                failed.append(exc)
-
-        thread = threading.Thread(target=half)
-        thread.start()
-        try:
-            births = _stat_all(self.dirs[::2], numbers, found)
-        finally:
-            thread.join()
-        if failed:
-            raise failed[0]
-        births.update(other)
-        found[0] += other_found[0]
+        could not be stat'ed is counted in found[0]."""
+        births = {}
+        stat = os.stat
+        for fd, names in self.dirs:
+            for name in names:
+                number = int(name)
+                if numbers is not None and number not in numbers:
+                    continue
+                try:
+                    births[number] = stat(name, dir_fd=fd).st_mtime
+                except OSError:
+                    found[0] += 1
         return births
 
     def close(self) -> None:
         for fd in self.fds:
             os.close(fd)
         self.fds = []
-
-
-def _stat_all(
-    dirs: list[tuple[int, list[str]]], numbers: set[int] | None, found: list[int]
-) -> dict[int, float]:
-    births = {}
-    stat = os.stat
-    for fd, names in dirs:
-        for name in names:
-            number = int(name)
-            if numbers is not None and number not in numbers:
-                continue
-            try:
-                births[number] = stat(name, dir_fd=fd).st_mtime
-            except OSError:
-                found[0] += 1
-    return births
 
 
 def _flat_entries(queue: str, name: str, found: Queue) -> set[int] | None:
@@ -234,10 +203,10 @@ def _read_at(directory: int, name: str) -> bytes:
         os.close(fd)
 
 
-def read_queue(root: Path, now: float) -> Queue:
+def read_queue(root: str | os.PathLike[str], now: float) -> Queue:
     """Count the queue as qmail-qstat and qmail-qread would, under `root`."""
     found = Queue()
-    queue = str(root / QUEUE)
+    queue = os.path.join(root, QUEUE)
     try:
         os.stat(queue)
     except OSError as exc:
@@ -310,20 +279,21 @@ def _iso(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(seconds))
 
 
-def read_smarthost(root: Path) -> dict[str, object]:
+def read_smarthost(root: str | os.PathLike[str]) -> dict[str, object]:
     """control/smtproutes' default route (`:host[:port]`), as qmail-remote(8) uses it."""
-    path = root / SMTPROUTES
+    path = os.path.join(root, SMTPROUTES)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as file:
+            text = file.read()
     except FileNotFoundError:
-        return {"route": None, "file": str(path), "note": "no control/smtproutes"}
+        return {"route": None, "file": path, "note": "no control/smtproutes"}
     except OSError as exc:
-        return {"route": None, "file": str(path), "not_read": _why(exc)}
+        return {"route": None, "file": path, "not_read": _why(exc)}
     routes = [line.strip() for line in text.splitlines() if line.strip()]
     default = next((r[1:] for r in routes if r.startswith(":")), None)
     return {
         "route": default or None,
-        "file": str(path),
+        "file": path,
         "domain_routes": len([r for r in routes if not r.startswith(":")]),
     }
 
@@ -367,7 +337,7 @@ class Attempts:
                     "channel": channel,
                     "recipient": address,
                     "result": result,
-                    "time": _iso(seconds),
+                    "seconds": seconds,  # as the journal's time: made a date only if shown
                     "reason": reason,
                 }
         elif text.startswith(("new msg ", "end msg ")):
@@ -382,8 +352,12 @@ class Attempts:
         for message, recipients in self.last.items():
             deferrals = [a for a in recipients.values() if a["result"] == "deferral"]
             if deferrals:
-                found[message] = max(deferrals, key=lambda a: str(a["time"]))
+                found[message] = max(deferrals, key=_seconds)
         return found
+
+
+def _seconds(attempt: dict[str, object]) -> float:
+    return float(str(attempt["seconds"]))
 
 
 def _deliveries(messages: list[tuple[float, str]]) -> dict[str, dict[str, object] | None]:
@@ -417,9 +391,11 @@ DELIVERY_LINES = [
     "--all", "--quiet", "--no-pager",
 ]  # fmt: skip
 # systemd's own lines about the unit in this boot (PID 1's, as `journalctl -u` includes them):
-# its starts and its scheduled restarts, a few per start, all of the boot.
+# its starts and its scheduled restarts, a few per start, all of the boot. Export form (each
+# entry's fields as FIELD=value lines, then an empty line): read without a JSON parser, whose
+# import (json and re) is 9 ms of status's start.
 SYSTEMD_LINES = [
-    "journalctl", "-b", "_PID=1", f"UNIT={UNIT}", "-o", "json", "--output-fields=MESSAGE_ID",
+    "journalctl", "-b", "_PID=1", f"UNIT={UNIT}", "-o", "export", "--output-fields=MESSAGE_ID",
     "--no-pager",
 ]  # fmt: skip
 # What status looks for in qmail-send's lines (Attempts, _deliveries, the lost helpers).
@@ -429,7 +405,7 @@ _WANTED = ("starting delivery ", "delivery ", "new msg ", "end msg ", LOST_HELPE
 
 
 def journal_readable(
-    root: Path, euid: int, access: Callable[[Path, int], bool] = os.access
+    root: str | os.PathLike[str], euid: int, access: Callable[[str, int], bool] = os.access
 ) -> bool | None:
     """Whether this user can read the system journal (None: no journal file to judge by).
     journalctl says nothing of it in its JSON output: it just leaves the lines out. access()
@@ -439,11 +415,11 @@ def journal_readable(
     seen = False
     for top in JOURNAL_DIRS:
         try:
-            machines = os.listdir(root / top)
+            machines = os.listdir(os.path.join(root, top))
         except OSError:
             continue
         for machine in machines:
-            path = root / top / machine / "system.journal"
+            path = os.path.join(root, top, machine, "system.journal")
             if os.path.exists(path):
                 seen = True
                 if access(path, os.R_OK):
@@ -480,12 +456,12 @@ def _systemd_lines(result: Result) -> tuple[int, int, float | None]:
     """Starts, restarts scheduled and the first line's time, from SYSTEMD_LINES' output."""
     starts = scheduled = 0
     first = None
-    for line in result.stdout.splitlines():
-        try:
-            entry = json.loads(line)
-            seconds = int(str(entry["__REALTIME_TIMESTAMP"])) / 1e6
-        except (ValueError, KeyError, TypeError):
+    for text in result.stdout.split("\n\n"):
+        entry = dict(line.partition("=")[::2] for line in text.split("\n"))
+        stamp = entry.get("__REALTIME_TIMESTAMP", "")
+        if not stamp.isdecimal():
             continue
+        seconds = int(stamp) / 1e6
         first = seconds if first is None else min(first, seconds)
         if entry.get("MESSAGE_ID") == UNIT_STARTED:
             starts += 1
@@ -622,16 +598,23 @@ def attention(report: dict[str, object]) -> list[dict[str, str]]:
 
 
 def deferred_messages(
-    attempts: Attempts, queue: dict[str, object], numbers: set[int]
+    deferred: dict[int, dict[str, object]], queue: dict[str, object], numbers: set[int]
 ) -> dict[str, object]:
-    """The queued messages whose last attempt (of any recipient) was deferred, newest first.
-    With the queue unread, every message the journal has not seen end."""
-    found = attempts.deferred()
+    """The queued messages whose last attempt (of any recipient) was deferred (Attempts'
+    `deferred()`), newest first, the first SHOWN_DEFERRED with their time as a date. With the
+    queue unread, every message the journal has not seen end."""
+    found = deferred
     if queue["counted"]:
         found = {m: a for m, a in found.items() if m in numbers}
-    ordered = sorted(found.values(), key=lambda a: (str(a["time"]), int(str(a["message"]))))
-    ordered.reverse()
-    return {"messages": len(found), "shown": ordered[:SHOWN_DEFERRED]}
+    ordered = sorted(
+        found.values(), key=lambda a: (_seconds(a), int(str(a["message"]))), reverse=True
+    )
+    shown = []
+    for attempt in ordered[:SHOWN_DEFERRED]:
+        dated = {key: value for key, value in attempt.items() if key != "seconds"}
+        dated["time"] = _iso(_seconds(attempt))
+        shown.append(dated)
+    return {"messages": len(found), "shown": shown}
 
 
 def check(
@@ -640,17 +623,18 @@ def check(
     live: bool | None = None,
     now: float | None = None,
     euid: int | None = None,
-    access: Callable[[Path, int], bool] = os.access,
+    access: Callable[[str, int], bool] = os.access,
 ) -> dict[str, object]:
     """The whole report. The service and the journal only for the running system (root /,
-    unless `live` says otherwise): under --root they are not the tree's. systemctl and
-    journalctl run while the queue is read."""
-    root = system.root
-    live = str(root) == "/" if live is None else live
+    unless `live` says otherwise): under --root they are not the tree's. What the running
+    system says (`_live`) is found beside, in a child process, while the queue is read."""
+    root = system.root_dir
+    live = system.is_live_root() if live is None else live
     skipped = {"not_read": f"--root {root} is not the running system", "skipped": True}
-    service: Callable[[], dict[str, str]] | None = None
-    journal: tuple[Callable[[], Result], Callable[[], Result]] | None = None
+    service: dict[str, object] = dict(skipped)
     journal_report: dict[str, object] = dict(skipped)
+    deferred: dict[int, dict[str, object]] = {}
+    beside = None
     if live:
         readable = journal_readable(root, os.geteuid() if euid is None else euid, access)
         if readable is False:
@@ -660,26 +644,39 @@ def check(
                 "fix": f"{AS_ROOT}; or let {user} read it: as root, usermod -a -G "
                 f"systemd-journal {user} (from {user}'s next login)",
             }
-        else:  # the longest first: it has the most to print
-            journal = (system.start(DELIVERY_LINES), system.start(SYSTEMD_LINES))
-        shown = system.start(["systemctl", "show", "-p", ",".join(SERVICE_PROPERTIES), UNIT])
-        service = lambda: _service(shown())  # noqa: E731
+        beside = system.beside(lambda: _live(system, read_journal=readable is not False))
     queue = read_queue(root, time.time() if now is None else now)
-    attempts = Attempts()
-    if journal is not None:
-        journal_report, attempts = parse_journal(journal[0](), journal[1]())
+    if beside is not None:
+        unit, journal_read, deferred = beside()
+        service = dict(unit)
+        journal_report = journal_read or journal_report
     report: dict[str, object] = {
-        "service": service() if service is not None else dict(skipped),
+        "service": service,
         "queue": queue.as_dict(),
         "smarthost": read_smarthost(root),
         "journal": journal_report,
-        "route": missing_programs(str(root)),  # the submission route's, when set up
+        "route": missing_programs(root),  # the submission route's, when set up
     }
     report["submission"] = submission_state.attention(root)
     _no_lines_seen(report)
-    report["deferred"] = deferred_messages(attempts, report["queue"], queue.numbers)  # type: ignore[arg-type]
+    report["deferred"] = deferred_messages(deferred, report["queue"], queue.numbers)  # type: ignore[arg-type]
     report["attention"] = attention(report)
     return report
+
+
+def _live(
+    system: System, *, read_journal: bool
+) -> tuple[dict[str, str], dict[str, object] | None, dict[int, dict[str, object]]]:
+    """What the running system says: the unit's state, the journal's report (None: not read)
+    and the queued messages' deferrals (Attempts' `deferred()`). journalctl and systemctl run
+    at once, the longest first: it has the most to print."""
+    journal = (system.start(DELIVERY_LINES), system.start(SYSTEMD_LINES)) if read_journal else None
+    shown = system.start(["systemctl", "show", "-p", ",".join(SERVICE_PROPERTIES), UNIT])
+    service = _service(shown())
+    if journal is None:
+        return service, None, {}
+    report, attempts = parse_journal(journal[0](), journal[1]())
+    return service, report, attempts.deferred()
 
 
 def _no_lines_seen(report: dict[str, object]) -> None:
@@ -697,8 +694,76 @@ def _no_lines_seen(report: dict[str, object]) -> None:
         journal["fix"] = f"{AS_ROOT}; check that journald keeps the log (journalctl -u {UNIT})"
 
 
-def render_json(report: dict[str, object]) -> str:
-    return json.dumps(report, indent=2, sort_keys=True)
+def render_json(report: object) -> str:
+    """The report as `json.dumps(report, indent=2, sort_keys=True)` prints it, byte for byte,
+    without importing json: its import compiles regular expressions (json and re: 8 ms of
+    the 90 that `status --json` takes on a large queue). Strings are escaped by the function
+    that json.dumps itself calls, from CPython's `_json`; without it, json is imported."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # not CPython
+        import json
+
+        return json.dumps(report, indent=2, sort_keys=True)
+    out: list[str] = []
+    _json_value(report, "\n", quote, out)
+    return "".join(out)
+
+
+def _json_value(value: object, newline: str, quote: Callable[[str], str], out: list[str]) -> None:
+    """VALUE as json.dumps writes it with indent=2 and sort_keys, at the depth that `newline`
+    (a newline and that depth's indentation) gives."""
+    if isinstance(value, str):
+        out.append(quote(value))
+    elif value is None or isinstance(value, bool):
+        out.append({None: "null", True: "true", False: "false"}[value])
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        out.append(_json_float(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        out.append("{")
+        for i, (key, item) in enumerate(sorted(value.items())):
+            out.append(("," if i else "") + inner + quote(_json_key(key)) + ": ")
+            _json_value(item, inner, quote, out)
+        out.append(newline + "}")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        out.append("[")
+        for i, item in enumerate(value):
+            out.append(("," if i else "") + inner)
+            _json_value(item, inner, quote, out)
+        out.append(newline + "]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json_float(value: float) -> str:
+    if value != value:  # noqa: PLR0124 - NaN, as json writes it
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def _json_key(key: object) -> str:
+    """A dict key as json.dumps makes it a string."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return _json_float(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
 def _restarts(service: dict[str, str], journal: dict[str, object]) -> str:

@@ -135,7 +135,7 @@ STATUS_JOURNALCTL = [
     "--quiet", "--no-pager",
 ]  # fmt: skip
 STATUS_SYSTEMD_LINES = [
-    "journalctl", "-b", "_PID=1", f"UNIT={UNIT}", "-o", "json", "--output-fields=MESSAGE_ID",
+    "journalctl", "-b", "_PID=1", f"UNIT={UNIT}", "-o", "export", "--output-fields=MESSAGE_ID",
     "--no-pager",
 ]  # fmt: skip
 # What status does besides reading the queue, timed alone on the same root: the parts.
