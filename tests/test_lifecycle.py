@@ -546,6 +546,18 @@ def test_work_beside_that_fails_in_the_child_is_done_here() -> None:
     assert System(Path("/"), environ={}).beside(work)() == "here"
 
 
+def test_work_beside_without_a_child_is_done_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No process to spare (fork refused: EAGAIN under a tight RLIMIT_NPROC): the same answer."""
+
+    def refused() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refused)
+    before = len(os.listdir("/proc/self/fd"))
+    assert System(Path("/"), environ={}).beside(os.getpid)() == os.getpid()
+    assert len(os.listdir("/proc/self/fd")) == before  # the pipe was closed
+
+
 def test_real_boundary_survives_a_missing_program(tmp_path: Path) -> None:
     result = System(Path("/"), environ={"PATH": str(tmp_path)}).call(["systemctl", "status"])
     assert result.returncode == 127
