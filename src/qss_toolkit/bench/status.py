@@ -169,6 +169,9 @@ def measure_container(
 
         where = f"{target} container, real qmail, service running, whole command"
         timings = [_run_timer(there, where, argv, runs)]
+        # What an administrator types most: the text report (no json to write).
+        text = f"{where}, without --json"
+        timings.append(_run_timer(there, text, ["qmail-send-systemd", "status"], runs))
         timings += [_run_timer(there, what, command, runs) for what, command in CONTEXT]
         result = ctx.run(argv)
         if result.returncode != 1:  # every message deferred: status must say so
