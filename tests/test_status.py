@@ -272,6 +272,33 @@ def test_every_split_directory_s_files_are_aged(root: Path) -> None:
     assert (unread, found.not_read) == ([0], [])
 
 
+def test_info_is_found_by_conf_split_or_listed_with_the_same_answer(root: Path) -> None:
+    """mess/ listed whole: each message's info/ file is stat'ed in N % conf-split, unlisted.
+    info/ with a subdirectory qmail never makes (so conf-split cannot be told) is listed:
+    the counts and the oldest message are the same either way."""
+    queue = root / "var/qmail/queue"
+
+    def age(number: int) -> int:
+        return number % 23 * 60 + number
+
+    for number in range(100, 150):
+        add_message(queue, number, remote=["a@x.org"], age=age(number))
+    add_message(queue, 7, preprocessed=False, age=10)
+    found = status.Queue()
+    info = status._Split(str(queue), "info", found, listed=False)
+    try:
+        assert sorted(info.by_split) == list(range(23)) and not info.dirs
+        assert info.births_at({100, 101, 7}, [0]) == {100: NOW - age(100), 101: NOW - age(101)}
+    finally:
+        info.close()
+    unlisted = status.read_queue(root, NOW).as_dict()
+    (queue / "info/lost+found").mkdir()
+    listed = status.read_queue(root, NOW).as_dict()
+    assert unlisted == listed
+    assert isinstance(listed["oldest"], dict) and listed["oldest"]["message"] == 137
+    assert listed["messages"] == 51 and listed["not_yet_preprocessed"] == 1
+
+
 def test_the_oldest_message_not_yet_preprocessed_is_aged_by_mess(root: Path) -> None:
     queue = root / "var/qmail/queue"
     add_message(queue, 7, preprocessed=False, age=7200)

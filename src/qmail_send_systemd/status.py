@@ -43,9 +43,8 @@ if TYPE_CHECKING:
 
 QUEUE = "var/qmail/queue"
 SMTPROUTES = "var/qmail/control/smtproutes"
-# Where qmail keeps a message's files in conf-split subdirectories (hier.c's dsplit calls):
-# mess/ and info/ are stat'ed file by file, the channels' are only counted.
-SPLIT_DIRS = ("mess", "info")
+# Where qmail keeps a message's files in conf-split subdirectories (hier.c's dsplit calls),
+# besides mess/ and info/ (read by _Split): the channels', only counted.
 CHANNELS = ("local", "remote")
 SERVICE_PROPERTIES = (
     "LoadState",
@@ -106,13 +105,17 @@ def _why(exc: OSError) -> str:
 
 
 class _Split:
-    """queue/NAME/*/: each subdirectory open once with its message files' names, so that a
-    message's file is stat'ed or opened relative to it (no path walk per file)."""
+    """queue/NAME/*/: each subdirectory open once, so that a message's file is stat'ed or
+    opened relative to it (no path walk per file); listed (its message files' names), or,
+    with `listed=False` and subdirectories named 0 to conf-split - 1, only opened: a message
+    N's file is then in N % conf-split, and is found without a listing."""
 
-    def __init__(self, queue: str, name: str, found: Queue) -> None:
+    def __init__(self, queue: str, name: str, found: Queue, *, listed: bool = True) -> None:
         self.fds: list[int] = []
         self.dirs: list[tuple[int, list[str]]] = []  # (directory fd, its message files)
+        self.by_split: dict[int, int] = {}  # N % conf-split -> directory fd, when not listed
         self.read = False
+        self.complete = False  # every subdirectory opened, and listed unless by_split
         top = f"{queue}/{name}"
         try:
             subdirs = os.listdir(top)
@@ -120,17 +123,23 @@ class _Split:
             found.not_read.append(f"{top}: {_why(exc)}")
             return
         self.read = True
+        opened: dict[str, int] = {}
         for sub in subdirs:
             try:
-                fd = os.open(f"{top}/{sub}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                opened[sub] = os.open(f"{top}/{sub}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError as exc:
                 found.not_read.append(f"{top}/{sub}: {_why(exc)}")
-                continue
-            self.fds.append(fd)
+        self.fds = list(opened.values())
+        self.complete = len(opened) == len(subdirs)
+        if not listed and self.complete and set(opened) == {str(i) for i in range(len(opened))}:
+            self.by_split = {int(sub): fd for sub, fd in opened.items()}
+            return
+        for sub, fd in opened.items():
             try:
                 names = os.listdir(fd)
             except OSError as exc:
                 found.not_read.append(f"{top}/{sub}: {_why(exc)}")
+                self.complete = False
                 continue
             self.dirs.append((fd, [entry for entry in names if entry.isdecimal()]))
 
@@ -140,7 +149,25 @@ class _Split:
     def find(self, number: int) -> tuple[int, str] | None:
         """Message NUMBER's file: its directory's fd and its name."""
         name = str(number)
+        if self.by_split:
+            return self.by_split[number % len(self.by_split)], name
         return next(((fd, name) for fd, names in self.dirs if name in names), None)
+
+    def births_at(self, numbers: set[int], found: list[int]) -> dict[int, float]:
+        """Number -> mtime of the file of each of `numbers` that exists where conf-split puts
+        it (by_split); each one that could not be stat'ed otherwise is counted in found[0]."""
+        births = {}
+        stat = os.stat
+        dirs = self.by_split
+        split = len(dirs)
+        for number in numbers:
+            try:
+                births[number] = stat(str(number), dir_fd=dirs[number % split]).st_mtime
+            except FileNotFoundError:
+                continue
+            except OSError:
+                found[0] += 1
+        return births
 
     def births(self, numbers: set[int] | None, found: list[int]) -> dict[int, float]:
         """Number -> mtime of each file (of `numbers` only, when given); each file that
@@ -212,17 +239,19 @@ def read_queue(root: str | os.PathLike[str], now: float) -> Queue:
     except OSError as exc:
         found.not_read.append(f"{queue}: {_why(exc)}")
         return found
-    splits = {name: _Split(queue, name, found) for name in SPLIT_DIRS}
+    mess = _Split(queue, "mess", found)
+    # mess/ listed whole: info/ is not listed, each message's file is stat'ed where conf-split
+    # puts it (a listing of 10,000 names less). Else info/ is listed, and each file in it aged.
+    info = _Split(queue, "info", found, listed=not mess.complete)
     try:
-        _tally(found, queue, splits, now)
+        _tally(found, queue, mess, info, now)
     finally:
-        for split in splits.values():
-            split.close()
+        mess.close()
+        info.close()
     return found
 
 
-def _tally(found: Queue, queue: str, splits: dict[str, _Split], now: float) -> None:
-    mess, info = splits["mess"], splits["info"]
+def _tally(found: Queue, queue: str, mess: _Split, info: _Split, now: float) -> None:
     todo = _flat_entries(queue, "todo", found)
     intd = _flat_entries(queue, "intd", found)
     numbers = mess.numbers()
@@ -236,7 +265,7 @@ def _tally(found: Queue, queue: str, splits: dict[str, _Split], now: float) -> N
             found.being_queued = len(intd - todo)
     unreadable = [0]
     # Number -> info/'s mtime, or mess/'s for a message without info/ (not yet preprocessed).
-    births = info.births(None, unreadable)
+    births = info.births_at(numbers, unreadable) if info.by_split else info.births(None, unreadable)
     from_info = set(births)
     without_info = numbers - from_info
     if without_info:
