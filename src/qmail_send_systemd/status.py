@@ -17,8 +17,8 @@ picture that could not be seen: the journal or the queue unreadable as this user
 one-line fix. It never says "ok" about what it could not see.
 
 Fast on a large queue (the bench's aim: 100 ms for 10,000 messages): the queue is counted from
-directory listings, each split directory opened once and info/'s files stat'ed relative to it,
-in one thread (two contend for the GIL at every stat: slower); one file is read (the oldest
+directory listings, each split directory opened once and info/'s files stat'ed relative to it
+(where conf-split puts each message of mess/: info/ is not listed), in one thread (two contend for the GIL at every stat: slower); one file is read (the oldest
 message's sender). journalctl and systemctl run meanwhile (System.start); qmail-send's lines
 are asked for in journalctl's short-unix form (a time and a text each), systemd's few in its
 export form. Nothing that status imports pulls in json, re, pathlib, enum or subprocess (most
