@@ -18,11 +18,12 @@ one-line fix. It never says "ok" about what it could not see.
 
 Fast on a large queue (the bench's aim: 100 ms for 10,000 messages): the queue is counted from
 directory listings, each split directory opened once and info/'s files stat'ed relative to it
-(where conf-split puts each message of mess/: info/ is not listed), in one thread (two contend for the GIL at every stat: slower); one file is read (the oldest
-message's sender). journalctl and systemctl run meanwhile (System.start); qmail-send's lines
-are asked for in journalctl's short-unix form (a time and a text each), systemd's few in its
-export form. Nothing that status imports pulls in json, re, pathlib, enum or subprocess (most
-of a start's imports): json only for --json, at the end.
+(where conf-split puts each message of mess/: info/ is not listed), in one thread (two contend
+for the GIL at every stat: slower); one file is read (the oldest message's sender). What
+journalctl and systemctl say is found meanwhile by a child process (System.beside, `_live`);
+qmail-send's lines are asked for in journalctl's short-unix form (a time and a text each),
+systemd's few in its export form. Nothing that status imports pulls in json, re, pathlib,
+enum or subprocess (most of a start's imports), and --json is written without json.
 """
 
 from __future__ import annotations
