@@ -179,9 +179,9 @@ class System:
                 code = 0
             finally:
                 os._exit(code)
+        os.close(writer)  # the child's: its end is the end of the result
 
         def result() -> T:
-            os.close(writer)
             chunks: list[bytes] = []
             try:
                 while True:
