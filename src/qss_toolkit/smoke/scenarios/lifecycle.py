@@ -32,6 +32,9 @@ QUEUE_FULL = 30
 SLOW_MARK = "/var/qmail/alias/slow-delivery-done"
 # Paths a purge may change besides /var/qmail: package-manager state, logs, runtime data, our
 # own staging area, and systemd's runtime records.
+# Where the package's scripts compile the helper's modules: Debian's postinst (py3compile)
+# beside them, RPM's %post into a cache the package never owns.
+BYTECODE_DIRS = ("/usr/share/qmail-send-systemd", "/var/cache/qmail-send-systemd")
 PURGE_IGNORED = (
     "/var/qmail",
     "/var/lib/dpkg",
@@ -374,6 +377,10 @@ def remove(ctx: ScenarioContext) -> None:
         link = ctx.run(["test", "-L", WANTS_LINK]).returncode == 0
         ctx.expect(not link, f"{WANTS_LINK} still exists after erase: not disabled")
     ctx.expect(ctx.queue_digest() == queue_before, "the queue changed when the package was removed")
+    # The bytecode the package's scripts compiled goes with it (Debian's prerm: py3clean;
+    # RPM's %postun on erase: the cache %post wrote).
+    left = ctx.check_output(f"find {' '.join(BYTECODE_DIRS)} -name '*.pyc' 2>/dev/null || :")
+    ctx.expect(not left.strip(), f"the helper's bytecode outlived the package:\n{left}")
 
 
 @scenario("policy-rc-d-101", families=(Family.DEB,))
