@@ -82,3 +82,30 @@ def children_commands() -> list[str]:
         except FileNotFoundError:
             continue  # gone meanwhile
     return names
+
+
+def test_a_program_that_failed_before_it_ran_is_started_once_more(tmp_path: Path) -> None:
+    """`again` recognises a failure before any of the work ran (nspawn's cgroup mount): the
+    command runs once more, once; any other failure is reported as it is, never repeated."""
+    marker = tmp_path / "starts"
+    script = (
+        "import sys; p = sys.argv[1]; n = len(open(p).read()) if __import__('os').path.exists(p)"
+        " else 0; open(p, 'a').write('x'); "
+        "sys.exit(print('ran') or 0) if n >= int(sys.argv[2]) else "
+        "sys.exit(print('setup refused', file=sys.stderr) or 1)"
+    )
+
+    def refused(stderr: str) -> bool:
+        return stderr.startswith("setup refused")
+
+    argv = [sys.executable, "-c", script, str(marker)]
+    result = run([*argv, "1"], capture=True, again=refused)
+    assert (result.returncode, result.stdout, marker.read_text()) == (0, "ran\n", "xx")
+    marker.unlink()
+    with pytest.raises(CommandFailed, match="setup refused"):  # refused twice: reported
+        run([*argv, "5"], capture=True, again=refused)
+    assert marker.read_text() == "xx"
+    marker.unlink()
+    with pytest.raises(CommandFailed):  # a failure `again` does not recognise: once only
+        run([*argv, "5"], capture=True, again=lambda stderr: False)
+    assert marker.read_text() == "x"

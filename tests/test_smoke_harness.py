@@ -32,6 +32,7 @@ from qss_toolkit.smoke.engines import base as engine_base
 from qss_toolkit.smoke.engines import nspawn as nspawn_engine
 from qss_toolkit.smoke.engines.base import BootKind, ContainerError, command_line, machine_name
 from qss_toolkit.smoke.engines.nspawn import NspawnContainer, OfflineRoot, booted, find_child
+from qss_toolkit.smoke.nspawn_argv import nspawn_setup_failed
 from qss_toolkit.smoke.runner import Status
 from qss_toolkit.smoke.scenarios.registry import (
     MAIN,
@@ -1072,6 +1073,24 @@ def test_a_smoke_root_has_a_qmail_layer_keyed_on_base_source_and_steps(
     assert rootfs.cache_key(D12) != layer and rootfs.base_key(D12) == base
 
 
+def test_a_root_s_build_steps_are_started_once_more_when_nspawn_could_not_set_it_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A cold cache builds each root with nspawn steps: one that nspawn could not set up (the
+    cgroup v1 mount refused) is started once more, as a boot or a command is."""
+    seen: list[tuple[list[str], object]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append((argv, kwargs.get("again")))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(rootfs, "run", fake_run)
+    monkeypatch.setattr(rootfs, "make_cgroups", lambda name: [])
+    rootfs.RootfsCache._customize(["true", "false"], tmp_path)
+    assert [again for _, again in seen] == [nspawn_setup_failed, nspawn_setup_failed]
+    assert [argv[-1] for argv, _ in seen] == ["true", "false"]
+
+
 def test_the_qmail_steps_are_the_documented_ones_and_parse() -> None:
     steps = qmail_root.build_steps()
     for step in steps:
@@ -1153,7 +1172,7 @@ def test_nspawn_failing_to_set_a_root_up_is_started_once_more(tmp_path: Path) ->
     result = _FlakyNspawn(tmp_path, "qssd12-off", []).run(["true"])
     assert (result.returncode, result.stdout) == (0, "ran\n")
     # What the command inside says is never taken for nspawn's own failure.
-    assert not nspawn_engine.nspawn_setup_failed("E: Failed to mount cgroup? no: a test's words")
-    assert nspawn_engine.nspawn_setup_failed(
+    assert not nspawn_setup_failed("E: Failed to mount cgroup? no: a test's words")
+    assert nspawn_setup_failed(
         "Failed to mount cgroup (type cgroup) on /sys/fs/cgroup/perf_event (...): EPERM\n"
     )

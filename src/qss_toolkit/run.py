@@ -7,7 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Union
@@ -126,31 +126,44 @@ def run(
     cwd: Path | None = None,
     text: bool = True,
     stdin: IO[Any] | None = None,  # a pipe to read from (run_pipeline), instead of `input`
+    again: Callable[[str], bool] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `cmd` with a clean locale and stdin from /dev/null unless `input` is given.
 
     On failure raise CommandFailed whose message is the copy-pasteable command line and the
-    last lines of its stderr. `capture=True` keeps stdout and stderr on the result.
+    last lines of its stderr. `capture=True` keeps stdout and stderr on the result. `again`
+    (with `capture`): given a failed command's stderr, whether the program failed before
+    anything of the work ran (systemd-nspawn that could not set a root up): it is then
+    started once more, with a warning.
     """
     argv = [os.fspath(a) for a in cmd]
     argv[0] = require(argv[0]) if os.sep not in argv[0] else argv[0]
     line = shlex.join(argv)
-    log.debug("$ %s", line)
-    try:
-        result = subprocess.run(
-            argv,
-            check=False,
-            input=input,
-            stdin=stdin if stdin is not None else None if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.PIPE if capture else None,
-            timeout=timeout,
-            env=clean_env(env),
-            cwd=cwd,
-            text=text,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(f"timed out after {timeout}s: {line}") from exc
+    given = stdin if stdin is not None else None if input is not None else subprocess.DEVNULL
+
+    def attempt() -> subprocess.CompletedProcess[str]:
+        log.debug("$ %s", line)
+        try:
+            return subprocess.run(
+                argv,
+                check=False,
+                input=input,
+                stdin=given,
+                stdout=subprocess.PIPE if capture else None,
+                stderr=subprocess.PIPE if capture else None,
+                timeout=timeout,
+                env=clean_env(env),
+                cwd=cwd,
+                text=text,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandFailed(f"timed out after {timeout}s: {line}") from exc
+
+    result = attempt()
+    if result.returncode != 0 and again is not None and again(str(result.stderr or "")):
+        said = str(result.stderr).strip().splitlines()[0]
+        log.warning("%s failed before it ran (%s): once more: %s", Path(argv[0]).name, said, line)
+        result = attempt()
     if check and result.returncode != 0:
         raise CommandFailed(_failure_message(line, result))
     return result

@@ -28,7 +28,7 @@ from qss_toolkit.run import run
 from qss_toolkit.settings import settings
 from qss_toolkit.smoke import qmail_root, qmail_source
 from qss_toolkit.smoke.cgroups import in_cgroups, make_cgroups, remove_cgroup
-from qss_toolkit.smoke.nspawn_argv import nspawn_command
+from qss_toolkit.smoke.nspawn_argv import nspawn_command, nspawn_setup_failed
 from qss_toolkit.smoke.targets import DebianRoot, Target, debian_root
 
 log = logging.getLogger("qss_toolkit")
@@ -218,12 +218,18 @@ class RootfsCache:
 
     @staticmethod
     def _customize(steps: Iterable[str], tmp: Path) -> None:
-        """Run build steps in the root (systemd-nspawn --pipe, in a private cgroup)."""
+        """Run build steps in the root (systemd-nspawn --pipe, in a private cgroup); a step
+        nspawn could not set up is started once more, as any nspawn start is."""
         cgroups = make_cgroups(f"qss-build-{tmp.name.lstrip('.')}")
         try:
             for step in steps:
                 nspawn = nspawn_command(tmp, command=["/bin/sh", "-ec", step])
-                run(in_cgroups(cgroups, nspawn), capture=True, timeout=600)
+                run(
+                    in_cgroups(cgroups, nspawn),
+                    capture=True,
+                    timeout=600,
+                    again=nspawn_setup_failed,
+                )
         finally:
             for cgroup in cgroups:
                 remove_cgroup(cgroup)

@@ -133,21 +133,12 @@ def run_inside(
     """Run `host_argv`, which enters the container `name` to run `cmd`: logged with its
     duration, and ContainerCommandFailed (command and output) on a failure when `check`.
     `again(stderr)` says that the engine itself failed to start it (nothing of `cmd` ran): it
-    is then started once more."""
+    is then started once more (run's `again`)."""
     line = cmd if isinstance(cmd, str) else shlex.join(command_line(cmd))
-
-    def attempt() -> subprocess.CompletedProcess[str]:
-        started = time.monotonic()
-        result = run(host_argv, check=False, capture=True, input=input, timeout=timeout)
-        seconds = time.monotonic() - started
-        log.debug("[%s] %.2fs $ %s -> %d", name, seconds, line, result.returncode)
-        return result
-
-    result = attempt()
-    if result.returncode != 0 and again is not None and again(result.stderr):
-        said = result.stderr.strip().splitlines()[0]
-        log.warning("%s: the container engine could not start it (%s): once more", name, said)
-        result = attempt()
+    started = time.monotonic()
+    result = run(host_argv, check=False, capture=True, input=input, timeout=timeout, again=again)
+    seconds = time.monotonic() - started
+    log.debug("[%s] %.2fs $ %s -> %d", name, seconds, line, result.returncode)
     if check and result.returncode != 0:
         raise ContainerCommandFailed(line, result.returncode, result.stdout + result.stderr)
     return result

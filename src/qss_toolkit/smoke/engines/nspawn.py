@@ -44,7 +44,7 @@ from qss_toolkit.smoke.engines.base import (
     wait_link_gone,
     wait_until_settled,
 )
-from qss_toolkit.smoke.nspawn_argv import nspawn_command
+from qss_toolkit.smoke.nspawn_argv import nspawn_command, nspawn_setup_failed
 from qss_toolkit.smoke.rootfs import RootfsCache
 from qss_toolkit.smoke.targets import DebianRoot, Target
 
@@ -52,15 +52,6 @@ log = logging.getLogger("qss_toolkit")
 
 # systemd-nspawn's exit status when the container's systemd rebooted (systemd-nspawn(1)).
 NSPAWN_REBOOTED = 133
-# systemd-nspawn's own error when it could not mount a cgroup v1 hierarchy into the container
-# (seen twice, both in cold CI runs with many roots starting at once on a host with cgroup v1
-# controllers: perf_event, EPERM). Nothing of the container ran: it is started once more.
-NSPAWN_CGROUP_MOUNT_FAILED = "Failed to mount cgroup (type cgroup) on "
-
-
-def nspawn_setup_failed(output: str) -> bool:
-    """Whether systemd-nspawn's output says it failed to set the container up (see above)."""
-    return any(line.startswith(NSPAWN_CGROUP_MOUNT_FAILED) for line in output.splitlines())
 
 
 def veth_peer(container: Container, inside: str = "host0") -> str:
