@@ -328,12 +328,8 @@ def read_smarthost(root: str | os.PathLike[str]) -> dict[str, object]:
     }
 
 
-def read_service(system: System) -> dict[str, str]:
-    """`systemctl show` of the unit: state, since when, main PID, NRestarts."""
-    return _service(system.systemctl("show", "-p", ",".join(SERVICE_PROPERTIES), UNIT))
-
-
 def _service(result: Result) -> dict[str, str]:
+    """`systemctl show` of the unit (see _live): state, since when, main PID, NRestarts."""
     if not result.ok:
         return {"not_read": f"systemctl show: {_failure(result)}"}
     shown = dict(line.partition("=")[::2] for line in result.stdout.splitlines() if "=" in line)
