@@ -741,12 +741,8 @@ def _json_value(value: object, newline: str, quote: Callable[[str], str], out: l
     (a newline and that depth's indentation) gives."""
     if isinstance(value, str):
         out.append(quote(value))
-    elif value is None or isinstance(value, bool):
-        out.append({None: "null", True: "true", False: "false"}[value])
-    elif isinstance(value, int):
-        out.append(int.__repr__(value))
-    elif isinstance(value, float):
-        out.append(_json_float(value))
+    elif value is None or isinstance(value, (bool, int, float)):
+        out.append(_json_scalar(value))
     elif isinstance(value, dict):
         if not value:
             out.append("{}")
@@ -771,7 +767,12 @@ def _json_value(value: object, newline: str, quote: Callable[[str], str], out: l
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _json_float(value: float) -> str:
+def _json_scalar(value: bool | int | float | None) -> str:
+    """null, true, false or a number, as json.dumps writes it (a value, or a dict key)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
     if value != value:  # noqa: PLR0124 - NaN, as json writes it
         return "NaN"
     if value in (float("inf"), float("-inf")):
@@ -783,12 +784,8 @@ def _json_key(key: object) -> str:
     """A dict key as json.dumps makes it a string."""
     if isinstance(key, str):
         return key
-    if key is None or isinstance(key, bool):
-        return {None: "null", True: "true", False: "false"}[key]
-    if isinstance(key, int):
-        return int.__repr__(key)
-    if isinstance(key, float):
-        return _json_float(key)
+    if key is None or isinstance(key, (bool, int, float)):
+        return _json_scalar(key)
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 

@@ -249,7 +249,8 @@ class System:
 
 def _find(program: str, environ: Mapping[str, str]) -> str | None:
     """PROGRAM's path in the PATH of `environ`, as subprocess looks for it (posix_spawnp would
-    look in this process's PATH instead)."""
+    look in this process's PATH instead). shutil.which's loop, which System.have calls: its
+    import (fnmatch, and through it re) is what status's start does without."""
     if "/" in program:
         return program
     for directory in os.get_exec_path(environ):
