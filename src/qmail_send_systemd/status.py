@@ -434,7 +434,8 @@ def journal_readable(
     root: str | os.PathLike[str], euid: int, access: Callable[[str, int], bool] = os.access
 ) -> bool | None:
     """Whether this user can read the system journal (None: no journal file to judge by).
-    journalctl says nothing of it in its JSON output: it just leaves the lines out. access()
+    journalctl need not say so (its JSON output, the form status read before 1.2.0, carries no
+    hint): it just leaves the lines out. access()
     and not the mode bits: journald gives groups adm and wheel read access by ACLs."""
     if euid == 0:
         return True
